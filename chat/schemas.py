@@ -1,0 +1,83 @@
+"""Client-to-server payloads of namespace `/live`, validated strictly (no type coercion)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+
+from chat.errors import ChatError
+
+RoomId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+StreamId = Annotated[str, StringConstraints(pattern=r"^\d{1,20}-\d{1,20}$")]
+MessageId = Annotated[str, StringConstraints(pattern=r"^(\d{1,20}-\d{1,20}|h-[0-9a-f]{32})$")]
+UserId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+
+ModAction = Literal[
+    "mute",
+    "unmute",
+    "ban",
+    "unban",
+    "delete",
+    "clear",
+    "slow",
+    "pin_message",
+    "unpin_message",
+    "approve",
+    "reject",
+    "block_term",
+    "unblock_term",
+]
+
+
+class _Payload(BaseModel):
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+
+
+class JoinIn(_Payload):
+    room: RoomId
+    since: StreamId | None = None
+
+
+class LeaveIn(_Payload):
+    room: RoomId
+
+
+class ChatIn(_Payload):
+    room: RoomId
+    text: str
+
+
+class LikeIn(_Payload):
+    room: RoomId
+    count: int = Field(1, ge=1, le=100)
+
+
+class ModIn(_Payload):
+    room: RoomId
+    action: ModAction
+    user_id: UserId | None = None
+    message_id: MessageId | None = None
+    seconds: int | None = Field(None, ge=0, le=7 * 24 * 3600)
+    term: str | None = Field(None, max_length=100)
+
+
+class RoomIn(_Payload):
+    room: RoomId
+
+
+P = TypeVar("P", bound=_Payload)
+
+
+def parse(model: type[P], data: Any) -> P:
+    """Validate a payload or raise a ChatError naming each problem."""
+    if not isinstance(data, dict):
+        raise ChatError("invalid_payload", "the payload must be an object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'payload'}: {e['msg']}"
+            for e in exc.errors(include_url=False)
+        )
+        raise ChatError("invalid_payload", problems) from None

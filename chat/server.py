@@ -1,0 +1,512 @@
+"""Socket.IO namespace `/live`: join, chat, like and moderation, fanned out across nodes.
+
+Clients authenticate at connect with `auth: {token}`. Every request is answered through its
+acknowledgement, `{ok: true, ...}` or `{ok: false, error, detail}`; nothing a client sends can
+raise out of a handler.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis.asyncio as aioredis
+import socketio
+from aiohttp import web
+from redis.exceptions import RedisError
+
+from chat import schemas
+from chat.bus import Envelope, RoomBus
+from chat.counters import LikeCounter, ViewerCounter
+from chat.errors import ChatError
+from chat.history import History
+from chat.moderation import Moderation
+from chat.text import clean_text, compile_terms, normalise_term
+from live.auth import Claims, TokenAuthority
+from live.errors import ApiError
+from live.events import RoomStateSource
+from live.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+NAMESPACE = "/live"
+DEFAULT_MUTE_S = 300
+Handler = Callable[[str, Any], Awaitable[dict[str, Any]]]
+
+
+@dataclass
+class ChatConfig:
+    node_id: str
+    max_chars: int = 500
+    history_len: int = 1000
+    rate_count: int = 20
+    rate_window_s: float = 30.0
+    likes_flush_ms: int = 200
+    viewer_interval_s: float = 1.0
+
+
+@dataclass
+class _Socket:
+    claims: Claims
+    rooms: set[str] = field(default_factory=set)
+
+
+def _mods(room: str) -> str:
+    return "mods:" + room
+
+
+class ChatServer:
+    """The chat layer of one node; also the node's `RoomBroadcast` for other packages."""
+
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        auth: TokenAuthority,
+        metrics: Metrics,
+        config: ChatConfig,
+        room_exists: Callable[[str], Awaitable[bool]],
+        room_state: RoomStateSource,
+    ) -> None:
+        self.config = config
+        self._auth = auth
+        self._metrics = metrics
+        self._room_exists = room_exists
+        self._room_state = room_state
+        self.sio = socketio.AsyncServer(
+            async_mode="aiohttp",
+            cors_allowed_origins="*",
+            max_http_buffer_size=1_000_000,
+            logger=False,
+            engineio_logger=False,
+        )
+        self.history = History(redis, config.history_len)
+        self.moderation = Moderation(redis, config.rate_count, config.rate_window_s)
+        self.likes = LikeCounter(redis)
+        self.viewers = ViewerCounter(redis, config.node_id)
+        self.bus = RoomBus(redis, config.node_id, self._deliver)
+        self._sockets: dict[str, _Socket] = {}
+        self._members: defaultdict[str, set[str]] = defaultdict(set)
+        self._user_sids: defaultdict[tuple[str, str], set[str]] = defaultdict(set)
+        self._terms: dict[str, Any] = {}  # room -> compiled pattern (or None), refreshed on change
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._register()
+
+    # Lifecycle
+    def attach(self, app: web.Application) -> None:
+        self.sio.attach(app, socketio_path="socket.io")
+
+    async def start(self) -> None:
+        await self.bus.start()
+        self._spawn(self._tick_likes(), "likes-ticker")
+        self._spawn(self._tick_viewers(), "viewers-ticker")
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        with contextlib.suppress(RedisError, OSError):
+            await self.viewers.withdraw(list(self._members))
+        await self.bus.stop()
+
+    def _spawn(self, coro: Awaitable[None], name: str) -> None:
+        task = asyncio.ensure_future(coro)
+        task.set_name(name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # RoomBroadcast port
+    async def emit(self, room: str, event: str, data: dict[str, Any]) -> None:
+        await self._fanout(room, event, data, "room")
+
+    async def _fanout(self, room: str, event: str, data: dict[str, Any], target: str) -> None:
+        await self._deliver(room, {"e": event, "d": data, "t": target})
+        await self.bus.publish(room, event, data, target)
+
+    async def _deliver(self, room: str, envelope: Envelope) -> None:
+        event, data, target = envelope["e"], envelope["d"], envelope["t"]
+        if "n" in envelope:
+            self._metrics.chat_events_in.inc()
+        if target == "room":
+            if event == "likes":
+                self.likes.observe(room, data["total"])
+                return  # emitted by the ticker, at most once per tick
+            if event == "terms_changed":
+                self._terms.pop(room, None)
+                return
+            await self.sio.emit(event, data, room=room, namespace=NAMESPACE)
+        elif target == "mods":
+            await self.sio.emit(event, data, room=_mods(room), namespace=NAMESPACE)
+        elif target.startswith("user:") or target.startswith("kick:"):
+            kind, _, user = target.partition(":")
+            for sid in list(self._user_sids.get((room, user), ())):
+                await self.sio.emit(event, data, to=sid, namespace=NAMESPACE)
+                if kind == "kick":
+                    await self._leave(sid, room)
+                    await self.sio.disconnect(sid, namespace=NAMESPACE)
+
+    # Handlers
+    def _register(self) -> None:
+        self.sio.on("connect", self._on_connect, namespace=NAMESPACE)
+        self.sio.on("disconnect", self._on_disconnect, namespace=NAMESPACE)
+        handlers: dict[str, Handler] = {
+            "join": self._on_join,
+            "leave": self._on_leave,
+            "chat": self._on_chat,
+            "like": self._on_like,
+            "mod": self._on_mod,
+            "mod_state": self._on_mod_state,
+        }
+        for event, handler in handlers.items():
+            self.sio.on(event, self._guard(event, handler), namespace=NAMESPACE)
+
+    def _guard(self, event: str, handler: Handler) -> Callable[..., Awaitable[dict[str, Any]]]:
+        async def guarded(sid: str, data: Any = None, *_extra: Any) -> dict[str, Any]:
+            try:
+                return await handler(sid, data)
+            except ChatError as exc:
+                return exc.ack()
+            except RedisError as exc:
+                log.warning("store error in %s: %s", event, exc)
+                return {"ok": False, "error": "store_unavailable", "detail": "try again shortly"}
+            except Exception:
+                log.exception("unhandled error in chat event %s", event)
+                return {"ok": False, "error": "internal", "detail": "an internal error occurred"}
+
+        return guarded
+
+    async def _on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+        token = auth.get("token") if isinstance(auth, dict) else None
+        try:
+            claims = self._auth.verify(token)
+        except ApiError as exc:
+            raise socketio.exceptions.ConnectionRefusedError(exc.body()) from None
+        self._sockets[sid] = _Socket(claims)
+        self._metrics.sockets.inc()
+
+    async def _on_disconnect(self, sid: str, *_reason: Any) -> None:
+        sock = self._sockets.get(sid)
+        if sock is None:
+            return
+        for room in list(sock.rooms):
+            await self._leave(sid, room)
+        del self._sockets[sid]
+        self._metrics.sockets.dec()
+
+    def _socket(self, sid: str) -> _Socket:
+        sock = self._sockets.get(sid)
+        if sock is None:
+            raise ChatError("not_connected", "the connection is not authenticated")
+        return sock
+
+    def _joined(self, sid: str, room: str) -> _Socket:
+        sock = self._socket(sid)
+        if room not in sock.rooms:
+            raise ChatError("not_joined", f"join room {room!r} first")
+        return sock
+
+    async def _on_join(self, sid: str, data: Any) -> dict[str, Any]:
+        req = schemas.parse(schemas.JoinIn, data)
+        sock = self._socket(sid)
+        claims = sock.claims
+        if not await self._room_exists(req.room):
+            raise ChatError("unknown_room", f"there is no room {req.room!r}")
+        if not claims.in_room(req.room):
+            raise ChatError("forbidden", f"the token does not grant room {req.room!r}")
+        if await self.moderation.is_banned(req.room, claims.sub):
+            raise ChatError("banned", "you are banned from this room")
+        if req.room not in sock.rooms:
+            # Enter before reading history: a message sent meanwhile may then arrive twice
+            # (clients dedupe by id) but is never missed.
+            sock.rooms.add(req.room)
+            await self.sio.enter_room(sid, req.room, namespace=NAMESPACE)
+            if claims.can_moderate(req.room):
+                await self.sio.enter_room(sid, _mods(req.room), namespace=NAMESPACE)
+            self._members[req.room].add(sid)
+            self._user_sids[(req.room, claims.sub)].add(sid)
+            await self.bus.watch(req.room)
+            await self.moderation.remember_user(req.room, claims.sub, claims.name)
+        history = await self.history.since(req.room, req.since)
+        state = await self.room_state(req.room)
+        return {"ok": True, "history": history, "state": state, "user": claims.public_user()}
+
+    async def room_state(self, room: str) -> dict[str, Any]:
+        state = await self._room_state(room)
+        state["pinned_message"] = await self.moderation.pinned(room)
+        state["likes"] = await self.likes.total(room)
+        state["viewers"] = await self.viewers.total(room)
+        state["slow"] = await self.moderation.slow(room)
+        return state
+
+    async def _on_leave(self, sid: str, data: Any) -> dict[str, Any]:
+        req = schemas.parse(schemas.LeaveIn, data)
+        self._joined(sid, req.room)
+        await self._leave(sid, req.room)
+        return {"ok": True}
+
+    async def _leave(self, sid: str, room: str) -> None:
+        sock = self._sockets.get(sid)
+        if sock is None or room not in sock.rooms:
+            return
+        sock.rooms.discard(room)
+        await self.sio.leave_room(sid, room, namespace=NAMESPACE)
+        await self.sio.leave_room(sid, _mods(room), namespace=NAMESPACE)
+        self._members[room].discard(sid)
+        key = (room, sock.claims.sub)
+        self._user_sids[key].discard(sid)
+        if not self._user_sids[key]:
+            del self._user_sids[key]
+        if not self._members[room]:
+            del self._members[room]
+            self._terms.pop(room, None)
+            self.likes.forget(room)
+            with contextlib.suppress(RedisError, OSError):
+                await self.bus.unwatch(room)
+
+    async def _on_chat(self, sid: str, data: Any) -> dict[str, Any]:
+        started = time.perf_counter()
+        req = schemas.parse(schemas.ChatIn, data)
+        claims = self._joined(sid, req.room).claims
+        text = clean_text(req.text, self.config.max_chars)
+        privileged = claims.can_moderate(req.room)
+        status, until = await self.moderation.admit(req.room, claims.sub, privileged)
+        if status != "ok":
+            self._metrics.chat_messages.labels(status).inc()
+            raise ChatError(status, _refusal(status), until=until)
+        message: dict[str, Any] = {
+            "room": req.room,
+            "user": claims.public_user(),
+            "text": text,
+            "ts": int(time.time() * 1000),
+        }
+        if not privileged and await self._blocked(req.room, text):
+            message["id"] = "h-" + secrets.token_hex(16)
+            await self.moderation.hold(req.room, message)
+            await self._fanout(req.room, "held", {"room": req.room, "message": message}, "mods")
+            self._metrics.chat_messages.labels("held").inc()
+            return {"ok": True, "id": message["id"], "held": True}
+        message["id"] = await self.history.append(req.room, message)
+        await self._fanout(req.room, "chat", message, "room")
+        self._metrics.chat_messages.labels("ok").inc()
+        self._metrics.chat_handle_seconds.observe(time.perf_counter() - started)
+        return {"ok": True, "id": message["id"]}
+
+    async def _blocked(self, room: str, text: str) -> bool:
+        if room not in self._terms:
+            self._terms[room] = compile_terms(await self.moderation.terms(room))
+        pattern = self._terms[room]
+        return pattern is not None and pattern.search(text) is not None
+
+    async def _on_like(self, sid: str, data: Any) -> dict[str, Any]:
+        req = schemas.parse(schemas.LikeIn, data)
+        self._joined(sid, req.room)
+        self.likes.add(req.room, req.count)
+        self._metrics.likes.inc(req.count)
+        return {"ok": True}
+
+    async def _on_mod_state(self, sid: str, data: Any) -> dict[str, Any]:
+        req = schemas.parse(schemas.RoomIn, data)
+        self._require_moderator(sid, req.room)
+        mod = self.moderation
+        muted = await mod.muted(req.room)
+        banned = await mod.banned(req.room)
+        names = await mod.names(req.room, [m["user_id"] for m in muted] + banned)
+        return {
+            "ok": True,
+            "muted": [{**m, "name": names[m["user_id"]]} for m in muted],
+            "banned": [{"user_id": u, "name": names[u]} for u in banned],
+            "held": await mod.held(req.room),
+            "audit": await mod.audit_log(req.room),
+            "slow": await mod.slow(req.room),
+            "terms": await mod.terms(req.room),
+            "pinned_message": await mod.pinned(req.room),
+        }
+
+    def _require_moderator(self, sid: str, room: str) -> Claims:
+        claims = self._socket(sid).claims
+        if not claims.can_moderate(room):
+            raise ChatError("forbidden", f"only a host or moderator of room {room!r} may do this")
+        return claims
+
+    async def _on_mod(self, sid: str, data: Any) -> dict[str, Any]:
+        req = schemas.parse(schemas.ModIn, data)
+        claims = self._require_moderator(sid, req.room)
+        if not await self._room_exists(req.room):
+            raise ChatError("unknown_room", f"there is no room {req.room!r}")
+        result = await _MOD_ACTIONS[req.action](self, req, claims)
+        entry = {
+            "action": req.action,
+            "actor": claims.sub,
+            "actor_name": claims.name,
+            **{k: v for k, v in req.model_dump().items() if k not in ("room", "action") and v},
+        }
+        audit = await self.moderation.audit(req.room, entry)
+        await self._fanout(req.room, "audit", {"room": req.room, "entry": audit}, "mods")
+        self._metrics.mod_actions.labels(req.action).inc()
+        return {"ok": True, **result}
+
+    # Moderator actions; each returns extra acknowledgement fields.
+    async def _mute(self, req: schemas.ModIn, claims: Claims) -> dict[str, Any]:
+        user = _target_user(req, claims)
+        until = await self.moderation.mute(req.room, user, req.seconds or DEFAULT_MUTE_S)
+        await self._fanout(req.room, "muted", {"room": req.room, "until": until}, "user:" + user)
+        return {"until": until}
+
+    async def _unmute(self, req: schemas.ModIn, claims: Claims) -> dict[str, Any]:
+        user = _target_user(req, claims)
+        await self.moderation.unmute(req.room, user)
+        await self._fanout(req.room, "muted", {"room": req.room, "until": 0}, "user:" + user)
+        return {}
+
+    async def _ban(self, req: schemas.ModIn, claims: Claims) -> dict[str, Any]:
+        user = _target_user(req, claims)
+        await self.moderation.ban(req.room, user)
+        await self._fanout(req.room, "banned", {"room": req.room}, "kick:" + user)
+        return {}
+
+    async def _unban(self, req: schemas.ModIn, claims: Claims) -> dict[str, Any]:
+        await self.moderation.unban(req.room, _target_user(req, claims))
+        return {}
+
+    async def _delete(self, req: schemas.ModIn, claims: Claims) -> dict[str, Any]:
+        message_id = _target_message(req)
+        if not await self.history.delete(req.room, message_id):
+            raise ChatError("unknown_message", f"no message {message_id} in this room")
+        pinned = await self.moderation.pinned(req.room)
+        if pinned and pinned.get("id") == message_id:
+            await self.moderation.pin(req.room, None)
+            await self._fanout(req.room, "pinned", {"room": req.room, "message": None}, "room")
+        await self._fanout(req.room, "deleted", {"room": req.room, "message_id": message_id}, "room")
+        return {}
+
+    async def _clear(self, req: schemas.ModIn, claims: Claims) -> dict[str, Any]:
+        await self.history.clear(req.room)
+        await self._fanout(req.room, "cleared", {"room": req.room}, "room")
+        return {}
+
+    async def _slow(self, req: schemas.ModIn, claims: Claims) -> dict[str, Any]:
+        if req.seconds is None or req.seconds > 3600:
+            raise ChatError("invalid_payload", "slow needs seconds between 0 (off) and 3600")
+        await self.moderation.set_slow(req.room, req.seconds)
+        await self._fanout(req.room, "slow", {"room": req.room, "seconds": req.seconds}, "room")
+        return {"seconds": req.seconds}
+
+    async def _pin_message(self, req: schemas.ModIn, claims: Claims) -> dict[str, Any]:
+        message_id = _target_message(req)
+        message = await self.history.get(req.room, message_id)
+        if message is None:
+            raise ChatError("unknown_message", f"no message {message_id} in this room")
+        await self.moderation.pin(req.room, message)
+        await self._fanout(req.room, "pinned", {"room": req.room, "message": message}, "room")
+        return {}
+
+    async def _unpin_message(self, req: schemas.ModIn, claims: Claims) -> dict[str, Any]:
+        await self.moderation.pin(req.room, None)
+        await self._fanout(req.room, "pinned", {"room": req.room, "message": None}, "room")
+        return {}
+
+    async def _approve(self, req: schemas.ModIn, claims: Claims) -> dict[str, Any]:
+        held = await self._take_held(req)
+        held.pop("id")
+        held["id"] = await self.history.append(req.room, held)
+        await self._fanout(req.room, "chat", held, "room")
+        return {"id": held["id"]}
+
+    async def _reject(self, req: schemas.ModIn, claims: Claims) -> dict[str, Any]:
+        await self._take_held(req)
+        return {}
+
+    async def _take_held(self, req: schemas.ModIn) -> dict[str, Any]:
+        held_id = _target_message(req)
+        held = await self.moderation.take_held(req.room, held_id)
+        if held is None:
+            raise ChatError("unknown_message", f"no held message {held_id} in this room")
+        data = {"room": req.room, "message_id": held_id, "action": req.action}
+        await self._fanout(req.room, "held_resolved", data, "mods")
+        return held
+
+    async def _block_term(self, req: schemas.ModIn, claims: Claims) -> dict[str, Any]:
+        term = normalise_term(req.term or "")
+        await self.moderation.add_term(req.room, term)
+        await self._fanout(req.room, "terms_changed", {"room": req.room}, "room")
+        return {"term": term}
+
+    async def _unblock_term(self, req: schemas.ModIn, claims: Claims) -> dict[str, Any]:
+        term = normalise_term(req.term or "")
+        await self.moderation.remove_term(req.room, term)
+        await self._fanout(req.room, "terms_changed", {"room": req.room}, "room")
+        return {"term": term}
+
+    # Tickers
+    async def _tick_likes(self) -> None:
+        interval = self.config.likes_flush_ms / 1000
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                for room, total in (await self.likes.flush()).items():
+                    data = {"room": room, "total": total}
+                    if room in self._members:
+                        await self.sio.emit("likes", data, room=room, namespace=NAMESPACE)
+                    await self.bus.publish(room, "likes", data, "room")
+            except (RedisError, OSError) as exc:
+                log.warning("likes flush failed: %s", exc)
+
+    async def _tick_viewers(self) -> None:
+        while True:
+            try:
+                local = {room: len(sids) for room, sids in self._members.items()}
+                self._metrics.rooms_joined.set(len(local))
+                for room, count in (await self.viewers.publish(local)).items():
+                    data = {"room": room, "count": count}
+                    await self.sio.emit("viewers", data, room=room, namespace=NAMESPACE)
+            except (RedisError, OSError) as exc:
+                log.warning("viewer count update failed: %s", exc)
+            await asyncio.sleep(self.config.viewer_interval_s)
+
+
+_MOD_ACTIONS: dict[str, Callable[[ChatServer, schemas.ModIn, Claims], Awaitable[dict[str, Any]]]] = {
+    "mute": ChatServer._mute,
+    "unmute": ChatServer._unmute,
+    "ban": ChatServer._ban,
+    "unban": ChatServer._unban,
+    "delete": ChatServer._delete,
+    "clear": ChatServer._clear,
+    "slow": ChatServer._slow,
+    "pin_message": ChatServer._pin_message,
+    "unpin_message": ChatServer._unpin_message,
+    "approve": ChatServer._approve,
+    "reject": ChatServer._reject,
+    "block_term": ChatServer._block_term,
+    "unblock_term": ChatServer._unblock_term,
+}
+
+
+def _target_user(req: schemas.ModIn, claims: Claims) -> str:
+    if not req.user_id:
+        raise ChatError("invalid_payload", f"{req.action} needs user_id")
+    if req.user_id == claims.sub:
+        raise ChatError("invalid_target", "moderators cannot act on themselves")
+    return req.user_id
+
+
+def _target_message(req: schemas.ModIn) -> str:
+    if not req.message_id:
+        raise ChatError("invalid_payload", f"{req.action} needs message_id")
+    return req.message_id
+
+
+def _refusal(status: str) -> str:
+    return {
+        "banned": "you are banned from this room",
+        "muted": "you are muted in this room",
+        "slow": "slow mode is on: wait before sending again",
+        "rate_limited": "too many messages: wait before sending again",
+    }.get(status, status)

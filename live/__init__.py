@@ -1,0 +1,1 @@
+"""Live-commerce server: kernel (config, auth, store, metrics, events) and composition root."""

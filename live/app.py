@@ -1,0 +1,80 @@
+"""Composition root: builds a node's aiohttp application and runs it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+from aiohttp import web
+
+from live import api_rooms, pages
+from live.config import Settings
+from live.http import AUTH, METRICS, error_middleware
+from live.node import NODE, Node
+from live.store import embedded_valkey, redis_client
+
+log = logging.getLogger(__name__)
+
+
+def build_app(node: Node) -> web.Application:
+    app = web.Application(middlewares=[error_middleware], client_max_size=256 * 1024)
+    app[NODE] = node
+    app[METRICS] = node.metrics
+    app[AUTH] = node.auth
+    app.add_routes(api_rooms.routes)
+    pages.setup(app)
+    node.chat.attach(app)
+    app.on_startup.append(node.start)
+    app.on_cleanup.append(node.stop)
+    return app
+
+
+@dataclass
+class RunningNode:
+    node: Node
+    runner: web.AppRunner
+    url: str
+
+
+@contextlib.asynccontextmanager
+async def serve(settings: Settings, redis: aioredis.Redis) -> AsyncIterator[RunningNode]:
+    """Run a node on `settings.host:port` (port 0 picks a free one) until the block exits."""
+    node = Node(settings, redis)
+    runner = web.AppRunner(build_app(node), handle_signals=False, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.host, settings.port)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1] if site._server else settings.port  # type: ignore[union-attr]
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    url = f"http://{host}:{port}"
+    if settings.public_url is None:
+        settings.public_url = url
+    log.info("node %s serving on %s (role %s)", settings.node_id, url, settings.role)
+    try:
+        yield RunningNode(node, runner, url)
+    finally:
+        await runner.cleanup()
+
+
+@contextlib.asynccontextmanager
+async def shared_store(settings: Settings) -> AsyncIterator[aioredis.Redis]:
+    """The configured Redis, or an embedded Valkey for the lifetime of the block."""
+    with contextlib.ExitStack() as stack:
+        url = settings.redis_url or stack.enter_context(embedded_valkey(settings.data_dir))
+        async with redis_client(url, cluster=settings.redis_cluster) as redis:
+            yield redis
+
+
+async def wait_for_shutdown() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+

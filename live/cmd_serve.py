@@ -1,0 +1,22 @@
+"""Run one node: REST API, Socket.IO chat, web pages (and media, per role).
+
+With no REDIS_URL the node starts an embedded Valkey under --data-dir.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from live import logs
+from live.app import serve, shared_store, wait_for_shutdown
+
+
+async def run(args: argparse.Namespace) -> int:
+    from live.cli import settings_from
+
+    settings = settings_from(args)
+    logs.configure(settings.log_level, settings.log_json)
+    async with shared_store(settings) as redis, serve(settings, redis) as running:
+        print(f"node {settings.node_id} listening on {running.url}", flush=True)
+        await wait_for_shutdown()
+    return 0

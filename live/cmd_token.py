@@ -1,0 +1,19 @@
+"""Print a JWT signed with this deployment's secret (LIVE_JWT_SECRET)."""
+
+from __future__ import annotations
+
+import argparse
+
+from live.auth import TokenAuthority
+from live.config import Settings
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = Settings()
+    authority = TokenAuthority(settings.jwt_secret.get_secret_value())
+    print(
+        authority.issue(
+            user=args.user, role=args.role, name=args.name, rooms=args.room, ttl_s=args.ttl
+        )
+    )
+    return 0

@@ -1,0 +1,59 @@
+"""Typed settings, read from `LIVE_*` environment variables (and `.env`), overridable by CLI flags."""
+
+from __future__ import annotations
+
+import secrets
+import socket
+import uuid
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Role = Literal["all", "origin", "edge"]
+
+
+class Settings(BaseSettings):
+    """Everything a node needs to start; one instance per node."""
+
+    model_config = SettingsConfigDict(env_prefix="LIVE_", env_file=".env", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    role: Role = "all"
+    region: str = "local"
+    node_id: str = Field(default_factory=lambda: f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}")
+    public_url: str | None = None
+    origin_url: str | None = None
+
+    # No REDIS_URL means: start an embedded Valkey with its data under data_dir.
+    redis_url: str | None = Field(None, validation_alias=AliasChoices("REDIS_URL", "LIVE_REDIS_URL"))
+    redis_cluster: bool = False
+    data_dir: Path = Path("var")
+
+    jwt_secret: SecretStr = Field(
+        default_factory=lambda: SecretStr(secrets.token_urlsafe(32)),
+        validation_alias=AliasChoices("LIVE_JWT_SECRET", "JWT_SECRET"),
+    )
+    jwt_public_key: str | None = None  # PEM; when set, RS256 tokens are accepted
+
+    # Chat
+    chat_max_chars: int = 500
+    chat_history_len: int = 1000
+    chat_rate_count: int = 20
+    chat_rate_window_s: float = 30.0
+    likes_flush_ms: int = 200
+    viewer_count_interval_s: float = 1.0
+
+    # WebRTC: the addresses aioice offers as host candidates (loopback for tests and demos).
+    ice_addresses: list[str] = Field(default_factory=lambda: ["127.0.0.1"])
+
+    purchase_stream: str = "live:purchases"
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    @property
+    def advertised_url(self) -> str:
+        """The URL clients should use to reach this node."""
+        return self.public_url or f"http://{self.host}:{self.port}"

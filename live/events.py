@@ -1,0 +1,20 @@
+"""Ports between domain packages: the room broadcast and the room-state sources.
+
+Commerce and media announce room events through `RoomBroadcast` without importing chat; the chat
+layer implements it and delivers to every node's sockets in the room.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+
+class RoomBroadcast(Protocol):
+    async def emit(self, room: str, event: str, data: dict[str, Any]) -> None:
+        """Deliver `event` to every client in `room` on every node."""
+        ...
+
+
+# Contributes keys to the room state a client gets on join and from GET /api/rooms/{room}.
+RoomStateSource = Callable[[str], Awaitable[dict[str, Any]]]

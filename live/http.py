@@ -1,0 +1,89 @@
+"""HTTP plumbing shared by every route: JSON errors, request metrics, body validation, auth."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from live.auth import Claims, TokenAuthority
+from live.errors import ApiError
+from live.metrics import Metrics
+
+log = logging.getLogger(__name__)
+M = TypeVar("M", bound=BaseModel)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+METRICS = web.AppKey("metrics", Metrics)
+AUTH = web.AppKey("auth", TokenAuthority)
+
+
+def json_error(status: int, code: str, detail: str, **extra: Any) -> web.Response:
+    return web.json_response({"error": code, "detail": detail, **extra}, status=status)
+
+
+def validation_detail(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors(include_url=False):
+        where = ".".join(str(p) for p in err["loc"]) or "body"
+        parts.append(f"{where}: {err['msg']}")
+    return "; ".join(parts)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every failure leaves as `{"error", "detail"}` JSON; nothing escapes as a bare 500."""
+    metrics = request.app[METRICS]
+    route = request.match_info.route.resource
+    route_name = route.canonical if route is not None else "unmatched"
+    try:
+        response = await handler(request)
+    except ApiError as exc:
+        response = web.json_response(exc.body(), status=exc.status, headers=exc.headers)
+        metrics.http_errors.labels(exc.code).inc()
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(
+            exc.status, "http_error"
+        )
+        response = json_error(exc.status, code, exc.reason)
+        metrics.http_errors.labels(code).inc()
+    except (RedisConnectionError, RedisTimeoutError, ConnectionRefusedError) as exc:
+        log.warning("redis unavailable: %s", exc)
+        response = json_error(503, "store_unavailable", "the shared store is unreachable; retry")
+        response.headers["Retry-After"] = "1"
+        metrics.http_errors.labels("store_unavailable").inc()
+    except Exception:
+        log.exception("unhandled error in %s %s", request.method, request.path)
+        response = json_error(500, "internal", "an internal error occurred")
+        metrics.http_errors.labels("internal").inc()
+    metrics.http_requests.labels(route_name, str(response.status)).inc()
+    return response
+
+
+async def read_json(request: web.Request, model: type[M]) -> M:
+    """Parse and validate the JSON body as `model`, or raise a 400 that names the problem."""
+    if not request.can_read_body:
+        raw: Any = {}
+    else:
+        try:
+            raw = await request.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise ApiError(400, "invalid_json", "the request body is not valid JSON") from None
+    if not isinstance(raw, dict):
+        raise ApiError(400, "invalid_json", "the request body must be a JSON object")
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        raise ApiError(400, "invalid_request", validation_detail(exc)) from None
+
+
+def claims_of(request: web.Request) -> Claims:
+    return request.app[AUTH].verify_header(request.headers.get("Authorization"))

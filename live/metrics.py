@@ -1,0 +1,49 @@
+"""Prometheus metrics of one node, in a registry of its own (several nodes may share a process)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+
+class Metrics:
+    """Every metric a node exports on `/metrics`; parts add theirs through `registry`."""
+
+    def __init__(self, node_id: str) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.node_id = node_id
+        self.http_requests = Counter(
+            "live_http_requests_total",
+            "HTTP requests by route and status",
+            ["route", "status"],
+            registry=self.registry,
+        )
+        self.http_errors = Counter(
+            "live_http_errors_total", "HTTP error responses by code", ["code"], registry=self.registry
+        )
+        self.sockets = Gauge(
+            "live_socketio_connections", "Connected Socket.IO clients", registry=self.registry
+        )
+        self.chat_messages = Counter(
+            "live_chat_messages_total", "Chat messages by outcome", ["outcome"], registry=self.registry
+        )
+        self.chat_events_in = Counter(
+            "live_chat_bus_messages_total",
+            "Messages received from other nodes over the Redis bus",
+            registry=self.registry,
+        )
+        self.chat_handle_seconds = Histogram(
+            "live_chat_handle_seconds",
+            "Time to admit, store and fan out one chat message",
+            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0),
+            registry=self.registry,
+        )
+        self.likes = Counter("live_likes_total", "Likes received", registry=self.registry)
+        self.mod_actions = Counter(
+            "live_mod_actions_total", "Moderator actions", ["action"], registry=self.registry
+        )
+        self.rooms_joined = Gauge(
+            "live_rooms_with_local_viewers", "Rooms with viewers on this node", registry=self.registry
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

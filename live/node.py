@@ -1,0 +1,63 @@
+"""A node: the parts of one server process wired together (the composition root's product)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import redis.asyncio as aioredis
+from aiohttp import web
+
+from chat.server import ChatConfig, ChatServer
+from live.auth import TokenAuthority
+from live.config import Settings
+from live.errors import ApiError
+from live.events import RoomStateSource
+from live.metrics import Metrics
+from live.rooms import RoomStore
+
+log = logging.getLogger(__name__)
+
+
+class Node:
+    def __init__(self, settings: Settings, redis: aioredis.Redis) -> None:
+        self.settings = settings
+        self.redis = redis
+        self.metrics = Metrics(settings.node_id)
+        self.auth = TokenAuthority(settings.jwt_secret.get_secret_value(), settings.jwt_public_key)
+        self.rooms = RoomStore(redis)
+        self.state_sources: list[RoomStateSource] = []
+        self.chat = ChatServer(
+            redis,
+            self.auth,
+            self.metrics,
+            ChatConfig(
+                node_id=settings.node_id,
+                max_chars=settings.chat_max_chars,
+                history_len=settings.chat_history_len,
+                rate_count=settings.chat_rate_count,
+                rate_window_s=settings.chat_rate_window_s,
+                likes_flush_ms=settings.likes_flush_ms,
+                viewer_interval_s=settings.viewer_count_interval_s,
+            ),
+            room_exists=self.rooms.exists,
+            room_state=self.base_room_state,
+        )
+
+    async def base_room_state(self, room_id: str) -> dict[str, Any]:
+        room = await self.rooms.get(room_id)
+        if room is None:
+            raise ApiError(404, "unknown_room", f"there is no room {room_id!r}")
+        state: dict[str, Any] = {"room_id": room.room_id, "title": room.title, "live": room.live}
+        for source in self.state_sources:
+            state.update(await source(room_id))
+        return state
+
+    async def start(self, app: web.Application) -> None:
+        await self.chat.start()
+
+    async def stop(self, app: web.Application) -> None:
+        await self.chat.stop()
+
+
+NODE = web.AppKey("node", Node)

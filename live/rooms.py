@@ -1,0 +1,71 @@
+"""Rooms: one live stream each; their record lives in Redis so every node sees it."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from live.store import room_key
+
+ROOM_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+ROOMS_INDEX = "live:rooms"
+
+
+@dataclass(frozen=True, slots=True)
+class Room:
+    room_id: str
+    title: str
+    owner: str
+    created_at: float
+    live: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class RoomExists(Exception):
+    pass
+
+
+class RoomStore:
+    def __init__(self, redis: aioredis.Redis) -> None:
+        self._redis = redis
+
+    async def create(self, *, title: str, owner: str, room_id: str | None = None) -> Room:
+        room_id = room_id or secrets.token_urlsafe(6).replace("_", "x").replace("-", "y")
+        room = Room(room_id=room_id, title=title, owner=owner, created_at=time.time(), live=False)
+        key = room_key(room_id, "meta")
+        mapping = {"title": title, "owner": owner, "created_at": str(room.created_at), "live": "0"}
+        # HSETNX on the title decides the race between two creators of the same id.
+        if not await self._redis.hsetnx(key, "room_id", room_id):
+            raise RoomExists(room_id)
+        await self._redis.hset(key, mapping=mapping)
+        await self._redis.sadd(ROOMS_INDEX, room_id)
+        return room
+
+    async def get(self, room_id: str) -> Room | None:
+        if not ROOM_ID.match(room_id):
+            return None
+        raw = await self._redis.hgetall(room_key(room_id, "meta"))
+        if not raw or b"title" not in raw:
+            return None
+        return Room(
+            room_id=room_id,
+            title=raw[b"title"].decode(),
+            owner=raw.get(b"owner", b"").decode(),
+            created_at=float(raw.get(b"created_at", b"0")),
+            live=raw.get(b"live") == b"1",
+        )
+
+    async def exists(self, room_id: str) -> bool:
+        return bool(ROOM_ID.match(room_id)) and bool(
+            await self._redis.hexists(room_key(room_id, "meta"), "title")
+        )
+
+    async def set_live(self, room_id: str, live: bool) -> None:
+        await self._redis.hset(room_key(room_id, "meta"), "live", "1" if live else "0")

@@ -1,0 +1,83 @@
+// Shared page plumbing: token, room, the Socket.IO connection to /live, and history recovery.
+// User text is only ever assigned to textContent, never parsed as HTML.
+"use strict";
+
+export function pageContext() {
+  const hash = new URLSearchParams(location.hash.slice(1));
+  const room = decodeURIComponent(location.pathname.split("/")[2] || "");
+  const key = `live-token:${room}`;
+  const token = hash.get("token") || sessionStorage.getItem(key) || "";
+  if (token) sessionStorage.setItem(key, token);
+  return { room, token };
+}
+
+export function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === "class") node.className = v;
+    else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
+    else node.setAttribute(k, v);
+  }
+  for (const child of children) {
+    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return node;
+}
+
+export function timeOf(ts) {
+  return new Date(ts).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+}
+
+// Connects, joins `room`, and after every reconnect re-joins with the last id seen, so the
+// history in the acknowledgement holds exactly the messages missed meanwhile.
+export class ChatConnection {
+  constructor({ room, token, handlers, onStatus, onJoined }) {
+    this.room = room;
+    this.lastId = null;
+    this.seen = new Set();
+    this.handlers = handlers;
+    this.onStatus = onStatus;
+    this.onJoined = onJoined;
+    this.socket = io("/live", { auth: { token }, transports: ["websocket", "polling"] });
+    this.socket.on("connect", () => this.join());
+    this.socket.on("disconnect", (reason) => onStatus("reconnecting", reason));
+    this.socket.on("connect_error", (err) => {
+      const data = err && err.data;
+      onStatus("error", (data && data.detail) || err.message);
+    });
+    this.socket.on("chat", (m) => this.deliver(m));
+    for (const [event, fn] of Object.entries(handlers)) {
+      if (event !== "chat") this.socket.on(event, fn);
+    }
+  }
+
+  join() {
+    const payload = { room: this.room };
+    if (this.lastId) payload.since = this.lastId;
+    this.socket.emit("join", payload, (ack) => {
+      if (!ack || !ack.ok) {
+        this.onStatus("error", ack ? ack.detail : "no answer");
+        return;
+      }
+      this.onStatus("live", "");
+      const fresh = this.lastId === null;
+      for (const m of ack.history) this.deliver(m);
+      this.onJoined(ack, fresh);
+    });
+  }
+
+  deliver(message) {
+    if (message.room !== this.room || this.seen.has(message.id)) return;
+    this.seen.add(message.id);
+    this.lastId = message.id;
+    this.handlers.chat(message);
+  }
+
+  request(event, payload) {
+    return new Promise((resolve) => {
+      this.socket.timeout(5000).emit(event, { room: this.room, ...payload }, (err, ack) => {
+        resolve(err ? { ok: false, error: "timeout", detail: "the server did not answer" } : ack);
+      });
+    });
+  }
+}

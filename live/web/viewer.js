@@ -1,0 +1,66 @@
+import { ChatConnection, el, pageContext, timeOf } from "/static/chat-client.js";
+
+const { room, token } = pageContext();
+const $ = (id) => document.getElementById(id);
+const messages = $("messages");
+
+function setStatus(kind, detail) {
+  const pill = $("status");
+  pill.textContent = kind === "live" ? "connected" : kind;
+  pill.className = "pill" + (kind === "live" ? " live" : kind === "error" ? " error" : "");
+  if (detail) notice(detail);
+}
+function notice(text) { $("notice").textContent = text; }
+
+function renderMessage(m) {
+  const li = el("li", { "data-id": m.id, class: `role-${m.user.role}` },
+    el("span", { class: "ts" }, timeOf(m.ts)),
+    el("span", { class: "who" }, m.user.name),
+    el("span", { class: "text" }, m.text));
+  messages.append(li);
+  messages.scrollTop = messages.scrollHeight;
+}
+function renderPinned(m) {
+  $("pinned").textContent = m ? `📌 ${m.user.name}: ${m.text}` : "";
+}
+
+const chat = new ChatConnection({
+  room, token,
+  onStatus: setStatus,
+  onJoined: (ack, fresh) => {
+    const s = ack.state;
+    document.title = s.title;
+    $("title").textContent = s.title;
+    renderPinned(s.pinned_message);
+    $("viewers").textContent = `${s.viewers} watching`;
+    $("likes").textContent = `${s.likes} ♥`;
+    if (fresh) notice("");
+  },
+  handlers: {
+    chat: renderMessage,
+    deleted: ({ message_id }) => messages.querySelector(`li[data-id="${CSS.escape(message_id)}"]`)?.remove(),
+    cleared: () => messages.replaceChildren(),
+    pinned: ({ message }) => renderPinned(message),
+    likes: ({ total }) => { $("likes").textContent = `${total} ♥`; },
+    viewers: ({ count }) => { $("viewers").textContent = `${count} watching`; },
+    slow: ({ seconds }) => notice(seconds ? `Slow mode: one message every ${seconds} s` : ""),
+    muted: ({ until }) => notice(until ? `You are muted until ${new Date(until).toLocaleTimeString()}` : "You can chat again."),
+    banned: () => { setStatus("error", "You were removed from this room."); chat.socket.io.reconnection(false); },
+    error: ({ detail }) => notice(detail),
+  },
+});
+
+$("send").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const input = $("text");
+  const text = input.value;
+  if (!text.trim()) return;
+  const ack = await chat.request("chat", { text });
+  if (ack.ok) {
+    input.value = "";
+    notice(ack.held ? "Your message is waiting for a moderator." : "");
+  } else {
+    notice(ack.detail);
+  }
+});
+$("like").addEventListener("click", () => chat.request("like", { count: 1 }));
