@@ -1,0 +1,266 @@
+"""Every hook into aiortc/aioice internals lives here, pinned to the versions it was checked on.
+
+aiortc decodes what it receives and encodes what it sends. We forward instead:
+- receive side: the receiver's jitter buffer assembles encoded frames and puts them on a queue read
+  by a decoder thread; we put a tap in place of that queue, so frames come to us and the thread
+  idles until stop (it never builds a decoder);
+- send side: the sender asks its "encoder" to `pack()` anything its track returns that is not an
+  `av.Frame`; we preset a packer that only packetises, so no encoder is ever built;
+- keyframe requests a viewer sends (PLI/FIR) reach `RTCRtpSender._send_keyframe`; we reroute them;
+- ICE: aioice leaves loopback out of host candidates; the node's addresses are a setting.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol
+
+import aioice.ice
+import aiortc
+from aiortc import RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
+from aiortc import sdp as aiortc_sdp
+from aiortc.codecs import h264 as aiortc_h264
+from aiortc.codecs import vpx as aiortc_vpx
+from aiortc.jitterbuffer import JitterBuffer, JitterFrame
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc.rtp import RtpPacket
+
+from media.forwarder import Downtrack, DowntrackClosed
+from media.frames import AUDIO_CLOCK, VIDEO_CLOCK, EncodedFrame, is_keyframe
+
+logger = logging.getLogger(__name__)
+
+# The name-mangled attributes below were read in these releases; anything else must be re-checked.
+SUPPORTED_AIORTC = ((1, 9), (1, 16))
+
+
+def _version_tuple(version: str) -> tuple[int, int]:
+    major, minor = version.split(".")[:2]
+    return int(major), int("".join(ch for ch in minor if ch.isdigit()) or 0)
+
+
+def check_aiortc_version(version: str | None = None) -> None:
+    """Raise RuntimeError unless aiortc's version is one these hooks were checked against."""
+    found = _version_tuple(version if version is not None else aiortc.__version__)
+    low, high = SUPPORTED_AIORTC
+    if not low <= found <= high:
+        raise RuntimeError(f"media.aiortc_hooks supports aiortc {low}..{high}, found {found}")
+
+
+check_aiortc_version()
+
+FrameSink = Callable[[EncodedFrame], None]
+
+# Private attributes we read or replace (name-mangled in aiortc's classes).
+_RECEIVER_DECODER_QUEUE = "_RTCRtpReceiver__decoder_queue"
+_RECEIVER_JITTER_BUFFER = "_RTCRtpReceiver__jitter_buffer"
+_RECEIVER_CODECS = "_RTCRtpReceiver__codecs"
+_SENDER_ENCODER = "_RTCRtpSender__encoder"
+
+
+class _Codec(Protocol):
+    mimeType: str
+    payloadType: int
+
+
+class ReceiverTap:
+    """Takes the encoded frames one RTCRtpReceiver assembles; asks the publisher for keyframes.
+
+    It stands in for the receiver's decoder queue: frames go to `sink`, the `None` that ends the
+    decoder thread goes on to the real queue so stop() still joins it.
+    """
+
+    def __init__(self, receiver: RTCRtpReceiver, kind: str, sink: FrameSink, epoch: int) -> None:
+        self._receiver = receiver
+        self._kind = kind
+        self._sink = sink
+        self._epoch = epoch
+        self._decoder_queue: Any = getattr(receiver, _RECEIVER_DECODER_QUEUE)
+        self._media_ssrc: int | None = None
+        self._primary_pts: set[int] = set()
+        self.frames = 0
+        self.packets = 0
+        self.bytes = 0
+        setattr(receiver, _RECEIVER_DECODER_QUEUE, self)
+        if kind == "audio":
+            # Every Opus packet is a whole frame: do not hold four back as aiortc does for playout.
+            setattr(receiver, _RECEIVER_JITTER_BUFFER, JitterBuffer(capacity=16, prefetch=0))
+        self._handle_rtp: Callable[[RtpPacket, int], Awaitable[None]] = receiver._handle_rtp_packet
+        receiver._handle_rtp_packet = self._on_rtp  # type: ignore[method-assign]
+
+    async def _on_rtp(self, packet: RtpPacket, arrival_time_ms: int) -> None:
+        # Learn the media SSRC (not the RTX one) so keyframe requests name the right stream.
+        self.packets += 1
+        self.bytes += len(packet.payload)
+        if not self._primary_pts:
+            codecs: dict[int, _Codec] = getattr(self._receiver, _RECEIVER_CODECS)
+            self._primary_pts = {
+                pt for pt, c in codecs.items() if not c.mimeType.lower().endswith("/rtx")
+            }
+        if packet.payload_type in self._primary_pts:
+            self._media_ssrc = packet.ssrc
+        await self._handle_rtp(packet, arrival_time_ms)
+
+    # The decoder queue interface (`queue.Queue.put`), called from the event loop.
+    def put(self, item: tuple[_Codec, JitterFrame] | None) -> None:
+        if item is None:
+            self._decoder_queue.put(None)
+            return
+        codec, jitter_frame = item
+        name = codec.mimeType.split("/")[1].upper()
+        if name == "OPUS":
+            name = "opus"
+        data: bytes = jitter_frame.data
+        if not data:
+            return
+        self.frames += 1
+        self._sink(
+            EncodedFrame(
+                codec=name,
+                data=data,
+                timestamp=jitter_frame.timestamp,
+                keyframe=is_keyframe(name, data),
+                epoch=self._epoch,
+            )
+        )
+
+    def get(self) -> object:
+        # Read by aiortc's decoder thread when the tap went in before receive(): it only ever
+        # gets the None that ends it.
+        return self._decoder_queue.get()
+
+    @property
+    def media_ssrc(self) -> int | None:
+        return self._media_ssrc
+
+    async def request_keyframe(self) -> bool:
+        """Send a PLI to the publisher; False when its SSRC is not known yet."""
+        if self._kind != "video" or self._media_ssrc is None:
+            return False
+        await self._receiver._send_rtcp_pli(self._media_ssrc)
+        return True
+
+
+class FramePacker:
+    """Stands in for a sender's encoder: packetises forwarded frames, never encodes."""
+
+    def __init__(self) -> None:
+        # One picture id sequence per viewer keeps it continuous across skipped frames.
+        self._picture_id = 0
+
+    def pack(self, frame: EncodedFrame) -> tuple[list[bytes], int]:
+        if frame.codec == "VP8":
+            payloads = aiortc_vpx.Vp8Encoder._packetize(frame.data, self._picture_id)
+            self._picture_id = (self._picture_id + 1) % (1 << 15)
+        elif frame.codec == "H264":
+            nalus = aiortc_h264.H264Encoder._split_bitstream(frame.data)
+            payloads = aiortc_h264.H264Encoder._packetize(nalus)
+        else:
+            payloads = [frame.data]
+        return payloads, frame.timestamp
+
+    def encode(self, frame: object, force_keyframe: bool = False) -> tuple[list[bytes], int]:
+        raise RuntimeError("forwarded media is never encoded")
+
+
+class ForwardTrack(MediaStreamTrack):
+    """A track whose recv() hands the sender already-encoded frames from a Downtrack."""
+
+    def __init__(
+        self, downtrack: Downtrack, on_first_frame: Callable[[Downtrack], None] | None = None
+    ) -> None:
+        super().__init__()
+        self.kind = downtrack.kind
+        self.downtrack = downtrack
+        self._on_first_frame = on_first_frame
+
+    # The sender packs whatever is not an av.Frame: here our frames, through FramePacker.
+    async def recv(self) -> EncodedFrame:  # type: ignore[override]
+        try:
+            frame = await self.downtrack.next()
+        except DowntrackClosed:
+            self.stop()
+            raise MediaStreamError from None
+        if self.downtrack.frames_out == 1 and self._on_first_frame is not None:
+            self._on_first_frame(self.downtrack)
+        return frame
+
+
+def attach_sender(sender: RTCRtpSender, on_keyframe_request: Callable[[], None]) -> FramePacker:
+    """Make `sender` packetise forwarded frames and pass the viewer's PLI/FIR to us."""
+    if not hasattr(sender, _SENDER_ENCODER):
+        raise RuntimeError("aiortc's RTCRtpSender has no encoder slot: check SUPPORTED_AIORTC")
+    packer = FramePacker()
+    setattr(sender, _SENDER_ENCODER, packer)
+    sender._send_keyframe = on_keyframe_request  # type: ignore[method-assign]
+    return packer
+
+
+def _codec_name(codec: _Codec) -> str:
+    name = codec.mimeType.split("/")[1].upper()
+    return "opus" if name == "OPUS" else name
+
+
+def negotiated_codec(transceiver: RTCRtpTransceiver) -> str | None:
+    """The codec name the sender will use (first negotiated), as EncodedFrame.codec spells it."""
+    codecs: list[Any] = transceiver._codecs
+    return _codec_name(codecs[0]) if codecs else None
+
+
+def restrict_codecs(transceiver: RTCRtpTransceiver, preferred: Sequence[str]) -> str | None:
+    """Keep only the `preferred` codecs (and their RTX) negotiated by setRemoteDescription, in
+    that order, so the answer names only what we can forward; returns the codec used, or None.
+
+    Done after setRemoteDescription because aiortc builds the answerer's transceivers there.
+    """
+    codecs: list[Any] = transceiver._codecs
+    kept: list[Any] = []
+    for name in preferred:
+        for codec in codecs:
+            if _codec_name(codec) == name:
+                kept.append(codec)
+                kept.extend(
+                    c
+                    for c in codecs
+                    if _codec_name(c) == "RTX" and c.parameters.get("apt") == codec.payloadType
+                )
+    transceiver._codecs = kept
+    return _codec_name(kept[0]) if kept else None
+
+
+def offer_media(sdp: str) -> list[tuple[str, str]]:
+    """(kind, direction) of each audio/video section of an SDP offer; ValueError if unparsable."""
+    try:
+        description = aiortc_sdp.SessionDescription.parse(sdp)
+    except (ValueError, IndexError, KeyError, TypeError) as exc:
+        raise ValueError(f"unparsable SDP: {exc}") from exc
+    return [
+        (m.kind, m.direction or "sendrecv")
+        for m in description.media
+        if m.kind in ("audio", "video")
+    ]
+
+
+def clock_rate(kind: str) -> int:
+    return AUDIO_CLOCK if kind == "audio" else VIDEO_CLOCK
+
+
+_original_get_host_addresses = aioice.ice.get_host_addresses
+_ice_addresses: list[str] = []
+
+
+def _configured_host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
+    return [a for a in _ice_addresses if (":" in a and use_ipv6) or (":" not in a and use_ipv4)]
+
+
+def set_ice_addresses(addresses: list[str]) -> None:
+    """Offer exactly `addresses` as ICE host candidates in this process; [] restores aioice's own.
+
+    Process-wide because a node has one set of addresses and aioice looks the function up globally.
+    """
+    _ice_addresses[:] = addresses
+    if addresses:
+        aioice.ice.get_host_addresses = _configured_host_addresses
+    else:
+        aioice.ice.get_host_addresses = _original_get_host_addresses

@@ -1,0 +1,27 @@
+"""Media settings: plain values the composition root fills from the node's Settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class MediaConfig:
+    """How a node's media behaves; defaults suit one machine and the tests."""
+
+    # ICE host candidates offered; aioice leaves loopback out unless named here. [] = aioice's own.
+    ice_addresses: list[str] = field(default_factory=lambda: ["127.0.0.1"])
+    # Video codecs forwarded, in order of preference (no transcoding: viewers get the host's).
+    video_codecs: tuple[str, ...] = ("VP8", "H264")
+    # Per-viewer bounds: past these a video viewer skips to the next keyframe.
+    video_queue_frames: int = 90
+    audio_queue_frames: int = 50
+    # GOP cache replayed to newcomers; longer GOPs are dropped and a fresh keyframe asked for.
+    gop_cache_frames: int = 60
+    gop_cache_bytes: int = 8 << 20
+    # At most one keyframe request to the publisher per this many seconds.
+    keyframe_interval_s: float = 1.0
+    # A session whose ICE/DTLS has not connected by then is closed.
+    connect_timeout_s: float = 20.0
+    # How many time-to-first-frame samples stats keep.
+    ttff_samples: int = 1000

@@ -1,0 +1,96 @@
+"""A room's media state: its publisher (if any), its viewers and a Forwarder per kind."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Literal
+
+from aiortc import RTCPeerConnection
+
+from media.aiortc_hooks import ReceiverTap
+from media.config import MediaConfig
+from media.forwarder import Downtrack, Forwarder
+from media.frames import EncodedFrame
+from media.keyframes import KeyframeRequester
+
+
+@dataclass(eq=False)
+class Session:
+    """One WHIP or WHEP peer connection."""
+
+    id: str
+    room_id: str
+    role: Literal["publisher", "viewer"]
+    pc: RTCPeerConnection
+    created_at: float = field(default_factory=time.monotonic)
+    connected: asyncio.Event = field(default_factory=asyncio.Event)
+    closed: bool = False
+    # publisher
+    taps: dict[str, ReceiverTap] = field(default_factory=dict)
+    epoch: int = 0
+    live: bool = False
+    # viewer
+    downtracks: dict[str, Downtrack] = field(default_factory=dict)
+    subscribed: bool = False
+
+
+class Room:
+    """Fans the publisher's frames out; outlives publishers so viewers stay across a host rejoin."""
+
+    def __init__(self, room_id: str, config: MediaConfig) -> None:
+        self.id = room_id
+        self.keyframes = KeyframeRequester(config.keyframe_interval_s)
+        self.video = Forwarder(
+            "video",
+            gop_max_frames=config.gop_cache_frames,
+            gop_max_bytes=config.gop_cache_bytes,
+            request_keyframe=self.keyframes.request,
+        )
+        self.audio = Forwarder("audio")
+        self.publisher: Session | None = None
+        self.viewers: dict[str, Session] = {}
+        self.video_codec: str | None = None  # the codec viewers negotiated or the host sent
+        self._epoch = 0
+
+    def forwarder(self, kind: str) -> Forwarder:
+        return self.video if kind == "video" else self.audio
+
+    def on_frame(self, frame: EncodedFrame) -> None:
+        self.forwarder(frame.kind).push(frame)
+
+    def next_epoch(self) -> int:
+        self._epoch += 1
+        return self._epoch
+
+    def attach_publisher(self, session: Session) -> None:
+        self.publisher = session
+        tap = session.taps.get("video")
+        self.keyframes.bind(tap.request_keyframe if tap is not None else None)
+
+    def detach_publisher(self, session: Session) -> None:
+        if self.publisher is session:
+            self.publisher = None
+            self.keyframes.bind(None)
+            self.video.end_of_publisher()
+            self.audio.end_of_publisher()
+
+    def subscribe(self, session: Session) -> None:
+        if session.subscribed or session.closed:
+            return
+        session.subscribed = True
+        for kind, downtrack in session.downtracks.items():
+            self.forwarder(kind).subscribe(downtrack)
+
+    def unsubscribe(self, session: Session) -> None:
+        for kind, downtrack in session.downtracks.items():
+            self.forwarder(kind).unsubscribe(downtrack)
+            downtrack.close()
+
+    @property
+    def empty(self) -> bool:
+        return self.publisher is None and not self.viewers
+
+    def close(self) -> None:
+        self.keyframes.close()

@@ -1,0 +1,379 @@
+"""The session API an HTTP adapter calls: publish (WHIP), play (WHEP), close; events and stats."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections import deque
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+
+from media import aiortc_hooks as hooks
+from media.config import MediaConfig
+from media.errors import MediaError
+from media.forwarder import Downtrack
+from media.room import Room, Session
+
+logger = logging.getLogger(__name__)
+
+AUDIO_CODECS = ("opus",)
+
+
+@dataclass(frozen=True, slots=True)
+class MediaEvent:
+    """A room went live (its publisher connected) or ended (its publisher left)."""
+
+    kind: Literal["live", "ended"]
+    room_id: str
+    session_id: str
+
+
+@dataclass(slots=True)
+class MediaStats:
+    """Counters for /metrics; totals include sessions already closed."""
+
+    rooms: int = 0
+    live_rooms: int = 0
+    publishers: int = 0
+    viewers: int = 0
+    peer_connections: int = 0
+    packets_in: int = 0
+    bytes_in: int = 0
+    frames_in: int = 0
+    frames_out: int = 0
+    bytes_out: int = 0
+    frames_dropped: int = 0
+    viewer_skips: int = 0
+    keyframe_requests: int = 0
+    keyframe_requests_coalesced: int = 0
+    ttff_seconds: list[float] = field(default_factory=list)
+
+
+Listener = Callable[[MediaEvent], None]
+
+
+class MediaServer:
+    """WebRTC sessions and forwarding for every room of a node; no decoder or encoder runs."""
+
+    def __init__(self, config: MediaConfig | None = None) -> None:
+        self.config = config or MediaConfig()
+        hooks.set_ice_addresses(list(self.config.ice_addresses))
+        self.rooms: dict[str, Room] = {}
+        self.sessions: dict[str, Session] = {}
+        self._listeners: list[Listener] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = False
+        self._totals = MediaStats()
+        self._ttff: deque[float] = deque(maxlen=self.config.ttff_samples)
+
+    # -- events -------------------------------------------------------------------------------
+
+    def add_listener(self, listener: Listener) -> None:
+        """Call `listener` on every MediaEvent (synchronously; it must not block)."""
+        self._listeners.append(listener)
+
+    def _emit(self, event: MediaEvent) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(event)
+            except Exception:
+                logger.exception("media event listener failed on %s", event)
+
+    # -- queries ------------------------------------------------------------------------------
+
+    def is_live(self, room_id: str) -> bool:
+        room = self.rooms.get(room_id)
+        return room is not None and room.publisher is not None and room.publisher.live
+
+    def session(self, session_id: str) -> Session | None:
+        return self.sessions.get(session_id)
+
+    def stats(self) -> MediaStats:
+        s = MediaStats(**{k: getattr(self._totals, k) for k in _TOTAL_FIELDS})
+        s.rooms = len(self.rooms)
+        s.ttff_seconds = list(self._ttff)
+        for room in self.rooms.values():
+            if room.publisher is not None:
+                s.publishers += 1
+                s.live_rooms += room.publisher.live
+                for tap in room.publisher.taps.values():
+                    s.packets_in += tap.packets
+                    s.bytes_in += tap.bytes
+            s.viewers += len(room.viewers)
+            s.frames_in += room.video.frames_in + room.audio.frames_in
+            s.keyframe_requests += room.keyframes.sent
+            s.keyframe_requests_coalesced += room.keyframes.coalesced
+            for viewer in room.viewers.values():
+                for d in viewer.downtracks.values():
+                    s.frames_out += d.frames_out
+                    s.bytes_out += d.bytes_out
+                    s.frames_dropped += d.dropped
+                    s.viewer_skips += d.skips
+        s.peer_connections = len(self.sessions)
+        return s
+
+    # -- sessions -----------------------------------------------------------------------------
+
+    async def publish(self, room_id: str, offer_sdp: str) -> tuple[str, str]:
+        """Accept a host's WHIP offer; returns (session id, SDP answer)."""
+        self._check_open()
+        media = _validate_offer(offer_sdp, wanted=("sendonly", "sendrecv"), what="send")
+        room = self._room(room_id)
+        if room.publisher is not None:
+            raise MediaError("publisher_exists", f"room {room_id!r} already has a publisher")
+        session = Session(id=_new_id(), room_id=room_id, role="publisher", pc=self._new_pc())
+        session.epoch = room.next_epoch()
+        # Reserve the slot before the first await so a second WHIP POST gets 409.
+        room.publisher = session
+        try:
+            await _set_offer(session.pc, offer_sdp)
+            video_prefs = _preferred(room.video_codec, self.config.video_codecs)
+            for transceiver in session.pc.getTransceivers():
+                kind = transceiver.kind
+                if (kind, "recvonly") in media or (kind, "inactive") in media:
+                    continue
+                prefs = video_prefs if kind == "video" else AUDIO_CODECS
+                codec = hooks.restrict_codecs(transceiver, prefs)
+                if codec is None:
+                    raise MediaError("unsupported_codec", f"no {'/'.join(prefs)} {kind} offered")
+                transceiver.direction = "recvonly"
+                session.taps[kind] = hooks.ReceiverTap(
+                    transceiver.receiver, kind, room.on_frame, session.epoch
+                )
+                if kind == "video":
+                    room.video_codec = codec
+            if not session.taps:
+                raise MediaError("no_media", "the offer sends no audio or video")
+            answer = await _answer(session.pc)
+        except BaseException:
+            room.detach_publisher(session)
+            await self._discard(session)
+            raise
+        room.attach_publisher(session)
+        self._register(session)
+        return session.id, answer
+
+    async def play(self, room_id: str, offer_sdp: str) -> tuple[str, str]:
+        """Accept a viewer's WHEP offer, before or after the host is live; (session id, answer)."""
+        self._check_open()
+        media = _validate_offer(offer_sdp, wanted=("recvonly", "sendrecv"), what="receive")
+        room = self._room(room_id)
+        session = Session(id=_new_id(), room_id=room_id, role="viewer", pc=self._new_pc())
+        room.viewers[session.id] = session
+        try:
+            await _set_offer(session.pc, offer_sdp)
+            for transceiver in session.pc.getTransceivers():
+                kind = transceiver.kind
+                if kind in session.downtracks or (kind, "sendonly") in media:
+                    continue
+                if kind == "video":
+                    prefs = _preferred(room.video_codec, self.config.video_codecs)
+                else:
+                    prefs = AUDIO_CODECS
+                codec = hooks.restrict_codecs(transceiver, prefs)
+                if codec is None:
+                    raise MediaError("unsupported_codec", f"no {'/'.join(prefs)} {kind} offered")
+                if kind == "video" and room.video_codec is None:
+                    room.video_codec = codec
+                downtrack = Downtrack(
+                    kind,
+                    self.config.video_queue_frames
+                    if kind == "video"
+                    else self.config.audio_queue_frames,
+                    codec=codec,
+                    on_need_keyframe=room.keyframes.request,
+                )
+                session.downtracks[kind] = downtrack
+                track = hooks.ForwardTrack(downtrack, self._record_ttff)
+                transceiver.sender.replaceTrack(track)
+                transceiver.direction = "sendonly"
+                hooks.attach_sender(transceiver.sender, room.keyframes.request)
+            if not session.downtracks:
+                raise MediaError("no_media", "the offer receives no audio or video")
+            answer = await _answer(session.pc)
+        except BaseException:
+            room.viewers.pop(session.id, None)
+            await self._discard(session)
+            raise
+        self._register(session)
+        return session.id, answer
+
+    async def close(self, session_id: str) -> None:
+        """End a WHIP or WHEP session; MediaError session_not_found if there is none."""
+        session = self.sessions.get(session_id)
+        if session is None:
+            raise MediaError("session_not_found", f"no media session {session_id!r}")
+        await self._end(session)
+
+    async def shutdown(self) -> None:
+        """Close every session; the server accepts none after this."""
+        self._closed = True
+        await asyncio.gather(
+            *(self._end(s) for s in list(self.sessions.values())), return_exceptions=True
+        )
+        for task in list(self._tasks):
+            task.cancel()
+        for room in self.rooms.values():
+            room.close()
+        self.rooms.clear()
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise MediaError("closed", "the media server is shutting down")
+
+    def _new_pc(self) -> RTCPeerConnection:
+        # No public STUN server: candidates are the configured host addresses only.
+        return RTCPeerConnection(RTCConfiguration(iceServers=[]))
+
+    def _room(self, room_id: str) -> Room:
+        room = self.rooms.get(room_id)
+        if room is None:
+            room = self.rooms[room_id] = Room(room_id, self.config)
+        return room
+
+    def _register(self, session: Session) -> None:
+        self.sessions[session.id] = session
+
+        @session.pc.on("connectionstatechange")
+        def _on_state() -> None:
+            state = session.pc.connectionState
+            if state == "connected":
+                self._on_connected(session)
+            elif state in ("failed", "closed"):
+                self._spawn(self._end(session))
+
+        self._spawn(self._expire_unconnected(session))
+
+    def _on_connected(self, session: Session) -> None:
+        session.connected.set()
+        room = self.rooms.get(session.room_id)
+        if room is None or session.closed:
+            return
+        if session.role == "viewer":
+            room.subscribe(session)
+        elif room.publisher is session and not session.live:
+            session.live = True
+            self._emit(MediaEvent("live", session.room_id, session.id))
+
+    async def _expire_unconnected(self, session: Session) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(session.connected.wait(), self.config.connect_timeout_s)
+            return
+        logger.info("media session %s never connected, closing", session.id)
+        await self._end(session)
+
+    async def _end(self, session: Session) -> None:
+        if session.closed:
+            return
+        session.closed = True
+        self.sessions.pop(session.id, None)
+        room = self.rooms.get(session.room_id)
+        if room is not None:
+            if session.role == "publisher":
+                was_live = session.live and room.publisher is session
+                room.detach_publisher(session)
+                self._fold_publisher(session, room)
+                if was_live:
+                    self._emit(MediaEvent("ended", session.room_id, session.id))
+            else:
+                room.unsubscribe(session)
+                room.viewers.pop(session.id, None)
+                self._fold_viewer(session)
+            if room.empty:
+                room.close()
+                self._totals.frames_in += room.video.frames_in + room.audio.frames_in
+                self._totals.keyframe_requests += room.keyframes.sent
+                self._totals.keyframe_requests_coalesced += room.keyframes.coalesced
+                del self.rooms[session.room_id]
+        await self._discard(session)
+
+    async def _discard(self, session: Session) -> None:
+        session.closed = True
+        for downtrack in session.downtracks.values():
+            downtrack.close()
+        try:
+            await session.pc.close()
+        except Exception:
+            logger.exception("closing peer connection of %s failed", session.id)
+
+    def _fold_publisher(self, session: Session, room: Room) -> None:
+        for tap in session.taps.values():
+            self._totals.packets_in += tap.packets
+            self._totals.bytes_in += tap.bytes
+
+    def _fold_viewer(self, session: Session) -> None:
+        for d in session.downtracks.values():
+            self._totals.frames_out += d.frames_out
+            self._totals.bytes_out += d.bytes_out
+            self._totals.frames_dropped += d.dropped
+            self._totals.viewer_skips += d.skips
+
+    def _record_ttff(self, downtrack: Downtrack) -> None:
+        if downtrack.kind == "video" and downtrack.first_frame_at is not None:
+            self._ttff.append(downtrack.first_frame_at - downtrack.created_at)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+_TOTAL_FIELDS = (
+    "packets_in",
+    "bytes_in",
+    "frames_out",
+    "bytes_out",
+    "frames_dropped",
+    "viewer_skips",
+    "frames_in",
+    "keyframe_requests",
+    "keyframe_requests_coalesced",
+)
+
+
+def _new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def _preferred(first: str | None, configured: tuple[str, ...]) -> tuple[str, ...]:
+    if first is None or first not in configured:
+        return configured
+    return (first, *(c for c in configured if c != first))
+
+
+def _validate_offer(sdp: str, wanted: tuple[str, ...], what: str) -> list[tuple[str, str]]:
+    if not sdp.lstrip().startswith("v=0"):
+        raise MediaError("invalid_sdp", "the body is not an SDP offer")
+    try:
+        media = hooks.offer_media(sdp)
+    except ValueError as exc:
+        raise MediaError("invalid_sdp", str(exc)) from None
+    if not any(direction in wanted for _, direction in media):
+        raise MediaError("no_media", f"the offer has no audio or video to {what}")
+    return media
+
+
+async def _set_offer(pc: RTCPeerConnection, sdp: str) -> None:
+    try:
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+    except MediaError:
+        raise
+    except Exception as exc:
+        if "send parameters" in str(exc):
+            raise MediaError("unsupported_codec", "no VP8/H.264 video or Opus audio") from None
+        raise MediaError("invalid_sdp", f"the offer was refused: {exc}") from None
+
+
+async def _answer(pc: RTCPeerConnection) -> str:
+    answer = await pc.createAnswer()
+    await pc.setLocalDescription(answer)
+    local = pc.localDescription
+    assert local is not None
+    return str(local.sdp)
