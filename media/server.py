@@ -152,6 +152,7 @@ class MediaServer:
             answer = await _answer(session.pc)
         except BaseException:
             room.detach_publisher(session)
+            self._release_if_empty(room)
             await self._discard(session)
             raise
         room.attach_publisher(session)
@@ -198,6 +199,7 @@ class MediaServer:
             answer = await _answer(session.pc)
         except BaseException:
             room.viewers.pop(session.id, None)
+            self._release_if_empty(room)
             await self._discard(session)
             raise
         self._register(session)
@@ -286,13 +288,16 @@ class MediaServer:
                 room.unsubscribe(session)
                 room.viewers.pop(session.id, None)
                 self._fold_viewer(session)
-            if room.empty:
-                room.close()
-                self._totals.frames_in += room.video.frames_in + room.audio.frames_in
-                self._totals.keyframe_requests += room.keyframes.sent
-                self._totals.keyframe_requests_coalesced += room.keyframes.coalesced
-                del self.rooms[session.room_id]
+            self._release_if_empty(room)
         await self._discard(session)
+
+    def _release_if_empty(self, room: Room) -> None:
+        if room.empty and self.rooms.get(room.id) is room:
+            room.close()
+            self._totals.frames_in += room.video.frames_in + room.audio.frames_in
+            self._totals.keyframe_requests += room.keyframes.sent
+            self._totals.keyframe_requests_coalesced += room.keyframes.coalesced
+            del self.rooms[room.id]
 
     async def _discard(self, session: Session) -> None:
         session.closed = True
