@@ -1,4 +1,4 @@
-"""The one error type of the chat layer; it becomes the `{ok: false, error, detail}` acknowledgement."""
+"""The one error type of the chat layer; it becomes the `{ok: false, error, detail}` ack."""
 
 from __future__ import annotations
 

@@ -56,4 +56,3 @@ class History:
     async def clear(self, room: str) -> None:
         # XTRIM keeps the stream's last id, so new ids stay greater than any a client has seen.
         await self._redis.xtrim(self.key(room), maxlen=0)
-

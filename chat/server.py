@@ -188,7 +188,7 @@ class ChatServer:
         try:
             claims = self._auth.verify(token)
         except ApiError as exc:
-            raise socketio.exceptions.ConnectionRefusedError(exc.body()) from None
+            raise socketio.exceptions.ConnectionRefusedError(exc.detail, exc.body()) from None
         self._sockets[sid] = _Socket(claims)
         self._metrics.sockets.inc()
 
@@ -356,7 +356,10 @@ class ChatServer:
     # Moderator actions; each returns extra acknowledgement fields.
     async def _mute(self, req: schemas.ModIn, claims: Claims) -> dict[str, Any]:
         user = _target_user(req, claims)
-        until = await self.moderation.mute(req.room, user, req.seconds or DEFAULT_MUTE_S)
+        seconds = DEFAULT_MUTE_S if req.seconds is None else req.seconds
+        if seconds < 1:
+            raise ChatError("invalid_payload", "mute needs seconds of at least 1")
+        until = await self.moderation.mute(req.room, user, seconds)
         await self._fanout(req.room, "muted", {"room": req.room, "until": until}, "user:" + user)
         return {"until": until}
 
@@ -384,7 +387,9 @@ class ChatServer:
         if pinned and pinned.get("id") == message_id:
             await self.moderation.pin(req.room, None)
             await self._fanout(req.room, "pinned", {"room": req.room, "message": None}, "room")
-        await self._fanout(req.room, "deleted", {"room": req.room, "message_id": message_id}, "room")
+        await self._fanout(
+            req.room, "deleted", {"room": req.room, "message_id": message_id}, "room"
+        )
         return {}
 
     async def _clear(self, req: schemas.ModIn, claims: Claims) -> dict[str, Any]:
@@ -472,7 +477,9 @@ class ChatServer:
             await asyncio.sleep(self.config.viewer_interval_s)
 
 
-_MOD_ACTIONS: dict[str, Callable[[ChatServer, schemas.ModIn, Claims], Awaitable[dict[str, Any]]]] = {
+_MOD_ACTIONS: dict[
+    str, Callable[[ChatServer, schemas.ModIn, Claims], Awaitable[dict[str, Any]]]
+] = {
     "mute": ChatServer._mute,
     "unmute": ChatServer._unmute,
     "ban": ChatServer._ban,

@@ -1,4 +1,4 @@
-"""Chat text hygiene: strip control and bidi-override characters, refuse empty and oversized text."""
+"""Chat text hygiene: strip control and bidi-override characters; refuse empty or long text."""
 
 from __future__ import annotations
 

@@ -15,7 +15,9 @@ Command = Callable[[argparse.Namespace], int | Coroutine[Any, Any, int]]
 
 def _node_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", help="address to listen on (LIVE_HOST, default 127.0.0.1)")
-    p.add_argument("--port", type=int, help="port to listen on, 0 for any (LIVE_PORT, default 8080)")
+    p.add_argument(
+        "--port", type=int, help="port to listen on, 0 for any (LIVE_PORT, default 8080)"
+    )
     p.add_argument("--region", help="region this node serves (LIVE_REGION)")
     p.add_argument("--public-url", help="URL clients use to reach this node (LIVE_PUBLIC_URL)")
     p.add_argument("--data-dir", help="where the embedded Valkey keeps its data (LIVE_DATA_DIR)")
@@ -46,7 +48,7 @@ def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
         prog="live",
         description="Live-commerce streaming server: WebRTC fan-out, chat, flash sales on Redis.",
-        epilog="Environment: REDIS_URL (else an embedded Valkey), LIVE_JWT_SECRET, LIVE_* settings.",
+        epilog="Environment: REDIS_URL (else embedded Valkey), LIVE_JWT_SECRET, LIVE_* settings.",
     )
     sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -56,16 +58,22 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--origin", help="origin URL an edge pulls from (LIVE_ORIGIN_URL)")
     serve.set_defaults(run=cmd_serve.run)
 
-    demo = sub.add_parser("demo", help="embedded Valkey, two nodes, a demo room, links", description=cmd_demo.__doc__)
+    demo = sub.add_parser(
+        "demo", help="embedded Valkey, two nodes, a demo room, links", description=cmd_demo.__doc__
+    )
     _node_flags(demo)
     demo.add_argument("--room", default="demo", help="demo room id (default demo)")
     demo.set_defaults(run=cmd_demo.run)
 
     token = sub.add_parser("token", help="print a signed token", description=cmd_token.__doc__)
-    token.add_argument("--role", required=True, choices=["host", "moderator", "viewer", "orders", "node"])
+    token.add_argument(
+        "--role", required=True, choices=["host", "moderator", "viewer", "orders", "node"]
+    )
     token.add_argument("--user", required=True, help="user id (the token's sub)")
     token.add_argument("--name", help="display name (default: the user id)")
-    token.add_argument("--room", action="append", help="room id the token grants (repeat; default all)")
+    token.add_argument(
+        "--room", action="append", help="room id the token grants (repeat; default all)"
+    )
     token.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds (default 3600)")
     token.set_defaults(run=cmd_token.run)
 
@@ -95,7 +103,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return int(uvloop.run(result))
         except KeyboardInterrupt:
             return 130
-    return int(result)  # type: ignore[arg-type]
+    assert isinstance(result, int)
+    return result
 
 
 if __name__ == "__main__":

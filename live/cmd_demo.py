@@ -24,7 +24,9 @@ async def run(args: argparse.Namespace) -> int:
         serve(edge, redis) as second,
     ):
         with contextlib.suppress(RoomExists):
-            await first.node.rooms.create(title="Saturday night live sale", owner="host", room_id=args.room)
+            await first.node.rooms.create(
+                title="Saturday night live sale", owner="host", room_id=args.room
+            )
         auth = first.node.auth
         day = 24 * 3600
         links = {

@@ -1,4 +1,4 @@
-"""Typed settings, read from `LIVE_*` environment variables (and `.env`), overridable by CLI flags."""
+"""Typed settings from `LIVE_*` environment variables (and `.env`), overridable by CLI flags."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import uuid
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Role = Literal["all", "origin", "edge"]
@@ -28,7 +28,9 @@ class Settings(BaseSettings):
     origin_url: str | None = None
 
     # No REDIS_URL means: start an embedded Valkey with its data under data_dir.
-    redis_url: str | None = Field(None, validation_alias=AliasChoices("REDIS_URL", "LIVE_REDIS_URL"))
+    redis_url: str | None = Field(
+        None, validation_alias=AliasChoices("REDIS_URL", "LIVE_REDIS_URL")
+    )
     redis_cluster: bool = False
     data_dir: Path = Path("var")
 
@@ -52,6 +54,14 @@ class Settings(BaseSettings):
     purchase_stream: str = "live:purchases"
     log_level: str = "INFO"
     log_json: bool = True
+
+    @field_validator("jwt_secret")
+    @classmethod
+    def _long_enough(cls, secret: SecretStr) -> SecretStr:
+        # RFC 7518 3.2: an HS256 key needs at least 256 bits.
+        if len(secret.get_secret_value().encode()) < 32:
+            raise ValueError("LIVE_JWT_SECRET must be at least 32 bytes")
+        return secret
 
     @property
     def advertised_url(self) -> str:

@@ -1,4 +1,4 @@
-"""Structured logging: JSON lines (or readable console lines) through the standard logging module."""
+"""Structured logging: JSON lines (or readable console lines) through standard logging."""
 
 from __future__ import annotations
 

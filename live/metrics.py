@@ -18,13 +18,19 @@ class Metrics:
             registry=self.registry,
         )
         self.http_errors = Counter(
-            "live_http_errors_total", "HTTP error responses by code", ["code"], registry=self.registry
+            "live_http_errors_total",
+            "HTTP error responses by code",
+            ["code"],
+            registry=self.registry,
         )
         self.sockets = Gauge(
             "live_socketio_connections", "Connected Socket.IO clients", registry=self.registry
         )
         self.chat_messages = Counter(
-            "live_chat_messages_total", "Chat messages by outcome", ["outcome"], registry=self.registry
+            "live_chat_messages_total",
+            "Chat messages by outcome",
+            ["outcome"],
+            registry=self.registry,
         )
         self.chat_events_in = Counter(
             "live_chat_bus_messages_total",
@@ -42,7 +48,9 @@ class Metrics:
             "live_mod_actions_total", "Moderator actions", ["action"], registry=self.registry
         )
         self.rooms_joined = Gauge(
-            "live_rooms_with_local_viewers", "Rooms with viewers on this node", registry=self.registry
+            "live_rooms_with_local_viewers",
+            "Rooms with viewers on this node",
+            registry=self.registry,
         )
 
     def render(self) -> bytes:

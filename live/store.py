@@ -58,7 +58,7 @@ def connect(url: str, *, cluster: bool = False, **options: Any) -> aioredis.Redi
     options.setdefault("socket_timeout", 5.0)
     if cluster:
         # RedisCluster speaks the same command API; typed as Redis for the callers.
-        return RedisCluster.from_url(url, **options)  # type: ignore[return-value]
+        return RedisCluster.from_url(url, **options)
     return aioredis.Redis.from_url(url, **options)
 
 

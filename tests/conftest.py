@@ -1,0 +1,169 @@
+"""Shared fixtures: a real embedded Valkey, nodes served on loopback, tokens, Socket.IO clients."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+from collections import defaultdict
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+import socketio
+from pydantic import SecretStr
+
+from live.app import RunningNode, serve
+from live.auth import TokenAuthority
+from live.config import Settings
+from live.store import embedded_valkey
+
+SECRET = "test-secret-" + "x" * 32
+_node_ids = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+def valkey_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with embedded_valkey(Path(tmp_path_factory.mktemp("valkey"))) as url:
+        yield url
+
+
+@pytest.fixture
+async def redis(valkey_url: str) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(valkey_url)
+    await client.flushall()
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+def tokens() -> TokenAuthority:
+    return TokenAuthority(SECRET)
+
+
+def make_settings(valkey_url: str, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "node_id": f"node-{next(_node_ids)}",
+        "host": "127.0.0.1",
+        "port": 0,
+        "redis_url": valkey_url,
+        "jwt_secret": SecretStr(SECRET),
+        "likes_flush_ms": 50,
+        "viewer_count_interval_s": 0.1,
+        **overrides,
+    }
+    return Settings(**values)
+
+
+NodeFactory = Callable[..., Awaitable[RunningNode]]
+
+
+@pytest.fixture
+async def start_node(valkey_url: str, redis: aioredis.Redis) -> AsyncIterator[NodeFactory]:
+    """Start nodes on free loopback ports, each with its own Redis client; stop them after."""
+    async with contextlib.AsyncExitStack() as stack:
+
+        async def start(**overrides: Any) -> RunningNode:
+            settings = make_settings(valkey_url, **overrides)
+            client = aioredis.Redis.from_url(valkey_url)
+            stack.push_async_callback(client.aclose)
+            return await stack.enter_async_context(serve(settings, client))
+
+        yield start
+
+
+@pytest.fixture
+async def node(start_node: NodeFactory, redis: aioredis.Redis) -> RunningNode:
+    running = await start_node()
+    await running.node.rooms.create(title="Test room", owner="host", room_id="r1")
+    await running.node.rooms.create(title="Other room", owner="host", room_id="r2")
+    return running
+
+
+class Client:
+    """A python-socketio client on `/live` that records every server event for awaiting."""
+
+    def __init__(self, url: str, token: str) -> None:
+        self.url = url
+        self.token = token
+        self.sio = socketio.AsyncClient(reconnection=False)
+        self.events: defaultdict[str, list[Any]] = defaultdict(list)
+        self._changed = asyncio.Condition()
+        self.disconnected = asyncio.Event()
+        self.sio.on("*", self._record, namespace="/live")
+        self.sio.on("disconnect", self._on_disconnect, namespace="/live")
+        self.sio.on("connect_error", self._on_connect_error, namespace="/live")
+
+    async def _record(self, event: str, data: Any = None) -> None:
+        async with self._changed:
+            self.events[event].append(data)
+            self._changed.notify_all()
+
+    async def _on_connect_error(self, data: Any = None) -> None:
+        await self._record("connect_error", data)
+
+    async def _on_disconnect(self, *_: Any) -> None:
+        self.disconnected.set()
+
+    async def connect(self) -> Client:
+        await self.sio.connect(
+            self.url,
+            namespaces=["/live"],
+            auth={"token": self.token},
+            transports=["websocket"],
+            wait_timeout=5,
+        )
+        return self
+
+    async def call(self, event: str, data: Any) -> dict[str, Any]:
+        result: dict[str, Any] = await self.sio.call(event, data, namespace="/live", timeout=5)
+        return result
+
+    async def join(self, room: str, since: str | None = None) -> dict[str, Any]:
+        payload: dict[str, Any] = {"room": room}
+        if since:
+            payload["since"] = since
+        ack = await self.call("join", payload)
+        assert ack["ok"], ack
+        return ack
+
+    async def wait_for(
+        self, event: str, predicate: Callable[[Any], bool] = lambda _: True, within: float = 5
+    ) -> Any:
+        """The first recorded `event` matching `predicate`, waiting for it if needed."""
+        async with asyncio.timeout(within), self._changed:
+            while True:
+                for data in self.events[event]:
+                    if predicate(data):
+                        return data
+                await self._changed.wait()
+
+    async def close(self) -> None:
+        await self.sio.disconnect()
+
+
+ClientFactory = Callable[..., Awaitable[Client]]
+
+
+@pytest.fixture
+async def connect(tokens: TokenAuthority) -> AsyncIterator[ClientFactory]:
+    clients: list[Client] = []
+
+    async def make(
+        url: str,
+        user: str,
+        role: str = "viewer",
+        rooms: list[str] | None = None,
+        name: str | None = None,
+    ) -> Client:
+        token = tokens.issue(user=user, role=role, name=name or user.title(), rooms=rooms)
+        client = await Client(url, token).connect()
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        with contextlib.suppress(Exception):
+            await client.close()
