@@ -233,7 +233,8 @@ def offer_media(sdp: str) -> list[tuple[str, str]]:
     """(kind, direction) of each audio/video section of an SDP offer; ValueError if unparsable."""
     try:
         description = aiortc_sdp.SessionDescription.parse(sdp)
-    except (ValueError, IndexError, KeyError, TypeError) as exc:
+    except (AssertionError, ValueError, IndexError, KeyError, TypeError) as exc:
+        # aiortc's parser asserts on malformed lines
         raise ValueError(f"unparsable SDP: {exc}") from exc
     return [
         (m.kind, m.direction or "sendrecv")

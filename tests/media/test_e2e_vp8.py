@@ -87,7 +87,7 @@ async def test_late_viewer_of_a_long_gop_gets_a_fresh_keyframe(
     try:
         async with asyncio.timeout(10):
             await host.publish(server, "r1")
-            # Past the GOP cache bound (60 frames): the cache is dropped, a PLI must bring a keyframe.
+            # Past the GOP cache bound (60 frames) the cache is dropped: a PLI brings a keyframe.
             await host.video.progress.until(lambda: host.video.sent > 75)
             room = server.rooms["r1"]
             assert room.video.gop == []

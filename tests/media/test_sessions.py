@@ -6,7 +6,8 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
-from aiortc import RTCConfiguration, RTCPeerConnection
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender
+from aiortc.rtcrtpparameters import RTCRtpCodecCapability
 
 from media import MediaError, MediaServer
 from tests.media.conftest import Events, open_peer_connections
@@ -35,9 +36,7 @@ async def _offer(kinds: dict[str, str], mime: str | None = None) -> str:
         await pc.close()
 
 
-def aiortc_caps(kind: str) -> list[object]:
-    from aiortc import RTCRtpSender
-
+def aiortc_caps(kind: str) -> list[RTCRtpCodecCapability]:
     return list(RTCRtpSender.getCapabilities(kind).codecs)
 
 

@@ -1,0 +1,115 @@
+"""The hooks into aiortc internals: version pinning, packetising, codec choice, PLI, ICE."""
+
+from __future__ import annotations
+
+import aioice.ice
+import pytest
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+from aiortc.codecs import depayload
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from aiortc.rtp import RTCP_PSFB_FIR, RTCP_PSFB_PLI, RtcpPsfbPacket
+
+from media import aiortc_hooks as hooks
+from media.frames import EncodedFrame
+from tests.media.test_rtp_path import Link
+
+
+def test_supported_versions() -> None:
+    hooks.check_aiortc_version()
+    hooks.check_aiortc_version("1.9.0")
+    for version in ("1.8.0", "1.17.0", "2.0.0"):
+        with pytest.raises(RuntimeError, match="supports aiortc"):
+            hooks.check_aiortc_version(version)
+
+
+@pytest.mark.parametrize("size", [1, 1200, 5000])
+def test_vp8_packer_round_trip(size: int) -> None:
+    data = bytes(range(256)) * (size // 256 + 1)
+    frame = EncodedFrame("VP8", data[:size], 3000, False)
+    packer = hooks.FramePacker()
+    payloads, ts = packer.pack(frame)
+    codec = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96)
+    assert ts == 3000
+    assert b"".join(depayload(codec, p) for p in payloads) == frame.data
+    assert all(len(p) <= 1300 for p in payloads)
+
+
+def test_h264_packer_round_trip() -> None:
+    nalus = [b"\x67" + b"s" * 10, b"\x68" + b"p" * 4, b"\x65" + bytes(range(256)) * 20]
+    data = b"".join(b"\x00\x00\x00\x01" + n for n in nalus)
+    payloads, _ = hooks.FramePacker().pack(EncodedFrame("H264", data, 0, True))
+    codec = RTCRtpCodecParameters(mimeType="video/H264", clockRate=90000, payloadType=96)
+    assert b"".join(depayload(codec, p) for p in payloads) == data
+
+
+def test_opus_packer_passes_through() -> None:
+    assert hooks.FramePacker().pack(EncodedFrame("opus", b"abc", 960, True)) == ([b"abc"], 960)
+
+
+def test_packer_refuses_to_encode() -> None:
+    with pytest.raises(RuntimeError):
+        hooks.FramePacker().encode(object())
+
+
+async def test_viewer_pli_and_fir_reach_the_room() -> None:
+    asked: list[int] = []
+    sender = RTCRtpSender("video", Link().sender_end)
+    hooks.attach_sender(sender, lambda: asked.append(1))
+    for fmt in (RTCP_PSFB_PLI, RTCP_PSFB_FIR):
+        await sender._handle_rtcp_packet(RtcpPsfbPacket(fmt=fmt, ssrc=1, media_ssrc=2))
+    assert asked == [1, 1]
+
+
+async def test_restrict_codecs_keeps_preference_order_and_rtx() -> None:
+    client = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    server = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    try:
+        client.addTransceiver("video", direction="recvonly")
+        await client.setLocalDescription(await client.createOffer())
+        assert client.localDescription is not None
+        await server.setRemoteDescription(
+            RTCSessionDescription(sdp=client.localDescription.sdp, type="offer")
+        )
+        (transceiver,) = server.getTransceivers()
+        assert hooks.restrict_codecs(transceiver, ["H264"]) == "H264"
+        names = [c.mimeType for c in transceiver._codecs]
+        assert set(names) == {"video/H264", "video/rtx"} and names[0] == "video/H264"
+        assert hooks.negotiated_codec(transceiver) == "H264"
+        assert hooks.restrict_codecs(transceiver, ["VP8"]) is None
+    finally:
+        await client.close()
+        await server.close()
+
+
+def test_offer_media_lists_sections() -> None:
+    sdp = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=sendonly\r\n"
+    sdp += "m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\n"
+    assert hooks.offer_media(sdp) == [("audio", "sendonly")]
+    with pytest.raises(ValueError, match="unparsable"):
+        hooks.offer_media("v=0\r\nm=application 9 x 5000\r\n")
+
+
+def test_ice_addresses_setting() -> None:
+    try:
+        hooks.set_ice_addresses(["127.0.0.1", "::1"])
+        assert aioice.ice.get_host_addresses(use_ipv4=True, use_ipv6=False) == ["127.0.0.1"]
+        assert aioice.ice.get_host_addresses(use_ipv4=True, use_ipv6=True) == ["127.0.0.1", "::1"]
+        hooks.set_ice_addresses([])
+        assert aioice.ice.get_host_addresses is hooks._original_get_host_addresses
+    finally:
+        hooks.set_ice_addresses(["127.0.0.1"])
+
+
+async def test_candidates_are_the_configured_addresses() -> None:
+    hooks.set_ice_addresses(["127.0.0.1"])
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    try:
+        pc.addTransceiver("audio")
+        await pc.setLocalDescription(await pc.createOffer())
+        assert pc.localDescription is not None
+        candidates = [
+            line for line in pc.localDescription.sdp.splitlines() if "a=candidate" in line
+        ]
+        assert candidates and all(" 127.0.0.1 " in c for c in candidates)
+    finally:
+        await pc.close()
