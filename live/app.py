@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 from aiohttp import web
 
-from live import api_rooms, pages
+from live import api_rooms, media_http, pages
 from live.config import Settings
 from live.http import AUTH, METRICS, error_middleware
 from live.node import NODE, Node
@@ -27,6 +27,7 @@ def build_app(node: Node) -> web.Application:
     app[METRICS] = node.metrics
     app[AUTH] = node.auth
     app.add_routes(api_rooms.routes)
+    media_http.setup(app, node)
     pages.setup(app)
     node.chat.attach(app)
     app.on_startup.append(node.start)

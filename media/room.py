@@ -24,6 +24,7 @@ class Session:
     room_id: str
     role: Literal["publisher", "viewer"]
     pc: RTCPeerConnection
+    owner: str | None = None  # opaque to media: who may end the session (the adapter's user id)
     created_at: float = field(default_factory=time.monotonic)
     connected: asyncio.Event = field(default_factory=asyncio.Event)
     closed: bool = False

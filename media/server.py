@@ -119,14 +119,18 @@ class MediaServer:
 
     # -- sessions -----------------------------------------------------------------------------
 
-    async def publish(self, room_id: str, offer_sdp: str) -> tuple[str, str]:
+    async def publish(
+        self, room_id: str, offer_sdp: str, owner: str | None = None
+    ) -> tuple[str, str]:
         """Accept a host's WHIP offer; returns (session id, SDP answer)."""
         self._check_open()
         media = _validate_offer(offer_sdp, wanted=("sendonly", "sendrecv"), what="send")
         room = self._room(room_id)
         if room.publisher is not None:
             raise MediaError("publisher_exists", f"room {room_id!r} already has a publisher")
-        session = Session(id=_new_id(), room_id=room_id, role="publisher", pc=self._new_pc())
+        session = Session(
+            id=_new_id(), room_id=room_id, role="publisher", pc=self._new_pc(), owner=owner
+        )
         session.epoch = room.next_epoch()
         # Reserve the slot before the first await so a second WHIP POST gets 409.
         room.publisher = session
@@ -159,12 +163,16 @@ class MediaServer:
         self._register(session)
         return session.id, answer
 
-    async def play(self, room_id: str, offer_sdp: str) -> tuple[str, str]:
+    async def play(
+        self, room_id: str, offer_sdp: str, owner: str | None = None
+    ) -> tuple[str, str]:
         """Accept a viewer's WHEP offer, before or after the host is live; (session id, answer)."""
         self._check_open()
         media = _validate_offer(offer_sdp, wanted=("recvonly", "sendrecv"), what="receive")
         room = self._room(room_id)
-        session = Session(id=_new_id(), room_id=room_id, role="viewer", pc=self._new_pc())
+        session = Session(
+            id=_new_id(), room_id=room_id, role="viewer", pc=self._new_pc(), owner=owner
+        )
         room.viewers[session.id] = session
         try:
             await _set_offer(session.pc, offer_sdp)

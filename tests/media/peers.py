@@ -127,6 +127,17 @@ class ToneAudioTrack(MediaStreamTrack):
         return frame
 
 
+async def offer(pc: RTCPeerConnection) -> str:
+    """Create and set the local offer (aiortc gathers candidates first: no trickle)."""
+    await pc.setLocalDescription(await pc.createOffer())
+    assert pc.localDescription is not None
+    return str(pc.localDescription.sdp)
+
+
+async def accept(pc: RTCPeerConnection, answer: str) -> None:
+    await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+
+
 def _prefer(pc: RTCPeerConnection, kind: str, mime: str) -> None:
     caps = RTCRtpSender.getCapabilities(kind)
     for t in pc.getTransceivers():
@@ -149,9 +160,8 @@ class Host:
         self.session_id: str | None = None
 
     async def publish(self, server: MediaServer, room: str) -> str:
-        await self.pc.setLocalDescription(await self.pc.createOffer())
-        self.session_id, answer = await server.publish(room, self.pc.localDescription.sdp)
-        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+        self.session_id, answer = await server.publish(room, await offer(self.pc))
+        await accept(self.pc, answer)
         return self.session_id
 
     async def close(self) -> None:
@@ -191,9 +201,8 @@ class Viewer:
             pass
 
     async def play(self, server: MediaServer, room: str) -> str:
-        await self.pc.setLocalDescription(await self.pc.createOffer())
-        self.session_id, answer = await server.play(room, self.pc.localDescription.sdp)
-        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+        self.session_id, answer = await server.play(room, await offer(self.pc))
+        await accept(self.pc, answer)
         return self.session_id
 
     async def close(self) -> None:

@@ -1,0 +1,184 @@
+"""Thin HTTP adapter for media: WHIP (RFC 9725) ingest and WHEP playback over `media.MediaServer`.
+
+Routes carry SDP only; tokens, room existence, the room's `live` flag, the Socket.IO notice and
+metrics are the kernel's business and live here, so `media` stays free of HTTP and Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterator
+
+from aiohttp import web
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from live.errors import ApiError
+from live.http import claims_of
+from live.node import NODE, Node
+from media import MediaConfig, MediaError, MediaEvent, MediaServer
+
+log = logging.getLogger(__name__)
+
+MEDIA = web.AppKey("media", MediaServer)
+SDP = "application/sdp"
+
+_STATUS = {
+    "invalid_sdp": 400,
+    "unsupported_codec": 400,
+    "no_media": 400,
+    "publisher_exists": 409,
+    "session_not_found": 404,
+    "closed": 503,
+}
+
+routes = web.RouteTableDef()
+
+
+def setup(app: web.Application, node: Node) -> MediaServer:
+    """Add the WHIP/WHEP routes, the media metrics and the live/ended notices to `app`."""
+    media = MediaServer(MediaConfig(ice_addresses=list(node.settings.ice_addresses)))
+    app[MEDIA] = media
+    app.add_routes(routes)
+    node.metrics.registry.register(MediaCollector(media))
+    tasks: set[asyncio.Task[None]] = set()
+
+    def on_event(event: MediaEvent) -> None:
+        task = asyncio.ensure_future(_announce(node, event))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    media.add_listener(on_event)
+
+    async def shutdown(app: web.Application) -> None:
+        await media.shutdown()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    app.on_shutdown.append(shutdown)
+    return media
+
+
+async def _announce(node: Node, event: MediaEvent) -> None:
+    live = event.kind == "live"
+    try:
+        await node.rooms.set_live(event.room_id, live)
+        await node.chat.emit(event.room_id, "stream", {"room": event.room_id, "live": live})
+    except Exception:
+        log.exception("announcing %s of room %s failed", event.kind, event.room_id)
+
+
+def _media_error(exc: MediaError) -> ApiError:
+    return ApiError(_STATUS.get(exc.code, 400), exc.code, exc.detail)
+
+
+async def _offer(request: web.Request) -> str:
+    if request.content_type != SDP:
+        raise ApiError(415, "unsupported_media_type", f"the body must be {SDP}")
+    try:
+        return await request.text()
+    except UnicodeDecodeError:
+        raise ApiError(400, "invalid_sdp", "the SDP offer is not UTF-8 text") from None
+
+
+async def _known_room(request: web.Request) -> str:
+    room_id = request.match_info["room"]
+    if not await request.app[NODE].rooms.exists(room_id):
+        raise ApiError(404, "unknown_room", f"there is no room {room_id!r}")
+    return room_id
+
+
+def _answer(answer: str, location: str) -> web.Response:
+    return web.Response(status=201, text=answer, content_type=SDP, headers={"Location": location})
+
+
+@routes.post("/whip/{room}")
+async def whip(request: web.Request) -> web.Response:
+    claims = claims_of(request)
+    room_id = request.match_info["room"]
+    if claims.role != "host" or not claims.in_room(room_id):
+        raise ApiError(403, "forbidden", "publishing needs a host token for this room")
+    await _known_room(request)
+    offer = await _offer(request)
+    try:
+        session_id, answer = await request.app[MEDIA].publish(room_id, offer, owner=claims.sub)
+    except MediaError as exc:
+        raise _media_error(exc) from None
+    return _answer(answer, f"/whip/{room_id}/{session_id}")
+
+
+@routes.post("/whep/{room}")
+async def whep(request: web.Request) -> web.Response:
+    claims = claims_of(request)
+    room_id = request.match_info["room"]
+    if not claims.in_room(room_id):
+        raise ApiError(403, "forbidden", f"the token does not grant room {room_id!r}")
+    await _known_room(request)
+    offer = await _offer(request)
+    try:
+        session_id, answer = await request.app[MEDIA].play(room_id, offer, owner=claims.sub)
+    except MediaError as exc:
+        raise _media_error(exc) from None
+    return _answer(answer, f"/whep/{room_id}/{session_id}")
+
+
+@routes.delete("/whip/{room}/{session}")
+@routes.delete("/whep/{room}/{session}")
+async def end_session(request: web.Request) -> web.Response:
+    claims = claims_of(request)
+    media = request.app[MEDIA]
+    session = media.session(request.match_info["session"])
+    kind = "publisher" if request.path.startswith("/whip/") else "viewer"
+    if session is None or session.room_id != request.match_info["room"] or session.role != kind:
+        raise ApiError(404, "session_not_found", "there is no such media session")
+    if session.owner != claims.sub:
+        raise ApiError(403, "forbidden", "this session belongs to someone else")
+    try:
+        await media.close(session.id)
+    except MediaError as exc:
+        raise _media_error(exc) from None
+    return web.Response(status=200)
+
+
+class MediaCollector(Collector):
+    """Reads MediaServer.stats() at scrape time."""
+
+    def __init__(self, media: MediaServer) -> None:
+        self._media = media
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        s = self._media.stats()
+        for name, doc, value in (
+            ("live_media_rooms", "Rooms with media sessions", s.rooms),
+            ("live_media_publishers", "Connected or connecting publishers", s.publishers),
+            ("live_media_viewers", "Viewer sessions", s.viewers),
+            ("live_media_peer_connections", "Open WebRTC peer connections", s.peer_connections),
+        ):
+            yield GaugeMetricFamily(name, doc, value=value)
+        for name, doc, value in (
+            ("live_media_packets_in", "RTP packets received from publishers", s.packets_in),
+            ("live_media_bytes_in", "RTP payload bytes received from publishers", s.bytes_in),
+            ("live_media_frames_in", "Encoded frames received from publishers", s.frames_in),
+            ("live_media_frames_forwarded", "Encoded frames sent to viewers", s.frames_out),
+            ("live_media_bytes_forwarded", "Encoded bytes sent to viewers", s.bytes_out),
+            ("live_media_frames_dropped", "Frames dropped for slow viewers", s.frames_dropped),
+            ("live_media_viewer_skips", "Slow-viewer skips to a keyframe", s.viewer_skips),
+            ("live_media_keyframe_requests", "PLIs sent to publishers", s.keyframe_requests),
+            (
+                "live_media_keyframe_requests_coalesced",
+                "Keyframe requests folded into another",
+                s.keyframe_requests_coalesced,
+            ),
+        ):
+            yield CounterMetricFamily(name, doc, value=value)
+        ttff = GaugeMetricFamily(
+            "live_media_time_to_first_frame_seconds",
+            "Time from WHEP offer to the first video frame sent, recent viewers",
+            labels=["quantile"],
+        )
+        samples = sorted(s.ttff_seconds)
+        if samples:
+            for q in (0.5, 0.95, 1.0):
+                ttff.add_metric([str(q)], samples[min(len(samples) - 1, int(q * len(samples)))])
+        yield ttff

@@ -1,0 +1,158 @@
+"""WHIP/WHEP over HTTP on a real node: tokens, errors as JSON, live notices, session ownership."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+
+from live.app import RunningNode
+from live.auth import TokenAuthority
+from live.media_http import MEDIA
+from media import MediaServer
+from tests.conftest import ClientFactory
+from tests.media.conftest import open_peer_connections
+from tests.media.peers import Host, Viewer, accept, offer
+
+SDP = {"Content-Type": "application/sdp"}
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+@pytest.fixture
+def media(node: RunningNode) -> MediaServer:
+    return node.runner.app[MEDIA]
+
+
+def bearer(tokens: TokenAuthority, user: str, role: str, rooms: list[str] | None = None) -> str:
+    return "Bearer " + tokens.issue(user=user, role=role, rooms=rooms or ["r1"])
+
+
+async def post(
+    http: aiohttp.ClientSession, url: str, body: str, auth: str | None, **headers: str
+) -> tuple[int, dict[str, str], Any]:
+    h = {**SDP, **headers}
+    if auth:
+        h["Authorization"] = auth
+    async with http.post(url, data=body.encode(), headers=h) as r:
+        payload: Any = await (r.json() if r.content_type == "application/json" else r.text())
+        return r.status, dict(r.headers), payload
+
+
+async def test_whip_refusals_are_json(
+    node: RunningNode, http: aiohttp.ClientSession, tokens: TokenAuthority, media: MediaServer
+) -> None:
+    host = Host(audio=False)
+    try:
+        sdp = await offer(host.pc)
+        url = f"{node.url}/whip/r1"
+        host_auth = bearer(tokens, "h", "host")
+        any_host, any_viewer = (
+            bearer(tokens, "h", "host", ["*"]),
+            bearer(tokens, "v", "viewer", ["*"]),
+        )
+        cases = [
+            (await post(http, url, sdp, None), 401, None),
+            (await post(http, url, sdp, bearer(tokens, "v", "viewer")), 403, "forbidden"),
+            (await post(http, url, sdp, bearer(tokens, "h", "host", ["r2"])), 403, "forbidden"),
+            (await post(http, url, "garbage", host_auth), 400, "invalid_sdp"),
+            (
+                await post(http, url, sdp, host_auth, **{"Content-Type": "text/plain"}),
+                415,
+                "unsupported_media_type",
+            ),
+            (await post(http, f"{node.url}/whip/nope", sdp, host_auth), 403, "forbidden"),
+            (
+                await post(http, f"{node.url}/whip/nope", sdp, any_host),
+                404,
+                "unknown_room",
+            ),
+            (
+                await post(http, f"{node.url}/whep/nope", sdp, any_viewer),
+                404,
+                "unknown_room",
+            ),
+        ]
+        for (status, _, body), want_status, want_code in cases:
+            assert status == want_status, body
+            assert set(body) >= {"error", "detail"}
+            if want_code:
+                assert body["error"] == want_code
+    finally:
+        await host.close()
+    assert media.sessions == {}
+    assert open_peer_connections() == 0
+
+
+async def test_go_live_watch_and_stop_over_http(
+    node: RunningNode,
+    http: aiohttp.ClientSession,
+    tokens: TokenAuthority,
+    media: MediaServer,
+    connect: ClientFactory,
+) -> None:
+    chat = await connect(node.url, "watcher", rooms=["r1"])
+    await chat.join("r1")
+    host, other_host, viewer = Host(), Host(), Viewer()
+    host_auth = bearer(tokens, "h", "host")
+    try:
+        async with asyncio.timeout(15):
+            # a viewer may arrive first
+            status, headers, answer = await post(
+                http, f"{node.url}/whep/r1", await offer(viewer.pc), bearer(tokens, "v", "viewer")
+            )
+            assert status == 201 and headers["Content-Type"].startswith("application/sdp")
+            viewer_location = headers["Location"]
+            assert viewer_location.startswith("/whep/r1/")
+            await accept(viewer.pc, answer)
+
+            status, headers, answer = await post(
+                http, f"{node.url}/whip/r1", await offer(host.pc), host_auth
+            )
+            assert status == 201, answer
+            location = headers["Location"]
+            assert location.startswith("/whip/r1/")
+            await accept(host.pc, answer)
+
+            status, _, body = await post(
+                http, f"{node.url}/whip/r1", await offer(other_host.pc), host_auth
+            )
+            assert status == 409 and body["error"] == "publisher_exists"
+
+            await chat.wait_for("stream", lambda d: d == {"room": "r1", "live": True}, within=10)
+            assert (await node.node.rooms.get("r1")).live  # type: ignore[union-attr]
+            await viewer.progress.until(lambda: len(viewer.counters) >= 10)
+
+            async with http.get(f"{node.url}/metrics") as r:
+                text = await r.text()
+            assert "live_media_viewers 1.0" in text and "live_media_publishers 1.0" in text
+
+            # only the owner may end a session
+            async with http.delete(
+                node.url + location, headers={"Authorization": bearer(tokens, "x", "host")}
+            ) as r:
+                assert r.status == 403 and (await r.json())["error"] == "forbidden"
+            async with http.delete(
+                node.url + location.replace("whip", "whep"), headers={"Authorization": host_auth}
+            ) as r:
+                assert r.status == 404
+            async with http.delete(node.url + location, headers={"Authorization": host_auth}) as r:
+                assert r.status == 200
+            await chat.wait_for("stream", lambda d: d == {"room": "r1", "live": False}, within=10)
+            assert not (await node.node.rooms.get("r1")).live  # type: ignore[union-attr]
+            async with http.delete(
+                node.url + viewer_location, headers={"Authorization": bearer(tokens, "v", "viewer")}
+            ) as r:
+                assert r.status == 200
+    finally:
+        for peer in (host, other_host, viewer):
+            await peer.close()
+    assert media.sessions == {}
+    assert open_peer_connections() == 0
