@@ -35,9 +35,9 @@ from aiortc.contrib.media import MediaRelay
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from media import MediaConfig, MediaServer  # noqa: E402
-from media import aiortc_hooks as hooks  # noqa: E402
-from media.frames import EncodedFrame  # noqa: E402
+from media import MediaConfig, MediaServer
+from media import aiortc_hooks as hooks
+from media.frames import EncodedFrame
 
 VIDEO_TB = fractions.Fraction(1, 90000)
 AUDIO_TB = fractions.Fraction(1, 48000)
@@ -51,6 +51,19 @@ def rss_bytes() -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024
     return 0
+
+
+def sdp_response(sdp: str) -> web.Response:
+    return web.Response(status=201, text=sdp, content_type="application/sdp")
+
+
+async def until(condition: Any, limit_s: float) -> None:
+    """Poll `condition` (state of aiortc objects that fire no event we can await) within limit_s."""
+    deadline = time.monotonic() + limit_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError("benchmark setup took too long")
+        await asyncio.sleep(0.05)
 
 
 async def run_server(port: int, mode: str) -> None:
@@ -68,19 +81,19 @@ async def run_server(port: int, mode: str) -> None:
         sdp = await request.text()
         if mode == "forward":
             _, ans = await media.publish("bench", sdp)
-            return web.Response(status=201, text=ans, content_type="application/sdp")
+            return sdp_response(ans)
         pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         pcs.append(pc)
         pc.on("track", lambda t: relay_tracks.__setitem__(t.kind, t))
         await answer(pc, sdp)
         await pc.setLocalDescription(await pc.createAnswer())
-        return web.Response(status=201, text=pc.localDescription.sdp, content_type="application/sdp")
+        return sdp_response(pc.localDescription.sdp)
 
     async def whep(request: web.Request) -> web.Response:
         sdp = await request.text()
         if mode == "forward":
             _, ans = await media.play("bench", sdp)
-            return web.Response(status=201, text=ans, content_type="application/sdp")
+            return sdp_response(ans)
         pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         pcs.append(pc)
         await answer(pc, sdp)
@@ -89,7 +102,7 @@ async def run_server(port: int, mode: str) -> None:
                 t.sender.replaceTrack(relay.subscribe(relay_tracks[t.kind]))
                 t.direction = "sendonly"
         await pc.setLocalDescription(await pc.createAnswer())
-        return web.Response(status=201, text=pc.localDescription.sdp, content_type="application/sdp")
+        return sdp_response(pc.localDescription.sdp)
 
     async def stats(request: web.Request) -> web.Response:
         t = os.times()
@@ -184,7 +197,7 @@ class LoopTrack(MediaStreamTrack):
         self._i = 0
         self._t0: float | None = None
 
-    async def recv(self) -> av.Packet:
+    async def recv(self) -> av.Packet:  # type: ignore[type-arg]
         loop = asyncio.get_running_loop()
         if self._t0 is None:
             self._t0 = loop.time()
@@ -254,17 +267,13 @@ async def run_client(base: str, viewers: int, seconds: float) -> dict[str, Any]:
     peers: list[CountingViewer] = []
     async with ClientSession() as http:
         await negotiate(http, f"{base}/whip", host)
-        async with asyncio.timeout(60):
-            while host.connectionState != "connected":
-                await asyncio.sleep(0.05)
+        await until(lambda: host.connectionState == "connected", 60)
         await asyncio.sleep(1.0)
         for _ in range(viewers):
             v = CountingViewer()
             peers.append(v)
             await negotiate(http, f"{base}/whep", v.pc)
-        async with asyncio.timeout(60):
-            while any(v.first_frame_at is None for v in peers):
-                await asyncio.sleep(0.05)
+        await until(lambda: all(v.first_frame_at is not None for v in peers), 60)
         ttff = sorted(v.first_frame_at - v.started for v in peers if v.first_frame_at)
         await asyncio.sleep(1.0)  # settle: GOP bursts are not steady state
         async with http.get(f"{base}/stats") as r:
@@ -338,8 +347,17 @@ def main() -> None:
     me = [sys.executable, __file__]
     for n in [int(x) for x in args.viewers.split(",")]:
         server = subprocess.Popen(
-            ["taskset", "-c", args.server_cpu, *me, "server", "--port", str(args.port)]
-            + ["--mode", args.mode],
+            [
+                "taskset",
+                "-c",
+                args.server_cpu,
+                *me,
+                "server",
+                "--port",
+                str(args.port),
+                "--mode",
+                args.mode,
+            ],
             stdout=subprocess.PIPE,
             text=True,
         )
@@ -347,9 +365,19 @@ def main() -> None:
             assert server.stdout is not None
             assert server.stdout.readline().strip() == "ready"
             out = subprocess.run(
-                ["taskset", "-c", args.client_cpu, *me, "client"]
-                + ["--url", f"http://127.0.0.1:{args.port}", "--viewers", str(n)]
-                + ["--seconds", str(args.seconds)],
+                [
+                    "taskset",
+                    "-c",
+                    args.client_cpu,
+                    *me,
+                    "client",
+                    "--url",
+                    f"http://127.0.0.1:{args.port}",
+                    "--viewers",
+                    str(n),
+                    "--seconds",
+                    str(args.seconds),
+                ],
                 capture_output=True,
                 text=True,
                 timeout=args.seconds + 180,
