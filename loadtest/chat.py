@@ -1,0 +1,279 @@
+"""The chat benchmark coordinator: start workers, synchronise them, sample servers, merge."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import multiprocessing
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection, wait
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+from loadtest import procstat, worker
+from loadtest.histogram import Histogram
+from loadtest.plan import ChatWorkload, WorkerPlan
+
+START_DELAY_S = 1.0
+TARGET_P99_MS = 500.0
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class _Fleet:
+    """The worker processes of one run and what they reported."""
+
+    procs: list[BaseProcess]
+    conns: list[Connection]
+    ready: dict[int, dict[str, Any]] = field(default_factory=dict)
+    done: dict[int, dict[str, Any]] = field(default_factory=dict)
+    progress: dict[int, dict[str, Any]] = field(default_factory=dict)
+    dead: set[int] = field(default_factory=set)
+
+    def pump(self, timeout: float) -> None:
+        """Read whatever the workers sent within `timeout` (blocking; run in a thread)."""
+        live = [c for i, c in enumerate(self.conns) if i not in self.dead]
+        for conn in wait(live, timeout):
+            assert isinstance(conn, Connection)
+            index = self.conns.index(conn)
+            try:
+                message = conn.recv()
+            except (EOFError, OSError):
+                self.dead.add(index)
+                continue
+            kind = message.get("kind")
+            if kind == "progress":
+                self.progress[index] = message
+            elif kind == "ready":
+                self.ready[index] = message
+            elif kind == "done":
+                self.done[index] = message
+
+    def total(self, key: str) -> int:
+        return sum(int(p.get(key, 0)) for p in self.progress.values())
+
+
+async def run_chat(
+    workload: ChatWorkload,
+    urls: list[str],
+    secret: str,
+    *,
+    server_pids: dict[str, int],
+    workers: int = 1,
+    client_cpus: list[int] | None = None,
+    label: str = "chat",
+    progress: Progress = print,
+) -> dict[str, Any]:
+    """Run one chat workload against `urls` and return its merged measurements."""
+    workload.validate()
+    tag = f"lt{time.time_ns() % 10**9:x}"
+    ctx = multiprocessing.get_context("spawn")
+    fleet = _Fleet([], [])
+    before = _sample(server_pids)
+    for index in range(workers):
+        parent, child = ctx.Pipe()
+        plan = WorkerPlan(
+            index, workers, tuple(urls), secret, workload, tuple(client_cpus or ()), tag
+        )
+        proc = ctx.Process(target=worker.main, args=(plan, child), name=f"loadtest-{index}")
+        proc.start()
+        child.close()
+        fleet.procs.append(proc)
+        fleet.conns.append(parent)
+    try:
+        return await _drive(fleet, workload, server_pids, before, label, progress)
+    finally:
+        await _reap(fleet)
+
+
+async def _drive(
+    fleet: _Fleet,
+    work: ChatWorkload,
+    server_pids: dict[str, int],
+    before: dict[str, procstat.ProcSample | None],
+    label: str,
+    progress: Progress,
+) -> dict[str, Any]:
+    workers = len(fleet.procs)
+    connect_budget = work.viewers / work.connect_rate + work.connect_timeout_s * 2 + 30
+    all_ready = await _until(
+        fleet, lambda: len(fleet.ready) == workers, connect_budget, label, progress
+    )
+    if not all_ready:
+        raise RuntimeError(f"workers did not finish connecting within {connect_budget:.0f} s")
+    joined_sample = _sample(server_pids)
+    t0 = time.time() + START_DELAY_S
+    for conn in fleet.conns:
+        conn.send({"kind": "go", "t0": t0})
+    worker_pids = {f"worker-{i}": p.pid for i, p in enumerate(fleet.procs) if p.pid}
+    await asyncio.sleep(max(0.0, t0 - time.time()))
+    start = _sample({**server_pids, **worker_pids})
+    await _until(fleet, lambda: False, work.duration_s, label, progress)
+    end = _sample({**server_pids, **worker_pids})
+    wall = time.time() - t0
+    budget = work.drain_s + 30
+    if not await _until(fleet, lambda: len(fleet.done) == workers, budget, label, progress):
+        raise RuntimeError(f"workers did not report within {budget:.0f} s after sending")
+    final = _sample(server_pids)
+    result = _merge(work, list(fleet.done.values()), t0)
+    result["servers"] = _server_figures(
+        server_pids, before, joined_sample, start, end, final, wall, result["connections"]["held"]
+    )
+    result["generator"]["cpu_pct"] = round(
+        sum(procstat.cpu_percent(start.get(n), end.get(n), wall) for n in worker_pids), 1
+    )
+    result["generator"]["workers"] = workers
+    return result
+
+
+async def _until(
+    fleet: _Fleet, done: Callable[[], bool], seconds: float, label: str, progress: Progress
+) -> bool:
+    """Pump worker messages until `done()` or `seconds` pass; print progress every 2 s."""
+    deadline = time.monotonic() + seconds
+    next_print = time.monotonic() + 2.0
+    while not done():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        if len(fleet.dead) == len(fleet.procs):
+            raise RuntimeError("every load-generator worker exited early")
+        await asyncio.to_thread(fleet.pump, min(0.2, left))
+        if time.monotonic() >= next_print:
+            next_print += 2.0
+            progress(
+                f"  [{label}] connected {fleet.total('connected')} joined {fleet.total('joined')}"
+                f" sent {fleet.total('sent')} deliveries {fleet.total('received')}"
+                f" errors {fleet.total('errors')}"
+            )
+    return True
+
+
+async def _reap(fleet: _Fleet) -> None:
+    for conn in fleet.conns:
+        if not conn.closed:
+            with contextlib.suppress(BrokenPipeError, OSError):
+                conn.send({"kind": "stop"})
+    for proc in fleet.procs:
+        await asyncio.to_thread(proc.join, 15)
+        if proc.is_alive():
+            proc.terminate()
+            await asyncio.to_thread(proc.join, 5)
+        proc.close()
+    for conn in fleet.conns:
+        conn.close()
+
+
+def _sample(pids: dict[str, int]) -> dict[str, procstat.ProcSample | None]:
+    return {name: procstat.sample(pid) for name, pid in pids.items()}
+
+
+def _merge(work: ChatWorkload, parts: list[dict[str, Any]], t0: float) -> dict[str, Any]:
+    hists: dict[str, Histogram] = {}
+    for key in ("latency", "connect", "join", "ack", "lag", "send_lag"):
+        hists[key] = Histogram()
+        for part in parts:
+            hists[key].merge(Histogram.from_wire(part[key]))
+    seq_counts = [0] * work.messages
+    acks: dict[int, str] = {}
+    errors: Counter[str] = Counter()
+    per_viewer: list[int] = []
+    for part in parts:
+        for seq, n in enumerate(part["seq_counts"]):
+            seq_counts[seq] += n
+        acks.update(part["acks"])
+        errors.update(part["errors"])
+        per_viewer.extend(part["per_viewer"])
+    joined = sum(p["joined"] for p in parts)
+    ok = [seq for seq, status in acks.items() if status == "ok"]
+    expected = len(ok) * joined
+    delivered = sum(seq_counts[seq] for seq in ok)
+    received = sum(p["received"] for p in parts)
+    last_us = max((p["last_delivery_us"] for p in parts), default=0)
+    span_s = max(work.duration_s, last_us / 1e6 - t0) if last_us else work.duration_s
+    latency = hists["latency"].summary_ms()
+    missing = expected - delivered
+    return {
+        "workload": {
+            "viewers": work.viewers,
+            "rate": work.rate,
+            "duration_s": work.duration_s,
+            "senders": work.senders,
+            "sender_role": work.sender_role,
+            "room": work.room,
+            "messages": work.messages,
+            "drain_s": work.drain_s,
+        },
+        "connections": {
+            "attempted": work.viewers,
+            "connected": sum(p["connected"] for p in parts),
+            "joined": joined,
+            "held": sum(p["held"] for p in parts),
+            "connect_ms": hists["connect"].summary_ms(),
+            "join_ms": hists["join"].summary_ms(),
+        },
+        "messages": {
+            "scheduled": work.messages,
+            "sent": sum(p["sent"] for p in parts),
+            "acked_ok": len(ok),
+            "outcomes": dict(Counter(acks.values())),
+            "ack_ms": hists["ack"].summary_ms(),
+        },
+        "deliveries": {
+            "expected": expected,
+            "delivered": delivered,
+            "missing": missing,
+            "received_total": received,
+            "duplicates": sum(p["duplicates"] for p in parts),
+            "viewers_missing_some": sum(1 for c in per_viewer if c < len(ok)),
+            "per_s": round(received / span_s, 1),
+            "offered_per_s": round(expected / work.duration_s, 1),
+            "last_delivery_after_s": round(last_us / 1e6 - t0, 3) if last_us else None,
+        },
+        "latency_ms": latency,
+        "errors": dict(errors),
+        "generator": {
+            "loop_lag_ms": hists["lag"].summary_ms(),
+            "send_lag_ms": hists["send_lag"].summary_ms(),
+        },
+        "target_met": joined == work.viewers and missing == 0 and latency["p99"] < TARGET_P99_MS,
+    }
+
+
+def _server_figures(
+    pids: dict[str, int],
+    before: dict[str, procstat.ProcSample | None],
+    joined: dict[str, procstat.ProcSample | None],
+    start: dict[str, procstat.ProcSample | None],
+    end: dict[str, procstat.ProcSample | None],
+    final: dict[str, procstat.ProcSample | None],
+    wall: float,
+    held: int,
+) -> dict[str, Any]:
+    processes: dict[str, Any] = {}
+    nodes_rss_growth = 0
+    node_cpu = 0.0
+    for name in pids:
+        b, j, f = before.get(name), joined.get(name), final.get(name)
+        cpu = procstat.cpu_percent(start.get(name), end.get(name), wall)
+        processes[name] = {
+            "pid": pids[name],
+            "rss_before_mb": round(b.rss_kb / 1024, 1) if b else None,
+            "rss_joined_mb": round(j.rss_kb / 1024, 1) if j else None,
+            "peak_rss_mb": round(f.peak_rss_kb / 1024, 1) if f else None,
+            "cpu_pct": cpu,
+            "threads": f.threads if f else None,
+        }
+        if name != "valkey":
+            nodes_rss_growth += (j.rss_kb if j else 0) - (b.rss_kb if b else 0)
+            node_cpu += cpu
+    return {
+        "processes": processes,
+        "rss_per_connection_kb": round(nodes_rss_growth / held, 1) if held and pids else None,
+        "nodes_cpu_pct": round(node_cpu, 1) if pids else None,
+        "valkey_cpu_pct": processes.get("valkey", {}).get("cpu_pct"),
+    }

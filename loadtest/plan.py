@@ -1,0 +1,77 @@
+"""What a benchmark run asks of its workers: plain, picklable descriptions."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+NAMESPACE = "/live"
+MAX_VIEWERS = 50_000
+MAX_MESSAGES = 100_000
+MAX_DURATION_S = 600.0
+
+
+@dataclass(frozen=True, slots=True)
+class ChatWorkload:
+    """N viewers in one room; `senders` of them share a room-wide chat `rate` for `duration_s`."""
+
+    viewers: int
+    rate: float
+    duration_s: float
+    room: str
+    senders: int
+    drain_s: float = 10.0
+    connect_rate: float = 1000.0  # new connections per second, across all workers
+    connect_concurrency: int = 200  # handshakes in flight, across all workers
+    connect_timeout_s: float = 15.0
+    sender_role: str = "viewer"
+
+    @property
+    def messages(self) -> int:
+        return math.floor(self.rate * self.duration_s)
+
+    def sender_of(self, seq: int) -> int:
+        """The viewer index that sends message `seq` (senders are viewers 0..senders-1)."""
+        return seq % self.senders
+
+    def send_offset_s(self, seq: int) -> float:
+        return seq / self.rate
+
+    def validate(self) -> None:
+        if not 1 <= self.viewers <= MAX_VIEWERS:
+            raise ValueError(f"viewers must be between 1 and {MAX_VIEWERS}")
+        if not 0 < self.rate <= 1000:
+            raise ValueError("rate must be above 0 and at most 1000 messages/s")
+        if not 0 < self.duration_s <= MAX_DURATION_S:
+            raise ValueError(f"duration must be above 0 and at most {MAX_DURATION_S:.0f} s")
+        if not 1 <= self.messages <= MAX_MESSAGES:
+            raise ValueError(f"rate x duration must give between 1 and {MAX_MESSAGES} messages")
+        if not 1 <= self.senders <= self.viewers:
+            raise ValueError("senders must be between 1 and the number of viewers")
+        if self.viewers * self.messages // 8 > 512 * 1024 * 1024:
+            raise ValueError("viewers x messages is too large to track per viewer")
+
+
+def senders_for(rate: float, viewers: int, per_user: int = 20, window_s: float = 30.0) -> int:
+    """Enough senders that none exceeds the default per-user limit (with 25% headroom)."""
+    needed = math.ceil(rate * window_s / per_user * 1.25)
+    return max(1, min(viewers, needed))
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerPlan:
+    """One worker's share: viewers `index, index + workers, ...` spread over `targets`."""
+
+    index: int
+    workers: int
+    targets: tuple[str, ...]
+    secret: str
+    workload: ChatWorkload
+    cpus: tuple[int, ...] = ()
+    run_tag: str = "lt"
+
+    def viewer_indices(self) -> range:
+        return range(self.index, self.workload.viewers, self.workers)
+
+    def target_of(self, viewer: int) -> str:
+        return self.targets[viewer % len(self.targets)]

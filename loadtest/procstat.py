@@ -1,0 +1,54 @@
+"""Resident memory and CPU time of processes, read from /proc (Linux)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True, slots=True)
+class ProcSample:
+    pid: int
+    rss_kb: int
+    peak_rss_kb: int
+    cpu_s: float  # user + system since the process started
+    threads: int
+
+
+def sample(pid: int) -> ProcSample | None:
+    """The process's current figures, or None when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            stat = f.read()
+        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as f:
+            status = f.read()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    # Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    fields = stat[stat.rfind(")") + 2 :].split()
+    cpu = (int(fields[11]) + int(fields[12])) / _TICK
+    values: dict[str, int] = {}
+    for line in status.splitlines():
+        key, _, rest = line.partition(":")
+        if key in ("VmRSS", "VmHWM", "Threads"):
+            values[key] = int(rest.split()[0])
+    return ProcSample(
+        pid=pid,
+        rss_kb=values.get("VmRSS", 0),
+        peak_rss_kb=values.get("VmHWM", 0),
+        cpu_s=cpu,
+        threads=values.get("Threads", 0),
+    )
+
+
+def cpu_percent(before: ProcSample | None, after: ProcSample | None, wall_s: float) -> float:
+    """CPU use between two samples as a percentage of one core."""
+    if before is None or after is None or wall_s <= 0:
+        return 0.0
+    return round(100.0 * (after.cpu_s - before.cpu_s) / wall_s, 1)
+
+
+def available_cpus() -> list[int]:
+    return sorted(os.sched_getaffinity(0))
