@@ -106,11 +106,11 @@ async def _drive(
     if not all_ready:
         raise RuntimeError(f"workers did not finish connecting within {connect_budget:.0f} s")
     joined_sample = _sample(server_pids)
-    t0 = time.time() + START_DELAY_S
+    t0 = time.time() + START_DELAY_S + work.warmup_s
     for conn in fleet.conns:
         conn.send({"kind": "go", "t0": t0})
     worker_pids = {f"worker-{i}": p.pid for i, p in enumerate(fleet.procs) if p.pid}
-    await asyncio.sleep(max(0.0, t0 - time.time()))
+    await _until(fleet, lambda: False, max(0.0, t0 - time.time()), label, progress)
     start = _sample({**server_pids, **worker_pids})
     await _until(fleet, lambda: False, work.duration_s, label, progress)
     end = _sample({**server_pids, **worker_pids})
@@ -206,6 +206,7 @@ def _merge(work: ChatWorkload, parts: list[dict[str, Any]], t0: float) -> dict[s
             "sender_role": work.sender_role,
             "room": work.room,
             "messages": work.messages,
+            "warmup_s": work.warmup_s,
             "drain_s": work.drain_s,
         },
         "connections": {

@@ -82,6 +82,9 @@ def register(sub: Any) -> None:
         help="seconds to wait for late deliveries after sending ends",
     )
     chat.add_argument(
+        "--warmup", type=float, default=2.0, help="seconds of unmeasured sending first"
+    )
+    chat.add_argument(
         "--connect-rate", type=float, default=1000.0, help="new connections per second"
     )
     chat.add_argument(
@@ -133,6 +136,7 @@ async def run_chat_command(args: argparse.Namespace) -> int:
         room="",
         senders=min(args.senders or senders_for(args.rate, smallest), smallest),
         drain_s=args.drain,
+        warmup_s=args.warmup,
         connect_rate=args.connect_rate,
         sender_role=args.sender_role,
     )

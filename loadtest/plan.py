@@ -21,6 +21,7 @@ class ChatWorkload:
     room: str
     senders: int
     drain_s: float = 10.0
+    warmup_s: float = 2.0  # unmeasured sending first, so JITs and caches are warm on every server
     connect_rate: float = 1000.0  # new connections per second, across all workers
     connect_concurrency: int = 200  # handshakes in flight, across all workers
     connect_timeout_s: float = 15.0
@@ -29,6 +30,10 @@ class ChatWorkload:
     @property
     def messages(self) -> int:
         return math.floor(self.rate * self.duration_s)
+
+    @property
+    def warmup_messages(self) -> int:
+        return math.floor(self.rate * self.warmup_s)
 
     def sender_of(self, seq: int) -> int:
         """The viewer index that sends message `seq` (senders are viewers 0..senders-1)."""
@@ -46,6 +51,8 @@ class ChatWorkload:
             raise ValueError(f"duration must be above 0 and at most {MAX_DURATION_S:.0f} s")
         if not 1 <= self.messages <= MAX_MESSAGES:
             raise ValueError(f"rate x duration must give between 1 and {MAX_MESSAGES} messages")
+        if not 0 <= self.warmup_s <= 60:
+            raise ValueError("warm-up must be between 0 and 60 s")
         if not 1 <= self.senders <= self.viewers:
             raise ValueError("senders must be between 1 and the number of viewers")
         if self.viewers * self.messages // 8 > 512 * 1024 * 1024:

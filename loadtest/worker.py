@@ -177,6 +177,7 @@ class ChatCrowd:
         work = self.work
         slot_of = {index: slot for slot, index in enumerate(self.indices) if index < work.senders}
         mine = [k for k in range(self.m) if work.sender_of(k) in slot_of]
+        await self._warm_up(t0 - work.warmup_s, slot_of)
         for seq in mine:
             due = t0 + work.send_offset_s(seq)
             delay = due - time.time()
@@ -201,6 +202,20 @@ class ChatCrowd:
             await asyncio.sleep(0.05)
         for seq in mine:
             self.acks.setdefault(seq, "ack_timeout")
+
+    async def _warm_up(self, start: float, slot_of: dict[int, int]) -> None:
+        """The same rate before `t0`, in messages viewers do not count (no `lt:` mark)."""
+        work = self.work
+        for seq in range(work.warmup_messages):
+            slot = slot_of.get(work.sender_of(seq))
+            if slot is None:
+                continue
+            delay = start + work.send_offset_s(seq) - time.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            viewer = self.viewers[slot]
+            if viewer is not None and self.joined[slot] and not viewer.closed:
+                viewer.emit("chat", {"room": work.room, "text": "warm-up"})
 
     def _acked(self, seq: int, sent_us: int, future: asyncio.Future[Any]) -> None:
         if future.cancelled():
