@@ -31,7 +31,8 @@ lint: install
 	$(VENV)/bin/mypy
 
 bench: install
-	$(VENV)/bin/live loadtest chat --viewers 2000 --rate 20 --duration 20
+	$(VENV)/bin/live loadtest chat --viewers 2000 --rate 20 --duration 20 --nodes 1 2 --reference \
+		--json bench-results/chat.json
 
 clean:
 	rm -rf $(VENV) node_modules var bench-results
