@@ -107,6 +107,12 @@ class ChatServer:
         self._spawn(self._tick_likes(), "likes-ticker")
         self._spawn(self._tick_viewers(), "viewers-ticker")
 
+    async def close_connections(self, app: web.Application | None = None) -> None:
+        """Disconnect every client so the web server can stop (clients reconnect elsewhere)."""
+        if self.sio.eio.sockets:  # engineio's disconnect-all fails on an empty set
+            await self.sio.eio.disconnect()
+        await self.sio.shutdown()
+
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()

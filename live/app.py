@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 from aiohttp import web
 
-from live import api_rooms, media_http, pages
+from live import api_commerce, api_rooms, media_http, pages
 from live.config import Settings
 from live.http import AUTH, METRICS, error_middleware
 from live.node import NODE, Node
@@ -27,10 +27,12 @@ def build_app(node: Node) -> web.Application:
     app[METRICS] = node.metrics
     app[AUTH] = node.auth
     app.add_routes(api_rooms.routes)
+    app.add_routes(api_commerce.routes)
     media_http.setup(app, node)
     pages.setup(app)
     node.chat.attach(app)
     app.on_startup.append(node.start)
+    app.on_shutdown.append(node.chat.close_connections)
     app.on_cleanup.append(node.stop)
     return app
 
@@ -46,7 +48,10 @@ class RunningNode:
 async def serve(settings: Settings, redis: aioredis.Redis) -> AsyncIterator[RunningNode]:
     """Run a node on `settings.host:port` (port 0 picks a free one) until the block exits."""
     node = Node(settings, redis)
-    runner = web.AppRunner(build_app(node), handle_signals=False, access_log=None)
+    # Clients were told to go in on_shutdown; do not wait long for their handlers to end.
+    runner = web.AppRunner(
+        build_app(node), handle_signals=False, access_log=None, shutdown_timeout=2.0
+    )
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port)
     await site.start()

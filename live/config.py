@@ -52,6 +52,23 @@ class Settings(BaseSettings):
     ice_addresses: list[str] = Field(default_factory=lambda: ["127.0.0.1"])
 
     purchase_stream: str = "live:purchases"
+    # Commerce (see commerce/config.py for what each one governs)
+    commerce_sweep_interval_s: float = Field(0.5, gt=0)
+    commerce_stock_event_interval_s: float = Field(0.25, ge=0)
+    commerce_notice_interval_s: float = Field(1.0, ge=0)
+    commerce_user_rate: int = Field(20, ge=1)
+    commerce_ip_rate: int = Field(2000, ge=1)
+    commerce_rate_window_s: float = Field(10.0, gt=0)
+    commerce_redis_timeout_s: float = Field(1.0, gt=0)
+    commerce_retention_s: int = Field(7 * 24 * 3600, ge=60)
+    commerce_outbox: bool | None = None  # None: only with redis_cluster
+    dead_letter_stream: str = "live:purchases:dead"
+    webhook_url: str | None = None
+    webhook_secret: SecretStr | None = None
+    webhook_max_attempts: int = Field(6, ge=1, le=20)
+    webhook_backoff_s: float = Field(0.5, gt=0)
+    webhook_backoff_max_s: float = Field(30.0, gt=0)
+    webhook_timeout_s: float = Field(5.0, gt=0)
     log_level: str = "INFO"
     log_json: bool = True
 

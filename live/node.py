@@ -9,6 +9,7 @@ import redis.asyncio as aioredis
 from aiohttp import web
 
 from chat.server import ChatConfig, ChatServer
+from commerce import Commerce, CommerceConfig
 from live.auth import TokenAuthority
 from live.config import Settings
 from live.errors import ApiError
@@ -43,6 +44,10 @@ class Node:
             room_exists=self.rooms.exists,
             room_state=self.base_room_state,
         )
+        self.commerce = Commerce(
+            redis, self.chat, CommerceConfig.from_settings(settings), self.metrics.registry
+        )
+        self.state_sources.append(self.commerce.room_state)
 
     async def base_room_state(self, room_id: str) -> dict[str, Any]:
         room = await self.rooms.get(room_id)
@@ -55,8 +60,10 @@ class Node:
 
     async def start(self, app: web.Application) -> None:
         await self.chat.start()
+        await self.commerce.start()
 
     async def stop(self, app: web.Application) -> None:
+        await self.commerce.stop()
         await self.chat.stop()
 
 

@@ -50,6 +50,8 @@ const chat = new ChatConnection({
   },
 });
 
+window.liveChat = chat; // for the console and tests
+
 $("send").addEventListener("submit", async (event) => {
   event.preventDefault();
   const input = $("text");

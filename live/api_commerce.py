@@ -1,0 +1,151 @@
+"""REST adapter of commerce: products, pins, flash sales, reservations; and the host studio page."""
+
+from __future__ import annotations
+
+import re
+
+from aiohttp import web
+
+from commerce import Commerce
+from commerce.schemas import PinIn, ProductIn, ReserveIn, SaleIn
+from live.auth import Claims, require_role
+from live.errors import ApiError
+from live.http import claims_of, read_json
+from live.node import NODE
+from live.pages import WEB
+
+routes = web.RouteTableDef()
+IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
+BUYER_ROLES = ("viewer", "host", "moderator")
+
+
+def _commerce(request: web.Request) -> Commerce:
+    return request.app[NODE].commerce
+
+
+async def _room(request: web.Request) -> str:
+    room = request.match_info["room"]
+    if not await request.app[NODE].rooms.exists(room):
+        raise ApiError(404, "unknown_room", f"there is no room {room!r}")
+    return room
+
+
+def _moderator(request: web.Request, room: str) -> Claims:
+    claims = claims_of(request)
+    if not claims.can_moderate(room):
+        raise ApiError(403, "forbidden", "this needs role host or moderator in this room")
+    return claims
+
+
+@routes.post("/api/products")
+async def put_product(request: web.Request) -> web.Response:
+    require_role(claims_of(request), None, "host")
+    spec = await read_json(request, ProductIn)
+    product = await _commerce(request).put_product(spec)
+    return web.json_response(product.to_json(), status=201)
+
+
+@routes.get("/api/products/{product}")
+async def get_product(request: web.Request) -> web.Response:
+    product = await _commerce(request).catalogue.require(request.match_info["product"])
+    return web.json_response(product.to_json())
+
+
+@routes.post("/api/rooms/{room}/pin")
+async def pin(request: web.Request) -> web.Response:
+    room = request.match_info["room"]
+    _moderator(request, room)
+    room = await _room(request)
+    body = await read_json(request, PinIn)
+    product = await _commerce(request).pin(room, body.product_id)
+    return web.json_response({"room": room, "product": product.to_json()})
+
+
+@routes.delete("/api/rooms/{room}/pin")
+async def unpin(request: web.Request) -> web.Response:
+    room = request.match_info["room"]
+    _moderator(request, room)
+    room = await _room(request)
+    await _commerce(request).unpin(room)
+    return web.json_response({"room": room, "product": None})
+
+
+@routes.post("/api/rooms/{room}/sales")
+async def start_sale(request: web.Request) -> web.Response:
+    room = request.match_info["room"]
+    require_role(claims_of(request), room, "host")
+    room = await _room(request)
+    spec = await read_json(request, SaleIn)
+    return web.json_response(await _commerce(request).start_sale(room, spec), status=201)
+
+
+@routes.get("/api/rooms/{room}/sales/{sale}")
+async def get_sale(request: web.Request) -> web.Response:
+    sale = await _commerce(request).sales.get(
+        request.match_info["room"], request.match_info["sale"]
+    )
+    return web.json_response(sale)
+
+
+@routes.post("/api/rooms/{room}/sales/{sale}/end")
+async def end_sale(request: web.Request) -> web.Response:
+    room = request.match_info["room"]
+    require_role(claims_of(request), room, "host")
+    sale = await _commerce(request).end_sale(room, request.match_info["sale"])
+    return web.json_response(sale)
+
+
+@routes.post("/api/rooms/{room}/sales/{sale}/reservations")
+async def reserve(request: web.Request) -> web.Response:
+    room, sale_id = request.match_info["room"], request.match_info["sale"]
+    claims = claims_of(request)
+    require_role(claims, room, *BUYER_ROLES)
+    key = request.headers.get("Idempotency-Key")
+    if not key:
+        raise ApiError(
+            400, "missing_idempotency_key", "send an Idempotency-Key header (one per Buy press)"
+        )
+    if not IDEMPOTENCY_KEY.match(key):
+        raise ApiError(
+            400, "invalid_idempotency_key", "Idempotency-Key must be 8-128 of [A-Za-z0-9._:-]"
+        )
+    body = await read_json(request, ReserveIn)
+    result = await _commerce(request).reserve(
+        room,
+        sale_id,
+        user=claims.sub,
+        user_name=claims.name,
+        idempotency_key=key,
+        quantity=body.quantity,
+        ip=request.remote or "unknown",
+    )
+    payload = {**result.reservation, "stock_left": result.stock_left, "replayed": result.replayed}
+    headers = {"Idempotent-Replayed": "true"} if result.replayed else {}
+    return web.json_response(payload, status=201, headers=headers)
+
+
+@routes.get("/api/reservations/{id}")
+async def get_reservation(request: web.Request) -> web.Response:
+    claims = claims_of(request)
+    reservation = await _commerce(request).reservation(request.match_info["id"])
+    if claims.role != "orders" and claims.sub != reservation["user_id"]:
+        # Someone else's reservation looks exactly like a missing one.
+        raise ApiError(404, "unknown_reservation", f"no reservation {request.match_info['id']!r}")
+    return web.json_response(reservation)
+
+
+@routes.post("/api/reservations/{id}/confirm")
+async def confirm(request: web.Request) -> web.Response:
+    require_role(claims_of(request), None, "orders")
+    return web.json_response(await _commerce(request).confirm(request.match_info["id"]))
+
+
+@routes.post("/api/reservations/{id}/cancel")
+async def cancel(request: web.Request) -> web.Response:
+    require_role(claims_of(request), None, "orders")
+    return web.json_response(await _commerce(request).cancel(request.match_info["id"]))
+
+
+@routes.get("/rooms/{room}/studio")
+async def studio(request: web.Request) -> web.StreamResponse:
+    return web.FileResponse(WEB / "studio.html", headers={"Cache-Control": "no-cache"})
