@@ -51,15 +51,24 @@ def embedded_valkey(data_dir: Path) -> Iterator[str]:
         log.info("embedded valkey stopped")
 
 
-def connect(url: str, *, cluster: bool = False, **options: Any) -> aioredis.Redis:
-    """A client for `url`. Responses stay bytes; callers decode what they read."""
+def connect(
+    url: str, *, cluster: bool = False, max_connections: int = 256, **options: Any
+) -> aioredis.Redis:
+    """A client for `url`. Responses stay bytes; callers decode what they read.
+
+    The pool is bounded and blocking: a burst of requests queues for a connection (up to
+    `pool_timeout` seconds) instead of failing at once as redis-py's default pool does at 100.
+    """
     options.setdefault("health_check_interval", 10)
     options.setdefault("socket_connect_timeout", 2.0)
     options.setdefault("socket_timeout", 5.0)
     if cluster:
         # RedisCluster speaks the same command API; typed as Redis for the callers.
-        return RedisCluster.from_url(url, **options)
-    return aioredis.Redis.from_url(url, **options)
+        return RedisCluster.from_url(url, max_connections=max_connections, **options)
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url, max_connections=max_connections, timeout=options.pop("pool_timeout", 2.0), **options
+    )
+    return aioredis.Redis(connection_pool=pool)
 
 
 @contextlib.asynccontextmanager

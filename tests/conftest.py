@@ -18,6 +18,7 @@ from pydantic import SecretStr
 from live.app import RunningNode, serve
 from live.auth import TokenAuthority
 from live.config import Settings
+from live.store import connect as connect_redis
 from live.store import embedded_valkey
 
 SECRET = "test-secret-" + "x" * 32
@@ -67,7 +68,7 @@ async def start_node(valkey_url: str, redis: aioredis.Redis) -> AsyncIterator[No
 
         async def start(**overrides: Any) -> RunningNode:
             settings = make_settings(valkey_url, **overrides)
-            client = aioredis.Redis.from_url(valkey_url)
+            client = connect_redis(valkey_url)
             stack.push_async_callback(client.aclose)
             return await stack.enter_async_context(serve(settings, client))
 
