@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 # "mods" (the room's moderators), "user:<id>" (that user's sockets), "kick:<id>" (ban).
 Envelope = dict[str, Any]
 Deliver = Callable[[str, Envelope], Awaitable[None]]
+Resubscribed = Callable[[list[str]], Awaitable[None]]
 
 CHANNEL_PREFIX = "live:bus:"
 
@@ -31,10 +32,13 @@ def channel(room: str) -> str:
 
 
 class RoomBus:
-    def __init__(self, redis: aioredis.Redis, node_id: str, deliver: Deliver) -> None:
+    def __init__(
+        self, redis: aioredis.Redis, node_id: str, deliver: Deliver, resubscribed: Resubscribed
+    ) -> None:
         self._redis = redis
         self._node_id = node_id
         self._deliver = deliver
+        self._resubscribed = resubscribed
         self._pubsub = redis.pubsub(ignore_subscribe_messages=True)
         self._watching: set[str] = set()
         self._task: asyncio.Task[None] | None = None
@@ -42,7 +46,7 @@ class RoomBus:
 
     async def start(self) -> None:
         # A node channel keeps the pub/sub connection open before any room is watched.
-        await self._pubsub.subscribe("live:node:" + self._node_id)
+        await self._pubsub.subscribe(self._node_channel)
         self._task = asyncio.create_task(self._read(), name="room-bus")
 
     async def stop(self) -> None:
@@ -51,6 +55,10 @@ class RoomBus:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         await self._pubsub.aclose()
+
+    @property
+    def _node_channel(self) -> str:
+        return "live:node:" + self._node_id
 
     async def watch(self, room: str) -> None:
         if room not in self._watching:
@@ -62,6 +70,23 @@ class RoomBus:
             self._watching.discard(room)
             await self._pubsub.unsubscribe(channel(room))
 
+    async def _reconnect(self) -> None:
+        """A new pub/sub connection with every subscription; then rooms must resync, since
+        whatever was published meanwhile never reached this node."""
+        with contextlib.suppress(Exception):
+            await self._pubsub.aclose()
+        self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+        delay = 0.1
+        while True:
+            try:
+                await self._pubsub.subscribe(self._node_channel, *map(channel, self._watching))
+                break
+            except (RedisConnectionError, OSError):
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+        log.info("room bus reconnected (%d rooms)", len(self._watching))
+        await self._resubscribed(sorted(self._watching))
+
     async def publish(self, room: str, event: str, data: dict[str, Any], target: str) -> None:
         envelope = {"n": self._node_id, "e": event, "d": data, "t": target}
         await self._redis.publish(channel(room), msgpack.packb(envelope))
@@ -70,10 +95,9 @@ class RoomBus:
         while True:
             try:
                 message = await self._pubsub.get_message(timeout=1.0)
-            except RedisConnectionError as exc:
-                # redis-py resubscribes on reconnect; back off so an outage is not a busy loop.
-                log.warning("room bus lost its connection, retrying: %s", exc)
-                await asyncio.sleep(0.5)
+            except (RedisConnectionError, OSError) as exc:
+                log.warning("room bus lost its connection, reconnecting: %s", exc)
+                await self._reconnect()
                 continue
             if message is None or message["type"] != "message":
                 continue

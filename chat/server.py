@@ -90,7 +90,7 @@ class ChatServer:
         self.moderation = Moderation(redis, config.rate_count, config.rate_window_s)
         self.likes = LikeCounter(redis)
         self.viewers = ViewerCounter(redis, config.node_id)
-        self.bus = RoomBus(redis, config.node_id, self._deliver)
+        self.bus = RoomBus(redis, config.node_id, self._deliver, self._resync)
         self._sockets: dict[str, _Socket] = {}
         self._members: defaultdict[str, set[str]] = defaultdict(set)
         self._user_sids: defaultdict[tuple[str, str], set[str]] = defaultdict(set)
@@ -158,6 +158,11 @@ class ChatServer:
                 if kind == "kick":
                     await self._leave(sid, room)
                     await self.sio.disconnect(sid, namespace=NAMESPACE)
+
+    async def _resync(self, rooms: list[str]) -> None:
+        """Tell local clients to re-join with their last id: live events may have been lost."""
+        for room in rooms:
+            await self.sio.emit("resync", {"room": room}, room=room, namespace=NAMESPACE)
 
     # Handlers
     def _register(self) -> None:

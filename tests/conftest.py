@@ -68,7 +68,7 @@ async def start_node(valkey_url: str, redis: aioredis.Redis) -> AsyncIterator[No
 
         async def start(**overrides: Any) -> RunningNode:
             settings = make_settings(valkey_url, **overrides)
-            client = connect_redis(valkey_url)
+            client = connect_redis(settings.redis_url or valkey_url)
             stack.push_async_callback(client.aclose)
             return await stack.enter_async_context(serve(settings, client))
 

@@ -46,6 +46,8 @@ export class ChatConnection {
       onStatus("error", (data && data.detail) || err.message);
     });
     this.socket.on("chat", (m) => this.deliver(m));
+    // The node lost its link to other nodes for a while: fetch what was missed.
+    this.socket.on("resync", ({ room: r }) => { if (r === this.room) this.join(); });
     for (const [event, fn] of Object.entries(handlers)) {
       if (event !== "chat") this.socket.on(event, fn);
     }
