@@ -1,0 +1,71 @@
+"""`live serve` as a real process: embedded Valkey up, healthy, and everything stopped on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import sys
+from pathlib import Path
+
+import aiohttp
+
+from tests.conftest import SECRET
+
+
+def valkey_pids(data_dir: Path) -> list[int]:
+    """Valkey processes whose working directory is under `data_dir`."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if "valkey" in (proc / "comm").read_text() and str(data_dir) in os.readlink(
+                proc / "cwd"
+            ):
+                pids.append(int(proc.name))
+        except OSError:
+            continue
+    return pids
+
+
+async def test_serve_starts_embedded_valkey_and_stops_it_on_sigterm(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "LIVE_JWT_SECRET": SECRET,
+        "LIVE_DATA_DIR": str(tmp_path),
+        "LIVE_NODE_ID": "proc-node",
+        "LIVE_LOG_JSON": "true",
+    }
+    env.pop("REDIS_URL", None)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "live.cli",
+        "serve",
+        "--port",
+        "0",
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    async with asyncio.timeout(30):
+        line = (await proc.stdout.readline()).decode()
+    url = re.search(r"listening on (http://\S+)", line)
+    assert url, line
+    async with aiohttp.ClientSession() as http, http.get(url.group(1) + "/healthz") as resp:
+        assert (await resp.json())["node"] == "proc-node"
+    assert len(valkey_pids(tmp_path)) == 1
+    assert (tmp_path / "valkey").is_dir()
+
+    proc.send_signal(signal.SIGTERM)
+    async with asyncio.timeout(20):
+        _, stderr = await proc.communicate()
+    assert proc.returncode == 0, stderr.decode()[-2000:]
+    assert valkey_pids(tmp_path) == []
+    # Logs are JSON lines with no error in them.
+    for raw in stderr.decode().splitlines():
+        assert raw.startswith("{"), raw
+        assert '"level": "error"' not in raw, raw
