@@ -26,6 +26,7 @@ from chat import schemas
 from chat.bus import Envelope, RoomBus
 from chat.counters import LikeCounter, ViewerCounter
 from chat.errors import ChatError
+from chat.fanout import FanoutManager
 from chat.history import History
 from chat.moderation import Moderation
 from chat.text import clean_text, compile_terms, normalise_term
@@ -50,6 +51,7 @@ class ChatConfig:
     rate_window_s: float = 30.0
     likes_flush_ms: int = 200
     viewer_interval_s: float = 1.0
+    max_client_queue: int = 1000
 
 
 @dataclass
@@ -79,8 +81,10 @@ class ChatServer:
         self._metrics = metrics
         self._room_exists = room_exists
         self._room_state = room_state
+        self.fanout = FanoutManager(config.max_client_queue, metrics.slow_clients_dropped.inc)
         self.sio = socketio.AsyncServer(
             async_mode="aiohttp",
+            client_manager=self.fanout,
             cors_allowed_origins="*",
             max_http_buffer_size=1_000_000,
             logger=False,

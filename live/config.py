@@ -47,6 +47,8 @@ class Settings(BaseSettings):
     chat_rate_window_s: float = 30.0
     likes_flush_ms: int = 200
     viewer_count_interval_s: float = 1.0
+    # Packets queued for one client before it counts as too slow and is disconnected.
+    chat_max_client_queue: int = Field(1000, ge=10)
 
     # WebRTC: the addresses aioice offers as host candidates (loopback for tests and demos).
     ice_addresses: list[str] = Field(default_factory=lambda: ["127.0.0.1"])

@@ -43,6 +43,11 @@ class Metrics:
             buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0),
             registry=self.registry,
         )
+        self.slow_clients_dropped = Counter(
+            "live_chat_slow_clients_dropped_total",
+            "Clients disconnected because their send queue was full",
+            registry=self.registry,
+        )
         self.likes = Counter("live_likes_total", "Likes received", registry=self.registry)
         self.mod_actions = Counter(
             "live_mod_actions_total", "Moderator actions", ["action"], registry=self.registry

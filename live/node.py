@@ -40,6 +40,7 @@ class Node:
                 rate_window_s=settings.chat_rate_window_s,
                 likes_flush_ms=settings.likes_flush_ms,
                 viewer_interval_s=settings.viewer_count_interval_s,
+                max_client_queue=settings.chat_max_client_queue,
             ),
             room_exists=self.rooms.exists,
             room_state=self.base_room_state,

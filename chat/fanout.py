@@ -1,0 +1,86 @@
+"""Room broadcasts without one task per recipient, and with a bound on every client's queue.
+
+python-socketio's manager creates one asyncio task per recipient per emit and engine.io queues
+are unbounded, so a room of 5,000 costs 5,000 tasks per message and a stalled client grows
+memory without limit. This manager encodes a broadcast once and puts it straight into each
+client's engine.io queue; a client whose queue is already `max_queue` deep is disconnected (it
+reconnects and resumes from history) instead of slowing the room or hoarding memory.
+
+It leans on two engine.io internals, `server.eio.sockets[eio_sid]` and that socket's `queue`
+(an asyncio.Queue its writer task drains); `supported()` checks they are there and the manager
+falls back to the stock path otherwise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import socketio
+from engineio import packet as eio_packet
+from socketio import packet as sio_packet
+
+log = logging.getLogger(__name__)
+
+
+class FanoutManager(socketio.AsyncManager):  # type: ignore[misc]
+    def __init__(self, max_queue: int = 1000, on_drop: Callable[[], None] | None = None) -> None:
+        super().__init__()
+        self.max_queue = max_queue
+        self._on_drop = on_drop
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def supported(self) -> bool:
+        sockets = getattr(getattr(self.server, "eio", None), "sockets", None)
+        return isinstance(sockets, dict)
+
+    async def emit(
+        self,
+        event: str,
+        data: Any,
+        namespace: str,
+        room: Any = None,
+        skip_sid: Any = None,
+        callback: Any = None,
+        to: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        room = to or room
+        if callback is not None or not self.supported():
+            await super().emit(
+                event, data, namespace, room=room, skip_sid=skip_sid, callback=callback, **kwargs
+            )
+            return
+        if namespace not in self.rooms:
+            return
+        args = list(data) if isinstance(data, tuple) else ([] if data is None else [data])
+        skip = set(skip_sid) if isinstance(skip_sid, list) else {skip_sid}
+        encoded = self.server.packet_class(
+            sio_packet.EVENT, namespace=namespace, data=[event, *args]
+        ).encode()
+        packets = [
+            eio_packet.Packet(eio_packet.MESSAGE, p)
+            for p in (encoded if isinstance(encoded, list) else [encoded])
+        ]
+        sockets = self.server.eio.sockets
+        for sid, eio_sid in self.get_participants(namespace, room):
+            if sid in skip:
+                continue
+            client = sockets.get(eio_sid)
+            if client is None or client.closed or client.closing:
+                continue
+            if client.queue.qsize() + len(packets) > self.max_queue:
+                self._drop(sid, namespace)
+                continue
+            for pkt in packets:
+                client.queue.put_nowait(pkt)
+
+    def _drop(self, sid: str, namespace: str) -> None:
+        if self._on_drop:
+            self._on_drop()
+        log.info("disconnecting slow client %s: its send queue is full", sid)
+        task = asyncio.ensure_future(self.server.disconnect(sid, namespace=namespace))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
