@@ -1,0 +1,40 @@
+"""Redis key names of commerce. Everything of one sale shares the hash tag `{sale:ID}`."""
+
+from __future__ import annotations
+
+import re
+
+from live.store import room_key
+
+PRODUCT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+SALE_ID = re.compile(r"^[a-z0-9]{1,32}$")
+# `<sale id>-<random>`: the sale (and so the key slot) is found from the reservation id alone.
+RESERVATION_ID = re.compile(r"^([a-z0-9]{1,32})-([a-z0-9]{1,32})$")
+# Sales that may still need sweeping (holds left, or start/end not yet announced).
+ACTIVE_SALES = "live:commerce:sales"
+OUTBOXES = "live:commerce:outboxes"
+
+
+def product(product_id: str) -> str:
+    return f"live:product:{product_id}"
+
+
+def pinned(room: str) -> str:
+    return room_key(room, "pinned_product")
+
+
+def room_sales(room: str) -> str:
+    return room_key(room, "sales")
+
+
+def sale(sale_id: str, part: str) -> str:
+    """`live:{sale:ID}:part`: meta, users, idem, holds, res, outbox, rl:u:USER, rl:ip:IP."""
+    return "live:{sale:" + sale_id + "}:" + part
+
+
+SALE_PARTS = ("meta", "users", "idem", "holds", "res", "outbox")
+
+
+def sale_of(reservation_id: str) -> str | None:
+    match = RESERVATION_ID.match(reservation_id)
+    return match.group(1) if match else None

@@ -1,0 +1,267 @@
+"""Flash sales: creation, snapshots, and the calls into the reservation and settlement scripts."""
+
+from __future__ import annotations
+
+import json
+import math
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from commerce import keys
+from commerce.batching import ScriptBatcher
+from commerce.catalogue import Product
+from commerce.config import CommerceConfig
+from commerce.errors import CommerceError
+from commerce.schemas import SaleIn
+from commerce.scripts import Scripts
+
+_META_FIELDS = (
+    "sale_id", "room_id", "product_id", "status", "quantity", "stock", "reserved", "sold",
+    "price_minor", "currency", "per_user_limit", "hold_ms", "starts_at", "ends_at", "created_at",
+)  # fmt: skip
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def effective_status(stored: str, stock: int, starts_at: int, ends_at: int, now: int) -> str:
+    """`scheduled`, `active`, `sold_out` or `ended`, the way the reservation script decides."""
+    if stored != "active" or now >= ends_at:
+        return "ended"
+    if now < starts_at:
+        return "scheduled"
+    return "sold_out" if stock <= 0 else "active"
+
+
+@dataclass(frozen=True, slots=True)
+class Reserved:
+    reservation: dict[str, Any]
+    stock_left: int
+    replayed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Settled:
+    outcome: str  # ok, same, expired, conflict
+    reservation: dict[str, Any]
+    stock_left: int
+
+
+@dataclass(slots=True)
+class Swept:
+    expired: list[dict[str, Any]] = field(default_factory=list)
+    announce: str = ""  # "", "started" or "ended"
+    retire: bool = False
+
+
+def _s(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class Sales:
+    def __init__(self, redis: aioredis.Redis, config: CommerceConfig) -> None:
+        self._redis = redis
+        self._config = config
+        self._scripts = Scripts(redis)
+        self._batch = ScriptBatcher(redis)
+
+    def events_key(self, sale_id: str) -> str:
+        """Where the scripts append purchase events (see `commerce/outbox.py` for cluster mode)."""
+        return keys.sale(sale_id, "outbox") if self._config.outbox else self._config.purchase_stream
+
+    async def create(self, room: str, spec: SaleIn, product: Product) -> dict[str, Any]:
+        sale_id = secrets.token_hex(6)
+        seconds, micros = await self._redis.time()
+        now = int(seconds) * 1000 + int(micros) // 1000
+        starts_at = now + round(spec.starts_in_s * 1000)
+        meta = {
+            "sale_id": sale_id,
+            "room_id": room,
+            "product_id": product.product_id,
+            "status": "active",
+            "quantity": spec.quantity,
+            "stock": spec.quantity,
+            "reserved": 0,
+            "sold": 0,
+            "price_minor": spec.price_minor,
+            "currency": product.currency,
+            "per_user_limit": spec.per_user_limit,
+            "hold_ms": round(spec.hold_s * 1000),
+            "starts_at": starts_at,
+            "ends_at": starts_at + round(spec.duration_s * 1000),
+            "created_at": now,
+            "title": product.title,
+        }
+        if spec.starts_in_s == 0:
+            meta["ann_active"] = 1  # announced by the creator, not the sweeper
+        await self._redis.hset(keys.sale(sale_id, "meta"), mapping=meta)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.zadd(keys.room_sales(room), {sale_id: now})
+            pipe.sadd(keys.ACTIVE_SALES, sale_id)
+            if self._config.outbox:
+                pipe.sadd(keys.OUTBOXES, sale_id)
+            await pipe.execute()
+        snapshot = await self.snapshot(sale_id)
+        assert snapshot is not None
+        return snapshot
+
+    async def snapshot(self, sale_id: str) -> dict[str, Any] | None:
+        return (await self.snapshots([sale_id]))[0]
+
+    async def snapshots(self, sale_ids: list[str]) -> list[dict[str, Any] | None]:
+        if not sale_ids:
+            return []
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for sale_id in sale_ids:
+                pipe.hmget(keys.sale(sale_id, "meta"), [*_META_FIELDS, "title"])
+            rows = await pipe.execute()
+        now = now_ms()
+        return [self._snapshot(row, now) if row[0] else None for row in rows]
+
+    @staticmethod
+    def _snapshot(row: list[bytes | None], now: int) -> dict[str, Any]:
+        values = (_s(x) if x is not None else "" for x in row)
+        v = dict(zip((*_META_FIELDS, "title"), values, strict=True))
+        stock, starts_at, ends_at = int(v["stock"]), int(v["starts_at"]), int(v["ends_at"])
+        return {
+            "sale_id": v["sale_id"],
+            "room_id": v["room_id"],
+            "product_id": v["product_id"],
+            "title": v["title"],
+            "status": effective_status(v["status"], stock, starts_at, ends_at, now),
+            "quantity": int(v["quantity"]),
+            "stock_left": stock,
+            "reserved": int(v["reserved"]),
+            "sold": int(v["sold"]),
+            "price_minor": int(v["price_minor"]),
+            "currency": v["currency"],
+            "per_user_limit": int(v["per_user_limit"]),
+            "hold_s": int(v["hold_ms"]) / 1000,
+            "starts_at": starts_at,
+            "ends_at": ends_at,
+            "server_time": now,
+        }
+
+    async def get(self, room: str, sale_id: str) -> dict[str, Any]:
+        snap = await self.snapshot(sale_id) if keys.SALE_ID.match(sale_id) else None
+        if snap is None or snap["room_id"] != room:
+            raise CommerceError(404, "unknown_sale", f"room {room!r} has no sale {sale_id!r}")
+        return snap
+
+    async def of_room(self, room: str, limit: int = 5) -> list[dict[str, Any]]:
+        """The room's latest sales, newest first."""
+        ids = [_s(x) for x in await self._redis.zrevrange(keys.room_sales(room), 0, limit - 1)]
+        return [s for s in await self.snapshots(ids) if s is not None]
+
+    async def end(self, room: str, sale_id: str) -> tuple[dict[str, Any], bool]:
+        """End a sale now; the flag says whether this call ended it (and so announces it)."""
+        await self.get(room, sale_id)
+        meta = keys.sale(sale_id, "meta")
+        await self._redis.hset(meta, "status", "ended")
+        first = bool(await self._redis.hsetnx(meta, "ann_ended", 1))
+        return await self.get(room, sale_id), first
+
+    async def reserve(
+        self, room: str, sale_id: str, *, user: str, idempotency_key: str, quantity: int, ip: str
+    ) -> Reserved:
+        if not keys.SALE_ID.match(sale_id):
+            raise CommerceError(404, "unknown_sale", f"room {room!r} has no sale {sale_id!r}")
+        cfg = self._config
+        k = keys.sale
+        result = await self._batch(
+            self._scripts.reserve,
+            [
+                k(sale_id, "meta"), k(sale_id, "users"), k(sale_id, "idem"), k(sale_id, "holds"),
+                k(sale_id, "res"), self.events_key(sale_id),
+                k(sale_id, "rl:u:" + user), k(sale_id, "rl:ip:" + ip),
+            ],
+            [
+                room, user, idempotency_key, quantity, f"{sale_id}-{secrets.token_hex(8)}",
+                cfg.user_rate, cfg.ip_rate, round(cfg.rate_window_s * 1000),
+            ],
+        )  # fmt: skip
+        outcome = _s(result[0])
+        if outcome in ("ok", "replay"):
+            return Reserved(json.loads(result[1]), int(result[2]), outcome == "replay")
+        raise _reserve_refusal(outcome, [_s(x) for x in result[1:]], room, sale_id)
+
+    async def settle(self, reservation_id: str, mode: str) -> Settled:
+        sale_id = keys.sale_of(reservation_id)
+        if sale_id is None:
+            raise CommerceError(404, "unknown_reservation", f"no reservation {reservation_id!r}")
+        result = await self._batch(
+            self._scripts.settle, self._settle_keys(sale_id), [mode, reservation_id]
+        )
+        outcome = _s(result[0])
+        if outcome == "unknown_reservation":
+            raise CommerceError(404, "unknown_reservation", f"no reservation {reservation_id!r}")
+        return Settled(outcome, json.loads(result[1]), int(result[2]))
+
+    async def sweep(self, sale_id: str) -> Swept:
+        result = await self._scripts.settle(
+            keys=self._settle_keys(sale_id), args=["sweep", self._config.sweep_batch]
+        )
+        return Swept(
+            expired=[json.loads(x) for x in result[3:]],
+            announce=_s(result[1]),
+            retire=_s(result[2]) == "retire",
+        )
+
+    async def retire(self, sale_id: str) -> None:
+        """The sale is over and holds none: stop sweeping it, let its keys expire later."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.srem(keys.ACTIVE_SALES, sale_id)
+            for part in keys.SALE_PARTS:
+                pipe.expire(keys.sale(sale_id, part), self._config.retention_s)
+            await pipe.execute()
+
+    async def reservation(self, reservation_id: str) -> dict[str, Any]:
+        sale_id = keys.sale_of(reservation_id)
+        raw = await self._redis.hget(keys.sale(sale_id, "res"), reservation_id) if sale_id else None
+        if raw is None:
+            raise CommerceError(404, "unknown_reservation", f"no reservation {reservation_id!r}")
+        data: dict[str, Any] = json.loads(raw)
+        return data
+
+    def _settle_keys(self, sale_id: str) -> list[str]:
+        k = keys.sale
+        return [
+            k(sale_id, "meta"), k(sale_id, "users"), k(sale_id, "holds"), k(sale_id, "res"),
+            self.events_key(sale_id),
+        ]  # fmt: skip
+
+
+def _reserve_refusal(outcome: str, info: list[str], room: str, sale_id: str) -> CommerceError:
+    if outcome == "rate_limited":
+        retry_after = max(1, math.ceil(int(info[0]) / 1000))
+        exc = CommerceError(
+            429, "rate_limited", "too many reservation attempts; retry later",
+            retry_after_s=retry_after,
+        )  # fmt: skip
+        exc.headers["Retry-After"] = str(retry_after)
+        return exc
+    if outcome == "unknown_sale":
+        return CommerceError(404, "unknown_sale", f"room {room!r} has no sale {sale_id!r}")
+    if outcome == "sale_not_active":
+        return CommerceError(409, "sale_not_active", "the sale has not started or has ended")
+    if outcome == "invalid_quantity":
+        return CommerceError(
+            400, "invalid_quantity", f"at most {info[0]} per buyer", per_user_limit=int(info[0])
+        )
+    if outcome == "sold_out":
+        return CommerceError(409, "sold_out", "the sale is sold out", stock_left=0)
+    if outcome == "insufficient_stock":
+        return CommerceError(
+            409, "insufficient_stock", f"only {info[0]} left", stock_left=int(info[0])
+        )
+    if outcome == "limit_reached":
+        return CommerceError(
+            409, "limit_reached", "you reached the per-buyer limit of this sale",
+            remaining=max(0, int(info[0])),
+        )  # fmt: skip
+    return CommerceError(500, "internal", f"unexpected reservation outcome {outcome!r}")

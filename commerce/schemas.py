@@ -1,0 +1,45 @@
+"""Validated inputs of commerce operations (strict: no coercion, no unknown fields)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+MAX_PRICE_MINOR = 10**12
+MAX_QUANTITY = 1_000_000
+MAX_PER_USER = 1000
+
+ProductId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+
+class ProductIn(_Strict):
+    product_id: ProductId
+    title: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+    price_minor: Annotated[int, Field(ge=0, le=MAX_PRICE_MINOR)]
+    currency: Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
+    image_url: (
+        Annotated[str, StringConstraints(pattern=r"^(https?://|/)[^\s<>\"']{1,2000}$")] | None
+    ) = None
+
+
+class PinIn(_Strict):
+    product_id: ProductId
+
+
+class SaleIn(_Strict):
+    product_id: ProductId
+    quantity: Annotated[int, Field(ge=1, le=MAX_QUANTITY)]
+    price_minor: Annotated[int, Field(ge=0, le=MAX_PRICE_MINOR)]
+    duration_s: Annotated[float, Field(ge=1, le=7 * 24 * 3600)]
+    per_user_limit: Annotated[int, Field(ge=1, le=MAX_PER_USER)] = 1
+    hold_s: Annotated[float, Field(ge=0.1, le=3600)] = 300
+    starts_in_s: Annotated[float, Field(ge=0, le=7 * 24 * 3600)] = 0
+
+
+class ReserveIn(_Strict):
+    quantity: Annotated[int, Field(ge=1, le=MAX_PER_USER)] = 1

@@ -1,0 +1,226 @@
+"""`Commerce`: the commerce layer of one node, its operations and its background tasks."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Coroutine
+from typing import Any, TypeVar
+
+import aiohttp
+import redis.asyncio as aioredis
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from commerce.announcer import Announcer
+from commerce.catalogue import Catalogue, Product
+from commerce.config import CommerceConfig
+from commerce.delivery import StreamConsumer
+from commerce.errors import CommerceError, unavailable
+from commerce.outbox import OutboxRelay
+from commerce.sales import Reserved, Sales, Swept
+from commerce.schemas import ProductIn, SaleIn
+from commerce.sweeper import Sweeper
+from commerce.webhooks import WebhookSender
+from live.events import RoomBroadcast
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class _Metrics:
+    def __init__(self, registry: CollectorRegistry | None) -> None:
+        self.reservations = Counter(
+            "live_commerce_reservations_total", "Reservation attempts by outcome", ["outcome"],
+            registry=registry,
+        )  # fmt: skip
+        self.reserve_seconds = Histogram(
+            "live_commerce_reserve_seconds", "Time of one reservation script call",
+            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0),
+            registry=registry,
+        )  # fmt: skip
+        self.settled = Counter(
+            "live_commerce_settled_total", "Reservations leaving the held state", ["state"],
+            registry=registry,
+        )  # fmt: skip
+
+
+class Commerce:
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        broadcast: RoomBroadcast,
+        config: CommerceConfig,
+        registry: CollectorRegistry | None = None,
+    ) -> None:
+        self.config = config
+        self._redis = redis
+        self.catalogue = Catalogue(redis)
+        self.sales = Sales(redis, config)
+        self.announcer = Announcer(
+            broadcast,
+            self.sales.snapshot,
+            stock_interval_s=config.stock_event_interval_s,
+            notice_interval_s=config.notice_interval_s,
+        )
+        self.sweeper = Sweeper(
+            redis, self.sales, self._after_sweep, config.sweep_interval_s, config.sweep_batch
+        )
+        self.metrics = _Metrics(registry)
+        self.webhooks: WebhookSender | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # Lifecycle
+    async def start(self) -> None:
+        self._spawn(self.sweeper.run(), "commerce-sweeper")
+        cfg = self.config
+        if cfg.outbox:
+            relay = OutboxRelay(self._redis, cfg.purchase_stream, cfg.node_id)
+            self._spawn(relay.run(), "commerce-outbox-relay")
+        if cfg.webhook_url:
+            self._session = aiohttp.ClientSession()
+            self.webhooks = WebhookSender(
+                self._redis, self._session, url=cfg.webhook_url, secret=cfg.webhook_secret,
+                dead_letter_stream=cfg.dead_letter_stream, max_attempts=cfg.webhook_max_attempts,
+                backoff_s=cfg.webhook_backoff_s, backoff_max_s=cfg.webhook_backoff_max_s,
+                timeout_s=cfg.webhook_timeout_s,
+            )  # fmt: skip
+            consumer = StreamConsumer(
+                self._redis, cfg.purchase_stream, "webhooks", cfg.node_id, self.webhooks
+            )
+            self._spawn(consumer.run(), "commerce-webhooks")
+
+    async def stop(self) -> None:
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.announcer.stop()
+        if self._session is not None:
+            await self._session.close()
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.ensure_future(coro)
+        task.set_name(name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _fast(self, call: Awaitable[T]) -> T:
+        """Fail fast when the store does not answer (503; the client retries with the same key)."""
+        try:
+            async with asyncio.timeout(self.config.redis_timeout_s):
+                return await call
+        except TimeoutError:
+            raise unavailable() from None
+
+    # Room state (a RoomStateSource)
+    async def room_state(self, room: str) -> dict[str, Any]:
+        product = await self.catalogue.pinned(room)
+        return {
+            "pinned_product": product.to_json() if product else None,
+            "sales": await self.sales.of_room(room),
+        }
+
+    # Catalogue and pins
+    async def put_product(self, spec: ProductIn) -> Product:
+        return await self.catalogue.put(spec)
+
+    async def pin(self, room: str, product_id: str) -> Product:
+        product = await self.catalogue.pin(room, product_id)
+        self.announcer.product(room, product.to_json())
+        return product
+
+    async def unpin(self, room: str) -> None:
+        await self.catalogue.unpin(room)
+        self.announcer.product(room, None)
+
+    # Sales
+    async def start_sale(self, room: str, spec: SaleIn) -> dict[str, Any]:
+        product = await self.catalogue.require(spec.product_id)
+        sale = await self.sales.create(room, spec, product)
+        if sale["status"] == "active":
+            await self.announcer.sale(sale)
+        return sale
+
+    async def end_sale(self, room: str, sale_id: str) -> dict[str, Any]:
+        sale, first = await self.sales.end(room, sale_id)
+        if first:
+            await self.announcer.sale(sale)
+        return sale
+
+    async def reserve(
+        self,
+        room: str,
+        sale_id: str,
+        *,
+        user: str,
+        user_name: str,
+        idempotency_key: str,
+        quantity: int,
+        ip: str,
+    ) -> Reserved:
+        started = time.perf_counter()
+        try:
+            result = await self._fast(
+                self.sales.reserve(
+                    room,
+                    sale_id,
+                    user=user,
+                    idempotency_key=idempotency_key,
+                    quantity=quantity,
+                    ip=ip,
+                )
+            )
+        except CommerceError as exc:
+            self.metrics.reservations.labels(exc.code).inc()
+            raise
+        self.metrics.reserve_seconds.observe(time.perf_counter() - started)
+        self.metrics.reservations.labels("replay" if result.replayed else "reserved").inc()
+        if not result.replayed:
+            r = result.reservation
+            self.announcer.purchase(room, r["product_id"], user_name, r["quantity"])
+            if result.stock_left == 0:
+                self.announcer.sold_out(room, sale_id)
+            else:
+                self.announcer.stock_changed(sale_id)
+        return result
+
+    async def confirm(self, reservation_id: str) -> dict[str, Any]:
+        return await self._settle(reservation_id, "confirm")
+
+    async def cancel(self, reservation_id: str) -> dict[str, Any]:
+        return await self._settle(reservation_id, "cancel")
+
+    async def _settle(self, reservation_id: str, mode: str) -> dict[str, Any]:
+        settled = await self._fast(self.sales.settle(reservation_id, mode))
+        r = settled.reservation
+        if settled.outcome in ("ok", "expired"):
+            self.metrics.settled.labels(r["state"]).inc()
+            if r["state"] != "confirmed":
+                self.announcer.stock_changed(r["sale_id"])
+        if settled.outcome in ("ok", "same"):
+            return r
+        raise CommerceError(
+            409,
+            f"reservation_{r['state']}",
+            f"the reservation is already {r['state']}",
+            reservation=r,
+        )
+
+    async def reservation(self, reservation_id: str) -> dict[str, Any]:
+        return await self.sales.reservation(reservation_id)
+
+    async def _after_sweep(self, sale_id: str, swept: Swept) -> None:
+        if swept.expired:
+            self.metrics.settled.labels("expired").inc(len(swept.expired))
+            self.announcer.stock_changed(sale_id)
+        if swept.announce:
+            snapshot = await self.sales.snapshot(sale_id)
+            if snapshot is not None:
+                await self.announcer.sale(snapshot)
+        if swept.retire:
+            await self.sales.retire(sale_id)

@@ -1,0 +1,63 @@
+"""Expire holds over each sale's sorted set. Every node may sweep: the settle script pops a due
+hold atomically, so each expiry happens (and is announced) exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from commerce import keys
+from commerce.sales import Sales, Swept
+
+log = logging.getLogger(__name__)
+
+OnSwept = Callable[[str, Swept], Awaitable[None]]
+MAX_ROUNDS = 50  # batches per sale per pass; the rest waits for the next pass
+
+
+class Sweeper:
+    def __init__(
+        self, redis: aioredis.Redis, sales: Sales, on_swept: OnSwept, interval_s: float, batch: int
+    ) -> None:
+        self._redis = redis
+        self._sales = sales
+        self._on_swept = on_swept
+        self._interval = interval_s
+        self._batch = batch
+        self.passes = 0
+        self.passed = asyncio.Condition()
+
+    async def sweep_once(self) -> int:
+        """One pass over every sale that may hold something; returns how many holds expired."""
+        expired = 0
+        for raw in await self._redis.smembers(keys.ACTIVE_SALES):
+            sale_id = raw.decode()
+            for _ in range(MAX_ROUNDS):
+                swept = await self._sales.sweep(sale_id)
+                expired += len(swept.expired)
+                if swept.expired or swept.announce or swept.retire:
+                    await self._on_swept(sale_id, swept)
+                if len(swept.expired) < self._batch:
+                    break
+        async with self.passed:
+            self.passes += 1
+            self.passed.notify_all()
+        return expired
+
+    async def wait_passes(self, count: int) -> None:
+        """Wait until `count` more passes completed (for tests and orderly shutdown)."""
+        async with self.passed:
+            target = self.passes + count
+            await self.passed.wait_for(lambda: self.passes >= target)
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.sweep_once()
+            except (RedisError, OSError) as exc:
+                log.warning("sweep failed, retrying next interval: %s", exc)
+            await asyncio.sleep(self._interval)
