@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 from aiohttp import web
 
-from live import api_commerce, api_rooms, media_http, pages
+from live import api_commerce, api_edge, api_rooms, media_http, pages
 from live.config import Settings
 from live.http import AUTH, METRICS, error_middleware
 from live.node import NODE, Node
@@ -29,6 +29,7 @@ def build_app(node: Node) -> web.Application:
     app.add_routes(api_rooms.routes)
     app.add_routes(api_commerce.routes)
     media_http.setup(app, node)
+    api_edge.setup(app, node)
     pages.setup(app)
     node.chat.attach(app)
     app.on_startup.append(node.start)
@@ -61,6 +62,7 @@ async def serve(settings: Settings, redis: aioredis.Redis) -> AsyncIterator[Runn
     url = f"http://{host}:{port}"
     if settings.public_url is None:
         settings.public_url = url
+    node.registry.wake()  # register now that the URL is known
     log.info("node %s serving on %s (role %s)", settings.node_id, url, settings.role)
     try:
         yield RunningNode(node, runner, url)

@@ -6,6 +6,7 @@ With no REDIS_URL the node starts an embedded Valkey under --data-dir.
 from __future__ import annotations
 
 import argparse
+import asyncio
 
 from live import logs
 from live.app import serve, shared_store, wait_for_shutdown
@@ -19,4 +20,7 @@ async def run(args: argparse.Namespace) -> int:
     async with shared_store(settings) as redis, serve(settings, redis) as running:
         print(f"node {settings.node_id} listening on {running.url}", flush=True)
         await wait_for_shutdown()
+        # Drain: selection stops offering this node while its viewers still play.
+        await running.node.registry.drain()
+        await asyncio.sleep(settings.drain_s)
     return 0

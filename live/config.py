@@ -53,6 +53,20 @@ class Settings(BaseSettings):
     # WebRTC: the addresses aioice offers as host candidates (loopback for tests and demos).
     ice_addresses: list[str] = Field(default_factory=lambda: ["127.0.0.1"])
 
+    # Edge (edge/): node registry heartbeats, viewer routing by region, origin upstreams.
+    node_heartbeat_s: float = Field(1.0, gt=0)
+    node_ttl_s: float = Field(3.0, gt=0)  # a node silent this long drops out of the registry
+    node_capacity: int = Field(500, ge=1)  # viewers at which a node counts as fully loaded
+    drain_s: float = Field(2.0, ge=0)  # on SIGTERM: draining (no new viewers) this long, then leave
+    # Distances (any unit, e.g. ms RTT) between regions; selection falls back to the nearest region
+    # with a healthy node. Symmetric: one direction is enough. JSON in LIVE_REGION_DISTANCES.
+    region_distances: dict[str, dict[str, float]] = Field(
+        default_factory=lambda: {"na": {"eu": 90.0, "sea": 180.0}, "eu": {"sea": 160.0}}
+    )
+    edge_upstream_grace_s: float = Field(10.0, ge=0)  # upstream kept this long after last viewer
+    edge_upstream_timeout_s: float = Field(5.0, gt=0)  # a viewer waits this long for the upstream
+    edge_upstream_retries: int = Field(60, ge=0)  # reconnect attempts while viewers are waiting
+
     purchase_stream: str = "live:purchases"
     # Commerce (see commerce/config.py for what each one governs)
     commerce_sweep_interval_s: float = Field(0.5, gt=0)

@@ -10,6 +10,7 @@ from aiohttp import web
 
 from chat.server import ChatConfig, ChatServer
 from commerce import Commerce, CommerceConfig
+from edge.registry import NodeRegistry
 from live.auth import TokenAuthority
 from live.config import Settings
 from live.errors import ApiError
@@ -49,6 +50,17 @@ class Node:
             redis, self.chat, CommerceConfig.from_settings(settings), self.metrics.registry
         )
         self.state_sources.append(self.commerce.room_state)
+        self.registry = NodeRegistry(
+            redis,
+            node_id=settings.node_id,
+            role=settings.role,
+            region=settings.region,
+            capacity=settings.node_capacity,
+            url=lambda: settings.public_url,
+            heartbeat_s=settings.node_heartbeat_s,
+            ttl_s=settings.node_ttl_s,
+        )
+        self.registry.count_sockets = lambda: len(self.chat.sio.eio.sockets)
 
     async def base_room_state(self, room_id: str) -> dict[str, Any]:
         room = await self.rooms.get(room_id)
@@ -62,8 +74,10 @@ class Node:
     async def start(self, app: web.Application) -> None:
         await self.chat.start()
         await self.commerce.start()
+        await self.registry.start()
 
     async def stop(self, app: web.Application) -> None:
+        await self.registry.stop()
         await self.commerce.stop()
         await self.chat.stop()
 
