@@ -1,4 +1,4 @@
-"""`live serve` as a real process: embedded Valkey up, healthy, and everything stopped on SIGTERM."""
+"""`live serve` as a process: embedded Valkey up, healthy, and everything stopped on SIGTERM."""
 
 from __future__ import annotations
 
