@@ -70,3 +70,24 @@ def test_tokens_are_bound_to_role_and_room() -> None:
     with pytest.raises(AuthError) as scheme:
         authority.verify_header("Basic abc")
     assert scheme.value.code == "invalid_token"
+
+
+def test_rs256_tokens_verify_with_the_public_key() -> None:
+    import time
+
+    import jwt
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    public_pem = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    claims = {"sub": "shop-1", "role": "orders", "rooms": ["*"], "exp": int(time.time()) + 60}
+    token = jwt.encode(claims, key, algorithm="RS256")
+    assert TokenAuthority(SECRET, public_pem).verify(token).role == "orders"
+    # Without the public key an RS256 token is refused, never accepted unverified.
+    with pytest.raises(AuthError):
+        TokenAuthority(SECRET).verify(token)
