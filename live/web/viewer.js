@@ -1,8 +1,15 @@
 import { ChatConnection, el, pageContext, timeOf } from "/static/chat-client.js";
+import { StagePlayer } from "/static/viewer-media.js";
 
 const { room, token } = pageContext();
 const $ = (id) => document.getElementById(id);
 const messages = $("messages");
+// The video: WHEP from this node unless a page sets window.liveMediaBase (an edge, say) first.
+const player = new StagePlayer({
+  stage: $("stage"), room, token,
+  mediaBase: async () => (window.liveMediaBase ? window.liveMediaBase() : location.origin),
+});
+window.liveMedia = player; // for tests
 
 function setStatus(kind, detail) {
   const pill = $("status");
@@ -35,6 +42,7 @@ const chat = new ChatConnection({
     $("viewers").textContent = `${s.viewers} watching`;
     $("likes").textContent = `${s.likes} ♥`;
     if (fresh) notice("");
+    player.setLive(Boolean(s.live));
   },
   handlers: {
     chat: renderMessage,
@@ -47,6 +55,7 @@ const chat = new ChatConnection({
     muted: ({ until }) => notice(until ? `You are muted until ${new Date(until).toLocaleTimeString()}` : "You can chat again."),
     banned: () => { setStatus("error", "You were removed from this room."); chat.socket.io.reconnection(false); },
     error: ({ detail }) => notice(detail),
+    stream: ({ room: r, live }) => { if (r === room) player.setLive(live); },
   },
 });
 

@@ -1,0 +1,163 @@
+// The studio's camera: preview from getUserMedia, Go live / Stop over WHIP, connection state,
+// and a new WHIP session with backoff when a live connection fails.
+import { pageContext } from "/static/chat-client.js";
+import { Backoff, publish, whipUrl } from "/static/media-client.js";
+
+const { room, token } = pageContext();
+const $ = (id) => document.getElementById(id);
+const stage = $("preview-stage");
+const preview = $("preview");
+const goLive = $("go-live");
+const stopButton = $("stop");
+const micButton = $("mic");
+
+const CONSTRAINTS = {
+  video: { width: { ideal: 1280 }, height: { ideal: 720 }, frameRate: { ideal: 30 } },
+  audio: { echoCancellation: true, noiseSuppression: true },
+};
+const PILL = {
+  offline: ["offline", ""], connecting: ["connecting", "connecting"], live: ["LIVE", "live"],
+  reconnecting: ["reconnecting", "connecting"], failed: ["not live", "error"],
+};
+
+export const studio = {
+  stream: null,
+  session: null,
+  wanted: false, // the host asked to be live and has not pressed Stop
+  attempt: 0,
+  timer: null,
+  tickTimer: null,
+  liveSince: 0,
+  state: "offline",
+  backoff: new Backoff({ attempts: 6 }),
+  mediaBase: async () => location.origin,
+};
+window.liveStudio = studio; // for tests
+
+function detail(text) { $("media-detail").textContent = text; }
+
+function setState(state, text) {
+  studio.state = state;
+  const [label, cls] = PILL[state];
+  const pill = $("media-state");
+  pill.textContent = label;
+  pill.className = "pill" + (cls ? ` ${cls}` : "");
+  stage.dataset.state = !studio.stream ? stage.dataset.state : state === "live" ? "live" : "ready";
+  goLive.disabled = !studio.stream || studio.wanted;
+  stopButton.disabled = !studio.wanted;
+  if (text !== undefined) detail(text);
+}
+
+async function startCamera() {
+  $("camera-retry").hidden = true;
+  $("preview-note").textContent = "Starting the camera…";
+  stage.dataset.state = "starting";
+  try {
+    studio.stream = await navigator.mediaDevices.getUserMedia(CONSTRAINTS);
+  } catch (err) {
+    const why = err.name === "NotAllowedError" ? "access was refused" : err.message || err.name;
+    $("preview-note").textContent = `Camera or microphone unavailable: ${why}.`;
+    $("camera-retry").hidden = false;
+    stage.dataset.state = "error";
+    detail("Allow the camera and microphone to go live.");
+    return;
+  }
+  preview.srcObject = studio.stream;
+  micButton.disabled = studio.stream.getAudioTracks().length === 0;
+  const video = studio.stream.getVideoTracks()[0];
+  const settings = video ? video.getSettings() : {};
+  setState("offline", video ? `Camera ready: ${settings.width}×${settings.height}. You are not live.` : "No camera found.");
+}
+
+async function connect() {
+  clearTimeout(studio.timer);
+  studio.timer = null;
+  const attempt = ++studio.attempt;
+  setState(studio.backoff.failures ? "reconnecting" : "connecting", "Connecting to the media server…");
+  try {
+    const url = whipUrl(room, await studio.mediaBase());
+    const session = await publish({
+      url, token, stream: studio.stream, onState: (s) => onState(attempt, s),
+    });
+    if (attempt !== studio.attempt || !studio.wanted) { session.close(); return; }
+    studio.session = session;
+  } catch (err) {
+    if (attempt !== studio.attempt) return;
+    if (err.retryable === false) {
+      const text = err.code === "publisher_exists"
+        ? "This room is already live from another studio."
+        : err.code === "forbidden" ? "This link does not allow broadcasting to this room." : err.message;
+      stop(text, "failed");
+    } else {
+      retry(err.message);
+    }
+  }
+}
+
+function onState(attempt, state) {
+  if (attempt !== studio.attempt) return;
+  if (state === "connected") {
+    studio.backoff.reset();
+    studio.liveSince = Date.now();
+    setState("live", "You are live. Viewers can see and hear you.");
+    tick();
+  } else if (state === "disconnected") {
+    setState("reconnecting", "The connection is interrupted; waiting for it to recover…");
+  } else if (state === "failed") {
+    retry("the connection to the media server failed");
+  }
+}
+
+function retry(reason) {
+  closeSession();
+  if (!studio.wanted) return;
+  if (studio.backoff.exhausted) {
+    stop(`Could not go live: ${reason}.`, "failed");
+    return;
+  }
+  const delay = studio.backoff.next();
+  setState("reconnecting", `Not live: ${reason}. Retrying in ${Math.ceil(delay / 1000)} s…`);
+  studio.timer = setTimeout(connect, delay);
+}
+
+function closeSession() {
+  studio.attempt += 1;
+  if (studio.session) studio.session.close();
+  studio.session = null;
+}
+
+function stop(text = "You are not live.", state = "offline") {
+  studio.wanted = false;
+  clearTimeout(studio.timer);
+  studio.timer = null;
+  closeSession();
+  setState(state, text);
+}
+
+function tick() {
+  clearTimeout(studio.tickTimer);
+  if (studio.state !== "live") { $("elapsed").textContent = ""; return; }
+  const s = Math.floor((Date.now() - studio.liveSince) / 1000);
+  $("elapsed").textContent = `${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")}`;
+  studio.tickTimer = setTimeout(tick, 1000 - ((Date.now() - studio.liveSince) % 1000));
+}
+
+goLive.addEventListener("click", () => {
+  if (!studio.stream || studio.wanted) return;
+  studio.wanted = true;
+  studio.backoff.reset();
+  connect();
+});
+stopButton.addEventListener("click", () => stop());
+micButton.addEventListener("click", () => {
+  const tracks = studio.stream ? studio.stream.getAudioTracks() : [];
+  const muted = tracks.some((t) => t.enabled);
+  for (const t of tracks) t.enabled = !muted;
+  micButton.textContent = muted ? "Unmute mic" : "Mute mic";
+  micButton.classList.toggle("primary", muted);
+});
+$("camera-retry").addEventListener("click", startCamera);
+// End the WHIP session when the page goes away rather than waiting for the server to notice.
+addEventListener("pagehide", () => closeSession());
+
+startCamera();

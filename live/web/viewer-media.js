@@ -1,0 +1,132 @@
+// The viewer's stage: plays the room over WHEP while it is live, says so when it is not, and
+// retries a failed connection with backoff. `mediaBase()` names the origin serving media, so a
+// page that picks an edge node first can pass its own.
+import { el } from "/static/chat-client.js";
+import { Backoff, framesDecoded, play, whepUrl } from "/static/media-client.js";
+
+const NOTES = {
+  offline: "The stream is not live yet.",
+  connecting: "Connecting to the stream…",
+  ended: "The stream has ended.",
+  stalled: "Connection interrupted, reconnecting…",
+};
+
+export class StagePlayer {
+  constructor({ stage, room, token, mediaBase = async () => location.origin }) {
+    Object.assign(this, { stage, room, token, mediaBase });
+    this.live = false;
+    this.everLive = false;
+    this.session = null;
+    this.attempt = 0; // a newer attempt makes older ones' callbacks no-ops
+    this.timer = null;
+    this.backoff = new Backoff();
+    this.video = el("video", { class: "stage-video", autoplay: "", playsinline: "" });
+    this.video.muted = true; // browsers only autoplay muted video
+    this.badge = el("span", { class: "live-badge" }, "LIVE");
+    this.note = stage.querySelector(".placeholder") || el("div", { class: "placeholder" });
+    this.noteText = el("p", { class: "note-text" });
+    this.retryButton = el("button", { type: "button", class: "primary", onclick: () => this.retryNow() }, "Try again");
+    this.note.replaceChildren(this.noteText, this.retryButton);
+    this.unmute = el("button", { type: "button", class: "unmute", onclick: () => this.toggleMute() }, "🔇 Unmute");
+    stage.replaceChildren(this.video, this.badge, this.note, this.unmute);
+    this.video.addEventListener("playing", () => { if (this.session) this.show("playing"); });
+    this.show("offline");
+  }
+
+  // The room went live or stopped (the join state, or a Socket.IO `stream` event).
+  setLive(live) {
+    if (live === this.live && (!live || this.session || this.timer)) return;
+    this.live = live;
+    if (live) {
+      this.everLive = true;
+      this.backoff.reset();
+      this.connect();
+    } else {
+      this.teardown();
+      this.show(this.everLive ? "ended" : "offline");
+    }
+  }
+
+  retryNow() {
+    this.backoff.reset();
+    this.connect();
+  }
+
+  async connect() {
+    this.teardown();
+    const attempt = ++this.attempt;
+    this.show("connecting");
+    try {
+      const url = whepUrl(this.room, await this.mediaBase());
+      const session = await play({
+        url, token: this.token,
+        onTrack: (stream) => this.attach(attempt, stream),
+        onState: (state) => this.onState(attempt, state),
+      });
+      if (attempt !== this.attempt) { session.close(); return; }
+      this.session = session;
+    } catch (err) {
+      if (attempt !== this.attempt) return;
+      if (err.retryable === false) this.show("error", err.message);
+      else this.retry(err.message);
+    }
+  }
+
+  attach(attempt, stream) {
+    if (attempt !== this.attempt) return;
+    if (this.video.srcObject !== stream) this.video.srcObject = stream;
+    this.video.play().catch(() => {}); // muted autoplay is allowed; the button covers the rest
+  }
+
+  onState(attempt, state) {
+    if (attempt !== this.attempt) return;
+    if (state === "connected") {
+      this.backoff.reset();
+      if (!this.video.paused && this.video.readyState >= 2) this.show("playing");
+    } else if (state === "disconnected") {
+      this.show("stalled"); // ICE may recover on its own; "failed" follows if it does not
+    } else if (state === "failed") {
+      this.retry("the connection to the media server failed");
+    }
+  }
+
+  retry(reason) {
+    this.teardown();
+    if (!this.live) return;
+    if (this.backoff.exhausted) {
+      this.show("failed", `Could not play the stream: ${reason}.`);
+      return;
+    }
+    const delay = this.backoff.next();
+    this.show("retrying", `Connection failed (${reason}). Retrying in ${Math.ceil(delay / 1000)} s…`);
+    this.timer = setTimeout(() => { this.timer = null; this.connect(); }, delay);
+  }
+
+  teardown() {
+    this.attempt += 1;
+    clearTimeout(this.timer);
+    this.timer = null;
+    if (this.session) this.session.close();
+    this.session = null;
+  }
+
+  toggleMute() {
+    this.video.muted = !this.video.muted;
+    if (!this.video.muted) this.video.play().catch(() => {});
+    this.renderMute();
+  }
+
+  renderMute() {
+    this.unmute.textContent = this.video.muted ? "🔇 Unmute" : "🔊 Mute";
+  }
+
+  show(state, detail) {
+    this.state = state;
+    this.stage.dataset.state = state;
+    this.noteText.textContent = detail || NOTES[state] || "";
+    this.retryButton.hidden = state !== "failed" && state !== "retrying";
+    this.renderMute();
+  }
+
+  framesDecoded() { return framesDecoded(this.session); }
+}
