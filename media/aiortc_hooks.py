@@ -7,17 +7,24 @@ aiortc decodes what it receives and encodes what it sends. We forward instead:
 - send side: the sender asks its "encoder" to `pack()` anything its track returns that is not an
   `av.Frame`; we preset a packer that only packetises, so no encoder is ever built;
 - keyframe requests a viewer sends (PLI/FIR) reach `RTCRtpSender._send_keyframe`; we reroute them;
+- fast send path (`ForwardSender`): a viewer's RTP skips the sender's per-packet coroutine loop; we
+  write headers in front of payloads cut once per room, protect with the DTLS transport's SRTP
+  session (pylibsrtp, into its own buffer) and send on the nominated ICE pair's socket; the sender
+  still answers RTCP: its NACK handler is rerouted to our history, its reports read our counters;
 - ICE: aioice leaves loopback out of host candidates; the node's addresses are a setting.
 """
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 import aioice.ice
 import aiortc
+import pylibsrtp
 from aiortc import RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
 from aiortc import sdp as aiortc_sdp
 from aiortc.codecs import h264 as aiortc_h264
@@ -28,6 +35,7 @@ from aiortc.rtp import RtpPacket
 
 from media.forwarder import Downtrack, DowntrackClosed
 from media.frames import AUDIO_CLOCK, VIDEO_CLOCK, EncodedFrame, is_keyframe
+from media.rtp_writer import HeaderExtensionIds, RtpWriter, RtxParameters, vp8_bodies
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +46,10 @@ SUPPORTED_AIORTC = ((1, 9), (1, 16))
 def _version_tuple(version: str) -> tuple[int, int]:
     major, minor = version.split(".")[:2]
     return int(major), int("".join(ch for ch in minor if ch.isdigit()) or 0)
+
+
+# The fast path writes into pylibsrtp's session buffer and calls libsrtp 2's srtp_protect itself.
+SUPPORTED_PYLIBSRTP = ((0, 10), (1, 0))
 
 
 def check_aiortc_version(version: str | None = None) -> None:
@@ -57,6 +69,13 @@ _RECEIVER_DECODER_QUEUE = "_RTCRtpReceiver__decoder_queue"
 _RECEIVER_JITTER_BUFFER = "_RTCRtpReceiver__jitter_buffer"
 _RECEIVER_CODECS = "_RTCRtpReceiver__codecs"
 _SENDER_ENCODER = "_RTCRtpSender__encoder"
+# What RTCRtpSender._run_rtcp puts in its sender reports.
+_SENDER_NTP_TIMESTAMP = "_RTCRtpSender__ntp_timestamp"
+_SENDER_RTP_TIMESTAMP = "_RTCRtpSender__rtp_timestamp"
+_SENDER_PACKET_COUNT = "_RTCRtpSender__packet_count"
+_SENDER_OCTET_COUNT = "_RTCRtpSender__octet_count"
+_ABS_SEND_TIME_URI = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
+_MID_URI = "urn:ietf:params:rtp-hdrext:sdes:mid"
 
 
 class _Codec(Protocol):
@@ -265,3 +284,204 @@ def set_ice_addresses(addresses: list[str]) -> None:
         aioice.ice.get_host_addresses = _configured_host_addresses
     else:
         aioice.ice.get_host_addresses = _original_get_host_addresses
+
+
+# -- fast send path -----------------------------------------------------------------------------
+
+
+def packetize_once(frame: EncodedFrame) -> EncodedFrame:
+    """`frame` with its RTP payload bodies cut, once per room, for every viewer's RtpWriter."""
+    if frame.codec == "VP8":
+        payloads = vp8_bodies(frame.data)
+    elif frame.codec == "H264":
+        nalus = aiortc_h264.H264Encoder._split_bitstream(frame.data)
+        payloads = tuple(aiortc_h264.H264Encoder._packetize(nalus))
+    else:
+        payloads = (frame.data,)
+    return dataclasses.replace(frame, payloads=payloads)
+
+
+class IdleTrack(MediaStreamTrack):
+    """A sender's track that never yields: the sender's own RTP loop idles, ForwardSender sends."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        self.kind = kind
+        self._ended: asyncio.Future[None] | None = None
+
+    async def recv(self) -> EncodedFrame:  # type: ignore[override]
+        if self.readyState != "ended":
+            self._ended = asyncio.get_running_loop().create_future()
+            await self._ended
+        raise MediaStreamError
+
+    def stop(self) -> None:
+        super().stop()
+        if self._ended is not None and not self._ended.done():
+            self._ended.set_result(None)
+
+
+def _pylibsrtp_version() -> tuple[int, int]:
+    return _version_tuple(getattr(pylibsrtp, "__version__", "0.0"))
+
+
+class SrtpUdpSink:
+    """Protects RTP with a viewer's SRTP session and sends it on the viewer's ICE socket.
+
+    Writes header and body straight into pylibsrtp's buffer (one copy, no per-packet allocation
+    but the datagram); a full socket buffer drops the packet as the network would.
+    """
+
+    # Packets whose datagrams would not fit the session buffer with the SRTP trailer.
+    _TRAILER = 144
+
+    def __init__(self, dtls: Any) -> None:
+        session = dtls._tx_srtp
+        pair = dtls.transport._connection._nominated.get(1)
+        if session is None or pair is None or pair.protocol.transport is None:
+            raise ConnectionError("the viewer's DTLS/ICE is not connected")
+        self._addr: tuple[str, int] = pair.remote_addr
+        self._transport: Any = pair.protocol.transport
+        # asyncio's selector transport: send on its socket, skipping the per-call checks;
+        # uvloop's transport has no _sock and its sendto is native already.
+        self._sock: Any = getattr(self._transport, "_sock", None)
+        self._session: Any = session
+        cdata = getattr(session, "_cdata", None)
+        binding: Any = getattr(pylibsrtp, "_binding", None)
+        low, high = SUPPORTED_PYLIBSRTP
+        self._direct = (
+            cdata is not None
+            and binding is not None
+            and hasattr(session, "_srtp")
+            and low <= _pylibsrtp_version() <= high
+        )
+        if self._direct:
+            self._cdata: Any = cdata
+            self._view = memoryview(session._buffer)
+            self._capacity = len(self._view) - self._TRAILER
+            self._length: Any = binding.ffi.new("int *")
+            self._srtp: Any = session._srtp[0]
+            self._protect: Any = binding.lib.srtp_protect
+        self.dropped = 0
+
+    def __call__(self, header: bytes, body: bytes) -> None:
+        if self._transport.is_closing():
+            raise ConnectionError("the viewer's socket is closed")
+        if self._direct:
+            view = self._view
+            h = len(header)
+            n = h + len(body)
+            if n > self._capacity:
+                raise ValueError("RTP packet too long")
+            view[0:h] = header
+            view[h:n] = body
+            self._length[0] = n
+            if self._protect(self._srtp, self._cdata, self._length) != 0:
+                raise ConnectionError("SRTP protect failed")
+            data: Any = view[: self._length[0]]
+        else:
+            data = self._session.protect(header + body)
+        sock = self._sock
+        if sock is not None:
+            try:
+                sock.sendto(data, self._addr)
+            except (BlockingIOError, InterruptedError):
+                self.dropped += 1
+            except OSError as exc:
+                raise ConnectionError(str(exc)) from None
+        else:
+            self._transport.sendto(bytes(data), self._addr)
+
+    def congested(self) -> bool:
+        """Whether the transport already holds unsent datagrams (asyncio/uvloop buffering)."""
+        return bool(self._transport.get_write_buffer_size() > 256 * 1024)
+
+
+def _extension_ids(transceiver: RTCRtpTransceiver) -> HeaderExtensionIds:
+    mid = abs_send_time = 0
+    for ext in transceiver._headerExtensions:
+        if ext.uri == _MID_URI:
+            mid = ext.id
+        elif ext.uri == _ABS_SEND_TIME_URI:
+            abs_send_time = ext.id
+    return HeaderExtensionIds(mid=mid, abs_send_time=abs_send_time)
+
+
+def _rtx_parameters(sender: RTCRtpSender, codecs: list[Any]) -> RtxParameters | None:
+    for codec in codecs[1:]:
+        if _codec_name(codec) == "RTX" and codec.parameters.get("apt") == codecs[0].payloadType:
+            return RtxParameters(payload_type=codec.payloadType, ssrc=sender._rtx_ssrc)
+    return None
+
+
+class ForwardSender:
+    """A viewer's track on the fast path: drains its Downtrack into an RtpWriter at each frame.
+
+    The aiortc sender stays for RTCP: PLI/FIR (rerouted by attach_sender), NACK (rerouted here to
+    the writer's history) and sender reports (fed from the writer's counters).
+    """
+
+    def __init__(
+        self,
+        transceiver: RTCRtpTransceiver,
+        downtrack: Downtrack,
+        on_first_frame: Callable[[Downtrack], None] | None = None,
+        sink: Callable[[bytes, bytes], None] | None = None,
+    ) -> None:
+        sender = transceiver.sender
+        codecs: list[Any] = transceiver._codecs
+        if not codecs:
+            raise ConnectionError("no codec negotiated")
+        self._sink = sink if sink is not None else SrtpUdpSink(sender.transport)
+        self._congested: Callable[[], bool] = getattr(self._sink, "congested", lambda: False)
+        self.writer = RtpWriter(
+            codec=_codec_name(codecs[0]),
+            ssrc=sender._ssrc,
+            payload_type=codecs[0].payloadType,
+            sink=self._sink,
+            rtx=_rtx_parameters(sender, codecs),
+            mid=transceiver.mid,
+            extension_ids=_extension_ids(transceiver),
+        )
+        self.sender = sender
+        self.downtrack = downtrack
+        self._on_first_frame = on_first_frame
+        self.closed = False
+        sender._retransmit = self._retransmit  # type: ignore[method-assign]
+        downtrack.set_listener(self.drain)
+
+    def drain(self) -> None:
+        """Write every queued frame now (a plain call from the room's fan-out)."""
+        downtrack = self.downtrack
+        writer = self.writer
+        wrote = False
+        while not self.closed and not self._congested():
+            frame = downtrack.pop()
+            if frame is None:
+                break
+            try:
+                writer.write(frame)
+            except ConnectionError:
+                self.close()
+                break
+            wrote = True
+            if downtrack.frames_out == 1 and self._on_first_frame is not None:
+                self._on_first_frame(downtrack)
+        if wrote:
+            sender = self.sender
+            setattr(sender, _SENDER_NTP_TIMESTAMP, writer.last_ntp_time)
+            setattr(sender, _SENDER_RTP_TIMESTAMP, writer.last_rtp_timestamp)
+            setattr(sender, _SENDER_PACKET_COUNT, writer.packets)
+            setattr(sender, _SENDER_OCTET_COUNT, writer.octets)
+
+    async def _retransmit(self, sequence_number: int) -> None:
+        if self.closed:
+            return
+        try:
+            self.writer.retransmit(sequence_number)
+        except ConnectionError:
+            self.close()
+
+    def close(self) -> None:
+        self.closed = True
+        self.downtrack.set_listener(None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,5 +24,8 @@ class MediaConfig:
     keyframe_interval_s: float = 1.0
     # A session whose ICE/DTLS has not connected by then is closed.
     connect_timeout_s: float = 20.0
+    # "fast": viewers' RTP is written per packet header over payloads cut once per room and sent
+    # directly (media.rtp_writer); "aiortc": each viewer's RTCRtpSender packetises and sends.
+    send_path: Literal["fast", "aiortc"] = "fast"
     # How many time-to-first-frame samples stats keep.
     ttff_samples: int = 1000

@@ -42,6 +42,7 @@ class Downtrack:
         self._on_need_keyframe = on_need_keyframe
         self._clock = clock
         self._closed = False
+        self._listener: Callable[[], None] | None = None
         self.waiting_keyframe = kind == "video"
         # timeline
         self._epoch: int | None = None
@@ -90,6 +91,18 @@ class Downtrack:
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+        if self._listener is not None:
+            self._listener()
+
+    def set_listener(self, listener: Callable[[], None] | None) -> None:
+        """Call `listener` synchronously after each queued frame (a writer draining with `pop`)."""
+        self._listener = listener
+
+    def pop(self) -> EncodedFrame | None:
+        """The next queued frame on the viewer's timeline, or None when the queue is empty."""
+        if not self._queue:
+            return None
+        return self._rebase(self._queue.popleft())
 
     async def next(self) -> EncodedFrame:
         """The next frame for this viewer, its timestamp on the viewer's timeline."""
@@ -122,6 +135,7 @@ class Downtrack:
 
     def close(self) -> None:
         self._closed = True
+        self._listener = None
         self._queue.clear()
         waiter = self._waiter
         if waiter is not None and not waiter.done():

@@ -27,6 +27,8 @@ class EncodedFrame:
     timestamp: int
     keyframe: bool
     epoch: int = 0
+    # RTP payload bodies, cut once per room for every viewer's writer (see media.rtp_writer).
+    payloads: tuple[bytes, ...] = ()
 
     @property
     def kind(self) -> str:

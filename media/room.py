@@ -9,7 +9,7 @@ from typing import Literal
 
 from aiortc import RTCPeerConnection
 
-from media.aiortc_hooks import ReceiverTap
+from media.aiortc_hooks import ForwardSender, ReceiverTap, packetize_once
 from media.config import MediaConfig
 from media.forwarder import Downtrack, Forwarder
 from media.frames import EncodedFrame
@@ -34,6 +34,7 @@ class Session:
     live: bool = False
     # viewer
     downtracks: dict[str, Downtrack] = field(default_factory=dict)
+    senders: dict[str, ForwardSender] = field(default_factory=dict)  # fast send path
     subscribed: bool = False
 
 
@@ -59,7 +60,8 @@ class Room:
         return self.video if kind == "video" else self.audio
 
     def on_frame(self, frame: EncodedFrame) -> None:
-        self.forwarder(frame.kind).push(frame)
+        # Cut RTP payloads once here: each viewer's writer only puts its header in front.
+        self.forwarder(frame.kind).push(packetize_once(frame))
 
     def next_epoch(self) -> int:
         self._epoch += 1

@@ -11,7 +11,12 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc import (
+    MediaStreamTrack,
+    RTCConfiguration,
+    RTCPeerConnection,
+    RTCSessionDescription,
+)
 
 from media import aiortc_hooks as hooks
 from media.config import MediaConfig
@@ -163,9 +168,7 @@ class MediaServer:
         self._register(session)
         return session.id, answer
 
-    async def play(
-        self, room_id: str, offer_sdp: str, owner: str | None = None
-    ) -> tuple[str, str]:
+    async def play(self, room_id: str, offer_sdp: str, owner: str | None = None) -> tuple[str, str]:
         """Accept a viewer's WHEP offer, before or after the host is live; (session id, answer)."""
         self._check_open()
         media = _validate_offer(offer_sdp, wanted=("recvonly", "sendrecv"), what="receive")
@@ -198,7 +201,11 @@ class MediaServer:
                     on_need_keyframe=room.keyframes.request,
                 )
                 session.downtracks[kind] = downtrack
-                track = hooks.ForwardTrack(downtrack, self._record_ttff)
+                track: MediaStreamTrack
+                if self.config.send_path == "fast":
+                    track = hooks.IdleTrack(kind)
+                else:
+                    track = hooks.ForwardTrack(downtrack, self._record_ttff)
                 transceiver.sender.replaceTrack(track)
                 transceiver.direction = "sendonly"
                 hooks.attach_sender(transceiver.sender, room.keyframes.request)
@@ -267,10 +274,28 @@ class MediaServer:
         if room is None or session.closed:
             return
         if session.role == "viewer":
+            if self.config.send_path == "fast" and not self._attach_senders(session):
+                self._spawn(self._end(session))
+                return
             room.subscribe(session)
         elif room.publisher is session and not session.live:
             session.live = True
             self._emit(MediaEvent("live", session.room_id, session.id))
+
+    def _attach_senders(self, session: Session) -> bool:
+        """Start the fast send path of each of a connected viewer's tracks; False if it failed."""
+        for transceiver in session.pc.getTransceivers():
+            downtrack = session.downtracks.get(transceiver.kind)
+            if downtrack is None or transceiver.kind in session.senders:
+                continue
+            try:
+                session.senders[transceiver.kind] = hooks.ForwardSender(
+                    transceiver, downtrack, self._record_ttff
+                )
+            except ConnectionError:
+                logger.info("viewer %s connected without a usable transport", session.id)
+                return False
+        return True
 
     async def _expire_unconnected(self, session: Session) -> None:
         with contextlib.suppress(TimeoutError):
@@ -309,6 +334,8 @@ class MediaServer:
 
     async def _discard(self, session: Session) -> None:
         session.closed = True
+        for sender in session.senders.values():
+            sender.close()
         for downtrack in session.downtracks.values():
             downtrack.close()
         try:

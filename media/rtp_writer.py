@@ -1,0 +1,223 @@
+"""Per-viewer RTP writing for forwarded frames: the fast send path, without aiortc's sender loop.
+
+A room splits each frame into RTP payloads once (`packetize`); every viewer's `RtpWriter` only
+writes a header (its SSRC, sequence, timestamp, payload type, header extensions and, for VP8, the
+4-byte payload descriptor with its own picture id) in front of the shared payload bodies and hands
+both to a `PacketSink` (SRTP + UDP). Lost packets are resent from a bounded history, over RTX when
+negotiated. No asyncio here: everything is a plain call, tested without sockets.
+"""
+
+from __future__ import annotations
+
+import random
+import struct
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from media.frames import EncodedFrame
+
+# aiortc's packetisers use the same bound: a payload (descriptor included) stays under 1300 bytes.
+PACKET_MAX = 1300
+VP8_DESCRIPTOR = 4  # S/PID flags, X byte with I set, M bit + 15-bit picture id
+HISTORY_SIZE = 128  # packets a viewer can NACK, as aiortc's sender keeps
+NTP_EPOCH_OFFSET = 2_208_988_800  # seconds from 1900 (NTP) to 1970 (Unix)
+
+PacketSink = Callable[[bytes, bytes], None]
+"""Sends one RTP packet given as (header, body); raises ConnectionError once the viewer is gone."""
+
+
+def vp8_bodies(data: bytes) -> tuple[bytes, ...]:
+    """A VP8 frame cut into payload bodies that each fit PACKET_MAX behind a 4-byte descriptor."""
+    size = PACKET_MAX - VP8_DESCRIPTOR
+    return tuple(data[pos : pos + size] for pos in range(0, len(data), size)) or (b"",)
+
+
+@dataclass(frozen=True, slots=True)
+class HeaderExtensionIds:
+    """Negotiated one-byte header extension ids a viewer's sender writes (0: not negotiated)."""
+
+    mid: int = 0
+    abs_send_time: int = 0
+
+
+def one_byte_extensions(elements: list[tuple[int, bytes]]) -> bytes:
+    """An RFC 8285 one-byte header extension block (profile, length, elements, padding)."""
+    if not elements:
+        return b""
+    body = b"".join(bytes([(x_id << 4) | (len(value) - 1)]) + value for x_id, value in elements)
+    body += b"\x00" * (-len(body) % 4)
+    return struct.pack("!HH", 0xBEDE, len(body) // 4) + body
+
+
+def abs_send_time(now: float) -> int:
+    """abs-send-time: NTP seconds in 6.18 fixed point, 24 bits."""
+    return int((now + NTP_EPOCH_OFFSET) * (1 << 18)) & 0xFFFFFF
+
+
+def ntp_time(now: float) -> int:
+    """A 64-bit NTP timestamp (32.32 fixed point) for sender reports."""
+    return int((now + NTP_EPOCH_OFFSET) * (1 << 32)) & 0xFFFFFFFFFFFFFFFF
+
+
+@dataclass(frozen=True, slots=True)
+class RtxParameters:
+    payload_type: int
+    ssrc: int
+
+
+class RtpWriter:
+    """Writes one viewer's RTP stream for one track; sequence numbers and picture ids continuous."""
+
+    def __init__(
+        self,
+        *,
+        codec: str,
+        ssrc: int,
+        payload_type: int,
+        sink: PacketSink,
+        rtx: RtxParameters | None = None,
+        mid: str | None = None,
+        extension_ids: HeaderExtensionIds | None = None,
+        clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+    ) -> None:
+        rng = rng or random.Random()
+        self.codec = codec
+        self.ssrc = ssrc
+        self.payload_type = payload_type
+        self._sink = sink
+        self._rtx = rtx
+        self._clock = clock
+        # Random origins as aiortc's sender picks them (sequence in the lower half: no early wrap).
+        self.sequence_number = rng.getrandbits(16) % 32768
+        self._rtx_sequence_number = rng.getrandbits(16) % 32768
+        self._timestamp_origin = rng.getrandbits(32)
+        self._picture_id = 0
+        ids = extension_ids or HeaderExtensionIds()
+        self._mid_element = (
+            [(ids.mid, mid.encode())] if ids.mid and mid and 0 < len(mid) <= 16 else []
+        )
+        self._abs_send_time_id = ids.abs_send_time
+        extension_length = len(self._extensions(0))
+        self._first_byte = 0x90 if extension_length else 0x80
+        vp8 = codec == "VP8"
+        # One struct per writer: header, extension block and (VP8) descriptor packed in one call.
+        self._header = struct.Struct(f"!BBHII{extension_length}s" + ("BBH" if vp8 else ""))
+        self._vp8 = vp8
+        self._history_header: list[bytes | None] = [None] * HISTORY_SIZE
+        self._history_body: list[bytes] = [b""] * HISTORY_SIZE
+        # what a sender report states
+        self.packets = 0
+        self.octets = 0
+        self.last_rtp_timestamp = 0
+        self.last_ntp_time = 0
+        self.retransmitted = 0
+
+    def _extensions(self, now: float) -> bytes:
+        elements = list(self._mid_element)
+        if self._abs_send_time_id:
+            elements.append((self._abs_send_time_id, abs_send_time(now).to_bytes(3, "big")))
+        return one_byte_extensions(elements)
+
+    def write(self, frame: EncodedFrame) -> None:
+        """Send `frame` (its timestamp already on this viewer's timeline) as RTP packets."""
+        bodies = frame.payloads or packetize(frame)
+        now = self._clock()
+        timestamp = (self._timestamp_origin + frame.timestamp) & 0xFFFFFFFF
+        extensions = self._extensions(now)
+        pack = self._header.pack
+        sink = self._sink
+        first = self._first_byte
+        payload_type = self.payload_type
+        ssrc = self.ssrc
+        seq = self.sequence_number
+        history_header = self._history_header
+        history_body = self._history_body
+        last = len(bodies) - 1
+        octets = 0
+        if self._vp8:
+            picture_id = 0x8000 | self._picture_id
+            self._picture_id = (self._picture_id + 1) & 0x7FFF
+            for i, body in enumerate(bodies):
+                header = pack(
+                    first,
+                    payload_type | 0x80 if i == last else payload_type,
+                    seq,
+                    timestamp,
+                    ssrc,
+                    extensions,
+                    0x90 if i == 0 else 0x80,
+                    0x80,
+                    picture_id,
+                )
+                sink(header, body)
+                slot = seq & (HISTORY_SIZE - 1)
+                history_header[slot] = header
+                history_body[slot] = body
+                octets += len(body) + VP8_DESCRIPTOR
+                seq = (seq + 1) & 0xFFFF
+        else:
+            for i, body in enumerate(bodies):
+                header = pack(
+                    first,
+                    payload_type | 0x80 if i == last else payload_type,
+                    seq,
+                    timestamp,
+                    ssrc,
+                    extensions,
+                )
+                sink(header, body)
+                slot = seq & (HISTORY_SIZE - 1)
+                history_header[slot] = header
+                history_body[slot] = body
+                octets += len(body)
+                seq = (seq + 1) & 0xFFFF
+        self.sequence_number = seq
+        self.packets += len(bodies)
+        self.octets += octets
+        self.last_rtp_timestamp = timestamp
+        self.last_ntp_time = ntp_time(now)
+
+    def retransmit(self, sequence_number: int) -> bool:
+        """Resend a packet a viewer NACKed, over RTX when negotiated; False if it is too old."""
+        slot = sequence_number & (HISTORY_SIZE - 1)
+        header = self._history_header[slot]
+        if header is None or struct.unpack_from("!H", header, 2)[0] != sequence_number:
+            return False
+        body = self._history_body[slot]
+        if self._rtx is not None:
+            # RFC 4588: the RTX payload is the original sequence number then the original payload
+            # (for VP8 the descriptor, which sits in our header after the extension block).
+            fixed = self._header.size - (VP8_DESCRIPTOR if self._vp8 else 0)
+            rtx_header = (
+                struct.pack(
+                    "!BBHII",
+                    header[0],
+                    (header[1] & 0x80) | self._rtx.payload_type,
+                    self._rtx_sequence_number,
+                    struct.unpack_from("!I", header, 4)[0],
+                    self._rtx.ssrc,
+                )
+                + header[12:fixed]
+                + struct.pack("!H", sequence_number)
+                + header[fixed:]
+            )
+            self._rtx_sequence_number = (self._rtx_sequence_number + 1) & 0xFFFF
+            header = rtx_header
+        self._sink(header, body)
+        self.retransmitted += 1
+        return True
+
+
+def packetize(frame: EncodedFrame) -> tuple[bytes, ...]:
+    """The payload bodies of `frame` for a writer: VP8 without its descriptor, Opus as is.
+
+    H.264 needs aiortc's FU-A/STAP-A packetiser, so rooms fill `frame.payloads` through
+    `media.aiortc_hooks.packetize_once`; this fallback covers VP8 and audio only.
+    """
+    if frame.codec == "VP8":
+        return vp8_bodies(frame.data)
+    if frame.codec == "opus":
+        return (frame.data,)
+    raise ValueError(f"{frame.codec} frames must be packetised by the room")
