@@ -32,6 +32,7 @@ class Session:
     taps: dict[str, ReceiverTap] = field(default_factory=dict)
     epoch: int = 0
     live: bool = False
+    relay: bool = False  # another node's stream (an edge's upstream): no live/ended events
     # viewer
     downtracks: dict[str, Downtrack] = field(default_factory=dict)
     senders: dict[str, ForwardSender] = field(default_factory=dict)  # fast send path

@@ -168,6 +168,37 @@ class MediaServer:
         self._register(session)
         return session.id, answer
 
+    def relay(self, room_id: str, pc: RTCPeerConnection, owner: str | None = None) -> str:
+        """Make `pc` the room's publisher: a peer connection, already negotiated, that receives the
+        room from another node (an edge's WHEP client of the origin); returns its session id.
+
+        Its frames are forwarded as a host's would be, but it emits no live/ended events: the
+        room's live state belongs to the origin.
+        """
+        self._check_open()
+        room = self._room(room_id)
+        if room.publisher is not None:
+            raise MediaError("publisher_exists", f"room {room_id!r} already has a publisher")
+        session = Session(
+            id=_new_id(), room_id=room_id, role="publisher", pc=pc, owner=owner, relay=True
+        )
+        session.epoch = room.next_epoch()
+        for transceiver in pc.getTransceivers():
+            codec = hooks.negotiated_codec(transceiver)
+            if transceiver.direction not in ("recvonly", "sendrecv") or codec is None:
+                continue
+            session.taps[transceiver.kind] = hooks.ReceiverTap(
+                transceiver.receiver, transceiver.kind, room.on_frame, session.epoch
+            )
+            if transceiver.kind == "video":
+                room.video_codec = codec
+        if not session.taps:
+            self._release_if_empty(room)
+            raise MediaError("no_media", "the relayed connection receives no audio or video")
+        room.attach_publisher(session)
+        self._register(session)
+        return session.id
+
     async def play(self, room_id: str, offer_sdp: str, owner: str | None = None) -> tuple[str, str]:
         """Accept a viewer's WHEP offer, before or after the host is live; (session id, answer)."""
         self._check_open()
@@ -280,7 +311,8 @@ class MediaServer:
             room.subscribe(session)
         elif room.publisher is session and not session.live:
             session.live = True
-            self._emit(MediaEvent("live", session.room_id, session.id))
+            if not session.relay:
+                self._emit(MediaEvent("live", session.room_id, session.id))
 
     def _attach_senders(self, session: Session) -> bool:
         """Start the fast send path of each of a connected viewer's tracks; False if it failed."""
@@ -315,7 +347,7 @@ class MediaServer:
                 was_live = session.live and room.publisher is session
                 room.detach_publisher(session)
                 self._fold_publisher(session, room)
-                if was_live:
+                if was_live and not session.relay:
                     self._emit(MediaEvent("ended", session.room_id, session.id))
             else:
                 room.unsubscribe(session)
