@@ -27,7 +27,7 @@ export class StagePlayer {
     this.noteText = el("p", { class: "note-text" });
     this.retryButton = el("button", { type: "button", class: "primary", onclick: () => this.retryNow() }, "Try again");
     this.note.replaceChildren(this.noteText, this.retryButton);
-    this.unmute = el("button", { type: "button", class: "unmute", onclick: () => this.toggleMute() }, "🔇 Unmute");
+    this.unmute = el("button", { type: "button", class: "unmute", onclick: () => this.toggleMute() });
     stage.replaceChildren(this.video, this.badge, this.note, this.unmute);
     this.video.addEventListener("playing", () => { if (this.session) this.show("playing"); });
     this.show("offline");
@@ -117,7 +117,9 @@ export class StagePlayer {
   }
 
   renderMute() {
-    this.unmute.textContent = this.video.muted ? "🔇 Unmute" : "🔊 Mute";
+    const muted = this.video.muted;
+    this.unmute.replaceChildren(speaker(muted), muted ? "Unmute" : "Mute");
+    this.unmute.setAttribute("aria-pressed", String(!muted));
   }
 
   show(state, detail) {
@@ -129,4 +131,23 @@ export class StagePlayer {
   }
 
   framesDecoded() { return framesDecoded(this.session); }
+}
+
+// A speaker icon, crossed out when muted (an SVG, as emoji fonts are not everywhere).
+function speaker(muted) {
+  const ns = "http://www.w3.org/2000/svg";
+  const svg = document.createElementNS(ns, "svg");
+  svg.setAttribute("viewBox", "0 0 24 24");
+  svg.setAttribute("aria-hidden", "true");
+  const paths = [["M3 9v6h4l5 5V4L7 9H3z", "fill"],
+    ...(muted ? [["M16 9l6 6M22 9l-6 6", "stroke"]] : [["M15.5 8.5a5 5 0 0 1 0 7M18.5 5.5a9 9 0 0 1 0 13", "stroke"]])];
+  for (const [d, how] of paths) {
+    const path = document.createElementNS(ns, "path");
+    path.setAttribute("d", d);
+    path.setAttribute(how === "fill" ? "fill" : "stroke", "currentColor");
+    if (how === "fill") path.setAttribute("stroke", "none");
+    else { path.setAttribute("fill", "none"); path.setAttribute("stroke-width", "2"); path.setAttribute("stroke-linecap", "round"); }
+    svg.append(path);
+  }
+  return svg;
 }

@@ -44,8 +44,7 @@ async def assert_playing(page: Page) -> None:
 
 async def screenshot(page: Page, name: str) -> None:
     folder = os.environ.get("LIVE_SCREENSHOTS")
-    if folder:
-        Path(folder).mkdir(parents=True, exist_ok=True)
+    if folder:  # Playwright creates the folder
         await page.screenshot(path=str(Path(folder) / f"{name}.png"))
 
 
@@ -123,9 +122,7 @@ async def test_viewer_retries_a_failed_connection(
     viewer = tokens.issue(user="carol", role="viewer", rooms=["r1"])
     await page.goto(f"{running.url}/rooms/r1#token={viewer}")
     await expect(page.locator("#stage")).to_have_attribute("data-state", "retrying")
-    await expect(page.locator("#stage .placeholder")).to_contain_text(
-        "the store is unavailable"
-    )
+    await expect(page.locator("#stage .placeholder")).to_contain_text("the store is unavailable")
     await screenshot(page, "viewer-retrying")
     await assert_playing(page)
     assert refused == 2
