@@ -81,6 +81,10 @@ async def test_studio_goes_live_and_viewers_play_it(
     await expect(studio.locator("#elapsed")).not_to_have_text("")
     await screenshot(studio, "studio-live")
     await screenshot(late, "viewer-live")
+    assert await late.evaluate(f"{VIDEO}.muted")
+    await late.click("#stage .unmute")
+    await expect(late.locator("#stage .unmute")).to_have_text("Mute")
+    assert not await late.evaluate(f"{VIDEO}.muted")
 
     await studio.click("#stop")
     await expect(studio.locator("#media-state")).to_have_text("offline")
@@ -127,4 +131,43 @@ async def test_viewer_retries_a_failed_connection(
     await assert_playing(page)
     assert refused == 2
     await page.close()
+    assert errors == []
+
+
+async def test_studio_explains_what_stops_it_going_live(
+    start_node: NodeFactory, browser: Browser, tokens: TokenAuthority
+) -> None:
+    running = await start_node()
+    await running.node.rooms.create(title="Busy room", owner="host", room_id="r1")
+    host = tokens.issue(user="host", role="host", rooms=["r1"])
+    url = f"{running.url}/rooms/r1/studio#token={host}"
+    errors: list[str] = []
+    first = await open_page(browser, url, errors)
+    await first.click("#go-live")
+    await expect(first.locator("#media-state")).to_have_text("LIVE")
+
+    # A second studio for a live room gets 409 (its console error is expected: no open_page).
+    second = await browser.new_page()
+    await second.goto(url)
+    await second.click("#go-live")
+    await expect(second.locator("#media-detail")).to_have_text(
+        "This room is already live from another studio."
+    )
+    await expect(second.locator("#media-state")).to_have_text("not live")
+    await expect(second.locator("#go-live")).to_be_enabled()
+    await expect(first.locator("#media-state")).to_have_text("LIVE")
+    await second.close()
+
+    refused = await browser.new_page()
+    await refused.add_init_script(
+        "navigator.mediaDevices.getUserMedia = () =>"
+        " Promise.reject(new DOMException('denied', 'NotAllowedError'))"
+    )
+    await refused.goto(url)
+    await expect(refused.locator("#preview-note")).to_have_text(
+        "Camera or microphone unavailable: access was refused."
+    )
+    await expect(refused.locator("#camera-retry")).to_be_visible()
+    await expect(refused.locator("#go-live")).to_be_disabled()
+    await refused.close()
     assert errors == []
