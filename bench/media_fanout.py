@@ -1,11 +1,15 @@
 """Fan-out benchmark: one host stream (pre-encoded VP8 ~1.5 Mbps 30 fps + Opus) to N viewers.
 
-    python bench/media_fanout.py --viewers 10,25,50 --seconds 10 [--mode forward|relay]
+    python bench/media_fanout.py --viewers 50,100,200 --seconds 10 --modes forward,aiortc,relay
 
 The server runs pinned to one core (taskset), the host and the receive-only viewers to another.
-Viewers count RTP packets and assembled frames without decoding (media.aiortc_hooks.ReceiverTap).
-`--mode relay` runs aiortc's MediaRelay instead (decode once, encode per viewer) for comparison.
-Only loopback is used; every loop is bounded by --seconds and a setup timeout.
+Modes: `forward` (the fast send path: media.rtp_writer), `aiortc` (forwarding through each
+viewer's aiortc RTCRtpSender), `relay` (aiortc's MediaRelay: decode once, encode per viewer).
+Viewers (`--viewer lean`, the default) let aiortc do ICE and DTLS, then SRTP-decrypt each datagram
+and read its RTP header in one plain callback: sequence gaps are loss, marker bits are frames;
+nothing is decoded. `--viewer aiortc` counts through aiortc's receivers instead (heavier).
+Only loopback is used; every loop is bounded by --seconds and setup timeouts. JSON lines are
+printed and, with --out, written to a file (bench-results/ is gitignored).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import asyncio
 import fractions
 import json
 import os
+import struct
 import subprocess
 import sys
 import time
@@ -68,7 +73,9 @@ async def until(condition: Any, limit_s: float) -> None:
 
 async def run_server(port: int, mode: str) -> None:
     hooks.set_ice_addresses(["127.0.0.1"])
-    media = MediaServer(MediaConfig(ice_addresses=["127.0.0.1"]))
+    media = MediaServer(
+        MediaConfig(ice_addresses=["127.0.0.1"], send_path="aiortc" if mode == "aiortc" else "fast")
+    )
     relay = MediaRelay()
     relay_tracks: dict[str, MediaStreamTrack] = {}
     pcs: list[RTCPeerConnection] = []
@@ -79,7 +86,7 @@ async def run_server(port: int, mode: str) -> None:
 
     async def whip(request: web.Request) -> web.Response:
         sdp = await request.text()
-        if mode == "forward":
+        if mode != "relay":
             _, ans = await media.publish("bench", sdp)
             return sdp_response(ans)
         pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
@@ -91,7 +98,7 @@ async def run_server(port: int, mode: str) -> None:
 
     async def whep(request: web.Request) -> web.Response:
         sdp = await request.text()
-        if mode == "forward":
+        if mode != "relay":
             _, ans = await media.play("bench", sdp)
             return sdp_response(ans)
         pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
@@ -113,6 +120,8 @@ async def run_server(port: int, mode: str) -> None:
                 "wall": time.monotonic(),
                 "rss": rss_bytes(),
                 "viewers": s.viewers,
+                "frames_in": s.frames_in,
+                "packets_in": s.packets_in,
                 "dropped": s.frames_dropped,
                 "skips": s.viewer_skips,
                 "keyframe_requests": s.keyframe_requests,
@@ -214,25 +223,104 @@ class LoopTrack(MediaStreamTrack):
 # -- viewers ------------------------------------------------------------------------------------
 
 
-class CountingViewer:
-    """Receive-only peer that counts packets and frames through the tap: nothing is decoded."""
+class StreamCount:
+    """Counts one RTP stream: packets, frames (marker bits) and the extended highest sequence."""
+
+    __slots__ = ("first", "frames", "highest", "received")
+
+    def __init__(self) -> None:
+        self.first: int | None = None
+        self.highest = 0
+        self.received = 0
+        self.frames = 0
+
+    def add(self, seq: int, marker: int) -> None:
+        if self.first is None:
+            self.first = self.highest = seq
+        else:
+            delta = (seq - self.highest) & 0xFFFF
+            if delta < 0x8000:
+                self.highest += delta
+        self.received += 1
+        self.frames += marker
+
+    def snapshot(self) -> tuple[int, int, int]:
+        """(packets expected, packets received, frames)."""
+        expected = 0 if self.first is None else self.highest - self.first + 1
+        return expected, self.received, self.frames
+
+
+class Viewer:
+    """Receive-only peer; nothing is decoded. aiortc's receivers hold a ReceiverTap from the start
+    (frames that arrive before `lean()` are assembled, never decoded)."""
 
     def __init__(self) -> None:
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-        self.frames = {"video": 0, "audio": 0}
+        self.video = StreamCount()
+        self.audio = StreamCount()
         self.first_frame_at: float | None = None
         self.started = time.monotonic()
-        self.taps: list[hooks.ReceiverTap] = []
+        self.undecryptable = 0
+        self.lean_attached = False
         for kind in ("video", "audio"):
             t = self.pc.addTransceiver(kind, direction="recvonly")
-            self.taps.append(hooks.ReceiverTap(t.receiver, kind, self._on_frame, epoch=0))
+            hooks.ReceiverTap(t.receiver, kind, self._on_frame, epoch=0)
+        self._by_ssrc: dict[int, StreamCount] = {}
+
+        @self.pc.on("connectionstatechange")
+        def _state() -> None:
+            if self.pc.connectionState == "connected" and LEAN:
+                self.lean()
 
     def _on_frame(self, frame: EncodedFrame) -> None:
-        self.frames[frame.kind] += 1
+        # the aiortc path (before lean() or with --viewer aiortc)
+        count = self.video if frame.kind == "video" else self.audio
+        count.frames += 1
         if frame.kind == "video" and self.first_frame_at is None:
             self.first_frame_at = time.monotonic()
 
-    async def loss(self) -> tuple[int, int]:
+    def lean(self) -> None:
+        """From now on each SRTP datagram is decrypted and counted in one plain callback."""
+        if self.lean_attached:
+            return
+        transceivers = self.pc.getTransceivers()
+        dtls = transceivers[0].receiver.transport
+        pair = dtls.transport._connection._nominated.get(1)
+        if pair is None or dtls._rx_srtp is None:
+            return
+        streams: dict[int, StreamCount] = {}
+        for t in transceivers:
+            count = self.video if t.kind == "video" else self.audio
+            for codec in t._codecs:
+                if not codec.mimeType.lower().endswith("/rtx"):
+                    streams[codec.payloadType] = count
+        protocol = pair.protocol
+        original = protocol.datagram_received
+        unprotect = dtls._rx_srtp.unprotect
+        video = self.video
+        unpack = struct.Struct("!BBH").unpack_from
+
+        def datagram_received(data: bytes, addr: tuple[str, int]) -> None:
+            # RTP: version 2 and not an RTCP packet type (RFC 5761); anything else goes to aioice.
+            if 127 < data[0] < 192 and len(data) > 12 and not 191 < data[1] < 224:
+                try:
+                    data = unprotect(data)
+                except Exception:
+                    self.undecryptable += 1
+                    return
+                _, second, seq = unpack(data)
+                count = streams.get(second & 0x7F)
+                if count is not None:
+                    count.add(seq, second >> 7)
+                    if count is video and second >> 7 and self.first_frame_at is None:
+                        self.first_frame_at = time.monotonic()
+                return
+            original(data, addr)
+
+        protocol.datagram_received = datagram_received
+        self.lean_attached = True
+
+    async def aiortc_loss(self) -> tuple[int, int]:
         received = lost = 0
         for t in self.pc.getTransceivers():
             report = await t.receiver.getStats()
@@ -240,7 +328,17 @@ class CountingViewer:
                 if s.type == "inbound-rtp" and s.kind == "video":
                     received += s.packetsReceived
                     lost += max(0, s.packetsLost)
-        return received, lost
+        return received + lost, received
+
+    async def snapshot(self) -> tuple[int, int, int]:
+        """(video packets expected, received, video frames) so far."""
+        if self.lean_attached:
+            return self.video.snapshot()
+        expected, received = await self.aiortc_loss()
+        return expected, received, self.video.frames
+
+
+LEAN = True
 
 
 async def negotiate(http: ClientSession, url: str, pc: RTCPeerConnection) -> None:
@@ -251,7 +349,13 @@ async def negotiate(http: ClientSession, url: str, pc: RTCPeerConnection) -> Non
     await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
 
 
-async def run_client(base: str, viewers: int, seconds: float) -> dict[str, Any]:
+async def server_stats(http: ClientSession, base: str) -> dict[str, Any]:
+    async with http.get(f"{base}/stats") as r:
+        result: dict[str, Any] = await r.json()
+        return result
+
+
+async def run_client(base: str, viewers: int, seconds: float, batch: int) -> dict[str, Any]:
     hooks.set_ice_addresses(["127.0.0.1"])
     video = encode_vp8(120)
     audio = encode_opus(150)
@@ -264,55 +368,68 @@ async def run_client(base: str, viewers: int, seconds: float) -> dict[str, Any]:
     )
     host.addTransceiver(LoopTrack("audio", audio, 0.02, 960), direction="sendonly")
     bitrate = sum(len(d) for d, _ in video) * 8 / (len(video) / 30)
-    peers: list[CountingViewer] = []
+    peers: list[Viewer] = []
     async with ClientSession() as http:
+        idle = await server_stats(http, base)
         await negotiate(http, f"{base}/whip", host)
         await until(lambda: host.connectionState == "connected", 60)
         await asyncio.sleep(1.0)
-        for _ in range(viewers):
-            v = CountingViewer()
-            peers.append(v)
-            await negotiate(http, f"{base}/whep", v.pc)
-        await until(lambda: all(v.first_frame_at is not None for v in peers), 60)
+        base_stats = await server_stats(http, base)
+        setup_t0 = time.monotonic()
+        for start in range(0, viewers, batch):
+            group = [Viewer() for _ in range(min(batch, viewers - start))]
+            peers += group
+            async with asyncio.timeout(120):
+                await asyncio.gather(*(negotiate(http, f"{base}/whep", v.pc) for v in group))
+            await until(lambda g=group: all(v.first_frame_at is not None for v in g), 120)
+        setup_s = time.monotonic() - setup_t0
         ttff = sorted(v.first_frame_at - v.started for v in peers if v.first_frame_at)
-        await asyncio.sleep(1.0)  # settle: GOP bursts are not steady state
-        async with http.get(f"{base}/stats") as r:
-            before = await r.json()
-        counts = [dict(v.frames) for v in peers]
-        losses0 = [await v.loss() for v in peers]
+        await asyncio.sleep(2.0)  # settle: GOP bursts are not steady state
+        before = await server_stats(http, base)
+        snaps0 = [await v.snapshot() for v in peers]
         client0 = os.times()
+        t0 = time.monotonic()
         await asyncio.sleep(seconds)
-        async with http.get(f"{base}/stats") as r:
-            after = await r.json()
+        snaps1 = [await v.snapshot() for v in peers]
+        elapsed = time.monotonic() - t0
         client1 = os.times()
-        losses1 = [await v.loss() for v in peers]
-        fps = sorted(
-            (v.frames["video"] - c["video"]) / seconds for v, c in zip(peers, counts, strict=True)
+        after = await server_stats(http, base)
+        fps = sorted((b[2] - a[2]) / elapsed for a, b in zip(snaps0, snaps1, strict=True))
+        loss_pct = sorted(
+            100.0 * max(0, (b[0] - a[0]) - (b[1] - a[1])) / max(1, b[0] - a[0])
+            for a, b in zip(snaps0, snaps1, strict=True)
         )
-        loss_pct = []
-        for (r0, l0), (r1, l1) in zip(losses0, losses1, strict=True):
-            got, lost = r1 - r0, l1 - l0
-            loss_pct.append(100.0 * lost / max(1, got + lost))
         wall = after["wall"] - before["wall"]
         server_cpu = (after["cpu"] - before["cpu"]) / wall
-        client_cpu = (client1.user + client1.system - client0.user - client0.system) / seconds
+        client_cpu = (client1.user + client1.system - client0.user - client0.system) / elapsed
         for v in peers:
             await v.pc.close()
         await host.close()
         async with http.post(f"{base}/quit"):
             pass
+    ok = [f >= 29 and lo < 1 for f, lo in zip(fps, reversed(loss_pct), strict=True)]
     return {
         "viewers": viewers,
+        "viewer_kind": "lean" if LEAN else "aiortc",
         "stream_kbps": round(bitrate / 1000),
+        "seconds": round(elapsed, 1),
         "server_cpu_cores": round(server_cpu, 3),
         "server_cpu_per_viewer_pct": round(100 * server_cpu / viewers, 3),
+        "viewers_per_core": round(viewers / server_cpu) if server_cpu > 0 else None,
         "client_cpu_cores": round(client_cpu, 3),
         "fps_min": round(fps[0], 1),
         "fps_median": round(fps[len(fps) // 2], 1),
-        "loss_pct_max": round(max(loss_pct), 2),
+        "loss_pct_median": round(loss_pct[len(loss_pct) // 2], 2),
+        "loss_pct_max": round(loss_pct[-1], 2),
+        "all_viewers_ok": all(ok) and fps[0] >= 29 and loss_pct[-1] < 1,
         "ttff_median_ms": round(1000 * ttff[len(ttff) // 2]),
         "ttff_max_ms": round(1000 * ttff[-1]),
+        "setup_s": round(setup_s, 1),
+        "server_frames_in_per_s": round((after["frames_in"] - before["frames_in"]) / wall, 1),
         "server_rss_mb": round(after["rss"] / 2**20, 1),
+        "server_rss_idle_mb": round(idle["rss"] / 2**20, 1),
+        "rss_per_viewer_kb": round((after["rss"] - base_stats["rss"]) / 1024 / viewers, 1),
+        "undecryptable": sum(v.undecryptable for v in peers),
         "dropped_frames": after["dropped"],
         "skips": after["skips"],
     }
@@ -321,74 +438,103 @@ async def run_client(base: str, viewers: int, seconds: float) -> dict[str, Any]:
 # -- driver -------------------------------------------------------------------------------------
 
 
+def run_loop(coro: Any, loop: str) -> Any:
+    if loop == "uvloop":
+        import uvloop
+
+        return uvloop.run(coro)
+    return asyncio.run(coro)
+
+
 def main() -> None:
+    global LEAN
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="cmd")
     s = sub.add_parser("server")
     s.add_argument("--port", type=int, required=True)
-    s.add_argument("--mode", default="forward", choices=["forward", "relay"])
+    s.add_argument("--mode", default="forward", choices=MODES)
+    s.add_argument("--loop", default="asyncio", choices=["asyncio", "uvloop"])
     c = sub.add_parser("client")
     c.add_argument("--url", required=True)
     c.add_argument("--viewers", type=int, required=True)
     c.add_argument("--seconds", type=float, default=10)
+    c.add_argument("--batch", type=int, default=10)
+    c.add_argument("--viewer", default="lean", choices=["lean", "aiortc"])
+    c.add_argument("--loop", default="asyncio", choices=["asyncio", "uvloop"])
     parser.add_argument("--viewers", default="10,25,50")
     parser.add_argument("--seconds", type=float, default=10)
-    parser.add_argument("--mode", default="forward", choices=["forward", "relay"])
+    parser.add_argument("--modes", "--mode", default="forward", help="forward,aiortc,relay")
+    parser.add_argument("--viewer", default="lean", choices=["lean", "aiortc"])
+    parser.add_argument("--loop", default="asyncio", choices=["asyncio", "uvloop"])
     parser.add_argument("--server-cpu", default="0")
     parser.add_argument("--client-cpu", default="1")
     parser.add_argument("--port", type=int, default=18555)
+    parser.add_argument("--batch", type=int, default=10, help="viewers connecting at once")
+    parser.add_argument("--out", help="append JSON lines to this file")
     args = parser.parse_args()
     if args.cmd == "server":
-        asyncio.run(run_server(args.port, args.mode))
+        run_loop(run_server(args.port, args.mode), args.loop)
         return
     if args.cmd == "client":
-        print(json.dumps(asyncio.run(run_client(args.url, args.viewers, args.seconds))))
+        LEAN = args.viewer == "lean"
+        result = run_loop(run_client(args.url, args.viewers, args.seconds, args.batch), args.loop)
+        print(json.dumps(result))
         return
     me = [sys.executable, __file__]
     for n in [int(x) for x in args.viewers.split(",")]:
-        server = subprocess.Popen(
+        for mode in args.modes.split(","):
+            line = run_one(args, me, mode, n)
+            print(line, flush=True)
+            if args.out:
+                with open(args.out, "a") as f:
+                    f.write(line + "\n")
+
+
+MODES = ["forward", "aiortc", "relay"]
+
+
+def taskset(cpus: str) -> list[str]:
+    return ["taskset", "-c", cpus]
+
+
+def run_one(args: argparse.Namespace, me: list[str], mode: str, n: int) -> str:
+    pin = {"server_cpu": args.server_cpu, "client_cpu": args.client_cpu, "loop": args.loop}
+    server = subprocess.Popen(
+        [
+            *taskset(args.server_cpu),
+            *me,
+            "server",
+            *("--port", str(args.port), "--mode", mode, "--loop", args.loop),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        assert server.stdout.readline().strip() == "ready"
+        out = subprocess.run(
             [
-                "taskset",
-                "-c",
-                args.server_cpu,
+                *taskset(args.client_cpu),
                 *me,
-                "server",
-                "--port",
-                str(args.port),
-                "--mode",
-                args.mode,
+                "client",
+                *("--url", f"http://127.0.0.1:{args.port}", "--viewers", str(n)),
+                *("--seconds", str(args.seconds), "--batch", str(args.batch)),
+                *("--viewer", args.viewer, "--loop", args.loop),
             ],
-            stdout=subprocess.PIPE,
+            capture_output=True,
             text=True,
+            timeout=args.seconds + 600,
         )
+        line = out.stdout.strip().splitlines()[-1] if out.stdout.strip() else ""
+        if line[:1] == "{":
+            return json.dumps({"mode": mode, **pin, **json.loads(line)})
+        return json.dumps({"mode": mode, "viewers": n, **pin, "error": out.stderr[-1500:]})
+    finally:
         try:
-            assert server.stdout is not None
-            assert server.stdout.readline().strip() == "ready"
-            out = subprocess.run(
-                [
-                    "taskset",
-                    "-c",
-                    args.client_cpu,
-                    *me,
-                    "client",
-                    "--url",
-                    f"http://127.0.0.1:{args.port}",
-                    "--viewers",
-                    str(n),
-                    "--seconds",
-                    str(args.seconds),
-                ],
-                capture_output=True,
-                text=True,
-                timeout=args.seconds + 180,
-            )
-            line = out.stdout.strip().splitlines()[-1] if out.stdout.strip() else out.stderr[-2000:]
-            print(json.dumps({"mode": args.mode, **json.loads(line)}) if line[:1] == "{" else line)
-        finally:
-            try:
-                server.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                server.kill()
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(timeout=15)
 
 
 if __name__ == "__main__":

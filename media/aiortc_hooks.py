@@ -18,7 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import errno
 import logging
+import os
+import socket
+import struct
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
@@ -35,7 +39,13 @@ from aiortc.rtp import RtpPacket
 
 from media.forwarder import Downtrack, DowntrackClosed
 from media.frames import AUDIO_CLOCK, VIDEO_CLOCK, EncodedFrame, is_keyframe
-from media.rtp_writer import HeaderExtensionIds, RtpWriter, RtxParameters, vp8_bodies
+from media.rtp_writer import (
+    HeaderExtensionIds,
+    PacketSink,
+    RtpWriter,
+    RtxParameters,
+    vp8_bodies,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -328,73 +338,151 @@ def _pylibsrtp_version() -> tuple[int, int]:
 class SrtpUdpSink:
     """Protects RTP with a viewer's SRTP session and sends it on the viewer's ICE socket.
 
-    Writes header and body straight into pylibsrtp's buffer (one copy, no per-packet allocation
-    but the datagram); a full socket buffer drops the packet as the network would.
+    libsrtp protects each packet in place in our own buffer, packets laid end to end; a frame's
+    packets (all the same size but the last) leave in one `sendmsg` with UDP GSO (`UDP_SEGMENT`),
+    one datagram each on the wire. A full socket buffer drops the packets as the network would.
     """
 
-    # Packets whose datagrams would not fit the session buffer with the SRTP trailer.
-    _TRAILER = 144
+    _TRAILER = 144  # libsrtp's SRTP_MAX_TRAILER_LEN
+    _BATCH_BYTES = 60_000  # a GSO send stays under 64 KiB
+    _BATCH_PACKETS = 64  # the kernel's UDP_MAX_SEGMENTS
 
-    def __init__(self, dtls: Any) -> None:
+    def __init__(self, dtls: Any, gso: bool = True) -> None:
         session = dtls._tx_srtp
         pair = dtls.transport._connection._nominated.get(1)
         if session is None or pair is None or pair.protocol.transport is None:
             raise ConnectionError("the viewer's DTLS/ICE is not connected")
         self._addr: tuple[str, int] = pair.remote_addr
         self._transport: Any = pair.protocol.transport
-        # asyncio's selector transport: send on its socket, skipping the per-call checks;
-        # uvloop's transport has no _sock and its sendto is native already.
-        self._sock: Any = getattr(self._transport, "_sock", None)
         self._session: Any = session
-        cdata = getattr(session, "_cdata", None)
+        self._sock, self._own_sock = _udp_socket(self._transport)
         binding: Any = getattr(pylibsrtp, "_binding", None)
         low, high = SUPPORTED_PYLIBSRTP
         self._direct = (
-            cdata is not None
-            and binding is not None
+            binding is not None
             and hasattr(session, "_srtp")
             and low <= _pylibsrtp_version() <= high
+            and self._sock is not None
         )
+        self._gso = gso and self._direct and hasattr(socket, "SOL_UDP")
         if self._direct:
-            self._cdata: Any = cdata
-            self._view = memoryview(session._buffer)
-            self._capacity = len(self._view) - self._TRAILER
+            size = self._BATCH_BYTES + 2 * (PACKET_MAX_DATAGRAM + self._TRAILER)
+            self._cdata: Any = binding.ffi.new("char[]", size)
+            self._view = memoryview(binding.ffi.buffer(self._cdata))
             self._length: Any = binding.ffi.new("int *")
             self._srtp: Any = session._srtp[0]
             self._protect: Any = binding.lib.srtp_protect
+        self._offset = 0  # bytes held for the next send
+        self._count = 0  # packets held
+        self._segment = 0  # their size (the last may be shorter)
+        self._short = False  # the last held packet is shorter: nothing may follow it
         self.dropped = 0
+        self.sends = 0
 
-    def __call__(self, header: bytes, body: bytes) -> None:
-        if self._transport.is_closing():
+    def send(self, header: bytes, body: bytes) -> None:
+        if not self._direct:
+            self._send_datagram(self._session.protect(header + body))
+            return
+        if self._own_sock is None and self._transport.is_closing():
             raise ConnectionError("the viewer's socket is closed")
-        if self._direct:
-            view = self._view
-            h = len(header)
-            n = h + len(body)
-            if n > self._capacity:
-                raise ValueError("RTP packet too long")
-            view[0:h] = header
-            view[h:n] = body
-            self._length[0] = n
-            if self._protect(self._srtp, self._cdata, self._length) != 0:
-                raise ConnectionError("SRTP protect failed")
-            data: Any = view[: self._length[0]]
-        else:
-            data = self._session.protect(header + body)
-        sock = self._sock
-        if sock is not None:
-            try:
-                sock.sendto(data, self._addr)
-            except (BlockingIOError, InterruptedError):
-                self.dropped += 1
-            except OSError as exc:
+        view = self._view
+        start = self._offset
+        h = start + len(header)
+        n = h + len(body)
+        if n - start > PACKET_MAX_DATAGRAM:
+            raise ValueError("RTP packet too long")
+        view[start:h] = header
+        view[h:n] = body
+        self._length[0] = n - start
+        if self._protect(self._srtp, self._cdata + start, self._length) != 0:
+            raise ConnectionError("SRTP protect failed")
+        size = self._length[0]
+        if not self._gso:
+            self._send_datagram(view[start : start + size])
+            return
+        if self._count and (size > self._segment or self._short):
+            # Not a GSO continuation: send what is held, move this packet to the front.
+            self._send_held(start)
+            view[0:size] = view[start : start + size]
+            start = 0
+        if self._count == 0:
+            self._segment = size
+        elif size < self._segment:
+            self._short = True
+        self._count += 1
+        self._offset = start + size
+        if self._offset >= self._BATCH_BYTES or self._count >= self._BATCH_PACKETS:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._count:
+            self._send_held(self._offset)
+
+    def _send_held(self, end: int) -> None:
+        data = self._view[:end]
+        count, segment = self._count, self._segment
+        self._offset = self._count = 0
+        self._short = False
+        if count == 1:
+            self._send_datagram(data)
+            return
+        try:
+            self.sends += 1
+            self._sock.sendmsg(
+                [data], [(socket.SOL_UDP, UDP_SEGMENT, struct.pack("=H", segment))], 0, self._addr
+            )
+        except (BlockingIOError, InterruptedError):
+            self.dropped += count
+        except OSError as exc:
+            if exc.errno not in (errno.EINVAL, errno.EIO, errno.ENOPROTOOPT, errno.EOPNOTSUPP):
                 raise ConnectionError(str(exc)) from None
-        else:
+            # No UDP GSO on this socket or device: send them one by one from now on.
+            self._gso = False
+            for pos in range(0, end, segment):
+                self._send_datagram(data[pos : min(end, pos + segment)])
+
+    def _send_datagram(self, data: Any) -> None:
+        sock = self._sock
+        self.sends += 1
+        if sock is None:
             self._transport.sendto(bytes(data), self._addr)
+            return
+        try:
+            sock.sendto(data, self._addr)
+        except (BlockingIOError, InterruptedError):
+            self.dropped += 1
+        except OSError as exc:
+            raise ConnectionError(str(exc)) from None
 
     def congested(self) -> bool:
         """Whether the transport already holds unsent datagrams (asyncio/uvloop buffering)."""
         return bool(self._transport.get_write_buffer_size() > 256 * 1024)
+
+    def close(self) -> None:
+        if self._own_sock is not None:
+            self._own_sock.close()
+            self._own_sock = None
+        self._sock = None
+        self._direct = False
+
+
+# The largest datagram a writer makes: header, extensions, descriptor, payload, SRTP trailer.
+PACKET_MAX_DATAGRAM = 1500
+UDP_SEGMENT = 103  # linux/udp.h; not exported by Python's socket module
+
+
+def _udp_socket(transport: Any) -> tuple[Any, Any]:
+    """(socket to send on, socket we own and must close) for an aioice datagram transport."""
+    sock = getattr(transport, "_sock", None)
+    if isinstance(sock, socket.socket):
+        return sock, None  # asyncio's selector transport
+    # uvloop: its transport wraps the file descriptor; send on a duplicate of it.
+    extra = transport.get_extra_info("socket")
+    if extra is None:
+        return None, None
+    own = socket.socket(fileno=os.dup(extra.fileno()))
+    own.setblocking(False)
+    return own, own
 
 
 def _extension_ids(transceiver: RTCRtpTransceiver) -> HeaderExtensionIds:
@@ -426,13 +514,15 @@ class ForwardSender:
         transceiver: RTCRtpTransceiver,
         downtrack: Downtrack,
         on_first_frame: Callable[[Downtrack], None] | None = None,
-        sink: Callable[[bytes, bytes], None] | None = None,
+        sink: PacketSink | None = None,
+        gso: bool = True,
     ) -> None:
         sender = transceiver.sender
         codecs: list[Any] = transceiver._codecs
         if not codecs:
             raise ConnectionError("no codec negotiated")
-        self._sink = sink if sink is not None else SrtpUdpSink(sender.transport)
+        self._udp = SrtpUdpSink(sender.transport, gso=gso) if sink is None else None
+        self._sink: PacketSink = sink if sink is not None else self._udp  # type: ignore[assignment]
         self._congested: Callable[[], bool] = getattr(self._sink, "congested", lambda: False)
         self.writer = RtpWriter(
             codec=_codec_name(codecs[0]),
@@ -456,11 +546,11 @@ class ForwardSender:
         writer = self.writer
         wrote = False
         while not self.closed and not self._congested():
-            frame = downtrack.pop()
-            if frame is None:
+            item = downtrack.pop()
+            if item is None:
                 break
             try:
-                writer.write(frame)
+                writer.write(*item)
             except ConnectionError:
                 self.close()
                 break
@@ -485,3 +575,5 @@ class ForwardSender:
     def close(self) -> None:
         self.closed = True
         self.downtrack.set_listener(None)
+        if self._udp is not None:
+            self._udp.close()

@@ -98,11 +98,12 @@ class Downtrack:
         """Call `listener` synchronously after each queued frame (a writer draining with `pop`)."""
         self._listener = listener
 
-    def pop(self) -> EncodedFrame | None:
-        """The next queued frame on the viewer's timeline, or None when the queue is empty."""
+    def pop(self) -> tuple[EncodedFrame, int] | None:
+        """The next queued frame and its timestamp on the viewer's timeline; None when empty."""
         if not self._queue:
             return None
-        return self._rebase(self._queue.popleft())
+        frame = self._queue.popleft()
+        return frame, self._rebase_timestamp(frame)
 
     async def next(self) -> EncodedFrame:
         """The next frame for this viewer, its timestamp on the viewer's timeline."""
@@ -117,6 +118,9 @@ class Downtrack:
         return self._rebase(self._queue.popleft())
 
     def _rebase(self, frame: EncodedFrame) -> EncodedFrame:
+        return dataclasses.replace(frame, timestamp=self._rebase_timestamp(frame))
+
+    def _rebase_timestamp(self, frame: EncodedFrame) -> int:
         if frame.epoch != self._epoch:
             # A new publisher starts its clock again: continue one frame after what we last sent.
             start = 0 if self._last_out is None else self._last_out + self._step
@@ -131,7 +135,7 @@ class Downtrack:
             self.first_frame_at = self._clock()
         self.frames_out += 1
         self.bytes_out += len(frame.data)
-        return dataclasses.replace(frame, timestamp=timestamp)
+        return timestamp
 
     def close(self) -> None:
         self._closed = True

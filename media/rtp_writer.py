@@ -14,6 +14,7 @@ import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from media.frames import EncodedFrame
 
@@ -23,8 +24,15 @@ VP8_DESCRIPTOR = 4  # S/PID flags, X byte with I set, M bit + 15-bit picture id
 HISTORY_SIZE = 128  # packets a viewer can NACK, as aiortc's sender keeps
 NTP_EPOCH_OFFSET = 2_208_988_800  # seconds from 1900 (NTP) to 1970 (Unix)
 
-PacketSink = Callable[[bytes, bytes], None]
-"""Sends one RTP packet given as (header, body); raises ConnectionError once the viewer is gone."""
+
+class PacketSink(Protocol):
+    """Where a writer's packets go (SRTP + UDP in the server; a list in tests)."""
+
+    def send(self, header: bytes, body: bytes) -> None:
+        """Take one RTP packet as (header, body); ConnectionError once the viewer is gone."""
+
+    def flush(self) -> None:
+        """The frame (or retransmission) is complete: put out whatever is still held."""
 
 
 def vp8_bodies(data: bytes) -> tuple[bytes, ...]:
@@ -99,7 +107,14 @@ class RtpWriter:
             [(ids.mid, mid.encode())] if ids.mid and mid and 0 < len(mid) <= 16 else []
         )
         self._abs_send_time_id = ids.abs_send_time
-        extension_length = len(self._extensions(0))
+        # The block is the same for every frame but abs-send-time's 3 bytes: split around them.
+        template = self._extensions(0)
+        if self._abs_send_time_id:
+            at = template.index(bytes([(self._abs_send_time_id << 4) | 2, 0, 0, 0])) + 1
+            self._ext_prefix, self._ext_suffix = template[:at], template[at + 3 :]
+        else:
+            self._ext_prefix, self._ext_suffix = template, b""
+        extension_length = len(template)
         self._first_byte = 0x90 if extension_length else 0x80
         vp8 = codec == "VP8"
         # One struct per writer: header, extension block and (VP8) descriptor packed in one call.
@@ -114,20 +129,26 @@ class RtpWriter:
         self.last_ntp_time = 0
         self.retransmitted = 0
 
-    def _extensions(self, now: float) -> bytes:
+    def _extensions(self, abs_send_time_value: int) -> bytes:
         elements = list(self._mid_element)
         if self._abs_send_time_id:
-            elements.append((self._abs_send_time_id, abs_send_time(now).to_bytes(3, "big")))
+            elements.append((self._abs_send_time_id, abs_send_time_value.to_bytes(3, "big")))
         return one_byte_extensions(elements)
 
-    def write(self, frame: EncodedFrame) -> None:
-        """Send `frame` (its timestamp already on this viewer's timeline) as RTP packets."""
+    def write(self, frame: EncodedFrame, timestamp: int | None = None) -> None:
+        """Send `frame` as RTP packets at `timestamp` on this viewer's timeline (default: the
+        frame's own)."""
         bodies = frame.payloads or packetize(frame)
         now = self._clock()
-        timestamp = (self._timestamp_origin + frame.timestamp) & 0xFFFFFFFF
-        extensions = self._extensions(now)
+        if timestamp is None:
+            timestamp = frame.timestamp
+        timestamp = (self._timestamp_origin + timestamp) & 0xFFFFFFFF
+        if self._abs_send_time_id:
+            extensions = self._ext_prefix + abs_send_time(now).to_bytes(3, "big") + self._ext_suffix
+        else:
+            extensions = self._ext_prefix
         pack = self._header.pack
-        sink = self._sink
+        sink = self._sink.send
         first = self._first_byte
         payload_type = self.payload_type
         ssrc = self.ssrc
@@ -173,6 +194,7 @@ class RtpWriter:
                 history_body[slot] = body
                 octets += len(body)
                 seq = (seq + 1) & 0xFFFF
+        self._sink.flush()
         self.sequence_number = seq
         self.packets += len(bodies)
         self.octets += octets
@@ -205,7 +227,8 @@ class RtpWriter:
             )
             self._rtx_sequence_number = (self._rtx_sequence_number + 1) & 0xFFFF
             header = rtx_header
-        self._sink(header, body)
+        self._sink.send(header, body)
+        self._sink.flush()
         self.retransmitted += 1
         return True
 
