@@ -3,32 +3,150 @@ nodes the upstream that a WHEP viewer's arrival opens to the origin."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterator
+
 from aiohttp import web
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+from redis.exceptions import RedisError
 
 from edge.selection import REGION, RegionDistances, select
+from edge.upstream import UpstreamConfig, UpstreamManager, UpstreamUnavailable
 from live.auth import require_role
 from live.errors import ApiError
-from live.http import claims_of
+from live.http import Handler, claims_of
 from live.media_http import MEDIA
 from live.node import NODE, Node
 
+log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 
 DISTANCES = web.AppKey("region_distances", RegionDistances)
+UPSTREAMS = web.AppKey("upstreams", UpstreamManager)
 
 
 def setup(app: web.Application, node: Node) -> None:
-    """Add the edge routes; make shutdown start with draining (no new viewers)."""
-    app[DISTANCES] = RegionDistances(node.settings.region_distances)
+    """Add the edge routes; on edge nodes the upstream manager; make shutdown start with draining
+    (no new viewers)."""
+    s = node.settings
+    app[DISTANCES] = RegionDistances(s.region_distances)
     app.add_routes(routes)
     media = app[MEDIA]
     node.registry.count_viewers = lambda: media.stats().viewers
+    app.middlewares.append(viewer_admission)
+    upstreams: UpstreamManager | None = None
+    if s.role == "edge":
+        if not s.origin_url:
+            raise ValueError("an edge node needs the origin's URL (--origin or LIVE_ORIGIN_URL)")
+        config = UpstreamConfig(
+            origin_url=s.origin_url,
+            node_id=s.node_id,
+            grace_s=s.edge_upstream_grace_s,
+            wait_s=s.edge_upstream_timeout_s,
+            retries=s.edge_upstream_retries,
+        )
+        upstreams = app[UPSTREAMS] = UpstreamManager(
+            media,
+            config,
+            lambda: node.auth.issue(user=s.node_id, role="node", name=s.node_id, ttl_s=600),
+        )
+        node.metrics.registry.register(UpstreamCollector(upstreams))
+        watch: list[asyncio.Task[None]] = []
+        stop = asyncio.Event()
+
+        async def start_watch(app: web.Application) -> None:
+            watch.append(asyncio.ensure_future(_watch_origin(node, upstreams, stop)))
+
+        app.on_startup.append(start_watch)
+
+        async def stop_watch(app: web.Application) -> None:
+            # Not cancelled: a Redis call cut short would leave its connection behind.
+            stop.set()
+            await asyncio.gather(*watch, return_exceptions=True)
+
+        app.on_cleanup.append(stop_watch)
 
     async def drain(app: web.Application) -> None:
         await node.registry.drain()
+        if upstreams is not None:
+            await upstreams.close()
 
     # First of the shutdown hooks: selection stops offering this node before its sessions close.
     app.on_shutdown.insert(0, drain)
+
+
+async def _watch_origin(node: Node, upstreams: UpstreamManager, stop: asyncio.Event) -> None:
+    """Keep the origin's instance (its registry `started_at`) fresh: when it changes the origin
+    restarted, and upstreams to it are redone even if their connection has not noticed yet."""
+    origin = (node.settings.origin_url or "").rstrip("/")
+    while not stop.is_set():
+        try:
+            found = [n for n in await node.registry.nodes() if n.url.rstrip("/") == origin]
+            upstreams.origin_started = found[0].started_at if found else None
+        except (RedisError, OSError) as exc:
+            log.warning("origin watch: registry unreadable: %s", exc)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), node.settings.node_heartbeat_s)
+
+
+@web.middleware
+async def viewer_admission(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A draining node takes no new viewer; an edge takes no host (publish to the origin) and
+    opens the room's upstream before its WHEP viewer is answered."""
+    if request.method != "POST" or not request.path.startswith(("/whep/", "/whip/")):
+        return await handler(request)
+    node = request.app[NODE]
+    upstreams = request.app.get(UPSTREAMS)
+    if request.path.startswith("/whip/"):
+        if upstreams is not None:
+            raise ApiError(409, "not_origin", f"publish to the origin, {node.settings.origin_url}")
+        return await handler(request)
+    if node.registry.draining:
+        error = ApiError(503, "draining", "this node takes no new viewers: ask for an edge again")
+        error.headers["Retry-After"] = "0"
+        raise error
+    room_id = request.match_info.get("room", "")
+    if upstreams is None:
+        return await handler(request)
+    claims = claims_of(request)
+    if not claims.in_room(room_id) or not await node.rooms.exists(room_id):
+        return await handler(request)  # which refuses with the usual error
+    try:
+        async with upstreams.hold(room_id):
+            return await handler(request)
+    except UpstreamUnavailable as exc:
+        if exc.status == 404:
+            raise ApiError(404, "unknown_room", f"the origin has no room {room_id!r}") from None
+        error = ApiError(502, "upstream_unavailable", f"cannot pull the room: {exc.detail}")
+        error.headers["Retry-After"] = "1"
+        raise error from None
+
+
+class UpstreamCollector(Collector):
+    """Reads the upstream manager at scrape time."""
+
+    def __init__(self, upstreams: UpstreamManager) -> None:
+        self._upstreams = upstreams
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        u = self._upstreams
+        yield GaugeMetricFamily(
+            "live_edge_upstreams",
+            "Rooms pulled from the origin (one upstream each)",
+            len(u.upstreams),
+        )
+        yield GaugeMetricFamily(
+            "live_edge_upstreams_ready", "Upstreams negotiated with the origin", u.ready_count()
+        )
+        yield CounterMetricFamily(
+            "live_edge_upstream_connects", "Upstream connections made to the origin", u.connects
+        )
+        yield CounterMetricFamily(
+            "live_edge_upstream_failures", "Upstream attempts that failed", u.failures
+        )
 
 
 @routes.get("/api/rooms/{room}/edge")

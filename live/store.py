@@ -68,7 +68,8 @@ def connect(
     pool = aioredis.BlockingConnectionPool.from_url(
         url, max_connections=max_connections, timeout=options.pop("pool_timeout", 2.0), **options
     )
-    return aioredis.Redis(connection_pool=pool)
+    # from_pool: the client owns the pool, so aclose() disconnects its connections too.
+    return aioredis.Redis.from_pool(pool)
 
 
 @contextlib.asynccontextmanager

@@ -97,7 +97,9 @@ async def test_route_follows_region_load_and_health(
     start_node: NodeFactory, redis: aioredis.Redis, http: aiohttp.ClientSession
 ) -> None:
     origin = await start_node(node_id="origin", role="origin", region="na", **FAST)
-    eu = await start_node(node_id="edge-eu", role="edge", region="eu", **FAST)
+    eu = await start_node(
+        node_id="edge-eu", role="edge", region="eu", origin_url=origin.url, **FAST
+    )
     await origin.node.rooms.create(title="t", owner="h", room_id="r1")
     await eventually(origin.node.registry.nodes, lambda ns: len(ns) == 2)
     url = f"{origin.url}/api/rooms/r1/edge"
@@ -139,7 +141,7 @@ async def test_drain_call_needs_a_node_token_and_stops_new_viewers(
     tokens: TokenAuthority,
 ) -> None:
     origin = await start_node(node_id="origin", role="origin", region="na", **FAST)
-    await start_node(node_id="edge-eu", role="edge", region="eu", **FAST)
+    await start_node(node_id="edge-eu", role="edge", region="eu", origin_url=origin.url, **FAST)
     await origin.node.rooms.create(title="t", owner="h", room_id="r1")
     await eventually(origin.node.registry.nodes, lambda ns: len(ns) == 2)
 
