@@ -113,3 +113,45 @@ async def test_candidates_are_the_configured_addresses() -> None:
         assert candidates and all(" 127.0.0.1 " in c for c in candidates)
     finally:
         await pc.close()
+
+
+async def test_srtp_udp_sink_batches_a_frame_and_each_datagram_decrypts() -> None:
+    import asyncio
+    import socket
+    from types import SimpleNamespace
+
+    from pylibsrtp import Policy, Session
+
+    from media.rtp_writer import RtpWriter
+
+    key = bytes(range(30))
+    tx = Session(Policy(key=key, ssrc_type=Policy.SSRC_ANY_OUTBOUND))
+    rx = Session(Policy(key=key, ssrc_type=Policy.SSRC_ANY_INBOUND))
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    receiver.bind(("127.0.0.1", 0))
+    receiver.settimeout(2)
+    loop = asyncio.get_running_loop()
+    transport, _ = await loop.create_datagram_endpoint(
+        asyncio.DatagramProtocol, local_addr=("127.0.0.1", 0)
+    )
+    try:
+        pair = SimpleNamespace(
+            remote_addr=receiver.getsockname(), protocol=SimpleNamespace(transport=transport)
+        )
+        dtls = SimpleNamespace(
+            _tx_srtp=tx,
+            transport=SimpleNamespace(_connection=SimpleNamespace(_nominated={1: pair})),
+        )
+        sink = hooks.SrtpUdpSink(dtls)
+        writer = RtpWriter(codec="VP8", ssrc=1, payload_type=96, sink=sink)
+        frame = hooks.packetize_once(EncodedFrame("VP8", bytes(range(256)) * 30, 0, True))
+        writer.write(frame)
+        got = [rx.unprotect(receiver.recv(2048)) for _ in frame.payloads]
+        codec = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96)
+        assert b"".join(depayload(codec, p[12:]) for p in got) == frame.data
+        # one sendmsg for the frame's packets when the kernel has UDP GSO, else one each
+        assert sink.sends in (1, len(frame.payloads))
+        sink.close()
+    finally:
+        transport.close()
+        receiver.close()
