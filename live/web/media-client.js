@@ -141,6 +141,16 @@ export async function framesDecoded(session) {
   return frames;
 }
 
+// RTP packets received so far on all of a session's inbound streams: is anything arriving?
+export async function packetsReceived(session) {
+  if (!session || session.closed) return 0;
+  let packets = 0;
+  (await session.pc.getStats()).forEach((s) => {
+    if (s.type === "inbound-rtp") packets += s.packetsReceived || 0;
+  });
+  return packets;
+}
+
 // Exponential retry delays with jitter, capped, and a bounded number of attempts.
 export class Backoff {
   constructor({ firstMs = 1000, maxMs = 15000, attempts = 8 } = {}) {

@@ -2,7 +2,7 @@
 // retries a failed connection with backoff. `mediaBase()` names the origin serving media, so a
 // page that picks an edge node first can pass its own.
 import { el } from "/static/chat-client.js";
-import { Backoff, framesDecoded, play, whepUrl } from "/static/media-client.js";
+import { Backoff, framesDecoded, packetsReceived, play, whepUrl } from "/static/media-client.js";
 
 const NOTES = {
   offline: "The stream is not live yet.",
@@ -10,6 +10,10 @@ const NOTES = {
   ended: "The stream has ended.",
   stalled: "Connection interrupted, reconnecting…",
 };
+// While live, nothing arriving for STALL_MS shows "stalled"; for RESTART_MS, a new session.
+const WATCH_MS = 2000;
+const STALL_MS = 5000;
+const RESTART_MS = 12000;
 
 export class StagePlayer {
   constructor({ stage, room, token, mediaBase = async () => location.origin }) {
@@ -19,6 +23,7 @@ export class StagePlayer {
     this.session = null;
     this.attempt = 0; // a newer attempt makes older ones' callbacks no-ops
     this.timer = null;
+    this.watchTimer = null;
     this.backoff = new Backoff();
     this.video = el("video", { class: "stage-video", autoplay: "", playsinline: "" });
     this.video.muted = true; // browsers only autoplay muted video
@@ -65,6 +70,7 @@ export class StagePlayer {
       });
       if (attempt !== this.attempt) { session.close(); return; }
       this.session = session;
+      this.watch(attempt);
     } catch (err) {
       if (attempt !== this.attempt) return;
       if (err.retryable === false) this.show("error", err.message);
@@ -90,6 +96,31 @@ export class StagePlayer {
     }
   }
 
+  // A connection can stay "connected" while nothing arrives (the host's uplink froze, an edge
+  // lost its upstream): watch the packet count and start over when it stops growing.
+  watch(attempt) {
+    let last = -1;
+    let progressAt = performance.now();
+    const check = async () => {
+      if (attempt !== this.attempt) return;
+      const packets = await packetsReceived(this.session);
+      if (attempt !== this.attempt) return;
+      const now = performance.now();
+      if (packets > last) {
+        last = packets;
+        progressAt = now;
+        if (this.state === "stalled" && this.session.pc.connectionState === "connected") this.show("playing");
+      } else if (now - progressAt > RESTART_MS) {
+        this.retry("no video arrived");
+        return;
+      } else if (now - progressAt > STALL_MS && this.state === "playing") {
+        this.show("stalled");
+      }
+      this.watchTimer = setTimeout(check, WATCH_MS);
+    };
+    this.watchTimer = setTimeout(check, WATCH_MS);
+  }
+
   retry(reason) {
     this.teardown();
     if (!this.live) return;
@@ -105,6 +136,7 @@ export class StagePlayer {
   teardown() {
     this.attempt += 1;
     clearTimeout(this.timer);
+    clearTimeout(this.watchTimer);
     this.timer = null;
     if (this.session) this.session.close();
     this.session = null;

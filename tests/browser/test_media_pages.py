@@ -89,6 +89,7 @@ async def test_studio_goes_live_and_viewers_play_it(
     await studio.click("#stop")
     await expect(studio.locator("#media-state")).to_have_text("offline")
     await expect(studio.locator("#go-live")).to_be_enabled()
+    await screenshot(studio, "studio-offline")
     for page in (early, late):
         await expect(page.locator("#stage")).to_have_attribute("data-state", "ended")
         await expect(page.locator("#stage .placeholder")).to_contain_text("The stream has ended.")
@@ -130,6 +131,18 @@ async def test_viewer_retries_a_failed_connection(
     await screenshot(page, "viewer-retrying")
     await assert_playing(page)
     assert refused == 2
+
+    # The host's media stops while its connection stays up: the viewer says so, then recovers.
+    await studio.evaluate(
+        "Promise.all(window.liveStudio.session.pc.getSenders().map((s) => s.replaceTrack(null)))"
+    )
+    await expect(page.locator("#stage")).to_have_attribute("data-state", "stalled")
+    await screenshot(page, "viewer-stalled")
+    await studio.evaluate(
+        "Promise.all(window.liveStudio.session.pc.getSenders().map((s, i) =>"
+        " s.replaceTrack(window.liveStudio.stream.getTracks()[i])))"
+    )
+    await assert_playing(page)
     await page.close()
     assert errors == []
 
