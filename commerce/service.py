@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Coroutine
@@ -96,9 +95,9 @@ class Commerce:
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if tasks:
+            # Bounded: a task stuck in a dead connection must not hold up shutdown.
+            await asyncio.wait(tasks, timeout=5)
         await self.announcer.stop()
         if self._session is not None:
             await self._session.close()
