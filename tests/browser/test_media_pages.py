@@ -97,7 +97,7 @@ async def test_studio_goes_live_and_viewers_play_it(
     assert errors == []
 
 
-async def test_viewer_retries_a_failed_connection(
+async def test_viewer_retries_failed_connections_and_reports_stalls(
     start_node: NodeFactory, browser: Browser, tokens: TokenAuthority
 ) -> None:
     running = await start_node()
@@ -139,8 +139,11 @@ async def test_viewer_retries_a_failed_connection(
     await expect(page.locator("#stage")).to_have_attribute("data-state", "stalled")
     await screenshot(page, "viewer-stalled")
     await studio.evaluate(
-        "Promise.all(window.liveStudio.session.pc.getSenders().map((s, i) =>"
-        " s.replaceTrack(window.liveStudio.stream.getTracks()[i])))"
+        """() => {
+          const { session, stream } = window.liveStudio;
+          return Promise.all(session.pc.getTransceivers().map((t) => t.sender.replaceTrack(
+            stream.getTracks().find((track) => track.kind === t.receiver.track.kind))));
+        }"""
     )
     await assert_playing(page)
     await page.close()
