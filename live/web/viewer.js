@@ -1,5 +1,6 @@
 import { ChatConnection, el, pageContext, timeOf } from "/static/chat-client.js";
 import { StagePlayer } from "/static/viewer-media.js";
+import { ProductCard } from "/static/commerce.js";
 
 const { room, token } = pageContext();
 const $ = (id) => document.getElementById(id);
@@ -31,6 +32,7 @@ function renderPinned(m) {
   $("pinned").textContent = m ? `📌 ${m.user.name}: ${m.text}` : "";
 }
 
+const productCard = new ProductCard($("product"), { room, token });
 const chat = new ChatConnection({
   room, token,
   onStatus: setStatus,
@@ -43,6 +45,7 @@ const chat = new ChatConnection({
     $("likes").textContent = `${s.likes} ♥`;
     if (fresh) notice("");
     player.setLive(Boolean(s.live));
+    productCard.setState(s);
   },
   handlers: {
     chat: renderMessage,
@@ -60,6 +63,7 @@ const chat = new ChatConnection({
 });
 
 window.liveChat = chat; // for the console and tests
+productCard.listen(chat.socket);
 
 $("send").addEventListener("submit", async (event) => {
   event.preventDefault();
