@@ -1,0 +1,40 @@
+"""Chromium: the viewer page shows the pinned product, countdown and stock; Buy reserves; a second
+page sees the stock fall."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from playwright.async_api import Browser, expect
+
+from tests.browser.conftest import browser  # noqa: F401  (fixture)
+from tests.commerce.conftest import ROOM
+
+pytestmark = pytest.mark.browser
+
+
+async def test_product_card_buy_and_live_stock(make_shop: Any, browser: Browser) -> None:  # noqa: F811
+    shop = await make_shop(nodes=2)
+    assert (await shop.call("POST", f"/api/rooms/{ROOM}/pin", body={"product_id": "mug"}))[0] == 200
+    sale = await shop.start_sale(quantity=5, per_user_limit=1, price_minor=990)
+    pages = []
+    for i, user in enumerate(("alice", "bob")):
+        token = shop.tokens.issue(user=user, role="viewer", name=user.title(), rooms=[ROOM])
+        page = await browser.new_page()
+        await page.goto(f"{shop.nodes[i].url}/rooms/{ROOM}#token={token}")
+        pages.append(page)
+    alice, bob = pages
+    for page in pages:
+        await expect(page.locator("#product-title")).to_have_text("Studio mug")
+        await expect(page.locator("#product-price")).to_contain_text("9.90")
+        await expect(page.locator("#sale-stock")).to_have_text("5 left")
+        await expect(page.locator("#sale-countdown")).to_contain_text("ends in 0:")
+    await alice.click("#buy")
+    await expect(alice.locator("#buy-result")).to_contain_text("Reserved 1")
+    rid = await alice.locator("#buy-result").get_attribute("data-reservation")
+    assert rid and rid.startswith(sale["sale_id"] + "-")
+    await expect(bob.locator("#sale-stock")).to_have_text("4 left")
+    await expect(bob.locator("#purchase-notice")).to_contain_text("A***e just bought 1")
+    await alice.click("#buy")
+    await expect(alice.locator("#buy-result")).to_have_text("You reached the limit for this sale.")
