@@ -114,7 +114,16 @@ class ChatServer:
     async def close_connections(self, app: web.Application | None = None) -> None:
         """Disconnect every client so the web server can stop (clients reconnect elsewhere)."""
         if self.sio.eio.sockets:  # engineio's disconnect-all fails on an empty set
-            await self.sio.eio.disconnect()
+            try:
+                # A graceful close waits for each client's queue to drain; a client that
+                # stopped reading would hold shutdown forever, so it gets a bound.
+                async with asyncio.timeout(2.0):
+                    await self.sio.eio.disconnect()
+            except TimeoutError:
+                log.warning("clients did not close in time; aborting their connections")
+                for client in list(self.sio.eio.sockets.values()):
+                    with contextlib.suppress(Exception):
+                        await client.close(wait=False, abort=True)
         await self.sio.shutdown()
 
     async def stop(self) -> None:
