@@ -1,4 +1,4 @@
-"""REST adapter of commerce: products, pins, flash sales, reservations; and the host studio page."""
+"""REST adapter of commerce: products, pins, flash sales, reservations."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from live.auth import Claims, require_role
 from live.errors import ApiError
 from live.http import claims_of, read_json
 from live.node import NODE
-from live.pages import WEB
 
 routes = web.RouteTableDef()
 IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
@@ -145,7 +144,3 @@ async def cancel(request: web.Request) -> web.Response:
     require_role(claims_of(request), None, "orders")
     return web.json_response(await _commerce(request).cancel(request.match_info["id"]))
 
-
-@routes.get("/rooms/{room}/studio")
-async def studio(request: web.Request) -> web.StreamResponse:
-    return web.FileResponse(WEB / "studio.html", headers={"Cache-Control": "no-cache"})

@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from live import demo_data
 from live.auth import TokenAuthority
-from live.rooms import RoomExists, RoomStore
 from live.store import embedded_valkey, redis_client
 
 LISTENING = re.compile(r"listening on (http://\S+)")
@@ -263,10 +263,7 @@ async def run(args: argparse.Namespace) -> int:
         )
         try:
             async with redis_client(redis_url) as redis:
-                with contextlib.suppress(RoomExists):
-                    await RoomStore(redis).create(
-                        title="Live cluster demo", owner="host", room_id=args.room
-                    )
+                await demo_data.seed(redis, args.room, "Live cluster demo")
             _print_links(nodes, regions, args.room, TokenAuthority(secret))
             await wait_for_shutdown()
         finally:

@@ -1,14 +1,13 @@
-"""Start a demo: embedded Valkey, an origin node and a second node on the next port, a demo room,
-and links with signed development tokens for two viewers (one per node) and a moderator."""
+"""Start a demo: embedded Valkey, an origin node and a second node on the next port, a demo room
+with products, and links with signed development tokens for the host studio, two viewers (one per
+node) and a moderator."""
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 
-from live import logs
+from live import demo_data, logs
 from live.app import serve, shared_store, wait_for_shutdown
-from live.rooms import RoomExists
 
 
 async def run(args: argparse.Namespace) -> int:
@@ -23,13 +22,11 @@ async def run(args: argparse.Namespace) -> int:
         serve(origin, redis) as first,
         serve(edge, redis) as second,
     ):
-        with contextlib.suppress(RoomExists):
-            await first.node.rooms.create(
-                title="Saturday night live sale", owner="host", room_id=args.room
-            )
+        await demo_data.seed(redis, args.room, "Saturday night live sale")
         auth = first.node.auth
         day = 24 * 3600
         links = {
+            "host studio": (first.url, "host", "host", "Host", "/studio"),
             "viewer (Alice, node 1)": (first.url, "viewer", "alice", "Alice", ""),
             "viewer (Bob, node 2)": (second.url, "viewer", "bob", "Bob", ""),
             "moderator (Mia)": (first.url, "moderator", "mia", "Mia", "/moderate"),

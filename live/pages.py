@@ -33,6 +33,10 @@ async def moderator(request: web.Request) -> web.StreamResponse:
     return _page("moderator.html")
 
 
+async def studio(request: web.Request) -> web.StreamResponse:
+    return _page("studio.html")
+
+
 async def vendor(request: web.Request) -> web.StreamResponse:
     path = VENDOR.get(request.match_info["name"])
     if path is None or not path.exists():
@@ -44,5 +48,6 @@ def setup(app: web.Application) -> None:
     app.router.add_get("/", index)
     app.router.add_get("/rooms/{room}", viewer)
     app.router.add_get("/rooms/{room}/moderate", moderator)
+    app.router.add_get("/rooms/{room}/studio", studio)
     app.router.add_get("/vendor/{name}", vendor)
     app.router.add_static("/static/", WEB, show_index=False)
