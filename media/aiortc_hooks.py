@@ -44,6 +44,7 @@ from media.rtp_writer import (
     PacketSink,
     RtpWriter,
     RtxParameters,
+    ntp_time,
     vp8_bodies,
 )
 
@@ -502,6 +503,10 @@ def _rtx_parameters(sender: RTCRtpSender, codecs: list[Any]) -> RtxParameters | 
     return None
 
 
+# aiortc sends a report every 0.5 to 1.5 s; its figures may lag by this much.
+SENDER_REPORT_REFRESH_S = 0.2
+
+
 class ForwardSender:
     """A viewer's track on the fast path: drains its Downtrack into an RtpWriter at each frame.
 
@@ -537,6 +542,7 @@ class ForwardSender:
         self.downtrack = downtrack
         self._on_first_frame = on_first_frame
         self.closed = False
+        self._reported_at = 0.0
         sender._retransmit = self._retransmit  # type: ignore[method-assign]
         downtrack.set_listener(self.drain)
 
@@ -557,9 +563,11 @@ class ForwardSender:
             wrote = True
             if downtrack.frames_out == 1 and self._on_first_frame is not None:
                 self._on_first_frame(downtrack)
-        if wrote:
+        if wrote and writer.last_sent_at - self._reported_at >= SENDER_REPORT_REFRESH_S:
+            # What the sender's next report says: a (wall clock, RTP timestamp) pair and counts.
+            self._reported_at = writer.last_sent_at
             sender = self.sender
-            setattr(sender, _SENDER_NTP_TIMESTAMP, writer.last_ntp_time)
+            setattr(sender, _SENDER_NTP_TIMESTAMP, ntp_time(writer.last_sent_at))
             setattr(sender, _SENDER_RTP_TIMESTAMP, writer.last_rtp_timestamp)
             setattr(sender, _SENDER_PACKET_COUNT, writer.packets)
             setattr(sender, _SENDER_OCTET_COUNT, writer.octets)

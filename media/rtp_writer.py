@@ -126,7 +126,7 @@ class RtpWriter:
         self.packets = 0
         self.octets = 0
         self.last_rtp_timestamp = 0
-        self.last_ntp_time = 0
+        self.last_sent_at = 0.0  # wall clock (time.time) when last_rtp_timestamp went out
         self.retransmitted = 0
 
     def _extensions(self, abs_send_time_value: int) -> bytes:
@@ -199,7 +199,7 @@ class RtpWriter:
         self.packets += len(bodies)
         self.octets += octets
         self.last_rtp_timestamp = timestamp
-        self.last_ntp_time = ntp_time(now)
+        self.last_sent_at = now
 
     def retransmit(self, sequence_number: int) -> bool:
         """Resend a packet a viewer NACKed, over RTX when negotiated; False if it is too old."""
