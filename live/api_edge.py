@@ -37,6 +37,7 @@ def setup(app: web.Application, node: Node) -> None:
     media = app[MEDIA]
     node.registry.count_viewers = lambda: media.stats().viewers
     app.middlewares.append(viewer_admission)
+    app.on_response_prepare.append(_allow_cross_origin)
     upstreams: UpstreamManager | None = None
     if s.role == "edge":
         if not s.origin_url:
@@ -92,10 +93,31 @@ async def _watch_origin(node: Node, upstreams: UpstreamManager, stop: asyncio.Ev
             await asyncio.wait_for(stop.wait(), node.settings.node_heartbeat_s)
 
 
+def _cross_origin(request: web.Request) -> bool:
+    # A page served by one node plays and asks for edges on another: WHEP and edge selection.
+    path = request.path
+    return path.startswith("/whep/") or (path.startswith("/api/rooms/") and path.endswith("/edge"))
+
+
+async def _allow_cross_origin(request: web.Request, response: web.StreamResponse) -> None:
+    if _cross_origin(request):
+        response.headers["Access-Control-Allow-Origin"] = "*"
+        response.headers["Access-Control-Expose-Headers"] = "Location"
+
+
 @web.middleware
 async def viewer_admission(request: web.Request, handler: Handler) -> web.StreamResponse:
     """A draining node takes no new viewer; an edge takes no host (publish to the origin) and
-    opens the room's upstream before its WHEP viewer is answered."""
+    opens the room's upstream before its WHEP viewer is answered. Answers CORS preflights."""
+    if request.method == "OPTIONS" and _cross_origin(request):
+        return web.Response(
+            status=204,
+            headers={
+                "Access-Control-Allow-Methods": "GET, POST, DELETE, OPTIONS",
+                "Access-Control-Allow-Headers": "Authorization, Content-Type",
+                "Access-Control-Max-Age": "600",
+            },
+        )
     if request.method != "POST" or not request.path.startswith(("/whep/", "/whip/")):
         return await handler(request)
     node = request.app[NODE]

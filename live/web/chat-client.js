@@ -31,14 +31,15 @@ export function timeOf(ts) {
 // Connects, joins `room`, and after every reconnect re-joins with the last id seen, so the
 // history in the acknowledgement holds exactly the messages missed meanwhile.
 export class ChatConnection {
-  constructor({ room, token, handlers, onStatus, onJoined }) {
+  constructor({ room, token, handlers, onStatus, onJoined, url = "" }) {
     this.room = room;
     this.lastId = null;
     this.seen = new Set();
     this.handlers = handlers;
     this.onStatus = onStatus;
     this.onJoined = onJoined;
-    this.socket = io("/live", { auth: { token }, transports: ["websocket", "polling"] });
+    // `url`: another node's base URL (an edge); "" is this page's node.
+    this.socket = io(`${url}/live`, { auth: { token }, transports: ["websocket", "polling"] });
     this.socket.on("connect", () => this.join());
     this.socket.on("disconnect", (reason) => onStatus("reconnecting", reason));
     this.socket.on("connect_error", (err) => {

@@ -1,10 +1,16 @@
 import { ChatConnection, el, pageContext, timeOf } from "/static/chat-client.js";
 import { StagePlayer } from "/static/viewer-media.js";
 import { ProductCard } from "/static/commerce.js";
+import { EdgeSelector, pageRegion } from "/static/edge-client.js";
 
 const { room, token } = pageContext();
 const $ = (id) => document.getElementById(id);
 const messages = $("messages");
+// With ?region=: chat and video go to the node GET /api/rooms/{room}/edge names (edge-client.js).
+const edge = new EdgeSelector({ room, region: pageRegion() });
+if (edge.region) await edge.choose();
+window.liveMediaBase = async () => edge.url;
+window.liveEdge = edge; // for tests
 // The video: WHEP from this node unless a page sets window.liveMediaBase (an edge, say) first.
 const player = new StagePlayer({
   stage: $("stage"), room, token,
@@ -34,7 +40,7 @@ function renderPinned(m) {
 
 const productCard = new ProductCard($("product"), { room, token });
 const chat = new ChatConnection({
-  room, token,
+  room, token, url: edge.node ? edge.url : "",
   onStatus: setStatus,
   onJoined: (ack, fresh) => {
     const s = ack.state;
@@ -64,6 +70,18 @@ const chat = new ChatConnection({
 
 window.liveChat = chat; // for the console and tests
 productCard.listen(chat.socket);
+
+// The chosen node went away: ask again; if another node is offered, move chat and video there
+// (chat re-joins with the last id seen, so nothing is missed).
+chat.socket.on("disconnect", async (reason) => {
+  if (reason === "io client disconnect" || !edge.region) return;
+  const gone = edge.node && edge.node.node_id;
+  const node = await edge.choose(gone);
+  if (!node || node.node_id === gone) return; // Socket.IO's own reconnection carries on
+  chat.socket.io.uri = node.url;
+  chat.socket.disconnect().connect();
+  if (player.live) player.retryNow();
+});
 
 $("send").addEventListener("submit", async (event) => {
   event.preventDefault();

@@ -7,6 +7,8 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
+from tests.browser.conftest import browser  # noqa: F401  (Chromium, for test_browser_edge)
+
 
 async def eventually(
     probe: Callable[[], Any],

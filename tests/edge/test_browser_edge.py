@@ -1,0 +1,74 @@
+"""Chromium: a viewer page for region `eu` plays the stream through the `eu` edge, and moves to
+the next nearest edge when that one shuts down."""
+
+from __future__ import annotations
+
+import aiohttp
+import pytest
+from playwright.async_api import Browser, expect
+
+from live.app import RunningNode
+from live.auth import TokenAuthority
+from live.media_http import MEDIA
+from tests.browser.test_media_pages import assert_playing, open_page
+from tests.conftest import NodeFactory
+from tests.edge.conftest import eventually
+from tests.edge.media_peers import whip
+from tests.media.peers import Host
+
+pytestmark = pytest.mark.browser
+FAST = {"node_heartbeat_s": 0.2, "node_ttl_s": 1.0, "edge_upstream_grace_s": 1.0}
+
+
+def viewers(node: RunningNode) -> int:
+    return node.runner.app[MEDIA].stats().viewers
+
+
+async def test_viewer_page_plays_through_its_regions_edge_and_moves_on(
+    start_node: NodeFactory, browser: Browser, tokens: TokenAuthority
+) -> None:
+    origin = await start_node(node_id="origin", role="origin", region="na", **FAST)
+    eu = await start_node(
+        node_id="edge-eu", role="edge", region="eu", origin_url=origin.url, **FAST
+    )
+    sea = await start_node(
+        node_id="edge-sea", role="edge", region="sea", origin_url=origin.url, **FAST
+    )
+    await origin.node.rooms.create(title="Edge room", owner="host", room_id="r1")
+    await eventually(origin.node.registry.nodes, lambda ns: len(ns) == 3)
+
+    errors: list[str] = []
+    # The host is the media tests' synthetic publisher (the studio page is tested elsewhere).
+    host = Host()
+    async with aiohttp.ClientSession() as http:
+        token = tokens.issue(user="host", role="host", rooms=["r1"])
+        await whip(http, origin.url, "r1", token, host)
+    try:
+        await play_and_move(browser, tokens, errors, origin, eu, sea)
+    finally:
+        await host.close()
+
+
+async def play_and_move(
+    browser: Browser,
+    tokens: TokenAuthority,
+    errors: list[str],
+    origin: RunningNode,
+    eu: RunningNode,
+    sea: RunningNode,
+) -> None:
+    viewer = tokens.issue(user="vera", role="viewer", name="Vera", rooms=["r1"])
+    page = await open_page(browser, f"{origin.url}/rooms/r1?region=eu#token={viewer}", errors)
+    await assert_playing(page)
+    assert await page.evaluate("window.liveEdge.node.node_id") == "edge-eu"
+    assert viewers(eu) == 1  # the page's video comes from the eu edge
+    assert viewers(origin) == 1  # and the origin sends one copy: the edge's
+
+    # The eu edge shuts down (drains, closes its connections): the page asks again and moves.
+    await eu.runner.cleanup()
+    await page.wait_for_function("window.liveEdge.node.node_id === 'edge-sea'")
+    await assert_playing(page)
+    await expect(page.locator("#status")).to_have_text("connected")
+    assert viewers(sea) == 1
+    # Console errors from the dead node's refused requests are expected; nothing else.
+    assert [e for e in errors if "ERR_CONNECTION_REFUSED" not in e] == []
