@@ -373,57 +373,61 @@ class SrtpUdpSink:
             self._length: Any = binding.ffi.new("int *")
             self._srtp: Any = session._srtp[0]
             self._protect: Any = binding.lib.srtp_protect
-        self._offset = 0  # bytes held for the next send
-        self._count = 0  # packets held
-        self._segment = 0  # their size (the last may be shorter)
-        self._short = False  # the last held packet is shorter: nothing may follow it
         self.dropped = 0
         self.sends = 0
 
-    def send(self, header: bytes, body: bytes) -> None:
+    def send(self, headers: Sequence[bytes], bodies: Sequence[bytes]) -> None:
         if not self._direct:
-            self._send_datagram(self._session.protect(header + body))
+            for header, body in zip(headers, bodies, strict=True):
+                self._send_datagram(self._session.protect(header + body))
             return
         if self._own_sock is None and self._transport.is_closing():
             raise ConnectionError("the viewer's socket is closed")
         view = self._view
-        start = self._offset
-        h = start + len(header)
-        n = h + len(body)
-        if n - start > PACKET_MAX_DATAGRAM:
-            raise ValueError("RTP packet too long")
-        view[start:h] = header
-        view[h:n] = body
-        self._length[0] = n - start
-        if self._protect(self._srtp, self._cdata + start, self._length) != 0:
-            raise ConnectionError("SRTP protect failed")
-        size = self._length[0]
-        if not self._gso:
-            self._send_datagram(view[start : start + size])
-            return
-        if self._count and (size > self._segment or self._short):
-            # Not a GSO continuation: send what is held, move this packet to the front.
-            self._send_held(start)
-            view[0:size] = view[start : start + size]
-            start = 0
-        if self._count == 0:
-            self._segment = size
-        elif size < self._segment:
-            self._short = True
-        self._count += 1
-        self._offset = start + size
-        if self._offset >= self._BATCH_BYTES or self._count >= self._BATCH_PACKETS:
-            self.flush()
+        cdata = self._cdata
+        length = self._length
+        protect = self._protect
+        srtp = self._srtp
+        gso = self._gso
+        limit = self._BATCH_BYTES
+        # held packets: [0, offset), `count` of them, all `segment` bytes but maybe the last
+        offset = count = segment = 0
+        short = False
+        for header, body in zip(headers, bodies, strict=True):
+            h = offset + len(header)
+            n = h + len(body)
+            if n - offset > PACKET_MAX_DATAGRAM:
+                raise ValueError("RTP packet too long")
+            view[offset:h] = header
+            view[h:n] = body
+            length[0] = n - offset
+            if protect(srtp, cdata + offset, length) != 0:
+                raise ConnectionError("SRTP protect failed")
+            size = length[0]
+            if not gso:
+                self._send_datagram(view[offset : offset + size])
+                continue
+            if count and (size > segment or short):
+                # Not a GSO continuation: send what is held, move this packet to the front.
+                self._send_held(offset, count, segment)
+                view[0:size] = view[offset : offset + size]
+                offset = count = 0
+                short = False
+            if count == 0:
+                segment = size
+            elif size < segment:
+                short = True
+            count += 1
+            offset += size
+            if offset >= limit or count >= self._BATCH_PACKETS:
+                self._send_held(offset, count, segment)
+                offset = count = 0
+                short = False
+        if count:
+            self._send_held(offset, count, segment)
 
-    def flush(self) -> None:
-        if self._count:
-            self._send_held(self._offset)
-
-    def _send_held(self, end: int) -> None:
+    def _send_held(self, end: int, count: int, segment: int) -> None:
         data = self._view[:end]
-        count, segment = self._count, self._segment
-        self._offset = self._count = 0
-        self._short = False
         if count == 1:
             self._send_datagram(data)
             return

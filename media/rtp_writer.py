@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -28,11 +28,9 @@ NTP_EPOCH_OFFSET = 2_208_988_800  # seconds from 1900 (NTP) to 1970 (Unix)
 class PacketSink(Protocol):
     """Where a writer's packets go (SRTP + UDP in the server; a list in tests)."""
 
-    def send(self, header: bytes, body: bytes) -> None:
-        """Take one RTP packet as (header, body); ConnectionError once the viewer is gone."""
-
-    def flush(self) -> None:
-        """The frame (or retransmission) is complete: put out whatever is still held."""
+    def send(self, headers: Sequence[bytes], bodies: Sequence[bytes]) -> None:
+        """Put out one frame's RTP packets, each a header and a body, in order; ConnectionError
+        once the viewer is gone."""
 
 
 def vp8_bodies(data: bytes) -> tuple[bytes, ...]:
@@ -148,53 +146,68 @@ class RtpWriter:
         else:
             extensions = self._ext_prefix
         pack = self._header.pack
-        sink = self._sink.send
-        first = self._first_byte
         payload_type = self.payload_type
         ssrc = self.ssrc
         seq = self.sequence_number
-        history_header = self._history_header
-        history_body = self._history_body
-        last = len(bodies) - 1
-        octets = 0
+        count = len(bodies)
+        first = self._first_byte
         if self._vp8:
             picture_id = 0x8000 | self._picture_id
             self._picture_id = (self._picture_id + 1) & 0x7FFF
-            for i, body in enumerate(bodies):
-                header = pack(
+            headers = [
+                pack(
                     first,
-                    payload_type | 0x80 if i == last else payload_type,
-                    seq,
+                    payload_type,
+                    (seq + i) & 0xFFFF,
                     timestamp,
                     ssrc,
                     extensions,
-                    0x90 if i == 0 else 0x80,
+                    0x80,
                     0x80,
                     picture_id,
                 )
-                sink(header, body)
-                slot = seq & (HISTORY_SIZE - 1)
-                history_header[slot] = header
-                history_body[slot] = body
-                octets += len(body) + VP8_DESCRIPTOR
-                seq = (seq + 1) & 0xFFFF
+                for i in range(count)
+            ]
+            headers[0] = pack(
+                first, payload_type, seq, timestamp, ssrc, extensions, 0x90, 0x80, picture_id
+            )
+            last = count - 1
+            headers[last] = pack(
+                first,
+                payload_type | 0x80,
+                (seq + last) & 0xFFFF,
+                timestamp,
+                ssrc,
+                extensions,
+                0x90 if last == 0 else 0x80,
+                0x80,
+                picture_id,
+            )
+            octets = sum(map(len, bodies)) + count * VP8_DESCRIPTOR
         else:
-            for i, body in enumerate(bodies):
-                header = pack(
+            headers = [
+                pack(first, payload_type, (seq + i) & 0xFFFF, timestamp, ssrc, extensions)
+                for i in range(count - 1)
+            ]
+            headers.append(
+                pack(
                     first,
-                    payload_type | 0x80 if i == last else payload_type,
-                    seq,
+                    payload_type | 0x80,
+                    (seq + count - 1) & 0xFFFF,
                     timestamp,
                     ssrc,
                     extensions,
                 )
-                sink(header, body)
-                slot = seq & (HISTORY_SIZE - 1)
-                history_header[slot] = header
-                history_body[slot] = body
-                octets += len(body)
-                seq = (seq + 1) & 0xFFFF
-        self._sink.flush()
+            )
+            octets = sum(map(len, bodies))
+        self._sink.send(headers, bodies)
+        history_header = self._history_header
+        history_body = self._history_body
+        for i in range(count):
+            slot = (seq + i) & (HISTORY_SIZE - 1)
+            history_header[slot] = headers[i]
+            history_body[slot] = bodies[i]
+        seq = (seq + count) & 0xFFFF
         self.sequence_number = seq
         self.packets += len(bodies)
         self.octets += octets
@@ -227,8 +240,7 @@ class RtpWriter:
             )
             self._rtx_sequence_number = (self._rtx_sequence_number + 1) & 0xFFFF
             header = rtx_header
-        self._sink.send(header, body)
-        self._sink.flush()
+        self._sink.send((header,), (body,))
         self.retransmitted += 1
         return True
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+from collections.abc import Sequence
 from types import SimpleNamespace
 from typing import Any
 
@@ -39,11 +40,9 @@ class LinkSink:
         self.queue: asyncio.Queue[bytes] = asyncio.Queue()
         self.task = asyncio.ensure_future(self._pump())
 
-    def send(self, header: bytes, body: bytes) -> None:
-        self.queue.put_nowait(header + body)
-
-    def flush(self) -> None:
-        pass
+    def send(self, headers: Sequence[bytes], bodies: Sequence[bytes]) -> None:
+        for header, body in zip(headers, bodies, strict=True):
+            self.queue.put_nowait(header + body)
 
     async def _pump(self) -> None:
         while True:

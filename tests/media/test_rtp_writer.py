@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import random
+from collections.abc import Sequence
 
 import pytest
 from aiortc.codecs import depayload
@@ -34,13 +35,11 @@ AST_URI = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
 class ListSink:
     def __init__(self) -> None:
         self.packets: list[bytes] = []
-        self.flushes = 0
+        self.sends = 0
 
-    def send(self, header: bytes, body: bytes) -> None:
-        self.packets.append(header + body)
-
-    def flush(self) -> None:
-        self.flushes += 1
+    def send(self, headers: Sequence[bytes], bodies: Sequence[bytes]) -> None:
+        self.sends += 1
+        self.packets += [h + b for h, b in zip(headers, bodies, strict=True)]
 
 
 def extensions_map() -> HeaderExtensionsMap:
@@ -92,7 +91,7 @@ def test_vp8_packets_parse_and_depayload_to_the_frame() -> None:
     for f in frames:
         w.write(f)
     packets = [RtpPacket.parse(p, extensions_map()) for p in sink.packets]
-    assert sink.flushes == 3
+    assert sink.sends == 3  # one call per frame
     assert {p.ssrc for p in packets} == {0x11223344}
     assert {p.payload_type for p in packets} == {96}
     seqs = [p.sequence_number for p in packets]
