@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import multiprocessing
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from multiprocessing.connection import Connection, wait
-from multiprocessing.process import BaseProcess
 from typing import Any
 
 from loadtest import procstat, worker
+from loadtest.fleet import Fleet
 from loadtest.histogram import Histogram
 from loadtest.plan import ChatWorkload, WorkerPlan
 
@@ -21,40 +16,6 @@ START_DELAY_S = 1.0
 TARGET_P99_MS = 500.0
 
 Progress = Callable[[str], None]
-
-
-@dataclass
-class _Fleet:
-    """The worker processes of one run and what they reported."""
-
-    procs: list[BaseProcess]
-    conns: list[Connection]
-    ready: dict[int, dict[str, Any]] = field(default_factory=dict)
-    done: dict[int, dict[str, Any]] = field(default_factory=dict)
-    progress: dict[int, dict[str, Any]] = field(default_factory=dict)
-    dead: set[int] = field(default_factory=set)
-
-    def pump(self, timeout: float) -> None:
-        """Read whatever the workers sent within `timeout` (blocking; run in a thread)."""
-        live = [c for i, c in enumerate(self.conns) if i not in self.dead]
-        for conn in wait(live, timeout):
-            assert isinstance(conn, Connection)
-            index = self.conns.index(conn)
-            try:
-                message = conn.recv()
-            except (EOFError, OSError):
-                self.dead.add(index)
-                continue
-            kind = message.get("kind")
-            if kind == "progress":
-                self.progress[index] = message
-            elif kind == "ready":
-                self.ready[index] = message
-            elif kind == "done":
-                self.done[index] = message
-
-    def total(self, key: str) -> int:
-        return sum(int(p.get(key, 0)) for p in self.progress.values())
 
 
 async def run_chat(
@@ -71,27 +32,20 @@ async def run_chat(
     """Run one chat workload against `urls` and return its merged measurements."""
     workload.validate()
     tag = f"lt{time.time_ns() % 10**9:x}"
-    ctx = multiprocessing.get_context("spawn")
-    fleet = _Fleet([], [])
     before = _sample(server_pids)
-    for index in range(workers):
-        parent, child = ctx.Pipe()
-        plan = WorkerPlan(
-            index, workers, tuple(urls), secret, workload, tuple(client_cpus or ()), tag
-        )
-        proc = ctx.Process(target=worker.main, args=(plan, child), name=f"loadtest-{index}")
-        proc.start()
-        child.close()
-        fleet.procs.append(proc)
-        fleet.conns.append(parent)
+    plans = [
+        WorkerPlan(index, workers, tuple(urls), secret, workload, tuple(client_cpus or ()), tag)
+        for index in range(workers)
+    ]
+    fleet = Fleet.spawn(worker.main, plans)
     try:
         return await _drive(fleet, workload, server_pids, before, label, progress)
     finally:
-        await _reap(fleet)
+        await fleet.reap()
 
 
 async def _drive(
-    fleet: _Fleet,
+    fleet: Fleet,
     work: ChatWorkload,
     server_pids: dict[str, int],
     before: dict[str, procstat.ProcSample | None],
@@ -107,9 +61,8 @@ async def _drive(
         raise RuntimeError(f"workers did not finish connecting within {connect_budget:.0f} s")
     joined_sample = _sample(server_pids)
     t0 = time.time() + START_DELAY_S + work.warmup_s
-    for conn in fleet.conns:
-        conn.send({"kind": "go", "t0": t0})
-    worker_pids = {f"worker-{i}": p.pid for i, p in enumerate(fleet.procs) if p.pid}
+    fleet.broadcast({"kind": "go", "t0": t0})
+    worker_pids = fleet.pids
     await _until(fleet, lambda: False, max(0.0, t0 - time.time()), label, progress)
     start = _sample({**server_pids, **worker_pids})
     await _until(fleet, lambda: False, work.duration_s, label, progress)
@@ -131,41 +84,18 @@ async def _drive(
 
 
 async def _until(
-    fleet: _Fleet, done: Callable[[], bool], seconds: float, label: str, progress: Progress
+    fleet: Fleet, done: Callable[[], bool], seconds: float, label: str, progress: Progress
 ) -> bool:
     """Pump worker messages until `done()` or `seconds` pass; print progress every 2 s."""
-    deadline = time.monotonic() + seconds
-    next_print = time.monotonic() + 2.0
-    while not done():
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return False
-        if len(fleet.dead) == len(fleet.procs):
-            raise RuntimeError("every load-generator worker exited early")
-        await asyncio.to_thread(fleet.pump, min(0.2, left))
-        if time.monotonic() >= next_print:
-            next_print += 2.0
-            progress(
-                f"  [{label}] connected {fleet.total('connected')} joined {fleet.total('joined')}"
-                f" sent {fleet.total('sent')} deliveries {fleet.total('received')}"
-                f" errors {fleet.total('errors')}"
-            )
-    return True
 
+    def tick() -> None:
+        progress(
+            f"  [{label}] connected {fleet.total('connected')} joined {fleet.total('joined')}"
+            f" sent {fleet.total('sent')} deliveries {fleet.total('received')}"
+            f" errors {fleet.total('errors')}"
+        )
 
-async def _reap(fleet: _Fleet) -> None:
-    for conn in fleet.conns:
-        if not conn.closed:
-            with contextlib.suppress(BrokenPipeError, OSError):
-                conn.send({"kind": "stop"})
-    for proc in fleet.procs:
-        await asyncio.to_thread(proc.join, 15)
-        if proc.is_alive():
-            proc.terminate()
-            await asyncio.to_thread(proc.join, 5)
-        proc.close()
-    for conn in fleet.conns:
-        conn.close()
+    return await fleet.until(done, seconds, tick)
 
 
 def _sample(pids: dict[str, int]) -> dict[str, procstat.ProcSample | None]:

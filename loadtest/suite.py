@@ -59,13 +59,14 @@ async def run_session(session: Session, progress: Progress = print) -> dict[str,
         progress(f"targets {' '.join(session.targets)}; generator on CPU {pinning.client_cpus}")
         for viewers in session.viewers:
             work = replace(session.workload, viewers=viewers, room=_room())
-            await _create_room(session.targets[0], secret, work.room, required=False)
+            await create_room(session.targets[0], secret, work.room, required=False)
             runs.append(
                 await _one(session, work, "target", session.targets, {}, secret, pinning, progress)
             )
     else:
         progress(pinning.describe())
-        async with _store(session, pinning) as (redis_url, valkey_pid, work_dir):
+        sut = store(session.work_dir, session.redis_url, pinning)
+        async with sut as (redis_url, valkey_pid, work_dir):
             secret = session.secret or secrets.token_urlsafe(32)
             kinds = ["python", "node"] if session.reference else ["python"]
             for nodes in session.nodes:
@@ -95,17 +96,16 @@ def _room() -> str:
 
 
 @contextlib.asynccontextmanager
-async def _store(
-    session: Session, pinning: servers.Pinning
+async def store(
+    work_dir: Path | None, redis_url: str | None, pinning: servers.Pinning
 ) -> AsyncIterator[tuple[str, int | None, Path]]:
+    """`redis_url`, else an embedded Valkey pinned to the server CPUs: (url, pid, work dir)."""
     with contextlib.ExitStack() as stack:
-        if session.work_dir is None:
+        if work_dir is None:
             work_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="loadtest-")))
-        else:
-            work_dir = session.work_dir
-        url = session.redis_url or stack.enter_context(embedded_valkey(work_dir / "store"))
+        url = redis_url or stack.enter_context(embedded_valkey(work_dir / "store"))
         async with redis_client(url) as redis:
-            pid = await servers.valkey_pid(redis) if session.redis_url is None else None
+            pid = await servers.valkey_pid(redis) if redis_url is None else None
         if pid is not None:
             servers.pin(pid, pinning.server_cpus)
         yield url, pid, work_dir
@@ -138,7 +138,7 @@ async def _with_servers(
             started.append(proc)
         urls = [s.url for s in started]
         if kind == "python":
-            await _create_room(urls[0], secret, work.room, required=True)
+            await create_room(urls[0], secret, work.room, required=True)
         pids = {s.name: s.pid for s in started}
         if valkey_pid is not None:
             pids["valkey"] = valkey_pid
@@ -170,7 +170,8 @@ async def _one(
     return result
 
 
-async def _create_room(url: str, secret: str, room: str, *, required: bool) -> None:
+async def create_room(url: str, secret: str, room: str, *, required: bool) -> None:
+    """Create `room` through the REST API as its host (409: it exists already)."""
     token = TokenAuthority(secret).issue(user="loadtest-host", role="host", rooms=[room])
     timeout = aiohttp.ClientTimeout(total=10)
     async with (

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import resource
 import time
 from collections import Counter
 from functools import partial
@@ -19,6 +18,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from live.auth import TokenAuthority
+from loadtest.fleet import raise_fd_limit
 from loadtest.histogram import Histogram
 from loadtest.plan import NAMESPACE, WorkerPlan
 from loadtest.sioclient import SioError, Viewer, chat_text, open_viewer
@@ -37,13 +37,6 @@ def main(plan: WorkerPlan, conn: Connection) -> None:
     raise_fd_limit()
     with contextlib.suppress(KeyboardInterrupt):
         uvloop.run(ChatCrowd(plan, conn).run())
-
-
-def raise_fd_limit() -> None:
-    """One descriptor per connection: lift the soft limit to the hard one."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def _now_us() -> int:
