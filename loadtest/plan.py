@@ -82,3 +82,62 @@ class WorkerPlan:
 
     def target_of(self, viewer: int) -> str:
         return self.targets[viewer % len(self.targets)]
+
+
+MAX_ATTEMPTS = 10_000_000
+MAX_USERS = 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class SaleWorkload:
+    """`attempts` reservation attempts by `users` buyers, at `rate` per second (0: as fast as
+    `concurrency` in-flight requests allow), stopped after `duration_s` whatever is left."""
+
+    users: int
+    attempts: int
+    rate: float
+    duration_s: float
+    room: str = ""
+    sale_id: str = ""
+    concurrency: int = 256  # requests in flight, across all workers
+    quantity: int = 1  # units asked per attempt
+    timeout_s: float = 5.0  # per request
+
+    def validate(self) -> None:
+        if not 1 <= self.users <= MAX_USERS:
+            raise ValueError(f"users must be between 1 and {MAX_USERS}")
+        if not 1 <= self.attempts <= MAX_ATTEMPTS:
+            raise ValueError(f"attempts must be between 1 and {MAX_ATTEMPTS}")
+        if not 0 <= self.rate <= 1_000_000:
+            raise ValueError("rate must be between 0 (as fast as possible) and 1,000,000/s")
+        if not 0 < self.duration_s <= MAX_DURATION_S:
+            raise ValueError(f"duration must be above 0 and at most {MAX_DURATION_S:.0f} s")
+        if not 1 <= self.concurrency <= 100_000:
+            raise ValueError("concurrency must be between 1 and 100,000")
+        if not 1 <= self.quantity <= 1000:
+            raise ValueError("quantity per attempt must be between 1 and 1000")
+
+
+@dataclass(frozen=True, slots=True)
+class BuyerPlan:
+    """One worker's share: attempts and users `index, index + workers, ...` over `targets`."""
+
+    index: int
+    workers: int
+    targets: tuple[str, ...]
+    secret: str
+    workload: SaleWorkload
+    cpus: tuple[int, ...] = ()
+    run_tag: str = "lt"
+
+    def user_indices(self) -> range:
+        mine = range(self.index, self.workload.users, self.workers)
+        # Fewer users than workers: share them rather than leave a worker idle.
+        one = self.index % self.workload.users
+        return mine if len(mine) else range(one, one + 1)
+
+    def attempt_indices(self) -> range:
+        return range(self.index, self.workload.attempts, self.workers)
+
+    def user_id(self, index: int) -> str:
+        return f"{self.run_tag}-b{index}"

@@ -1,0 +1,226 @@
+"""A buyer worker process: its share of a flash-sale crowd pressing Buy, over keep-alive pools.
+
+Speaks the `loadtest.fleet` protocol: `ready` once tokens and connection pools are set up, then,
+after `go`, fires its attempts (paced at its share of the rate, or as fast as its share of the
+in-flight budget allows) until they are all answered or the duration is up, and sends `done`
+with latency histograms (overall and per second), outcomes by code and units per user.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from collections import Counter
+from multiprocessing.connection import Connection
+from typing import Any
+
+import aiohttp
+
+from live.auth import TokenAuthority
+from loadtest.fleet import raise_fd_limit
+from loadtest.histogram import Histogram
+from loadtest.plan import BuyerPlan, SaleWorkload
+
+GO_TIMEOUT_S = 600.0
+PROGRESS_EVERY_S = 1.0
+
+
+def main(plan: BuyerPlan, conn: Connection) -> None:
+    """Process entry point (multiprocessing `spawn`)."""
+    import uvloop
+
+    if plan.cpus:
+        os.sched_setaffinity(0, plan.cpus)
+    raise_fd_limit()
+    with contextlib.suppress(KeyboardInterrupt):
+        uvloop.run(BuyerCrowd(plan, conn).run())
+
+
+def _now_us() -> int:
+    return time.time_ns() // 1000
+
+
+class Timeline:
+    """Per-second latency histograms and outcome counts, keyed by whole seconds since t0."""
+
+    def __init__(self, seconds: int) -> None:
+        self.hists = [Histogram() for _ in range(seconds + 1)]
+        self.outcomes: list[Counter[str]] = [Counter() for _ in range(seconds + 1)]
+
+    def record(self, second: int, latency_us: int, outcome: str) -> None:
+        s = min(max(second, 0), len(self.hists) - 1)
+        self.hists[s].record(latency_us)
+        self.outcomes[s][outcome] += 1
+
+    def to_wire(self) -> list[dict[str, Any]]:
+        return [
+            {"latency": h.to_wire(), "outcomes": dict(o)}
+            for h, o in zip(self.hists, self.outcomes, strict=True)
+        ]
+
+
+class Buyers:
+    """Fires reservation attempts at one sale and records what came back; usable in any loop."""
+
+    def __init__(self, plan: BuyerPlan) -> None:
+        self.plan = plan
+        self.work: SaleWorkload = plan.workload
+        authority = TokenAuthority(plan.secret)
+        ttl = int(self.work.duration_s) + 3600
+        self.users = [plan.user_id(i) for i in plan.user_indices()]
+        self.tokens = [
+            "Bearer " + authority.issue(user=u, role="viewer", rooms=[self.work.room], ttl_s=ttl)
+            for u in self.users
+        ]
+        self.latency = Histogram()
+        self.send_lag = Histogram()
+        self.timeline = Timeline(int(self.work.duration_s) + 1)
+        self.outcomes: Counter[str] = Counter()
+        self.units: Counter[str] = Counter()  # units per user, from 201 answers
+        self.reserved = 0  # 201 answers that were not replays
+        self.sent = 0
+        self.answered = 0
+        self.first_send_us = 0
+        self.last_answer_us = 0
+        self._sessions: list[aiohttp.ClientSession] = []
+
+    async def open(self) -> None:
+        """One keep-alive pool per target, sized to this worker's share of the in-flight budget."""
+        per_worker = max(1, self.work.concurrency // self.plan.workers)
+        per_target = max(1, per_worker // len(self.plan.targets))
+        timeout = aiohttp.ClientTimeout(total=self.work.timeout_s)
+        for _ in self.plan.targets:
+            connector = aiohttp.TCPConnector(limit=per_target, keepalive_timeout=120)
+            self._sessions.append(aiohttp.ClientSession(connector=connector, timeout=timeout))
+
+    async def close(self) -> None:
+        for session in self._sessions:
+            await session.close()
+
+    async def fire(self, t0: float) -> None:
+        """Every attempt of this worker, starting at wall-clock `t0`, bounded by the duration."""
+        work = self.work
+        delay = t0 - time.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        attempts = self.plan.attempt_indices()
+        deadline = t0 + work.duration_s
+        budget = max(1, work.concurrency // self.plan.workers)
+        gate = asyncio.Semaphore(budget)
+        tasks: set[asyncio.Task[None]] = set()
+        rate = work.rate / self.plan.workers if work.rate > 0 else 0.0
+        for j, k in enumerate(attempts):
+            if rate:
+                due = t0 + j / rate
+                wait = due - time.time()
+                if wait > 0.0005:
+                    await asyncio.sleep(wait)
+            await gate.acquire()
+            now = time.time()
+            if now >= deadline:
+                gate.release()
+                break
+            if rate:
+                self.send_lag.record(int(max(0.0, now - due) * 1e6))
+            task = asyncio.create_task(self._attempt(k, t0))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+            task.add_done_callback(lambda _t: gate.release())
+        if tasks:
+            await asyncio.wait(tasks, timeout=work.timeout_s + 1)
+
+    async def _attempt(self, k: int, t0: float) -> None:
+        plan, work = self.plan, self.work
+        u = k % len(self.users)
+        target = k % len(plan.targets)
+        url = f"{plan.targets[target]}/api/rooms/{work.room}/sales/{work.sale_id}/reservations"
+        headers = {"Authorization": self.tokens[u], "Idempotency-Key": f"{plan.run_tag}-k{k}"}
+        began = _now_us()
+        if not self.first_send_us:
+            self.first_send_us = began
+        self.sent += 1
+        try:
+            async with self._sessions[target].post(
+                url, json={"quantity": work.quantity}, headers=headers
+            ) as resp:
+                body = await resp.json(content_type=None)
+                status = resp.status
+        except TimeoutError:
+            outcome = "timeout"
+        except (aiohttp.ClientError, ValueError) as exc:
+            outcome = "error:" + type(exc).__name__
+        else:
+            if status == 201 and isinstance(body, dict):
+                outcome = "201 replayed" if body.get("replayed") else "201 reserved"
+                if not body.get("replayed"):
+                    self.reserved += 1
+                    self.units[self.users[u]] += int(body.get("quantity", 0))
+            else:
+                code = body.get("error") if isinstance(body, dict) else None
+                outcome = f"{status} {code or '-'}"
+        done = _now_us()
+        self.answered += 1
+        self.last_answer_us = max(self.last_answer_us, done)
+        self.latency.record(done - began)
+        self.timeline.record(int(began / 1e6 - t0), done - began, outcome)
+        self.outcomes[outcome] += 1
+
+    def result(self) -> dict[str, Any]:
+        return {
+            "latency": self.latency.to_wire(),
+            "send_lag": self.send_lag.to_wire(),
+            "timeline": self.timeline.to_wire(),
+            "outcomes": dict(self.outcomes),
+            "units": dict(self.units),
+            "reserved": self.reserved,
+            "sent": self.sent,
+            "answered": self.answered,
+            "first_send_us": self.first_send_us,
+            "last_answer_us": self.last_answer_us,
+        }
+
+
+class BuyerCrowd:
+    """The worker's main loop around `Buyers`."""
+
+    def __init__(self, plan: BuyerPlan, conn: Connection) -> None:
+        self.conn = conn
+        self.plan = plan
+        self.buyers = Buyers(plan)
+        self.phase = "setup"
+
+    async def run(self) -> None:
+        progress = asyncio.create_task(self._progress())
+        try:
+            await self.buyers.open()
+            self._send("ready", users=len(self.buyers.users))
+            command = await self._receive(GO_TIMEOUT_S)
+            if command.get("kind") == "go":
+                self.phase = "run"
+                await self.buyers.fire(float(command["t0"]))
+            self.phase = "closing"
+            self._send("done", **self.buyers.result())
+        finally:
+            progress.cancel()
+            await self.buyers.close()
+
+    def _send(self, kind: str, **body: Any) -> None:
+        self.conn.send({"kind": kind, "worker": self.plan.index, **body})
+
+    async def _receive(self, wait_s: float) -> dict[str, Any]:
+        if not await asyncio.to_thread(self.conn.poll, wait_s):
+            return {"kind": "stop"}
+        message: dict[str, Any] = self.conn.recv()
+        return message
+
+    async def _progress(self) -> None:
+        b = self.buyers
+        for _ in range(int(GO_TIMEOUT_S * 2 / PROGRESS_EVERY_S)):
+            await asyncio.sleep(PROGRESS_EVERY_S)
+            errors = sum(n for o, n in b.outcomes.items() if not o[:1].isdigit())
+            self._send(
+                "progress", phase=self.phase, sent=b.sent, answered=b.answered,
+                reserved=b.reserved, errors=errors,
+            )  # fmt: skip

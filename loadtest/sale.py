@@ -1,0 +1,262 @@
+"""The flash-sale benchmark coordinator: set up a sale, run the buyer fleet, merge, check.
+
+After the crowd is done, the sale is checked against the store: units reserved (and sold) plus
+stock left equal the quantity, as many `purchase.reserved` events as reservations, no buyer above
+the per-user limit, and the HTTP answers agree with all of it. A breach fails the run.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from commerce import keys
+from commerce.config import CommerceConfig
+from live.auth import TokenAuthority
+from live.store import redis_client
+from loadtest import buyer, procstat
+from loadtest.fleet import Fleet
+from loadtest.histogram import Histogram
+from loadtest.plan import BuyerPlan, SaleWorkload
+from loadtest.suite import create_room
+
+START_DELAY_S = 1.0
+TARGET_PER_S = 10_000.0
+TARGET_P99_MS = 50.0
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True, slots=True)
+class SaleSpec:
+    """The sale the benchmark starts (POST /api/rooms/{room}/sales)."""
+
+    quantity: int
+    per_user_limit: int = 1
+    duration_s: float = 600.0
+    hold_s: float = 3600.0  # longer than the run: nothing expires before the check
+    price_minor: int = 999
+
+    def body(self, product_id: str) -> dict[str, Any]:
+        return {
+            "product_id": product_id, "quantity": self.quantity, "price_minor": self.price_minor,
+            "duration_s": float(self.duration_s), "per_user_limit": self.per_user_limit,
+            "hold_s": float(self.hold_s),
+        }  # fmt: skip
+
+
+def host_token(secret: str, room: str) -> str:
+    return TokenAuthority(secret).issue(user="loadtest-host", role="host", rooms=[room])
+
+
+async def start_sale(url: str, secret: str, room: str, spec: SaleSpec) -> dict[str, Any]:
+    """Create the room (if needed), a product and a sale; the sale's JSON."""
+    await create_room(url, secret, room, required=False)
+    headers = {"Authorization": f"Bearer {host_token(secret, room)}"}
+    product_id = "lt-" + secrets.token_hex(4)
+    product = {"product_id": product_id, "title": "Load test", "price_minor": 1999,
+               "currency": "EUR"}  # fmt: skip
+    base = url.rstrip("/")
+    timeout = aiohttp.ClientTimeout(total=10)
+    async with aiohttp.ClientSession(timeout=timeout, headers=headers) as http:
+        async with http.post(f"{base}/api/products", json=product) as resp:
+            if resp.status != 201:
+                raise RuntimeError(f"product: {resp.status} {await resp.text()}")
+        async with http.post(f"{base}/api/rooms/{room}/sales", json=spec.body(product_id)) as resp:
+            if resp.status != 201:
+                raise RuntimeError(f"sale: {resp.status} {await resp.text()}")
+            sale: dict[str, Any] = await resp.json()
+    return sale
+
+
+async def get_sale(url: str, room: str, sale_id: str) -> dict[str, Any]:
+    timeout = aiohttp.ClientTimeout(total=10)
+    async with (
+        aiohttp.ClientSession(timeout=timeout) as http,
+        http.get(f"{url.rstrip('/')}/api/rooms/{room}/sales/{sale_id}") as resp,
+    ):
+        resp.raise_for_status()
+        sale: dict[str, Any] = await resp.json()
+    return sale
+
+
+async def run_buyers(
+    work: SaleWorkload,
+    urls: list[str],
+    secret: str,
+    *,
+    server_pids: dict[str, int],
+    workers: int = 1,
+    client_cpus: list[int] | None = None,
+    label: str = "sale",
+    progress: Progress = print,
+) -> dict[str, Any]:
+    """Fire the workload at `urls` from `workers` processes; merged measurements."""
+    work.validate()
+    tag = f"lt{time.time_ns() % 10**9:x}"
+    cpus = tuple(client_cpus or ())
+    plans = [BuyerPlan(i, workers, tuple(urls), secret, work, cpus, tag) for i in range(workers)]
+    fleet = Fleet.spawn(buyer.main, plans)
+
+    def tick() -> None:
+        progress(
+            f"  [{label}] sent {fleet.total('sent')} answered {fleet.total('answered')}"
+            f" reserved {fleet.total('reserved')} errors {fleet.total('errors')}"
+        )
+
+    try:
+        if not await fleet.until(lambda: len(fleet.ready) == workers, 60, tick):
+            raise RuntimeError("buyer workers were not ready within 60 s")
+        t0 = time.time() + START_DELAY_S
+        fleet.broadcast({"kind": "go", "t0": t0})
+        await fleet.until(lambda: False, max(0.0, t0 - time.time()), tick)
+        pids = {**server_pids, **fleet.pids}
+        start = {n: procstat.sample(p) for n, p in pids.items()}
+        budget = work.duration_s + work.timeout_s + 30
+        if not await fleet.until(lambda: len(fleet.done) == workers, budget, tick):
+            raise RuntimeError(f"buyer workers did not report within {budget:.0f} s")
+        end = {n: procstat.sample(p) for n, p in pids.items()}
+        wall = time.time() - t0
+    finally:
+        await fleet.reap()
+    result = merge(work, list(fleet.done.values()), t0)
+    cpu = {n: procstat.cpu_percent(start.get(n), end.get(n), wall) for n in pids}
+    result["cpu_pct"] = {
+        "nodes": round(sum(v for n, v in cpu.items() if n in server_pids and n != "valkey"), 1),
+        "valkey": cpu.get("valkey"),
+        "generator": round(sum(v for n, v in cpu.items() if n.startswith("worker-")), 1),
+        "processes": cpu,
+    }
+    result["generator"]["workers"] = workers
+    return result
+
+
+def merge(work: SaleWorkload, parts: list[dict[str, Any]], t0: float) -> dict[str, Any]:
+    """Add the workers' reports together (histograms bucket by bucket)."""
+    latency, send_lag = Histogram(), Histogram()
+    outcomes: Counter[str] = Counter()
+    units: Counter[str] = Counter()
+    seconds = max((len(p["timeline"]) for p in parts), default=0)
+    timeline = [(Histogram(), Counter[str]()) for _ in range(seconds)]
+    for part in parts:
+        latency.merge(Histogram.from_wire(part["latency"]))
+        send_lag.merge(Histogram.from_wire(part["send_lag"]))
+        outcomes.update(part["outcomes"])
+        units.update(part["units"])
+        for s, entry in enumerate(part["timeline"]):
+            timeline[s][0].merge(Histogram.from_wire(entry["latency"]))
+            timeline[s][1].update(entry["outcomes"])
+    first = min((p["first_send_us"] for p in parts if p["first_send_us"]), default=0)
+    last = max((p["last_answer_us"] for p in parts), default=0)
+    span_s = (last - first) / 1e6 if first and last > first else 0.0
+    answered = sum(p["answered"] for p in parts)
+    http_answers = sum(n for o, n in outcomes.items() if o[:1].isdigit())
+    errors = answered - http_answers
+    return {
+        "workload": {
+            "users": work.users,
+            "attempts": work.attempts,
+            "rate": work.rate,
+            "duration_s": work.duration_s,
+            "concurrency": work.concurrency,
+            "quantity_per_attempt": work.quantity,
+            "room": work.room,
+            "sale_id": work.sale_id,
+        },
+        "attempts": {
+            "sent": sum(p["sent"] for p in parts),
+            "answered": answered,
+            "http_answers": http_answers,
+            "transport_errors": errors,
+            "reserved": sum(p["reserved"] for p in parts),
+            "span_s": round(span_s, 3),
+            "per_s": round(http_answers / span_s, 1) if span_s else 0.0,
+        },
+        "outcomes": dict(sorted(outcomes.items())),
+        "latency_ms": latency.summary_ms(),
+        "timeline": [
+            {"t": s, **hist.summary_ms(), "outcomes": dict(counts)}
+            for s, (hist, counts) in enumerate(timeline)
+            if hist.count
+        ],
+        "units_by_user": dict(units),
+        "generator": {"send_lag_ms": send_lag.summary_ms()},
+    }
+
+
+async def check_invariants(
+    redis_url: str | None,
+    url: str,
+    room: str,
+    sale_id: str,
+    *,
+    quantity: int,
+    per_user_limit: int,
+    reserved_201: int,
+    units_by_user: dict[str, int],
+    events_stream: str | None = None,
+) -> dict[str, Any]:
+    """The sale's books after the run: each check with its figures; `ok` only if all hold."""
+    sale = await get_sale(url, room, sale_id)
+    checks: dict[str, dict[str, Any]] = {}
+    client_units = sum(units_by_user.values())
+
+    def check(name: str, ok: bool, **figures: Any) -> None:
+        checks[name] = {"ok": bool(ok), **figures}
+
+    held_sold = sale["reserved"] + sale["sold"]
+    check(
+        "units_reserved_plus_stock_left_is_quantity",
+        held_sold + sale["stock_left"] == quantity,
+        reserved=sale["reserved"], sold=sale["sold"], stock_left=sale["stock_left"],
+        quantity=quantity,
+    )  # fmt: skip
+    check("units_in_201_answers_match_store", client_units == held_sold,
+          answered=client_units, store=held_sold)  # fmt: skip
+    worst = max(units_by_user.values(), default=0)
+    check("no_user_over_limit_http", worst <= per_user_limit, max_units=worst,
+          limit=per_user_limit)  # fmt: skip
+    if redis_url is not None:
+        stream = events_stream or CommerceConfig().purchase_stream
+        async with redis_client(redis_url) as redis:
+            per_user = await redis.hgetall(keys.sale(sale_id, "users"))
+            reservations = await redis.hlen(keys.sale(sale_id, "res"))
+            events, event_ids = await _reserved_events(redis, stream, sale_id)
+        store_worst = max((int(v) for v in per_user.values()), default=0)
+        check("no_user_over_limit_store", store_worst <= per_user_limit,
+              max_units=store_worst, limit=per_user_limit, buyers=len(per_user))  # fmt: skip
+        check("reserved_events_equal_reservations", events == reservations == reserved_201,
+              events=events, reservations=reservations, answered_201=reserved_201)  # fmt: skip
+        check("no_duplicate_events", event_ids == events, distinct=event_ids, events=events)
+    return {
+        "ok": all(c["ok"] for c in checks.values()),
+        "checks": checks,
+        "sale": {k: sale[k] for k in ("status", "quantity", "stock_left", "reserved", "sold")},
+    }
+
+
+async def _reserved_events(redis: Any, stream: str, sale_id: str) -> tuple[int, int]:
+    """`purchase.reserved` entries of this sale in the stream, and how many distinct ids."""
+    count, ids = 0, set()
+    cursor = "-"
+    for _ in range(100_000):  # bounded: 1,000 entries a page
+        page = await redis.xrange(stream, min=cursor, max="+", count=1000)
+        for _, fields in page:
+            if fields.get(b"type") != b"purchase.reserved":
+                continue
+            data = json.loads(fields[b"data"])
+            if data.get("sale_id") == sale_id:
+                count += 1
+                ids.add(data.get("event_id"))
+        if len(page) < 1000:
+            break
+        last = page[-1][0].decode()
+        cursor = "(" + last
+    return count, len(ids)
