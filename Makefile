@@ -33,6 +33,8 @@ lint: install
 bench: install
 	$(VENV)/bin/live loadtest chat --viewers 2000 --rate 20 --duration 20 --nodes 1 2 --reference \
 		--json bench-results/chat.json
+	$(VENV)/bin/live loadtest sale --attempts 200000 --duration 20 --users 5000 --quantity 10000 \
+		--per-user-limit 2 --nodes 1 2 --json bench-results/sale.json
 
 clean:
 	rm -rf $(VENV) node_modules var bench-results

@@ -124,16 +124,17 @@ class Buyers:
                 break
             if rate:
                 self.send_lag.record(int(max(0.0, now - due) * 1e6))
-            task = asyncio.create_task(self._attempt(k, t0))
+            task = asyncio.create_task(self._attempt(j, k, t0))
             tasks.add(task)
             task.add_done_callback(tasks.discard)
             task.add_done_callback(lambda _t: gate.release())
         if tasks:
             await asyncio.wait(tasks, timeout=work.timeout_s + 1)
 
-    async def _attempt(self, k: int, t0: float) -> None:
+    async def _attempt(self, j: int, k: int, t0: float) -> None:
+        """Attempt `k` (globally; this worker's `j`-th): its users take turns."""
         plan, work = self.plan, self.work
-        u = k % len(self.users)
+        u = j % len(self.users)
         target = k % len(plan.targets)
         url = f"{plan.targets[target]}/api/rooms/{work.room}/sales/{work.sale_id}/reservations"
         headers = {"Authorization": self.tokens[u], "Idempotency-Key": f"{plan.run_tag}-k{k}"}
