@@ -6,6 +6,12 @@ memory without limit. This manager encodes a broadcast once and puts it straight
 client's engine.io queue; a client whose queue is already `max_queue` deep is disconnected (it
 reconnects and resumes from history) instead of slowing the room or hoarding memory.
 
+When a recipient is on a WebSocket whose engine.io writer is idle, the broadcast skips the
+queue altogether: one frame is built per emit and written on each such transport
+(`chat/wsdirect.py`, which holds the engine.io/aiohttp internals that needs and falls back when
+they differ). Busy writers, clients with a backlog in their transport and polling clients get
+the queue, so a client's packets never change order.
+
 It leans on two engine.io internals, `server.eio.sockets[eio_sid]` and that socket's `queue`
 (an asyncio.Queue its writer task drains); `supported()` checks they are there and the manager
 falls back to the stock path otherwise.
@@ -22,6 +28,8 @@ import socketio
 from engineio import packet as eio_packet
 from socketio import packet as sio_packet
 
+from chat import wsdirect
+
 log = logging.getLogger(__name__)
 
 
@@ -31,6 +39,13 @@ class FanoutManager(socketio.AsyncManager):  # type: ignore[misc]
         self.max_queue = max_queue
         self._on_drop = on_drop
         self._tasks: set[asyncio.Task[None]] = set()
+        self._links: dict[str, wsdirect.Link] | None = None
+        self.direct_writes = 0  # deliveries written straight to a transport
+        self.queued_writes = 0  # deliveries handed to an engine.io queue
+
+    def set_server(self, server: Any) -> None:
+        super().set_server(server)
+        self._links = wsdirect.install(server.eio)
 
     def supported(self) -> bool:
         sockets = getattr(getattr(self.server, "eio", None), "sockets", None)
@@ -64,23 +79,43 @@ class FanoutManager(socketio.AsyncManager):  # type: ignore[misc]
             eio_packet.Packet(eio_packet.MESSAGE, p)
             for p in (encoded if isinstance(encoded, list) else [encoded])
         ]
+        links = self._links or {}
+        frame = None
+        if links and isinstance(encoded, str):  # binary events carry attachments: queue them
+            frame = wsdirect.text_frame(packets[0].encode())
         sockets = self.server.eio.sockets
+        direct = queued = 0
         for sid, eio_sid in self.get_participants(namespace, room):
             if sid in skip:
                 continue
+            if frame is not None:
+                link = links.get(eio_sid)
+                if link is not None and link.write(frame):
+                    direct += 1
+                    continue
             client = sockets.get(eio_sid)
             if client is None or client.closed or client.closing:
                 continue
             if client.queue.qsize() + len(packets) > self.max_queue:
-                self._drop(sid, namespace)
+                self._drop(sid, namespace, links.get(eio_sid))
                 continue
             for pkt in packets:
                 client.queue.put_nowait(pkt)
+            queued += 1
+        self.direct_writes += direct
+        self.queued_writes += queued
 
-    def _drop(self, sid: str, namespace: str) -> None:
+    def _drop(self, sid: str, namespace: str, link: wsdirect.Link | None = None) -> None:
         if self._on_drop:
             self._on_drop()
         log.info("disconnecting slow client %s: its send queue is full", sid)
-        task = asyncio.ensure_future(self.server.disconnect(sid, namespace=namespace))
+        task = asyncio.ensure_future(self._disconnect(sid, namespace, link))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def _disconnect(self, sid: str, namespace: str, link: wsdirect.Link | None) -> None:
+        await self.server.disconnect(sid, namespace=namespace)
+        # A peer that stopped reading never sees the disconnect packet, and its engine.io
+        # writer waits on the full transport for good: cut the connection instead.
+        if link is not None and link.stalled():
+            link.abort()
