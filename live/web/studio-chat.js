@@ -33,6 +33,7 @@ const chat = new ChatConnection({
     $("viewers").textContent = `${s.viewers} watching`;
     $("likes").textContent = `${s.likes} ♥`;
     if (fresh) notice("");
+    window.dispatchEvent(new CustomEvent("live:joined", { detail: ack }));
   },
   handlers: {
     chat: renderMessage,

@@ -1,13 +1,13 @@
 // Host studio: save products, pin one in the room, start flash sales, watch stock live.
 "use strict";
 
-import { ChatConnection, el, pageContext } from "/static/chat-client.js";
+import { el, pageContext } from "/static/chat-client.js";
 import { apiPost, formatPrice } from "/static/commerce.js";
 
 const { room, token } = pageContext();
 const $ = (id) => document.getElementById(id);
 const sales = new Map();
-const notice = (text) => { $("notice").textContent = text; };
+const notice = (text) => { $("commerce-notice").textContent = text; };
 
 function formData(form, numbers) {
   const data = {};
@@ -60,22 +60,12 @@ $("sale-form").addEventListener("submit", async (event) => {
   if (r.status === 201) { merge(r.data); notice("Sale started."); } else notice(r.data.detail);
 });
 
-const chat = new ChatConnection({
-  room, token,
-  onStatus: (kind, detail) => {
-    $("status").textContent = kind === "live" ? "connected" : kind;
-    if (detail) notice(detail);
-  },
-  onJoined: (ack) => {
-    $("title").textContent = `Studio · ${ack.state.title}`;
-    for (const s of ack.state.sales || []) merge(s);
-  },
-  handlers: {
-    chat: () => {},
-    sale: (data) => { if (data.room === room) merge(data); },
-    purchase: ({ user_name, quantity, others }) => {
-      $("purchases").textContent = `${user_name}${others ? ` and ${others} others` : ""} bought ${quantity}`;
-    },
-  },
+// The studio's one connection belongs to studio-chat.js (loaded first); listen on it.
+const chat = window.liveChat;
+window.addEventListener("live:joined", ({ detail: ack }) => {
+  for (const s of ack.state.sales || []) merge(s);
 });
-window.liveChat = chat;
+chat.socket.on("sale", (data) => { if (data.room === room) merge(data); });
+chat.socket.on("purchase", ({ user_name, quantity, others }) => {
+  $("purchases").textContent = `${user_name}${others ? ` and ${others} others` : ""} bought ${quantity}`;
+});
