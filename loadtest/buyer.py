@@ -20,7 +20,7 @@ import aiohttp
 
 from live.auth import TokenAuthority
 from loadtest.fleet import raise_fd_limit
-from loadtest.histogram import Histogram
+from loadtest.histogram import Histogram, Timeline
 from loadtest.plan import BuyerPlan, SaleWorkload
 
 GO_TIMEOUT_S = 600.0
@@ -40,25 +40,6 @@ def main(plan: BuyerPlan, conn: Connection) -> None:
 
 def _now_us() -> int:
     return time.time_ns() // 1000
-
-
-class Timeline:
-    """Per-second latency histograms and outcome counts, keyed by whole seconds since t0."""
-
-    def __init__(self, seconds: int) -> None:
-        self.hists = [Histogram() for _ in range(seconds + 1)]
-        self.outcomes: list[Counter[str]] = [Counter() for _ in range(seconds + 1)]
-
-    def record(self, second: int, latency_us: int, outcome: str) -> None:
-        s = min(max(second, 0), len(self.hists) - 1)
-        self.hists[s].record(latency_us)
-        self.outcomes[s][outcome] += 1
-
-    def to_wire(self) -> list[dict[str, Any]]:
-        return [
-            {"latency": h.to_wire(), "outcomes": dict(o)}
-            for h, o in zip(self.hists, self.outcomes, strict=True)
-        ]
 
 
 class Buyers:

@@ -9,7 +9,7 @@ from typing import Any
 
 from loadtest import procstat, worker
 from loadtest.fleet import Fleet
-from loadtest.histogram import Histogram
+from loadtest.histogram import Histogram, merge_timelines
 from loadtest.plan import ChatWorkload, WorkerPlan
 
 START_DELAY_S = 1.0
@@ -166,6 +166,8 @@ def _merge(work: ChatWorkload, parts: list[dict[str, Any]], t0: float) -> dict[s
             "last_delivery_after_s": round(last_us / 1e6 - t0, 3) if last_us else None,
         },
         "latency_ms": latency,
+        "timeline": merge_timelines([p["timeline"] for p in parts]),
+        "likes_sent": sum(p["likes"] for p in parts),
         "errors": dict(errors),
         "generator": {
             "loop_lag_ms": hists["lag"].summary_ms(),

@@ -7,6 +7,7 @@ gives exactly the histogram a single recorder would have built from the same sam
 from __future__ import annotations
 
 import math
+from collections import Counter
 from typing import Any
 
 # Bucket b holds values v (microseconds) with floor(ln(1 + v) * SCALE) == b; 1% relative width.
@@ -94,3 +95,37 @@ class Histogram:
         hist.min_us = int(wire["min_us"])
         hist.max_us = int(wire["max_us"])
         return hist
+
+
+class Timeline:
+    """Per-second latency histograms and outcome counts, keyed by whole seconds since a start."""
+
+    def __init__(self, seconds: int) -> None:
+        self.hists = [Histogram() for _ in range(seconds + 1)]
+        self.outcomes: list[Counter[str]] = [Counter() for _ in range(seconds + 1)]
+
+    def record(self, second: int, latency_us: int, outcome: str) -> None:
+        s = min(max(second, 0), len(self.hists) - 1)
+        self.hists[s].record(latency_us)
+        self.outcomes[s][outcome] += 1
+
+    def to_wire(self) -> list[dict[str, Any]]:
+        return [
+            {"latency": h.to_wire(), "outcomes": dict(o)}
+            for h, o in zip(self.hists, self.outcomes, strict=True)
+        ]
+
+
+def merge_timelines(parts: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Workers' timelines added second by second: `{t, count, p50, p95, p99, ..., outcomes}`."""
+    seconds = max((len(p) for p in parts), default=0)
+    merged = [(Histogram(), Counter[str]()) for _ in range(seconds)]
+    for part in parts:
+        for s, entry in enumerate(part):
+            merged[s][0].merge(Histogram.from_wire(entry["latency"]))
+            merged[s][1].update(entry["outcomes"])
+    return [
+        {"t": s, **hist.summary_ms(), "outcomes": dict(counts)}
+        for s, (hist, counts) in enumerate(merged)
+        if hist.count or counts
+    ]

@@ -26,6 +26,8 @@ class ChatWorkload:
     connect_concurrency: int = 200  # handshakes in flight, across all workers
     connect_timeout_s: float = 15.0
     sender_role: str = "viewer"
+    likers: int = 0  # viewers after the senders that also like, sharing `like_rate`
+    like_rate: float = 0.0  # room-wide likes per second
 
     @property
     def messages(self) -> int:
@@ -55,6 +57,8 @@ class ChatWorkload:
             raise ValueError("warm-up must be between 0 and 60 s")
         if not 1 <= self.senders <= self.viewers:
             raise ValueError("senders must be between 1 and the number of viewers")
+        if not 0 <= self.likers <= self.viewers - self.senders or not 0 <= self.like_rate <= 10_000:
+            raise ValueError("likers must fit beside the senders; like rate 0..10,000/s")
         if self.viewers * self.messages // 8 > 512 * 1024 * 1024:
             raise ValueError("viewers x messages is too large to track per viewer")
 

@@ -23,7 +23,7 @@ from live.auth import TokenAuthority
 from live.store import redis_client
 from loadtest import buyer, procstat
 from loadtest.fleet import Fleet
-from loadtest.histogram import Histogram
+from loadtest.histogram import Histogram, merge_timelines
 from loadtest.plan import BuyerPlan, SaleWorkload
 from loadtest.suite import create_room
 
@@ -143,16 +143,11 @@ def merge(work: SaleWorkload, parts: list[dict[str, Any]], t0: float) -> dict[st
     latency, send_lag = Histogram(), Histogram()
     outcomes: Counter[str] = Counter()
     units: Counter[str] = Counter()
-    seconds = max((len(p["timeline"]) for p in parts), default=0)
-    timeline = [(Histogram(), Counter[str]()) for _ in range(seconds)]
     for part in parts:
         latency.merge(Histogram.from_wire(part["latency"]))
         send_lag.merge(Histogram.from_wire(part["send_lag"]))
         outcomes.update(part["outcomes"])
         units.update(part["units"])
-        for s, entry in enumerate(part["timeline"]):
-            timeline[s][0].merge(Histogram.from_wire(entry["latency"]))
-            timeline[s][1].update(entry["outcomes"])
     first = min((p["first_send_us"] for p in parts if p["first_send_us"]), default=0)
     last = max((p["last_answer_us"] for p in parts), default=0)
     span_s = (last - first) / 1e6 if first and last > first else 0.0
@@ -181,11 +176,7 @@ def merge(work: SaleWorkload, parts: list[dict[str, Any]], t0: float) -> dict[st
         },
         "outcomes": dict(sorted(outcomes.items())),
         "latency_ms": latency.summary_ms(),
-        "timeline": [
-            {"t": s, **hist.summary_ms(), "outcomes": dict(counts)}
-            for s, (hist, counts) in enumerate(timeline)
-            if hist.count
-        ],
+        "timeline": merge_timelines([p["timeline"] for p in parts]),
         "units_by_user": dict(units),
         "generator": {"send_lag_ms": send_lag.summary_ms()},
     }

@@ -7,6 +7,7 @@ on the same Valkey with the same sale settings; the JSON document and a table.
 
 from __future__ import annotations
 
+import os
 import secrets
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -126,6 +127,8 @@ async def _run(
         client_cpus=pinning.client_cpus, label=label, progress=progress,
     )  # fmt: skip
     units = result.pop("units_by_user")
+    # Other work on the host (other benchmarks, test suites) shows here, not in our CPU figures.
+    result["host_loadavg_1m_after"] = round(os.getloadavg()[0], 2)
     result["invariants"] = await check_invariants(
         redis_url, urls[0], room, sale["sale_id"], quantity=spec.quantity,
         per_user_limit=spec.per_user_limit, reserved_201=result["attempts"]["reserved"],

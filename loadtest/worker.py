@@ -19,7 +19,7 @@ from typing import Any
 
 from live.auth import TokenAuthority
 from loadtest.fleet import raise_fd_limit
-from loadtest.histogram import Histogram
+from loadtest.histogram import Histogram, Timeline
 from loadtest.plan import NAMESPACE, WorkerPlan
 from loadtest.sioclient import SioError, Viewer, chat_text, open_viewer
 
@@ -64,6 +64,9 @@ class ChatCrowd:
         self.ack_hist = Histogram()
         self.lag_hist = Histogram()
         self.send_lag_hist = Histogram()
+        self.timeline = Timeline(int(self.work.duration_s + self.work.drain_s) + 1)
+        self.t0 = 0.0
+        self.likes = 0
         self.errors: Counter[str] = Counter()
         self.acks: dict[int, str] = {}
         self.received = 0
@@ -91,6 +94,7 @@ class ChatCrowd:
         self.per_viewer[slot] += 1
         self.received += 1
         self.latency.record(now - sent_us)
+        self.timeline.record(int(sent_us / 1e6 - self.t0), now - sent_us, "delivered")
         if not self.first_delivery_us:
             self.first_delivery_us = now
         self.last_delivery_us = now
@@ -168,6 +172,8 @@ class ChatCrowd:
 
     async def _chat(self, t0: float) -> None:
         work = self.work
+        self.t0 = t0
+        liking = asyncio.create_task(self._like(t0)) if work.likers and work.like_rate else None
         slot_of = {index: slot for slot, index in enumerate(self.indices) if index < work.senders}
         mine = [k for k in range(self.m) if work.sender_of(k) in slot_of]
         await self._warm_up(t0 - work.warmup_s, slot_of)
@@ -195,6 +201,28 @@ class ChatCrowd:
             await asyncio.sleep(0.05)
         for seq in mine:
             self.acks.setdefault(seq, "ack_timeout")
+        if liking is not None:
+            liking.cancel()
+
+    async def _like(self, t0: float) -> None:
+        """This worker's likers share its part of the room-wide like rate until the end."""
+        work = self.work
+        likers = [
+            slot for slot, index in enumerate(self.indices)
+            if work.senders <= index < work.senders + work.likers
+        ]  # fmt: skip
+        if not likers:
+            return
+        interval = self.plan.workers / work.like_rate
+        for n in range(int(work.duration_s / interval)):
+            delay = t0 + n * interval - time.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            slot = likers[n % len(likers)]
+            viewer = self.viewers[slot]
+            if viewer is not None and self.joined[slot] and not viewer.closed:
+                viewer.emit("like", {"room": work.room, "count": 1})
+                self.likes += 1
 
     async def _warm_up(self, start: float, slot_of: dict[int, int]) -> None:
         """The same rate before `t0`, in messages viewers do not count (no `lt:` mark)."""
@@ -244,6 +272,8 @@ class ChatCrowd:
             "ack": self.ack_hist.to_wire(),
             "lag": self.lag_hist.to_wire(),
             "send_lag": self.send_lag_hist.to_wire(),
+            "timeline": self.timeline.to_wire(),
+            "likes": self.likes,
             "seq_counts": self.seq_counts,
             "acks": self.acks,
             "per_viewer": [c for c, j in zip(self.per_viewer, self.joined, strict=True) if j],

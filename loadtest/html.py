@@ -1,0 +1,93 @@
+"""A self-contained HTML report of a scenario run: inline SVG charts, no scripts, no CDN."""
+
+from __future__ import annotations
+
+import html
+import json
+from typing import Any
+
+_W, _H, _PAD = 640, 220, 40
+_COLOURS = ("#1b9e77", "#d95f02", "#7570b3", "#e7298a")
+
+
+def line_chart(title: str, unit: str, series: dict[str, list[tuple[float, float]]]) -> str:
+    """An SVG line chart of named (x seconds, y) series with axes and a legend."""
+    points = [p for s in series.values() for p in s]
+    if not points:
+        return f"<figure><figcaption>{html.escape(title)}: no samples</figcaption></figure>"
+    x_max = max(1.0, max(x for x, _ in points))
+    y_max = max(1e-9, max(y for _, y in points)) * 1.1
+
+    def sx(x: float) -> float:
+        return _PAD + (x / x_max) * (_W - 2 * _PAD)
+
+    def sy(y: float) -> float:
+        return _H - _PAD + 10 - (y / y_max) * (_H - 2 * _PAD)
+
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{_W}" height="{_H}" role="img" '
+        f'aria-label="{html.escape(title)}" class="chart">',
+        f'<line x1="{_PAD}" y1="{sy(0):.1f}" x2="{_W - _PAD}" y2="{sy(0):.1f}" stroke="#888"/>',
+        f'<line x1="{_PAD}" y1="{sy(0):.1f}" x2="{_PAD}" y2="{sy(y_max):.1f}" stroke="#888"/>',
+        f'<text x="{_PAD}" y="12" font-size="11">{y_max / 1.1:.3g} {html.escape(unit)}</text>',
+        f'<text x="{_W - _PAD}" y="{_H - 8}" font-size="11" text-anchor="end">{x_max:.0f} s</text>',
+    ]
+    for i, (name, pts) in enumerate(series.items()):
+        colour = _COLOURS[i % len(_COLOURS)]
+        path = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in pts)
+        parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{path}"/>')
+        parts.append(
+            f'<text x="{_PAD + 10 + i * 90}" y="{_H - 8}" font-size="11" fill="{colour}">'
+            f"{html.escape(name)}</text>"
+        )
+    parts.append("</svg>")
+    return f"<figure><figcaption>{html.escape(title)}</figcaption>{''.join(parts)}</figure>"
+
+
+def _percentiles(timeline: list[dict[str, Any]]) -> dict[str, list[tuple[float, float]]]:
+    return {q: [(float(e["t"]), float(e[q])) for e in timeline if e["count"]]
+            for q in ("p50", "p95", "p99")}  # fmt: skip
+
+
+def render(doc: dict[str, Any]) -> str:
+    """The whole page for a scenario document."""
+    charts = []
+    if doc.get("chat"):
+        charts.append(line_chart("Chat delivery latency over time", "ms",
+                                 _percentiles(doc["chat"]["timeline"])))  # fmt: skip
+    if doc.get("sale"):
+        sale = doc["sale"]
+        charts.append(line_chart("Reservation latency over time", "ms",
+                                 _percentiles(sale["timeline"])))  # fmt: skip
+        stock, left = [], float(sale["quantity"])
+        for e in sale["timeline"]:
+            left -= e["outcomes"].get("201 reserved", 0)
+            stock.append((float(e["t"]), left))
+        answers = [(float(e["t"]), float(e["count"])) for e in sale["timeline"]]
+        charts.append(line_chart("Sale stock left over time", "units", {"stock": stock}))
+        charts.append(line_chart("Reservation answers per second", "/s", {"answers": answers}))
+    rows = "".join(
+        f'<tr class="{"pass" if r["passed"] else "fail"}"><td>{html.escape(r["rule"])}</td>'
+        f"<td>{r['actual']:.4g}</td><td>{'pass' if r['passed'] else 'FAIL'}</td></tr>"
+        for r in doc.get("thresholds", [])
+    )
+    verdict = "PASSED" if doc.get("passed") else "FAILED"
+    metrics = html.escape(json.dumps(doc.get("metrics", {}), indent=1))
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<title>Load test: {html.escape(doc.get("name", "scenario"))}</title>
+<style>
+body {{ font: 14px system-ui, sans-serif; margin: 2em; color: #222; }}
+table {{ border-collapse: collapse; }} td, th {{ border: 1px solid #ccc; padding: 4px 8px; }}
+.pass {{ background: #e8f5e9; }} .fail {{ background: #ffebee; }}
+figure {{ margin: 1em 0; }} figcaption {{ font-weight: 600; }}
+</style></head><body>
+<h1>{html.escape(doc.get("name", "scenario"))}: {verdict}</h1>
+<p>{html.escape(doc.get("pinning", ""))}</p>
+<h2>Thresholds</h2>
+<table><tr><th>rule</th><th>measured</th><th>result</th></tr>{rows}</table>
+<h2>Charts</h2>
+{"".join(charts)}
+<h2>Metrics</h2><pre>{metrics}</pre>
+</body></html>
+"""

@@ -1,0 +1,121 @@
+"""Pass/fail rules over a run's metrics: `chat.delivery.p99 < 250ms`, `errors.rate < 0.1%`.
+
+A rule names a metric, a comparison and a number with an optional unit (`ms`, `s`, `%`). A rule
+naming a metric the run does not measure is an error, never a pass.
+"""
+
+from __future__ import annotations
+
+import operator
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+_RULE = re.compile(
+    r"^\s*(?P<metric>[a-z][a-z0-9_.]*)\s*(?P<op><=|>=|==|!=|<|>)\s*"
+    r"(?P<value>-?\d+(?:\.\d+)?)\s*(?P<unit>ms|s|%)?\s*$"
+)
+_OPS: dict[str, Callable[[float, float], bool]] = {
+    "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
+    "==": operator.eq, "!=": operator.ne,
+}  # fmt: skip
+# What a metric is measured in: latencies in ms, rates as fractions, the rest as plain numbers.
+_UNITS = {"ms": ("ms", 1.0), "s": ("ms", 1000.0), "%": ("fraction", 0.01), None: (None, 1.0)}
+
+# Every metric a scenario run can report, with its kind (for units).
+METRICS: dict[str, str] = {
+    **{f"chat.delivery.{q}": "ms" for q in ("p50", "p95", "p99", "max", "mean")},
+    **{f"chat.connect.{q}": "ms" for q in ("p50", "p95", "p99")},
+    **{f"chat.join.{q}": "ms" for q in ("p50", "p95", "p99")},
+    "chat.missing": "count",
+    "chat.delivered": "count",
+    "chat.joined": "count",
+    "likes.sent": "count",
+    **{f"sale.reservation.{q}": "ms" for q in ("p50", "p95", "p99", "max", "mean")},
+    "sale.attempts_per_s": "count",
+    "sale.reserved": "count",
+    "sale.invariants": "count",  # 1 when every invariant holds
+    "errors.count": "count",
+    "errors.rate": "fraction",
+    "generator.loop_lag.p99": "ms",
+}
+
+
+class ThresholdError(ValueError):
+    """A rule that cannot be evaluated: bad syntax, unknown metric, wrong unit."""
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    text: str
+    metric: str
+    op: str
+    value: float  # in the metric's own unit
+
+    def holds(self, actual: float) -> bool:
+        return _OPS[self.op](actual, self.value)
+
+
+def parse(text: str) -> Rule:
+    match = _RULE.match(text)
+    if match is None:
+        raise ThresholdError(f"cannot read rule {text!r} (want e.g. 'chat.delivery.p99 < 250ms')")
+    metric, unit = match["metric"], match["unit"]
+    kind = METRICS.get(metric)
+    if kind is None:
+        raise ThresholdError(f"rule {text!r} names unknown metric {metric!r}; known: "
+                             + ", ".join(sorted(METRICS)))  # fmt: skip
+    want, scale = _UNITS[unit]
+    if want is not None and want != kind:
+        raise ThresholdError(f"rule {text!r}: {metric} is a {kind}, not in {unit}")
+    if want is None and kind == "fraction":
+        scale = 1.0  # a bare number is the fraction itself
+    return Rule(text.strip(), metric, match["op"], float(match["value"]) * scale)
+
+
+def evaluate(rules: list[Rule], metrics: dict[str, float]) -> list[dict[str, Any]]:
+    """Each rule with the measured value and whether it passed."""
+    out = []
+    for rule in rules:
+        if rule.metric not in metrics:
+            raise ThresholdError(f"rule {rule.text!r}: this run did not measure {rule.metric}")
+        actual = metrics[rule.metric]
+        out.append({"rule": rule.text, "metric": rule.metric, "actual": actual,
+                    "limit": rule.value, "passed": rule.holds(actual)})  # fmt: skip
+    return out
+
+
+def metrics_of(doc: dict[str, Any]) -> dict[str, float]:
+    """The named metrics of a scenario run's document (only those the run measured)."""
+    m: dict[str, float] = {}
+    chat, sale = doc.get("chat"), doc.get("sale")
+    operations = 0
+    errors = 0
+    if chat is not None:
+        for q in ("p50", "p95", "p99", "max", "mean"):
+            m[f"chat.delivery.{q}"] = chat["latency_ms"][q]
+        for q in ("p50", "p95", "p99"):
+            m[f"chat.connect.{q}"] = chat["connections"]["connect_ms"][q]
+            m[f"chat.join.{q}"] = chat["connections"]["join_ms"][q]
+        m["chat.missing"] = chat["deliveries"]["missing"]
+        m["chat.delivered"] = chat["deliveries"]["delivered"]
+        m["chat.joined"] = chat["connections"]["joined"]
+        m["likes.sent"] = chat.get("likes_sent", 0)
+        m["generator.loop_lag.p99"] = chat["generator"]["loop_lag_ms"]["p99"]
+        operations += chat["connections"]["attempted"] + chat["messages"]["scheduled"]
+        errors += chat["connections"]["attempted"] - chat["connections"]["joined"]
+        errors += chat["messages"]["scheduled"] - chat["messages"]["acked_ok"]
+    if sale is not None:
+        for q in ("p50", "p95", "p99", "max", "mean"):
+            m[f"sale.reservation.{q}"] = sale["latency_ms"][q]
+        m["sale.attempts_per_s"] = sale["attempts"]["per_s"]
+        m["sale.reserved"] = sale["attempts"]["reserved"]
+        m["sale.invariants"] = 1.0 if sale["invariants"]["ok"] else 0.0
+        operations += sale["attempts"]["sent"]
+        # 409s (sold out, limit) and 429s are answers the crowd expects; 5xx and no answer are not.
+        errors += sale["attempts"]["sent"] - sale["attempts"]["http_answers"]
+        errors += sum(n for o, n in sale["outcomes"].items() if o.startswith("5"))
+    m["errors.count"] = errors
+    m["errors.rate"] = errors / operations if operations else 0.0
+    return m
