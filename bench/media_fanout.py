@@ -20,10 +20,12 @@ import contextlib
 import fractions
 import json
 import os
+import pickle
 import socket
 import struct
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -46,6 +48,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from media import MediaConfig, MediaServer
 from media import aiortc_hooks as hooks
 from media.frames import EncodedFrame
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import janus_ref
 
 VIDEO_TB = fractions.Fraction(1, 90000)
 AUDIO_TB = fractions.Fraction(1, 48000)
@@ -215,6 +220,19 @@ def encode_opus(frames: int) -> list[bytes]:
     return out
 
 
+def stream() -> tuple[list[tuple[bytes, bool]], list[bytes]]:
+    """The pre-encoded stream, encoded once and kept under bench-results/ so every run and mode
+    sends the same bytes (libvpx's realtime mode adapts its output to the CPU it gets)."""
+    cache = RESULTS / "stream-vp8-640x480-opus.pickle"
+    if cache.exists():
+        video, audio = pickle.loads(cache.read_bytes())
+        return video, audio
+    video, audio = encode_vp8(120), encode_opus(150)
+    RESULTS.mkdir(exist_ok=True)
+    cache.write_bytes(pickle.dumps((video, audio)))
+    return video, audio
+
+
 class LoopTrack(MediaStreamTrack):
     """Replays pre-encoded packets in real time; the sender packs them (no encoder)."""
 
@@ -259,6 +277,8 @@ class StreamCount:
         self.frames = 0
 
     def add(self, seq: int, marker: int) -> None:
+        if DEBUG_SEQ is not None and len(DEBUG_SEQ) < 400:
+            DEBUG_SEQ.append((seq, marker))
         if self.first is None:
             self.first = self.highest = seq
         else:
@@ -278,7 +298,7 @@ class Viewer:
     """Receive-only peer; nothing is decoded. aiortc's receivers hold a ReceiverTap from the start
     (frames that arrive before `lean()` are assembled, never decoded)."""
 
-    def __init__(self) -> None:
+    def __init__(self, offerer: bool = True) -> None:
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self.video = StreamCount()
         self.audio = StreamCount()
@@ -286,15 +306,20 @@ class Viewer:
         self.started = time.monotonic()
         self.undecryptable = 0
         self.lean_attached = False
-        for kind in ("video", "audio"):
-            t = self.pc.addTransceiver(kind, direction="recvonly")
-            hooks.ReceiverTap(t.receiver, kind, self._on_frame, epoch=0)
-        self._by_ssrc: dict[int, StreamCount] = {}
+        if offerer:
+            for kind in ("video", "audio"):
+                self.pc.addTransceiver(kind, direction="recvonly")
+            self.tap()
 
         @self.pc.on("connectionstatechange")
         def _state() -> None:
             if self.pc.connectionState == "connected" and LEAN:
                 self.lean()
+
+    def tap(self) -> None:
+        """Put a ReceiverTap on each receiver (as answerer: after setRemoteDescription)."""
+        for t in self.pc.getTransceivers():
+            hooks.ReceiverTap(t.receiver, t.kind, self._on_frame, epoch=0)
 
     def _on_frame(self, frame: EncodedFrame) -> None:
         # the aiortc path (before lean() or with --viewer aiortc)
@@ -369,6 +394,8 @@ class Viewer:
 
 
 LEAN = True
+DEBUG_SEQ: list[tuple[int, int]] | None = [] if os.environ.get("BENCH_DEBUG_SEQ") else None
+JANUS_PID = 0  # measure this Janus process instead of our server
 SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
 
 
@@ -380,18 +407,68 @@ async def negotiate(http: ClientSession, url: str, pc: RTCPeerConnection) -> Non
     await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
 
 
+async def janus_negotiate(api: janus_ref.JanusApi, viewer: Viewer) -> None:
+    path, offer = await api.watch()
+    await viewer.pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
+    viewer.tap()
+    await viewer.pc.setLocalDescription(await viewer.pc.createAnswer())
+    await api.start(path, viewer.pc.localDescription.sdp)
+
+
+def proc_stats(pid: int) -> dict[str, Any]:
+    """What /stats reports, read from /proc for a server we do not run (Janus)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    utime, stime = int(fields[11]) / tick, int(fields[12]) / tick
+    rss = 0
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            rss = int(line.split()[1]) * 1024
+    wait = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            wait += int((task / "schedstat").read_text().split()[1])
+    return {
+        "cpu": utime + stime,
+        "cpu_sys": stime,
+        "wall": time.monotonic(),
+        "rss": rss,
+        "runqueue_wait": wait / 1e9,
+        "video_frames_in": 0,
+        "udp_send_drops": 0,
+        "dropped": None,
+        "skips": None,
+    }
+
+
 async def server_stats(http: ClientSession, base: str) -> dict[str, Any]:
+    if JANUS_PID:
+        return proc_stats(JANUS_PID)
     async with http.get(f"{base}/stats") as r:
         result: dict[str, Any] = await r.json()
         return result
+
+
+async def run_janus_feed(limit_s: float) -> None:
+    """Feed Janus's mountpoint the same pre-encoded stream over plain RTP until stdin closes."""
+    video_frames, audio = stream()
+    video = [d for d, _ in video_frames]
+    bitrate = sum(len(d) for d in video) * 8 / (len(video) / 30)
+    stop = asyncio.Event()
+    feeding = asyncio.ensure_future(janus_ref.feed(video, audio, limit_s, stop))
+    await asyncio.sleep(2.0)
+    print(json.dumps({"live": True, "stream_kbps": round(bitrate / 1000)}), flush=True)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(asyncio.to_thread(sys.stdin.read), limit_s)
+    stop.set()
+    await feeding
 
 
 async def run_host(base: str, limit_s: float) -> None:
     """Publish the pre-encoded stream until stdin closes (or limit_s): its own process, so the
     viewers' event loop does not pace it."""
     hooks.set_ice_addresses(["127.0.0.1"])
-    video = encode_vp8(120)
-    audio = encode_opus(150)
+    video, audio = stream()
     host = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     vt = host.addTransceiver(
         LoopTrack("video", [d for d, _ in video], 1 / 30, 3000), direction="sendonly"
@@ -412,17 +489,22 @@ async def run_host(base: str, limit_s: float) -> None:
 
 
 async def run_client(base: str, viewers: int, seconds: float, batch: int) -> dict[str, Any]:
-    hooks.set_ice_addresses(["127.0.0.1"])
+    # Janus's libnice ignores a loopback-interface peer: its viewers use Janus's 127.0.0.2 too.
+    hooks.set_ice_addresses([janus_ref.ADDRESS if JANUS_PID else "127.0.0.1"])
     peers: list[Viewer] = []
     async with ClientSession() as http:
         idle = await server_stats(http, base)
         base_stats = idle
         setup_t0 = time.monotonic()
         for start in range(0, viewers, batch):
-            group = [Viewer() for _ in range(min(batch, viewers - start))]
+            group = [Viewer(offerer=not JANUS_PID) for _ in range(min(batch, viewers - start))]
             peers += group
             async with asyncio.timeout(120):
-                await asyncio.gather(*(negotiate(http, f"{base}/whep", v.pc) for v in group))
+                if JANUS_PID:
+                    api = janus_ref.JanusApi(http, base)
+                    await asyncio.gather(*(janus_negotiate(api, v) for v in group))
+                else:
+                    await asyncio.gather(*(negotiate(http, f"{base}/whep", v.pc) for v in group))
             await until(lambda g=group: all(v.first_frame_at is not None for v in g), 120)
         setup_s = time.monotonic() - setup_t0
         ttff = sorted(v.first_frame_at - v.started for v in peers if v.first_frame_at)
@@ -447,6 +529,8 @@ async def run_client(base: str, viewers: int, seconds: float, batch: int) -> dic
         for v in peers:
             await v.pc.close()
     ok = [f >= 29 and lo < 1 for f, lo in zip(fps, reversed(loss_pct), strict=True)]
+    if DEBUG_SEQ is not None:
+        print(DEBUG_SEQ, file=sys.stderr)
     return {
         "viewers": viewers,
         "viewer_kind": "lean" if LEAN else "aiortc",
@@ -494,7 +578,7 @@ def run_loop(coro: Any, loop: str) -> Any:
 
 
 def main() -> None:
-    global LEAN
+    global LEAN, JANUS_PID
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="cmd")
     s = sub.add_parser("server")
@@ -511,6 +595,8 @@ def main() -> None:
     h = sub.add_parser("host")
     h.add_argument("--url", required=True)
     h.add_argument("--limit", type=float, default=900)
+    h.add_argument("--janus", action="store_true", help="feed Janus over RTP instead of WHIP")
+    c.add_argument("--janus-pid", type=int, default=0)
     parser.add_argument("--viewers", default="10,25,50")
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--modes", "--mode", default="forward", help="forward,aiortc,relay")
@@ -526,10 +612,11 @@ def main() -> None:
         run_loop(run_server(args.port, args.mode), args.loop)
         return
     if args.cmd == "host":
-        asyncio.run(run_host(args.url, args.limit))
+        asyncio.run(run_janus_feed(args.limit) if args.janus else run_host(args.url, args.limit))
         return
     if args.cmd == "client":
         LEAN = args.viewer == "lean"
+        JANUS_PID = args.janus_pid
         result = run_loop(run_client(args.url, args.viewers, args.seconds, args.batch), args.loop)
         print(json.dumps(result))
         return
@@ -543,7 +630,7 @@ def main() -> None:
                     f.write(line + "\n")
 
 
-MODES = ["forward", "aiortc", "relay"]
+MODES = ["forward", "aiortc", "relay", "janus"]
 
 
 def taskset(cpus: str, nice: int = -5) -> list[str]:
@@ -552,8 +639,28 @@ def taskset(cpus: str, nice: int = -5) -> list[str]:
     return [*prio, "taskset", "-c", cpus]
 
 
-def run_one(args: argparse.Namespace, me: list[str], mode: str, n: int) -> str:
-    pin = {"server_cpu": args.server_cpu, "client_cpu": args.client_cpu, "loop": args.loop}
+def start_server(args: argparse.Namespace, me: list[str], mode: str) -> subprocess.Popen[str]:
+    """Our server (prints "ready"), or Janus configured under bench-results/."""
+    if mode == "janus":
+        janus_ref.add_loopback_alias()
+        RESULTS.mkdir(exist_ok=True)
+        folder = Path(tempfile.mkdtemp(prefix="janus-", dir=RESULTS))
+        janus_ref.write_config(folder, args.port)
+        janus = subprocess.Popen(
+            [*taskset(args.server_cpu), "janus", "-F", str(folder), "-C", f"{folder}/janus.jcfg"],
+            stdout=open(folder / "janus.log", "w"),  # noqa: SIM115 (lives as long as janus)
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            with contextlib.suppress(OSError):
+                urllib.request.urlopen(f"http://127.0.0.1:{args.port}/janus/info", timeout=2)
+                return janus
+            if time.monotonic() > deadline or janus.poll() is not None:
+                janus.kill()
+                raise RuntimeError(f"janus did not start, see {folder}/janus.log")
+            time.sleep(0.2)
     server = subprocess.Popen(
         [
             *taskset(args.server_cpu),
@@ -564,13 +671,22 @@ def run_one(args: argparse.Namespace, me: list[str], mode: str, n: int) -> str:
         stdout=subprocess.PIPE,
         text=True,
     )
+    assert server.stdout is not None
+    assert server.stdout.readline().strip() == "ready"
+    return server
+
+
+def run_one(args: argparse.Namespace, me: list[str], mode: str, n: int) -> str:
+    pin = {"server_cpu": args.server_cpu, "client_cpu": args.client_cpu, "loop": args.loop}
+    if mode == "janus":
+        pin["loop"] = "janus"
+    server = start_server(args, me, mode)
     host: subprocess.Popen[str] | None = None
+    url = f"http://127.0.0.1:{args.port}"
     try:
-        assert server.stdout is not None
-        assert server.stdout.readline().strip() == "ready"
-        url = f"http://127.0.0.1:{args.port}"
+        janus = ["--janus"] if mode == "janus" else []
         host = subprocess.Popen(
-            [*taskset(args.client_cpu, nice=-10), *me, "host", "--url", url],
+            [*taskset(args.client_cpu, nice=-10), *me, "host", "--url", url, *janus],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -582,9 +698,10 @@ def run_one(args: argparse.Namespace, me: list[str], mode: str, n: int) -> str:
                 *taskset(args.client_cpu),
                 *me,
                 "client",
-                *("--url", f"http://127.0.0.1:{args.port}", "--viewers", str(n)),
+                *("--url", f"{url}/janus" if mode == "janus" else url, "--viewers", str(n)),
                 *("--seconds", str(args.seconds), "--batch", str(args.batch)),
                 *("--viewer", args.viewer, "--loop", args.loop),
+                *("--janus-pid", str(server.pid if mode == "janus" else 0)),
             ],
             capture_output=True,
             text=True,
@@ -602,13 +719,19 @@ def run_one(args: argparse.Namespace, me: list[str], mode: str, n: int) -> str:
                 host.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 host.kill()
-        with contextlib.suppress(Exception):
-            urllib.request.urlopen(f"http://127.0.0.1:{args.port}/quit", data=b"", timeout=5)
+        if mode == "janus":
+            server.terminate()
+        else:
+            with contextlib.suppress(Exception):
+                urllib.request.urlopen(f"{url}/quit", data=b"", timeout=5)
         try:
             server.wait(timeout=15)
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait(timeout=15)
+
+
+RESULTS = Path(__file__).resolve().parents[1] / "bench-results"
 
 
 if __name__ == "__main__":

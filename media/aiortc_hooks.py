@@ -589,3 +589,29 @@ class ForwardSender:
         self.downtrack.set_listener(None)
         if self._udp is not None:
             self._udp.close()
+
+
+SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)  # Linux; lets root pass rmem_max
+
+
+def enlarge_receive_buffers(receiver: RTCRtpReceiver, size: int) -> int:
+    """Give the ICE sockets under `receiver` a `size`-byte receive buffer; returns how many.
+
+    A publisher's keyframe arrives as one burst (hundreds of KB at 1.5 Mbps): with the default
+    buffer a busy fan-out loses its tail and the room stalls until the next keyframe.
+    """
+    connection = receiver.transport.transport._connection
+    done = 0
+    for protocol in getattr(connection, "_protocols", []):
+        transport = getattr(protocol, "transport", None)
+        sock = transport.get_extra_info("socket") if transport is not None else None
+        if sock is None:
+            continue
+        for option in (SO_RCVBUFFORCE, socket.SO_RCVBUF):
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, option, size)
+            except OSError:
+                continue
+            done += 1
+            break
+    return done

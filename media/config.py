@@ -27,5 +27,7 @@ class MediaConfig:
     # "fast": viewers' RTP is written per packet header over payloads cut once per room and sent
     # directly (media.rtp_writer); "aiortc": each viewer's RTCRtpSender packetises and sends.
     send_path: Literal["fast", "aiortc"] = "fast"
+    # Receive buffer of a publisher's sockets: a whole keyframe burst must fit while we fan out.
+    ingest_receive_buffer: int = 4 << 20
     # How many time-to-first-frame samples stats keep.
     ttff_samples: int = 1000

@@ -311,6 +311,10 @@ class MediaServer:
             room.subscribe(session)
         elif room.publisher is session and not session.live:
             session.live = True
+            for transceiver in session.pc.getTransceivers():
+                hooks.enlarge_receive_buffers(
+                    transceiver.receiver, self.config.ingest_receive_buffer
+                )
             if not session.relay:
                 self._emit(MediaEvent("live", session.room_id, session.id))
 

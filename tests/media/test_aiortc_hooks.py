@@ -155,3 +155,29 @@ async def test_srtp_udp_sink_batches_a_frame_and_each_datagram_decrypts() -> Non
     finally:
         transport.close()
         receiver.close()
+
+
+async def test_publisher_sockets_get_a_large_receive_buffer() -> None:
+    import os
+    import socket
+
+    from aiortc import RTCPeerConnection as PC
+
+    a, b = PC(RTCConfiguration(iceServers=[])), PC(RTCConfiguration(iceServers=[]))
+    try:
+        hooks.set_ice_addresses(["127.0.0.1"])
+        a.addTransceiver("audio", direction="sendonly")
+        await a.setLocalDescription(await a.createOffer())
+        assert a.localDescription is not None
+        await b.setRemoteDescription(a.localDescription)
+        await b.setLocalDescription(await b.createAnswer())
+        (transceiver,) = b.getTransceivers()
+        assert hooks.enlarge_receive_buffers(transceiver.receiver, 1 << 20) >= 1
+        connection = transceiver.receiver.transport.transport._connection
+        sock = connection._protocols[0].transport.get_extra_info("socket")
+        # without root the kernel caps it at net.core.rmem_max
+        expected = 1 << 20 if os.geteuid() == 0 else 1
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) >= expected
+    finally:
+        await a.close()
+        await b.close()
