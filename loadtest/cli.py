@@ -104,6 +104,16 @@ def register(sub: Any) -> None:
     )
     chat.set_defaults(run=run_chat_command)
     _register_sale(kinds)
+    scenario = kinds.add_parser(
+        "run", help="a scenario file: mixed roles, thresholds, JSON and HTML report"
+    )
+    scenario.add_argument("scenario", type=Path, help="scenario TOML")
+    scenario.add_argument("--json", type=Path, default=None, metavar="PATH")
+    scenario.add_argument("--html", type=Path, default=None, metavar="PATH")
+    scenario.add_argument(
+        "--allow-remote", action="store_true", help="allow target URLs outside loopback"
+    )
+    scenario.set_defaults(run=run_scenario_command)
 
 
 def _register_sale(kinds: Any) -> None:
@@ -268,3 +278,27 @@ async def run_sale_command(args: argparse.Namespace) -> int:
         print("live loadtest: an invariant of the sale was breached", file=sys.stderr)
         return 1
     return 0
+
+
+async def run_scenario_command(args: argparse.Namespace) -> int:
+    """Exit 0 when every rule passes, 1 when one fails, 2 when the scenario is in error."""
+    from loadtest import html, report, scenario
+
+    try:
+        plan = scenario.load(args.scenario)
+        check_targets(plan.urls, args.allow_remote)
+    except (scenario.ScenarioError, UnsafeTarget) as exc:
+        print(f"live loadtest: {exc}", file=sys.stderr)
+        return 2
+    try:
+        doc = await scenario.run(plan, progress=lambda line: print(line, flush=True))
+    except scenario.ScenarioError as exc:
+        print(f"live loadtest: {exc}", file=sys.stderr)
+        return 2
+    print(scenario.summary(doc))
+    if args.json:
+        report.write_json(doc, args.json)
+    if args.html:
+        args.html.parent.mkdir(parents=True, exist_ok=True)
+        args.html.write_text(html.render(doc))
+    return 0 if doc["passed"] else 1

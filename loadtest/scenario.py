@@ -1,0 +1,268 @@
+"""`live loadtest run scenario.toml`: a show's crowd of mixed roles, judged by thresholds.
+
+Lurkers and chatters (and likers among them) are the chat driver's crowd in one room; buyers are
+the sale driver's, racing a sale the scenario starts in the same room at the same time. Both run
+side by side; the result is one JSON document (and an HTML report) with the rules' verdicts.
+
+    name = "evening show"
+    duration_s = 5
+    [target]            # no urls: start Valkey and `nodes` pinned `live serve` processes
+    urls = []
+    nodes = 1
+    [roles]
+    lurkers = 200
+    chatters = 20
+    chat_rate = 10      # room-wide messages per second
+    likers = 20
+    like_rate = 50
+    buyers = 100
+    [sale]
+    quantity = 50
+    per_user_limit = 2
+    attempts = 300
+    rate = 0            # attempts per second; 0: as fast as `concurrency` allows
+    [thresholds]
+    rules = ["chat.delivery.p99 < 250ms", "errors.rate < 0.1%", "sale.invariants == 1"]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import tomllib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from loadtest import servers, thresholds
+from loadtest.chat import Progress, run_chat
+from loadtest.plan import ChatWorkload, SaleWorkload, senders_for
+from loadtest.procstat import available_cpus
+from loadtest.sale import SaleSpec, check_invariants, run_buyers, start_sale
+from loadtest.salebench import RAISED_LIMITS
+from loadtest.suite import create_room, store
+
+
+class ScenarioError(ValueError):
+    """A scenario file that cannot be run as written."""
+
+
+_TOP = {"name", "duration_s", "target", "roles", "sale", "thresholds", "generator"}
+_TARGET = {"urls", "nodes", "secret", "redis_url"}
+_ROLES = {"lurkers", "chatters", "chat_rate", "likers", "like_rate", "buyers"}
+_SALE = {"quantity", "per_user_limit", "attempts", "rate", "concurrency"}
+_GENERATOR = {"workers", "drain_s", "connect_rate"}
+
+
+@dataclass
+class Scenario:
+    name: str
+    duration_s: float
+    urls: list[str] = field(default_factory=list)
+    nodes: int = 1
+    secret: str | None = None
+    redis_url: str | None = None
+    lurkers: int = 0
+    chatters: int = 0
+    chat_rate: float = 0.0
+    likers: int = 0
+    like_rate: float = 0.0
+    buyers: int = 0
+    sale: SaleSpec | None = None
+    attempts: int = 0
+    sale_rate: float = 0.0
+    concurrency: int = 64
+    rules: list[thresholds.Rule] = field(default_factory=list)
+    workers: int = 1
+    drain_s: float = 3.0
+    connect_rate: float = 1000.0
+
+
+def _table(doc: dict[str, Any], key: str, allowed: set[str]) -> dict[str, Any]:
+    value = doc.get(key, {})
+    if not isinstance(value, dict):
+        raise ScenarioError(f"[{key}] must be a table")
+    unknown = set(value) - allowed
+    if unknown:
+        raise ScenarioError(f"[{key}] has unknown keys {sorted(unknown)}; known: {sorted(allowed)}")
+    return value
+
+
+def load(path: Path) -> Scenario:
+    """Read and check a scenario file; every rule is parsed (an unknown metric is an error)."""
+    try:
+        doc = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ScenarioError(f"{path}: {exc}") from None
+    unknown = set(doc) - _TOP
+    if unknown:
+        raise ScenarioError(f"unknown top-level keys {sorted(unknown)}; known: {sorted(_TOP)}")
+    target = _table(doc, "target", _TARGET)
+    roles = _table(doc, "roles", _ROLES)
+    sale = _table(doc, "sale", _SALE)
+    gen = _table(doc, "generator", _GENERATOR)
+    rules_doc = _table(doc, "thresholds", {"rules"})
+    try:
+        rules = [thresholds.parse(r) for r in rules_doc.get("rules", [])]
+        s = Scenario(
+            name=str(doc.get("name", path.stem)),
+            duration_s=float(doc.get("duration_s", 10)),
+            urls=list(target.get("urls", [])),
+            nodes=int(target.get("nodes", 1)),
+            secret=target.get("secret") or os.environ.get("LIVE_JWT_SECRET"),
+            redis_url=target.get("redis_url"),
+            lurkers=int(roles.get("lurkers", 0)),
+            chatters=int(roles.get("chatters", 0)),
+            chat_rate=float(roles.get("chat_rate", 0)),
+            likers=int(roles.get("likers", 0)),
+            like_rate=float(roles.get("like_rate", 0)),
+            buyers=int(roles.get("buyers", 0)),
+            sale=SaleSpec(quantity=int(sale["quantity"]),
+                          per_user_limit=int(sale.get("per_user_limit", 1)))
+            if roles.get("buyers") else None,
+            attempts=int(sale.get("attempts", 0)),
+            sale_rate=float(sale.get("rate", 0)),
+            concurrency=int(sale.get("concurrency", 64)),
+            rules=rules,
+            workers=int(gen.get("workers", 0)) or max(1, len(_client_cpus())),
+            drain_s=float(gen.get("drain_s", 3.0)),
+            connect_rate=float(gen.get("connect_rate", 1000.0)),
+        )  # fmt: skip
+    except thresholds.ThresholdError as exc:
+        raise ScenarioError(str(exc)) from None
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ScenarioError(f"{path}: {exc!r}") from None
+    if not 0 < s.duration_s <= 600:
+        raise ScenarioError("duration_s must be above 0 and at most 600")
+    if s.nodes not in (1, 2):
+        raise ScenarioError("target.nodes must be 1 or 2")
+    if s.chatters and s.chat_rate <= 0:
+        raise ScenarioError("chatters need a chat_rate above 0")
+    if s.buyers and s.attempts <= 0:
+        raise ScenarioError("buyers need [sale] attempts above 0")
+    if not (s.lurkers + s.chatters + s.likers or s.buyers):
+        raise ScenarioError("the scenario has no roles")
+    return s
+
+
+def _client_cpus() -> list[int]:
+    return servers.default_pinning(available_cpus()).client_cpus
+
+
+async def run(scenario: Scenario, progress: Progress = print) -> dict[str, Any]:
+    """Run the scenario; the document with metrics, rule verdicts and `passed`."""
+    pinning = servers.default_pinning(available_cpus())
+    async with _system(scenario, pinning, progress) as (urls, pids, secret, redis_url):
+        room = "show-" + secrets.token_hex(4)
+        await create_room(urls[0], secret, room, required=True)
+        jobs: dict[str, Any] = {}
+        if scenario.lurkers + scenario.chatters + scenario.likers:
+            jobs["chat"] = _chat(scenario, room, urls, secret, pids, pinning, progress)
+        sale_info: dict[str, Any] = {}
+        if scenario.buyers and scenario.sale is not None:
+            sale = await start_sale(urls[0], secret, room, scenario.sale)
+            sale_info = {"sale_id": sale["sale_id"], "quantity": scenario.sale.quantity}
+            jobs["sale"] = _sale(scenario, room, sale["sale_id"], urls, secret, pids, pinning,
+                                 progress)  # fmt: skip
+        names = list(jobs)
+        results = dict(zip(names, await asyncio.gather(*jobs.values()), strict=True))
+        if "sale" in results and scenario.sale is not None:
+            sale_doc = results["sale"]
+            units = sale_doc.pop("units_by_user")
+            sale_doc["invariants"] = await check_invariants(
+                redis_url, urls[0], room, sale_info["sale_id"],
+                quantity=scenario.sale.quantity, per_user_limit=scenario.sale.per_user_limit,
+                reserved_201=sale_doc["attempts"]["reserved"], units_by_user=units,
+            )  # fmt: skip
+            sale_doc.update(sale_info)
+    doc: dict[str, Any] = {"name": scenario.name, "pinning": pinning.describe(), **results}
+    doc["metrics"] = thresholds.metrics_of(doc)
+    doc["thresholds"] = thresholds.evaluate(scenario.rules, doc["metrics"])
+    invariants_ok = "sale" not in doc or doc["sale"]["invariants"]["ok"]
+    doc["passed"] = invariants_ok and all(r["passed"] for r in doc["thresholds"])
+    return doc
+
+
+async def _chat(
+    s: Scenario, room: str, urls: list[str], secret: str, pids: dict[str, int],
+    pinning: servers.Pinning, progress: Progress,
+) -> dict[str, Any]:  # fmt: skip
+    viewers = s.lurkers + s.chatters + s.likers
+    senders = max(1, s.chatters or 1)
+    senders = max(senders, min(viewers - s.likers, senders_for(s.chat_rate or 1, viewers)))
+    work = ChatWorkload(
+        viewers=viewers, rate=s.chat_rate or 1.0, duration_s=s.duration_s, room=room,
+        senders=senders, drain_s=s.drain_s, warmup_s=0.0, connect_rate=s.connect_rate,
+        likers=s.likers, like_rate=s.like_rate,
+    )  # fmt: skip
+    cpus = pinning.client_cpus
+    return await run_chat(
+        work, urls, secret, server_pids=pids, workers=s.workers, client_cpus=cpus,
+        label="chat", progress=progress,
+    )  # fmt: skip
+
+
+async def _sale(
+    s: Scenario, room: str, sale_id: str, urls: list[str], secret: str, pids: dict[str, int],
+    pinning: servers.Pinning, progress: Progress,
+) -> dict[str, Any]:  # fmt: skip
+    work = SaleWorkload(
+        users=s.buyers, attempts=s.attempts, rate=s.sale_rate, duration_s=s.duration_s,
+        room=room, sale_id=sale_id, concurrency=s.concurrency,
+    )  # fmt: skip
+    cpus = pinning.client_cpus
+    return await run_buyers(
+        work, urls, secret, server_pids=pids, workers=s.workers, client_cpus=cpus,
+        label="sale", progress=progress,
+    )  # fmt: skip
+
+
+@contextlib.asynccontextmanager
+async def _system(
+    s: Scenario, pinning: servers.Pinning, progress: Progress
+) -> AsyncIterator[tuple[list[str], dict[str, int], str, str | None]]:
+    """The given targets, or Valkey and pinned nodes started here: (urls, pids, secret, redis)."""
+    if s.urls:
+        if not s.secret:
+            raise ScenarioError(
+                "targets need their token secret (target.secret or LIVE_JWT_SECRET)"
+            )
+        yield s.urls, {}, s.secret, s.redis_url
+        return
+    progress(pinning.describe() + "; nodes run with the commerce rate limits raised")
+    async with store(None, None, pinning) as (redis_url, valkey_pid, work_dir):
+        secret = s.secret or secrets.token_urlsafe(32)
+        started: list[servers.ServerProcess] = []
+        try:
+            for i in range(s.nodes):
+                started.append(await servers.start_python_node(
+                    f"python-{i + 1}", redis_url, secret, pinning.server_cpus,
+                    work_dir / "logs", RAISED_LIMITS,
+                ))  # fmt: skip
+            pids = {p.name: p.pid for p in started}
+            if valkey_pid is not None:
+                pids["valkey"] = valkey_pid
+            yield [p.url for p in started], pids, secret, redis_url
+        finally:
+            for proc in started:
+                servers.stop(proc)
+
+
+def summary(doc: dict[str, Any]) -> str:
+    """The final table: every rule with its measured value, then the verdict."""
+    lines = [f"scenario {doc['name']}: {doc['pinning']}"]
+    m = doc["metrics"]
+    for key in ("chat.joined", "chat.delivery.p99", "chat.missing", "likes.sent",
+                "sale.attempts_per_s", "sale.reservation.p99", "sale.reserved",
+                "sale.invariants", "errors.rate"):  # fmt: skip
+        if key in m:
+            lines.append(f"  {key:<24} {m[key]:.4g}")
+    for r in doc["thresholds"]:
+        lines.append(
+            f"  {'pass' if r['passed'] else 'FAIL'}  {r['rule']}  (measured {r['actual']:.4g})"
+        )
+    lines.append("PASSED" if doc["passed"] else "FAILED")
+    return "\n".join(lines)
