@@ -1,0 +1,94 @@
+"""Scenario runs against a node: thresholds decide the exit code; unknown metrics are errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from live.app import RunningNode
+from live.cli import parser
+from loadtest import thresholds
+from tests.conftest import SECRET
+
+
+def _scenario(tmp_path: Path, node: RunningNode, valkey_url: str, rules: list[str]) -> Path:
+    path = tmp_path / "show.toml"
+    path.write_text(
+        f"""
+name = "test show"
+duration_s = 2
+[target]
+urls = ["{node.url}"]
+secret = "{SECRET}"
+redis_url = "{valkey_url}"
+[roles]
+lurkers = 40
+chatters = 5
+chat_rate = 5
+likers = 5
+like_rate = 10
+buyers = 20
+[sale]
+quantity = 10
+per_user_limit = 1
+attempts = 60
+concurrency = 16
+[generator]
+workers = 1
+drain_s = 3
+[thresholds]
+rules = {json.dumps(rules)}
+"""
+    )
+    return path
+
+
+async def _run(path: Path, tmp_path: Path) -> int:
+    args = parser().parse_args(
+        ["loadtest", "run", str(path), "--json", str(tmp_path / "r.json"),
+         "--html", str(tmp_path / "r.html")]
+    )  # fmt: skip
+    code: int = await args.run(args)
+    return code
+
+
+async def test_short_scenario_passes_and_writes_json_and_html(
+    node: RunningNode, valkey_url: str, tmp_path: Path
+) -> None:
+    rules = ["chat.delivery.p99 < 2000ms", "errors.rate < 0.1%", "sale.invariants == 1"]
+    assert await _run(_scenario(tmp_path, node, valkey_url, rules), tmp_path) == 0
+    doc = json.loads((tmp_path / "r.json").read_text())
+    assert doc["passed"] is True
+    assert doc["chat"]["connections"]["joined"] == 50
+    assert doc["sale"]["attempts"]["reserved"] == 10
+    assert doc["sale"]["invariants"]["ok"]
+    assert [r["passed"] for r in doc["thresholds"]] == [True, True, True]
+    page = (tmp_path / "r.html").read_text()
+    assert page.count("<svg") >= 3 and "http" not in page.split("<svg", 1)[0].lower()
+    assert "PASSED" in page
+
+
+async def test_impossible_threshold_exits_non_zero(
+    node: RunningNode, valkey_url: str, tmp_path: Path
+) -> None:
+    rules = ["chat.delivery.p99 < 0.001ms"]
+    assert await _run(_scenario(tmp_path, node, valkey_url, rules), tmp_path) == 1
+    doc = json.loads((tmp_path / "r.json").read_text())
+    assert doc["passed"] is False
+    assert "FAILED" in (tmp_path / "r.html").read_text()
+
+
+async def test_unknown_metric_is_an_error(
+    node: RunningNode, valkey_url: str, tmp_path: Path
+) -> None:
+    rules = ["chat.delivery.p99 < 250ms", "chat.teleport.p99 < 1ms"]
+    assert await _run(_scenario(tmp_path, node, valkey_url, rules), tmp_path) == 2
+    assert not (tmp_path / "r.json").exists()
+    with pytest.raises(thresholds.ThresholdError, match="unknown metric"):
+        thresholds.parse("nope.p99 < 1ms")
+    with pytest.raises(thresholds.ThresholdError, match="not in"):
+        thresholds.parse("errors.rate < 5ms")
+    assert thresholds.parse("errors.rate < 0.1%").value == pytest.approx(0.001)
+    assert thresholds.parse("chat.delivery.p99 < 0.25s").value == pytest.approx(250)
