@@ -143,4 +143,3 @@ async def confirm(request: web.Request) -> web.Response:
 async def cancel(request: web.Request) -> web.Response:
     require_role(claims_of(request), None, "orders")
     return web.json_response(await _commerce(request).cancel(request.match_info["id"]))
-
