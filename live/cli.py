@@ -59,7 +59,9 @@ def parser() -> argparse.ArgumentParser:
     serve.set_defaults(run=cmd_serve.run)
 
     demo = sub.add_parser(
-        "demo", help="embedded Valkey, two nodes, a demo room, links", description=cmd_demo.__doc__
+        "demo",
+        help="embedded Valkey, an origin and an edge, a demo room, links",
+        description=cmd_demo.__doc__,
     )
     _node_flags(demo)
     demo.add_argument("--room", default="demo", help="demo room id (default demo)")

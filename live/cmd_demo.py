@@ -1,41 +1,52 @@
-"""Start a demo: embedded Valkey, an origin node and a second node on the next port, a demo room
-with products, and links with signed development tokens for the host studio, two viewers (one per
-node) and a moderator."""
+"""Start a demo: embedded Valkey, an origin node and an edge node on the next port (it pulls the
+stream from the origin and serves its own viewers), a demo room with products, and links with
+signed development tokens for the host studio, two viewers (one per node) and a moderator."""
 
 from __future__ import annotations
 
 import argparse
 
 from live import demo_data, logs
-from live.app import serve, shared_store, wait_for_shutdown
+from live.app import RunningNode, serve, shared_store, wait_for_shutdown
+
+DAY_S = 24 * 3600
 
 
 async def run(args: argparse.Namespace) -> int:
     from live.cli import settings_from
 
-    origin = settings_from(args, node_id="origin", role="all", data_dir=args.data_dir or "var/demo")
+    origin = settings_from(
+        args, node_id="origin", role="origin", data_dir=args.data_dir or "var/demo"
+    )
     logs.configure(origin.log_level, json=False)
-    second_port = origin.port + 1 if origin.port else 0
-    edge = origin.model_copy(update={"node_id": "edge-1", "port": second_port, "public_url": None})
-    async with (
-        shared_store(origin) as redis,
-        serve(origin, redis) as first,
-        serve(edge, redis) as second,
-    ):
-        await demo_data.seed(redis, args.room, "Saturday night live sale")
-        auth = first.node.auth
-        day = 24 * 3600
-        links = {
-            "host studio": (first.url, "host", "host", "Host", "/studio"),
-            "viewer (Alice, node 1)": (first.url, "viewer", "alice", "Alice", ""),
-            "viewer (Bob, node 2)": (second.url, "viewer", "bob", "Bob", ""),
-            "moderator (Mia)": (first.url, "moderator", "mia", "Mia", "/moderate"),
-        }
-        print("\nLive demo is running. Open:", flush=True)
-        for label, (url, role, user, name, suffix) in links.items():
-            token = auth.issue(user=user, role=role, name=name, rooms=[args.room], ttl_s=day)
-            print(f"  {label:24} {url}/rooms/{args.room}{suffix}#token={token}")
-        host_token = auth.issue(user="host", role="host", name="Host", rooms=[args.room], ttl_s=day)
-        print(f"\n  host API token: {host_token}\n  Ctrl-C stops everything.\n", flush=True)
-        await wait_for_shutdown()
+    async with shared_store(origin) as redis, serve(origin, redis) as first:
+        edge = origin.model_copy(
+            update={
+                "node_id": "edge-1",
+                "role": "edge",
+                "port": origin.port + 1 if origin.port else 0,
+                "public_url": None,
+                "origin_url": first.url,
+            }
+        )
+        async with serve(edge, redis) as second:
+            await demo_data.seed(redis, args.room, "Saturday night live sale")
+            print_links(args.room, first, second)
+            await wait_for_shutdown()
     return 0
+
+
+def print_links(room: str, origin: RunningNode, edge: RunningNode) -> None:
+    auth = origin.node.auth
+    links = {
+        "host studio": (origin.url, "host", "host", "Host", "/studio"),
+        "viewer (Alice, origin)": (origin.url, "viewer", "alice", "Alice", ""),
+        "viewer (Bob, edge)": (edge.url, "viewer", "bob", "Bob", ""),
+        "moderator (Mia)": (origin.url, "moderator", "mia", "Mia", "/moderate"),
+    }
+    print("\nLive demo is running. Open:", flush=True)
+    for label, (url, role, user, name, suffix) in links.items():
+        token = auth.issue(user=user, role=role, name=name, rooms=[room], ttl_s=DAY_S)
+        print(f"  {label:24} {url}/rooms/{room}{suffix}#token={token}")
+    api = auth.issue(user="host", role="host", name="Host", rooms=[room], ttl_s=DAY_S)
+    print(f"\n  host API token: {api}\n  Ctrl-C stops everything.\n", flush=True)
