@@ -39,13 +39,13 @@ class FanoutManager(socketio.AsyncManager):  # type: ignore[misc]
         self.max_queue = max_queue
         self._on_drop = on_drop
         self._tasks: set[asyncio.Task[None]] = set()
-        self._links: dict[str, wsdirect.Link] | None = None
+        self._direct: wsdirect.DirectWrites | None = None
         self.direct_writes = 0  # deliveries written straight to a transport
         self.queued_writes = 0  # deliveries handed to an engine.io queue
 
     def set_server(self, server: Any) -> None:
         super().set_server(server)
-        self._links = wsdirect.install(server.eio)
+        self._direct = wsdirect.install(server.eio)
 
     def supported(self) -> bool:
         sockets = getattr(getattr(self.server, "eio", None), "sockets", None)
@@ -79,7 +79,8 @@ class FanoutManager(socketio.AsyncManager):  # type: ignore[misc]
             eio_packet.Packet(eio_packet.MESSAGE, p)
             for p in (encoded if isinstance(encoded, list) else [encoded])
         ]
-        links = self._links or {}
+        writes = self._direct
+        links = writes.links if writes is not None else {}
         frame = None
         if links and isinstance(encoded, str):  # binary events carry attachments: queue them
             frame = wsdirect.text_frame(packets[0].encode())
@@ -102,6 +103,8 @@ class FanoutManager(socketio.AsyncManager):  # type: ignore[misc]
             for pkt in packets:
                 client.queue.put_nowait(pkt)
             queued += 1
+        if direct and writes is not None:
+            writes.flush_soon()
         self.direct_writes += direct
         self.queued_writes += queued
 

@@ -57,22 +57,39 @@ def text_frame(payload: str) -> bytes:
 class Link:
     """One WebSocket connection's engine.io socket and transport, for direct writes."""
 
-    __slots__ = ("_getters", "_pending", "_socket", "_transport", "_writer", "limit")
+    __slots__ = (
+        "_dirty",
+        "_getters",
+        "_out",
+        "_out_size",
+        "_queued",
+        "_socket",
+        "_transport",
+        "_writer",
+        "limit",
+    )
 
-    def __init__(self, socket: Any, writer: Any, limit: int) -> None:
+    def __init__(self, socket: Any, writer: Any, limit: int, dirty: list[Link]) -> None:
         self._socket = socket
-        self._pending = socket.queue._queue
+        self._queued = socket.queue._queue
         self._getters = socket.queue._getters
         self._writer = writer
         self._transport: asyncio.Transport = writer.transport
+        self._dirty = dirty
+        self._out: list[bytes] = []  # frames taken this loop iteration, written by the flush
+        self._out_size = 0
         self.limit = limit
 
     def write(self, frame: bytes) -> bool:
-        """Write `frame` now if nothing is queued or in flight before it; False to use the queue."""
+        """Take `frame` if nothing is queued or in flight before it; False to use the queue.
+
+        Taken frames are written by `DirectWrites.flush`, which the caller schedules with
+        `flush_soon()` before it yields: it runs ahead of any writer wake-up that follows.
+        """
         # The writer task parked in queue.get() with nothing queued has written every packet it
         # took; any other state (a batch being sent, a drain, a wake-up pending) keeps order by
         # going through the queue.
-        if self._pending or not self._getters:
+        if self._queued or not self._getters:
             return False
         socket = self._socket
         if socket.closing or socket.closed or socket.upgrading or not socket.upgraded:
@@ -81,19 +98,59 @@ class Link:
         if (
             self._writer._closing
             or transport.is_closing()
-            or transport.get_write_buffer_size() > self.limit
+            or transport.get_write_buffer_size() + self._out_size > self.limit
         ):
             return False
-        transport.write(frame)
+        if not self._out:
+            self._dirty.append(self)
+        self._out.append(frame)
+        self._out_size += len(frame)
         return True
 
+    def flush(self) -> None:
+        out = self._out
+        if not self._transport.is_closing():
+            self._transport.write(out[0] if len(out) == 1 else b"".join(out))
+        out.clear()
+        self._out_size = 0
+
     def stalled(self) -> bool:
-        """Whether more than `limit` bytes wait in the transport: the peer is not reading."""
-        return self._transport.get_write_buffer_size() > self.limit
+        """Whether more than `limit` bytes wait to be sent: the peer is not reading."""
+        return self._transport.get_write_buffer_size() + self._out_size > self.limit
 
     def abort(self) -> None:
         """Drop the connection at once: a graceful close would wait behind the stalled bytes."""
         self._transport.abort()
+
+
+class DirectWrites:
+    """The direct-write links of one engine.io server, by engine.io sid, and their flush.
+
+    Frames taken during one event-loop iteration go out together, one `transport.write` per
+    connection: a broadcast alone costs one write per recipient, several broadcasts landing in
+    the same iteration (a backlog, a burst) still cost one.
+    """
+
+    def __init__(self) -> None:
+        self.links: dict[str, Link] = {}
+        self._dirty: list[Link] = []
+        self._scheduled = False
+
+    def link(self, socket: Any, writer: Any, limit: int) -> Link:
+        return Link(socket, writer, limit, self._dirty)
+
+    def flush_soon(self) -> None:
+        """Schedule the flush of taken frames; call before yielding to the loop."""
+        if not self._scheduled and self._dirty:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self.flush)
+
+    def flush(self) -> None:
+        self._scheduled = False
+        dirty = self._dirty
+        for link in dirty:
+            link.flush()
+        dirty.clear()
 
 
 def _version(dist: str) -> tuple[int, ...] | None:
@@ -128,7 +185,9 @@ def _supported(eio: Any) -> bool:
     return hasattr(ws, "_writer") and all(hasattr(WebSocket, n) for n in ("send", "wait"))
 
 
-def _link(socket: Any, response: web.WebSocketResponse, limit: int) -> Link | None:
+def _link(
+    direct: DirectWrites, socket: Any, response: web.WebSocketResponse, limit: int
+) -> Link | None:
     """A Link for a prepared response, or None if anything is not as expected."""
     writer: Any = getattr(response, "_writer", None)
     # A compressing connection would need its own frame (and its deflate context kept in step).
@@ -143,13 +202,13 @@ def _link(socket: Any, response: web.WebSocketResponse, limit: int) -> Link | No
         or not all(hasattr(socket, n) for n in ("upgraded", "upgrading", "closing", "closed"))
     ):
         return None
-    return Link(socket, writer, limit)
+    return direct.link(socket, writer, limit)
 
 
-def install(eio: Any, limit: int = WRITE_BUFFER_LIMIT) -> dict[str, Link] | None:
+def install(eio: Any, limit: int = WRITE_BUFFER_LIMIT) -> DirectWrites | None:
     """Hook `eio` (an engineio AsyncServer) to record its WebSocket connections by engine.io sid.
 
-    Returns the live mapping (entries leave when their connection ends), or None if this
+    Returns their `DirectWrites` (links leave when their connection ends), or None if this
     engine.io/aiohttp is not the one this module was written against.
     """
     if not _supported(eio):
@@ -157,7 +216,8 @@ def install(eio: Any, limit: int = WRITE_BUFFER_LIMIT) -> dict[str, Link] | None
         return None
     from engineio.async_drivers.aiohttp import WebSocket
 
-    links: dict[str, Link] = {}
+    direct = DirectWrites()
+    links = direct.links
 
     class DirectWebSocket(WebSocket):  # type: ignore[misc]
         # Chat payloads are small and a broadcast is one frame for everyone only uncompressed;
@@ -171,7 +231,7 @@ def install(eio: Any, limit: int = WRITE_BUFFER_LIMIT) -> dict[str, Link] | None
             self.environ = environ
             socket = getattr(self.handler, "__self__", None)
             sid = getattr(socket, "sid", None)
-            link = _link(socket, self._sock, limit) if isinstance(sid, str) else None
+            link = _link(direct, socket, self._sock, limit) if isinstance(sid, str) else None
             if sid is not None and link is not None:
                 links[sid] = link
             try:
@@ -182,4 +242,4 @@ def install(eio: Any, limit: int = WRITE_BUFFER_LIMIT) -> dict[str, Link] | None
             return self._sock
 
     eio._async = {**eio._async, "websocket": DirectWebSocket}
-    return links
+    return direct

@@ -110,6 +110,12 @@ def _eio_socket(node: RunningNode, user: str) -> Any:
     return chat.sio.eio.sockets[chat.sio.manager.eio_sid_from_sid(sid, NAMESPACE)]
 
 
+def _links(node: RunningNode) -> dict[str, wsdirect.Link]:
+    direct = node.node.chat.fanout._direct
+    assert direct is not None
+    return direct.links
+
+
 def _notice(n: int) -> eio_packet.Packet:
     return eio_packet.Packet(eio_packet.MESSAGE, f'2{NAMESPACE},["notice",{{"n":{n}}}]')
 
@@ -141,7 +147,7 @@ async def test_broadcasts_to_idle_websockets_are_written_directly(
     for client in clients:
         await client.join("r1")
     fanout = node.node.chat.fanout
-    assert fanout._links is not None and len(fanout._links) == 5
+    assert len(_links(node)) == 5
     before = fanout.direct_writes
     for i in range(50):
         await node.node.chat.emit("r1", "notice", {"n": i})
@@ -150,6 +156,38 @@ async def test_broadcasts_to_idle_websockets_are_written_directly(
         await client.wait_for("notice", lambda d: d["n"] == 49)
         assert [d["n"] for d in client.events["notice"]] == list(range(50))
     assert fanout.direct_writes - before >= 200  # nearly all: the writers were idle
+
+
+async def test_broadcasts_of_one_loop_iteration_go_out_in_one_write(
+    node: RunningNode, connect: ClientFactory
+) -> None:
+    client = await connect(node.url, "alice")
+    await client.join("r1")
+    link = _links(node)[_eio_socket(node, "alice").sid]
+    writes: list[bytes] = []
+
+    class Counting:
+        def __init__(self, inner: Any) -> None:
+            self._inner = inner
+
+        def write(self, data: bytes) -> None:
+            writes.append(data)
+            self._inner.write(data)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._inner, name)
+
+    link._transport = Counting(link._transport)  # type: ignore[assignment]
+    sio = node.node.chat.sio
+    for n in range(5):  # no await that yields in between: one iteration
+        await sio.emit("notice", {"n": n}, room="r1", namespace=NAMESPACE)
+    assert writes == []
+    await asyncio.sleep(0)
+    assert writes == [
+        b"".join(wsdirect.text_frame(f'42{NAMESPACE},["notice",{{"n":{n}}}]') for n in range(5))
+    ]
+    await client.wait_for("notice", lambda d: d["n"] == 4)
+    assert [d["n"] for d in client.events["notice"]] == list(range(5))
 
 
 async def test_order_holds_when_some_packets_are_queued_and_others_direct(
@@ -218,7 +256,6 @@ async def test_broadcasts_interleave_with_acks_in_order(
 async def test_polling_and_upgrading_clients_get_everything(
     node: RunningNode, timeline_client: TimelineFactory
 ) -> None:
-    fanout = node.node.chat.fanout
     poller = await timeline_client(node.url, "poller", transports=["polling"])
     ws = await timeline_client(node.url, "ws")
     await poller.join("r1")
@@ -240,8 +277,8 @@ async def test_polling_and_upgrading_clients_get_everything(
     assert got == list(range(got[0], 150)) and got[0] <= first
     assert poller.sio.transport() == "polling"
     poller_eio = _eio_socket(node, "poller").sid
-    assert fanout._links is not None and poller_eio not in fanout._links
-    assert _eio_socket(node, "upgrader").sid in fanout._links
+    assert poller_eio not in _links(node)
+    assert _eio_socket(node, "upgrader").sid in _links(node)
     # Closed from the server: a polling client closing itself waits out its pending GET.
     await node.node.chat.sio.eio.disconnect(poller_eio)
     await asyncio.wait_for(poller.disconnected.wait(), 5)
@@ -270,7 +307,7 @@ async def test_a_client_that_stops_reading_is_queued_then_dropped(
 
     chat = node.node.chat
     chat.fanout.max_queue = 10
-    link = chat.fanout._links[_eio_socket(node, "stalled").sid]  # type: ignore[index]
+    link = _links(node)[_eio_socket(node, "stalled").sid]
     transport = link._transport
     peak = 0
     blob = "x" * 16_000
