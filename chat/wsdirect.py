@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import struct
+from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
@@ -58,11 +59,13 @@ class Link:
     """One WebSocket connection's engine.io socket and transport, for direct writes."""
 
     __slots__ = (
+        "_buffered",
         "_dirty",
         "_getters",
         "_out",
         "_out_size",
         "_queued",
+        "_ready",
         "_socket",
         "_transport",
         "_writer",
@@ -75,6 +78,8 @@ class Link:
         self._getters = socket.queue._getters
         self._writer = writer
         self._transport: asyncio.Transport = writer.transport
+        self._buffered: Callable[[], int] = self._transport.get_write_buffer_size
+        self._ready = False
         self._dirty = dirty
         self._out: list[bytes] = []  # frames taken this loop iteration, written by the flush
         self._out_size = 0
@@ -88,18 +93,17 @@ class Link:
         """
         # The writer task parked in queue.get() with nothing queued has written every packet it
         # took; any other state (a batch being sent, a drain, a wake-up pending) keeps order by
-        # going through the queue.
+        # going through the queue. A closing transport is left to the flush, which skips it.
         if self._queued or not self._getters:
             return False
         socket = self._socket
-        if socket.closing or socket.closed or socket.upgrading or not socket.upgraded:
+        if socket.closing or socket.closed or self._writer._closing:
             return False
-        transport = self._transport
-        if (
-            self._writer._closing
-            or transport.is_closing()
-            or transport.get_write_buffer_size() + self._out_size > self.limit
-        ):
+        if not self._ready:  # polling until the upgrade completes; it happens once
+            if socket.upgrading or not socket.upgraded:
+                return False
+            self._ready = True
+        if self._buffered() + self._out_size > self.limit:
             return False
         if not self._out:
             self._dirty.append(self)
@@ -116,7 +120,7 @@ class Link:
 
     def stalled(self) -> bool:
         """Whether more than `limit` bytes wait to be sent: the peer is not reading."""
-        return self._transport.get_write_buffer_size() + self._out_size > self.limit
+        return self._buffered() + self._out_size > self.limit
 
     def abort(self) -> None:
         """Drop the connection at once: a graceful close would wait behind the stalled bytes."""
