@@ -4,6 +4,17 @@ A crowd pressing Buy in the same instant becomes a few pipelines instead of one 
 round trip per attempt. Each script still runs atomically on the server; only the network trip
 is shared. Scripts go by SHA; a NOSCRIPT answer (server restarted, cache flushed) loads the script
 and retries those calls once.
+
+A batch is written straight to a pooled connection (one packed write, then one reply per call),
+not through redis-py's `Pipeline`, whose per-command bookkeeping cost more than the call itself
+on a hot path. The store's deadline is kept per batch, not per call: a batch that does not answer
+within `timeout_s` fails every call in it with `TimeoutError` and its connection is dropped.
+
+At most `max_inflight` batches are on the wire at once; calls arriving meanwhile wait for the next
+one. Under load that makes batches larger (fewer writes and reads, on both sides of the socket)
+for at most one extra round trip; the server runs scripts one at a time anyway. A batch failing
+with a timeout or a connection error fails the calls queued behind it too, so none waits longer
+than about one deadline for a store that is gone.
 """
 
 from __future__ import annotations
@@ -15,15 +26,25 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 from redis.commands.core import AsyncScript
-from redis.exceptions import NoScriptError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, ResponseError
 
 _Call = tuple[AsyncScript, Sequence[Any], Sequence[Any], "asyncio.Future[Any]"]
 
 
 class ScriptBatcher:
-    def __init__(self, redis: aioredis.Redis, max_batch: int = 256) -> None:
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        max_batch: int = 256,
+        timeout_s: float | None = None,
+        max_inflight: int = 2,
+    ) -> None:
         self._redis = redis
         self._max = max_batch
+        self._timeout = timeout_s
+        self._inflight_max = max_inflight
+        self._inflight = 0
         self._pending: list[_Call] = []
         self._scheduled = False
         self._tasks: set[asyncio.Task[None]] = set()
@@ -32,7 +53,8 @@ class ScriptBatcher:
 
     async def __call__(self, script: AsyncScript, keys: Sequence[Any], args: Sequence[Any]) -> Any:
         if self._direct:
-            return await script(keys=keys, args=args)
+            async with asyncio.timeout(self._timeout):
+                return await script(keys=keys, args=args)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         self._pending.append((script, keys, args, future))
@@ -43,26 +65,41 @@ class ScriptBatcher:
 
     def _flush(self) -> None:
         self._scheduled = False
-        pending, self._pending = self._pending, []
-        for start in range(0, len(pending), self._max):
-            task = asyncio.ensure_future(self._run(pending[start : start + self._max]))
+        while self._pending and self._inflight < self._inflight_max:
+            calls, self._pending = self._pending[: self._max], self._pending[self._max :]
+            self._inflight += 1
+            task = asyncio.ensure_future(self._run(calls))
             self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._inflight -= 1
+        self._flush()
+
+    def _fail_queued(self, exc: BaseException) -> None:
+        queued, self._pending = self._pending, []
+        for *_, future in queued:
+            if not future.done():
+                future.set_exception(exc)
 
     async def _run(self, calls: list[_Call]) -> None:
         try:
-            results = await self._execute(calls)
-            retry = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
-            if retry:
-                for script in {calls[i][0] for i in retry}:
-                    script.sha = await self._redis.script_load(script.script)
-                again = await self._execute([calls[i] for i in retry])
-                for i, result in zip(retry, again, strict=True):
-                    results[i] = result
+            async with asyncio.timeout(self._timeout):
+                results = await self._execute(calls)
+                retry = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
+                if retry:
+                    for script in {calls[i][0] for i in retry}:
+                        script.sha = await self._redis.script_load(script.script)
+                    again = await self._execute([calls[i] for i in retry])
+                    for i, result in zip(retry, again, strict=True):
+                        results[i] = result
         except BaseException as exc:
             for *_, future in calls:
                 if not future.done():
                     future.set_exception(exc)
+            if isinstance(exc, (TimeoutError, ConnectionError, RedisConnectionError)):
+                self._fail_queued(exc)
             if isinstance(exc, asyncio.CancelledError):
                 raise
             return
@@ -75,8 +112,27 @@ class ScriptBatcher:
                 future.set_result(result)
 
     async def _execute(self, calls: list[_Call]) -> list[Any]:
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for script, keys, args, _ in calls:
-                pipe.evalsha(script.sha, len(keys), *keys, *args)
-            results: list[Any] = await pipe.execute(raise_on_error=False)
+        pool = self._redis.connection_pool
+        conn = await pool.get_connection()
+        try:
+            await conn.send_packed_command(
+                conn.pack_commands(
+                    [
+                        ("EVALSHA", script.sha, len(keys), *keys, *args)
+                        for script, keys, args, _ in calls
+                    ]
+                )
+            )
+            results: list[Any] = []
+            for _ in calls:
+                try:
+                    results.append(await conn.read_response())
+                except ResponseError as exc:  # this call's error (NOSCRIPT, a script error)
+                    results.append(exc)
+        except BaseException:
+            # Replies may still be on the way: this connection cannot be reused as it is.
+            await conn.disconnect(nowait=True)
+            raise
+        finally:
+            await pool.release(conn)
         return results

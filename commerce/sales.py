@@ -68,7 +68,8 @@ class Sales:
         self._redis = redis
         self._config = config
         self._scripts = Scripts(redis)
-        self._batch = ScriptBatcher(redis)
+        # The store's deadline applies per batch (see `batching.py`): TimeoutError past it.
+        self._batch = ScriptBatcher(redis, timeout_s=config.redis_timeout_s)
 
     def events_key(self, sale_id: str) -> str:
         """Where the scripts append purchase events (see `commerce/outbox.py` for cluster mode)."""

@@ -43,6 +43,14 @@ class _Metrics:
             "live_commerce_settled_total", "Reservations leaving the held state", ["state"],
             registry=registry,
         )  # fmt: skip
+        # Bound children: `labels()` validates and locks on every call; outcomes are few.
+        self._outcomes: dict[str, Counter] = {}
+
+    def outcome(self, code: str) -> Counter:
+        child = self._outcomes.get(code)
+        if child is None:
+            child = self._outcomes[code] = self.reservations.labels(code)
+        return child
 
 
 class Commerce:
@@ -164,21 +172,18 @@ class Commerce:
     ) -> Reserved:
         started = time.perf_counter()
         try:
-            result = await self._fast(
-                self.sales.reserve(
-                    room,
-                    sale_id,
-                    user=user,
-                    idempotency_key=idempotency_key,
-                    quantity=quantity,
-                    ip=ip,
-                )
+            # No `_fast` wrapper: the batcher holds the store's deadline for a whole batch.
+            result = await self.sales.reserve(
+                room, sale_id, user=user, idempotency_key=idempotency_key, quantity=quantity, ip=ip
             )
+        except TimeoutError:
+            self.metrics.outcome("store_unavailable").inc()
+            raise unavailable() from None
         except CommerceError as exc:
-            self.metrics.reservations.labels(exc.code).inc()
+            self.metrics.outcome(exc.code).inc()
             raise
         self.metrics.reserve_seconds.observe(time.perf_counter() - started)
-        self.metrics.reservations.labels("replay" if result.replayed else "reserved").inc()
+        self.metrics.outcome("replay" if result.replayed else "reserved").inc()
         if not result.replayed:
             r = result.reservation
             self.announcer.purchase(room, r["product_id"], user_name, r["quantity"])

@@ -14,6 +14,9 @@ TokenRole = Literal["host", "moderator", "viewer", "orders", "node"]
 ROLES: tuple[str, ...] = get_args(TokenRole)
 # Roles that moderate a room they are granted.
 MODERATING_ROLES = frozenset({"host", "moderator"})
+# Verified tokens remembered per authority (bounded; longer tokens are not remembered).
+CACHE_SIZE = 16_384
+CACHE_TOKEN_MAX = 2048
 
 
 class AuthError(ApiError):
@@ -42,11 +45,20 @@ class Claims:
 
 
 class TokenAuthority:
-    """Issues (HS256) and verifies (HS256, or RS256 with a public key) tokens."""
+    """Issues (HS256) and verifies (HS256, or RS256 with a public key) tokens.
 
-    def __init__(self, secret: str, public_key: str | None = None) -> None:
+    Verified tokens are remembered until their `exp`: a client sends the same token with every
+    request, and checking its signature again costs more than the rest of a cheap request.
+    """
+
+    def __init__(
+        self, secret: str, public_key: str | None = None, *, cache_size: int = CACHE_SIZE
+    ) -> None:
         self._secret = secret
         self._public_key = public_key
+        self._cache_size = cache_size
+        # token -> its claims; only tokens that verified, so a forged one never gets in.
+        self._verified: dict[str, Claims] = {}
 
     def issue(
         self,
@@ -71,6 +83,20 @@ class TokenAuthority:
     def verify(self, token: object) -> Claims:
         if not isinstance(token, str) or not token:
             raise AuthError("missing_token", "a bearer token is required")
+        claims = self._verified.get(token)
+        if claims is not None:
+            # PyJWT's rule: expired once `exp <= now`; an expired token is refused as before.
+            if claims.exp > time.time():
+                return claims
+            self._verified.pop(token, None)
+        claims = self._decode(token)
+        if len(token) <= CACHE_TOKEN_MAX and self._cache_size > 0:
+            if len(self._verified) >= self._cache_size:
+                del self._verified[next(iter(self._verified))]  # the oldest entry
+            self._verified[token] = claims
+        return claims
+
+    def _decode(self, token: str) -> Claims:
         try:
             header = jwt.get_unverified_header(token)
             if header.get("alg") == "RS256" and self._public_key:

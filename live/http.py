@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import weakref
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
@@ -16,12 +17,32 @@ from live.auth import Claims, TokenAuthority
 from live.errors import ApiError
 from live.metrics import Metrics
 
+if TYPE_CHECKING:
+    from prometheus_client.metrics import Counter
+
 log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 METRICS = web.AppKey("metrics", Metrics)
 AUTH = web.AppKey("auth", TokenAuthority)
+
+
+# Bound children of `http_requests` per node, by (route, status): `labels()` validates and locks
+# on every call, and a busy route asks for the same child thousands of times a second.
+_request_counters: weakref.WeakKeyDictionary[Metrics, dict[tuple[str, int], Counter]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _count_request(metrics: Metrics, route: str, status: int) -> None:
+    children = _request_counters.get(metrics)
+    if children is None:
+        children = _request_counters[metrics] = {}
+    child = children.get((route, status))
+    if child is None:
+        child = children[(route, status)] = metrics.http_requests.labels(route, str(status))
+    child.inc()
 
 
 def json_error(status: int, code: str, detail: str, **extra: Any) -> web.Response:
@@ -64,7 +85,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         log.exception("unhandled error in %s %s", request.method, request.path)
         response = json_error(500, "internal", "an internal error occurred")
         metrics.http_errors.labels("internal").inc()
-    metrics.http_requests.labels(route_name, str(response.status)).inc()
+    _count_request(metrics, route_name, response.status)
     return response
 
 

@@ -91,3 +91,43 @@ def test_rs256_tokens_verify_with_the_public_key() -> None:
     # Without the public key an RS256 token is refused, never accepted unverified.
     with pytest.raises(AuthError):
         TokenAuthority(SECRET).verify(token)
+
+
+def test_verified_tokens_are_remembered_until_they_expire(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import time
+
+    import jwt
+
+    authority = TokenAuthority(SECRET, cache_size=2)
+    token = authority.issue(user="v", role="viewer", ttl_s=60)
+    first = authority.verify(token)
+    calls = 0
+    real_decode = jwt.decode
+
+    def counting_decode(*args: object, **kwargs: object) -> object:
+        nonlocal calls
+        calls += 1
+        return real_decode(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(jwt, "decode", counting_decode)
+    assert authority.verify(token) is first and calls == 0
+    # A forged token (another secret) is checked every time and never remembered.
+    forged = TokenAuthority("another-secret-" + "x" * 32).issue(user="v", role="host")
+    for _ in range(2):
+        with pytest.raises(AuthError):
+            authority.verify(forged)
+    assert calls == 2
+    # Past its exp the remembered token is not answered from memory: PyJWT decides again
+    # (and refuses it, token_expired, on its own clock).
+    now = time.time()
+    monkeypatch.setattr(time, "time", lambda: now + 61)
+    authority.verify(token)
+    assert calls == 3
+    monkeypatch.undo()
+    # Bounded: the oldest entry makes room.
+    tokens = [authority.issue(user=f"u{i}", role="viewer") for i in range(3)]
+    for t in tokens:
+        authority.verify(t)
+    assert list(authority._verified) == tokens[1:]

@@ -1,0 +1,65 @@
+"""The script batcher: answers go to their callers, NOSCRIPT reloads, a dead store fails fast."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import redis.asyncio as aioredis
+
+from commerce.batching import ScriptBatcher
+from live.store import connect
+
+ECHO = "return {ARGV[1], redis.call('INCR', KEYS[1])}"
+
+
+async def test_concurrent_calls_get_their_own_answers(redis: aioredis.Redis) -> None:
+    batcher = ScriptBatcher(redis, max_batch=64, timeout_s=5.0, max_inflight=2)
+    script = redis.register_script(ECHO)
+    peak = 0
+    real_execute = batcher._execute
+
+    async def watched(calls: list) -> list:  # type: ignore[type-arg]
+        nonlocal peak
+        peak = max(peak, batcher._inflight)
+        return await real_execute(calls)
+
+    batcher._execute = watched  # type: ignore[method-assign]
+    answers = await asyncio.gather(
+        *(batcher(script, ["{t}:n"], [f"call-{i}"]) for i in range(1000))
+    )
+    assert [a[0] for a in answers] == [f"call-{i}".encode() for i in range(1000)]
+    assert sorted(a[1] for a in answers) == list(range(1, 1001))  # every script ran once
+    assert peak <= 2
+
+
+async def test_noscript_loads_the_script_and_retries(redis: aioredis.Redis) -> None:
+    batcher = ScriptBatcher(redis, timeout_s=5.0)
+    script = redis.register_script(ECHO)
+    assert (await batcher(script, ["{t}:n"], ["a"]))[1] == 1
+    await redis.script_flush()
+    answers = await asyncio.gather(*(batcher(script, ["{t}:n"], [str(i)]) for i in range(10)))
+    assert sorted(a[1] for a in answers) == list(range(2, 12))
+
+
+async def test_a_store_that_does_not_answer_fails_every_queued_call_within_the_deadline() -> None:
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(1 << 20)  # swallow the request, never answer
+        await asyncio.sleep(30)
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    client = connect(f"redis://127.0.0.1:{port}", socket_timeout=10.0)
+    try:
+        batcher = ScriptBatcher(client, max_batch=2, timeout_s=0.3, max_inflight=1)
+        script = client.register_script(ECHO)
+        began = time.perf_counter()
+        results = await asyncio.gather(
+            *(batcher(script, ["{t}:n"], [str(i)]) for i in range(10)), return_exceptions=True
+        )
+        assert all(isinstance(r, TimeoutError) for r in results), results
+        # Five batches of two behind one in flight would take 1.5 s one after another.
+        assert time.perf_counter() - began < 1.0
+    finally:
+        await client.aclose()
+        server.close()
