@@ -57,7 +57,7 @@ def add_loopback_alias() -> None:
         subprocess.run(cmd, check=True, timeout=10)
 
 
-def write_config(folder: Path, http_port: int) -> None:
+def write_config(folder: Path, http_port: int, event_loops: int = 0) -> None:
     """A minimal Janus configuration under `folder`: streaming plugin, HTTP on loopback."""
     for sub, lib in (("plugins", "libjanus_streaming.so"), ("transports", "libjanus_http.so")):
         (folder / sub).mkdir(parents=True, exist_ok=True)
@@ -75,6 +75,7 @@ def write_config(folder: Path, http_port: int) -> None:
     debug_level = 3
     session_timeout = 0
     server_name = "bench"
+    event_loops = {event_loops}
 }}
 media: {{
     rtp_port_range = "20000-40000"

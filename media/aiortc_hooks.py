@@ -367,10 +367,7 @@ class SrtpUdpSink:
         )
         self._gso = gso and self._direct and hasattr(socket, "SOL_UDP")
         if self._direct:
-            size = self._BATCH_BYTES + 2 * (PACKET_MAX_DATAGRAM + self._TRAILER)
-            self._cdata: Any = binding.ffi.new("char[]", size)
-            self._view = memoryview(binding.ffi.buffer(self._cdata))
-            self._length: Any = binding.ffi.new("int *")
+            self._cdata, self._view, self._length = _shared_buffer(binding)
             self._srtp: Any = session._srtp[0]
             self._protect: Any = binding.lib.srtp_protect
         self.dropped = 0
@@ -469,6 +466,21 @@ class SrtpUdpSink:
             self._own_sock = None
         self._sock = None
         self._direct = False
+
+
+_SHARED_BUFFER: tuple[Any, memoryview, Any] | None = None
+
+
+def _shared_buffer(binding: Any) -> tuple[Any, memoryview, Any]:
+    """One send buffer for every sink of the process: `send` fills, protects and sends without
+    yielding, and aiortc runs on one event loop thread, so sinks never overlap (a buffer per
+    viewer was 2 x 63 KB of RSS)."""
+    global _SHARED_BUFFER
+    if _SHARED_BUFFER is None:
+        size = SrtpUdpSink._BATCH_BYTES + 2 * (PACKET_MAX_DATAGRAM + SrtpUdpSink._TRAILER)
+        cdata = binding.ffi.new("char[]", size)
+        _SHARED_BUFFER = (cdata, memoryview(binding.ffi.buffer(cdata)), binding.ffi.new("int *"))
+    return _SHARED_BUFFER
 
 
 # The largest datagram a writer makes: header, extensions, descriptor, payload, SRTP trailer.
