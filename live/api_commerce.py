@@ -36,6 +36,37 @@ def _moderator(request: web.Request, room: str) -> Claims:
     return claims
 
 
+# Registered first of the /api/rooms routes here: aiohttp tries the routes under one prefix in
+# registration order, and a flash-sale crowd sends this one thousands of times a second.
+@routes.post("/api/rooms/{room}/sales/{sale}/reservations")
+async def reserve(request: web.Request) -> web.Response:
+    room, sale_id = request.match_info["room"], request.match_info["sale"]
+    claims = claims_of(request)
+    require_role(claims, room, *BUYER_ROLES)
+    key = request.headers.get("Idempotency-Key")
+    if not key:
+        raise ApiError(
+            400, "missing_idempotency_key", "send an Idempotency-Key header (one per Buy press)"
+        )
+    if not IDEMPOTENCY_KEY.match(key):
+        raise ApiError(
+            400, "invalid_idempotency_key", "Idempotency-Key must be 8-128 of [A-Za-z0-9._:-]"
+        )
+    body = await read_json(request, ReserveIn)
+    result = await _commerce(request).reserve(
+        room,
+        sale_id,
+        user=claims.sub,
+        user_name=claims.name,
+        idempotency_key=key,
+        quantity=body.quantity,
+        ip=request.remote or "unknown",
+    )
+    payload = {**result.reservation, "stock_left": result.stock_left, "replayed": result.replayed}
+    headers = {"Idempotent-Replayed": "true"} if result.replayed else {}
+    return web.json_response(payload, status=201, headers=headers)
+
+
 @routes.post("/api/products")
 async def put_product(request: web.Request) -> web.Response:
     require_role(claims_of(request), None, "host")
@@ -92,35 +123,6 @@ async def end_sale(request: web.Request) -> web.Response:
     require_role(claims_of(request), room, "host")
     sale = await _commerce(request).end_sale(room, request.match_info["sale"])
     return web.json_response(sale)
-
-
-@routes.post("/api/rooms/{room}/sales/{sale}/reservations")
-async def reserve(request: web.Request) -> web.Response:
-    room, sale_id = request.match_info["room"], request.match_info["sale"]
-    claims = claims_of(request)
-    require_role(claims, room, *BUYER_ROLES)
-    key = request.headers.get("Idempotency-Key")
-    if not key:
-        raise ApiError(
-            400, "missing_idempotency_key", "send an Idempotency-Key header (one per Buy press)"
-        )
-    if not IDEMPOTENCY_KEY.match(key):
-        raise ApiError(
-            400, "invalid_idempotency_key", "Idempotency-Key must be 8-128 of [A-Za-z0-9._:-]"
-        )
-    body = await read_json(request, ReserveIn)
-    result = await _commerce(request).reserve(
-        room,
-        sale_id,
-        user=claims.sub,
-        user_name=claims.name,
-        idempotency_key=key,
-        quantity=body.quantity,
-        ip=request.remote or "unknown",
-    )
-    payload = {**result.reservation, "stock_left": result.stock_left, "replayed": result.replayed}
-    headers = {"Idempotent-Replayed": "true"} if result.replayed else {}
-    return web.json_response(payload, status=201, headers=headers)
 
 
 @routes.get("/api/reservations/{id}")

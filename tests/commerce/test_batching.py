@@ -43,9 +43,12 @@ async def test_noscript_loads_the_script_and_retries(redis: aioredis.Redis) -> N
 
 
 async def test_a_store_that_does_not_answer_fails_every_queued_call_within_the_deadline() -> None:
+    writers: list[asyncio.StreamWriter] = []
+
     async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.read(1 << 20)  # swallow the request, never answer
-        await asyncio.sleep(30)
+        writers.append(writer)  # swallow requests, never answer, until the test closes it
+        while await reader.read(1 << 20):
+            pass
 
     server = await asyncio.start_server(silent, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
@@ -62,4 +65,7 @@ async def test_a_store_that_does_not_answer_fails_every_queued_call_within_the_d
         assert time.perf_counter() - began < 1.0
     finally:
         await client.aclose()
+        for writer in writers:
+            writer.close()
         server.close()
+        await server.wait_closed()
