@@ -10,18 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import time
 from collections import Counter
 from multiprocessing.connection import Connection
 from typing import Any
 
-import aiohttp
-
 from live.auth import TokenAuthority
 from loadtest.fleet import raise_fd_limit
 from loadtest.histogram import Histogram, Timeline
 from loadtest.plan import BuyerPlan, SaleWorkload
+from loadtest.rawhttp import HttpError, Pool
 
 GO_TIMEOUT_S = 600.0
 PROGRESS_EVERY_S = 1.0
@@ -65,20 +65,20 @@ class Buyers:
         self.answered = 0
         self.first_send_us = 0
         self.last_answer_us = 0
-        self._sessions: list[aiohttp.ClientSession] = []
+        # Lean keep-alive pools (`loadtest.rawhttp`): aiohttp's client would cost the generator
+        # about as much CPU per attempt as the node spends answering it.
+        self._pools: list[Pool] = []
+        self._body = json.dumps({"quantity": self.work.quantity}).encode()
 
     async def open(self) -> None:
         """One keep-alive pool per target, sized to this worker's share of the in-flight budget."""
         per_worker = max(1, self.work.concurrency // self.plan.workers)
         per_target = max(1, per_worker // len(self.plan.targets))
-        timeout = aiohttp.ClientTimeout(total=self.work.timeout_s)
-        for _ in self.plan.targets:
-            connector = aiohttp.TCPConnector(limit=per_target, keepalive_timeout=120)
-            self._sessions.append(aiohttp.ClientSession(connector=connector, timeout=timeout))
+        self._pools = [Pool(target, per_target) for target in self.plan.targets]
 
     async def close(self) -> None:
-        for session in self._sessions:
-            await session.close()
+        for pool in self._pools:
+            pool.close()
 
     async def fire(self, t0: float) -> None:
         """Every attempt of this worker, starting at wall-clock `t0`, bounded by the duration."""
@@ -117,21 +117,21 @@ class Buyers:
         plan, work = self.plan, self.work
         u = j % len(self.users)
         target = k % len(plan.targets)
-        url = f"{plan.targets[target]}/api/rooms/{work.room}/sales/{work.sale_id}/reservations"
+        pool = self._pools[target]
+        path = f"/api/rooms/{work.room}/sales/{work.sale_id}/reservations"
         headers = {"Authorization": self.tokens[u], "Idempotency-Key": f"{plan.run_tag}-k{k}"}
+        request = pool.build_post(path, self._body, headers)
         began = _now_us()
         if not self.first_send_us:
             self.first_send_us = began
         self.sent += 1
         try:
-            async with self._sessions[target].post(
-                url, json={"quantity": work.quantity}, headers=headers
-            ) as resp:
-                body = await resp.json(content_type=None)
-                status = resp.status
+            async with asyncio.timeout(work.timeout_s):
+                status, raw = await pool.send(request)
+            body = json.loads(raw) if raw else None
         except TimeoutError:
             outcome = "timeout"
-        except (aiohttp.ClientError, ValueError) as exc:
+        except (HttpError, OSError, ValueError) as exc:
             outcome = "error:" + type(exc).__name__
         else:
             if status == 201 and isinstance(body, dict):
