@@ -18,7 +18,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from live.auth import TokenAuthority
-from loadtest.fleet import raise_fd_limit
+from loadtest.fleet import Commands, raise_fd_limit, worker_signals
 from loadtest.histogram import Histogram, Timeline
 from loadtest.plan import BuyerPlan, SaleWorkload
 from loadtest.rawhttp import HttpError, Pool
@@ -31,6 +31,7 @@ def main(plan: BuyerPlan, conn: Connection) -> None:
     """Process entry point (multiprocessing `spawn`)."""
     import uvloop
 
+    worker_signals()
     if plan.cpus:
         os.sched_setaffinity(0, plan.cpus)
     raise_fd_limit()
@@ -56,6 +57,8 @@ class Buyers:
             for u in self.users
         ]
         self.latency = Histogram()
+        self.recent = Histogram()  # since the last progress report
+        self.reserved_at: list[tuple[int, int]] = []  # (answer time us, units) of each 201
         self.send_lag = Histogram()
         self.timeline = Timeline(int(self.work.duration_s) + 1)
         self.outcomes: Counter[str] = Counter()
@@ -139,6 +142,7 @@ class Buyers:
                 if not body.get("replayed"):
                     self.reserved += 1
                     self.units[self.users[u]] += int(body.get("quantity", 0))
+                    self.reserved_at.append((_now_us(), int(body.get("quantity", 0))))
             else:
                 code = body.get("error") if isinstance(body, dict) else None
                 outcome = f"{status} {code or '-'}"
@@ -146,6 +150,7 @@ class Buyers:
         self.answered += 1
         self.last_answer_us = max(self.last_answer_us, done)
         self.latency.record(done - began)
+        self.recent.record(done - began)
         self.timeline.record(int(began / 1e6 - t0), done - began, outcome)
         self.outcomes[outcome] += 1
 
@@ -156,6 +161,7 @@ class Buyers:
             "timeline": self.timeline.to_wire(),
             "outcomes": dict(self.outcomes),
             "units": dict(self.units),
+            "reserved_at": self.reserved_at,
             "reserved": self.reserved,
             "sent": self.sent,
             "answered": self.answered,
@@ -174,28 +180,25 @@ class BuyerCrowd:
         self.phase = "setup"
 
     async def run(self) -> None:
+        commands = Commands(self.conn)
         progress = asyncio.create_task(self._progress())
         try:
             await self.buyers.open()
             self._send("ready", users=len(self.buyers.users))
-            command = await self._receive(GO_TIMEOUT_S)
-            if command.get("kind") == "go":
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                async with asyncio.timeout(GO_TIMEOUT_S):
+                    t0 = await commands.go
                 self.phase = "run"
-                await self.buyers.fire(float(command["t0"]))
+                await commands.run_until_stopped(self.buyers.fire(t0))
             self.phase = "closing"
-            self._send("done", **self.buyers.result())
+            self._send("done", partial=commands.stop.is_set(), **self.buyers.result())
         finally:
+            commands.close()
             progress.cancel()
             await self.buyers.close()
 
     def _send(self, kind: str, **body: Any) -> None:
         self.conn.send({"kind": kind, "worker": self.plan.index, **body})
-
-    async def _receive(self, wait_s: float) -> dict[str, Any]:
-        if not await asyncio.to_thread(self.conn.poll, wait_s):
-            return {"kind": "stop"}
-        message: dict[str, Any] = self.conn.recv()
-        return message
 
     async def _progress(self) -> None:
         b = self.buyers
@@ -204,5 +207,6 @@ class BuyerCrowd:
             errors = sum(n for o, n in b.outcomes.items() if not o[:1].isdigit())
             self._send(
                 "progress", phase=self.phase, sent=b.sent, answered=b.answered,
-                reserved=b.reserved, errors=errors,
+                reserved=b.reserved, errors=errors, recent=b.recent.to_wire(),
             )  # fmt: skip
+            b.recent = Histogram()

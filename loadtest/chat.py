@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from loadtest import procstat, worker
+from loadtest.display import Monitor
 from loadtest.fleet import Fleet
 from loadtest.histogram import Histogram, merge_timelines
 from loadtest.plan import ChatWorkload, WorkerPlan
@@ -28,8 +29,13 @@ async def run_chat(
     client_cpus: list[int] | None = None,
     label: str = "chat",
     progress: Progress = print,
+    monitor: Monitor | None = None,
 ) -> dict[str, Any]:
-    """Run one chat workload against `urls` and return its merged measurements."""
+    """Run one chat workload against `urls` and return its merged measurements.
+
+    With a `monitor`, progress is a live status line and a stop (Ctrl-C, an abort rule) ends the
+    run early with the workers' partial results (`partial: true`).
+    """
     workload.validate()
     tag = f"lt{time.time_ns() % 10**9:x}"
     before = _sample(server_pids)
@@ -39,7 +45,7 @@ async def run_chat(
     ]
     fleet = Fleet.spawn(worker.main, plans)
     try:
-        return await _drive(fleet, workload, server_pids, before, label, progress)
+        return await _drive(fleet, workload, server_pids, before, label, progress, monitor)
     finally:
         await fleet.reap()
 
@@ -51,28 +57,47 @@ async def _drive(
     before: dict[str, procstat.ProcSample | None],
     label: str,
     progress: Progress,
+    monitor: Monitor | None,
 ) -> dict[str, Any]:
     workers = len(fleet.procs)
+    stop = monitor.stop if monitor is not None else None
+    tick = _ticker(fleet, label, progress, monitor)
+    every = 0.5 if monitor is not None else 2.0
+
+    async def until(done: Callable[[], bool], seconds: float) -> bool:
+        return await fleet.until(done, seconds, tick, every, stop)
+
     connect_budget = work.viewers / work.connect_rate + work.connect_timeout_s * 2 + 30
-    all_ready = await _until(
-        fleet, lambda: len(fleet.ready) == workers, connect_budget, label, progress
-    )
-    if not all_ready:
+    all_ready = await until(lambda: len(fleet.ready) == workers, connect_budget)
+    stopped = stop is not None and stop.is_set()
+    if not all_ready and not stopped:
         raise RuntimeError(f"workers did not finish connecting within {connect_budget:.0f} s")
     joined_sample = _sample(server_pids)
     t0 = time.time() + START_DELAY_S + work.warmup_s
-    fleet.broadcast({"kind": "go", "t0": t0})
     worker_pids = fleet.pids
-    await _until(fleet, lambda: False, max(0.0, t0 - time.time()), label, progress)
-    start = _sample({**server_pids, **worker_pids})
-    await _until(fleet, lambda: False, work.duration_s, label, progress)
-    end = _sample({**server_pids, **worker_pids})
-    wall = time.time() - t0
+    start = end = _sample({**server_pids, **worker_pids})
+    if not stopped:
+        fleet.broadcast({"kind": "go", "t0": t0})
+        await until(lambda: False, max(0.0, t0 - time.time()))
+        start = _sample({**server_pids, **worker_pids})
+        await until(lambda: False, work.duration_s)
+        end = _sample({**server_pids, **worker_pids})
+    wall = max(1e-3, time.time() - t0)
     budget = work.drain_s + 30
-    if not await _until(fleet, lambda: len(fleet.done) == workers, budget, label, progress):
+    reported = await until(lambda: len(fleet.done) == workers, budget)
+    if not reported and (stop is None or not stop.is_set()):
         raise RuntimeError(f"workers did not report within {budget:.0f} s after sending")
+    if len(fleet.done) < workers:
+        # Stopped: ask for what the workers have so far, and wait a little for it.
+        fleet.broadcast({"kind": "stop"})
+        await fleet.until(lambda: len(fleet.done) + len(fleet.dead) >= workers, 10.0)
+        if end is start:
+            end = _sample({**server_pids, **worker_pids})
     final = _sample(server_pids)
     result = _merge(work, list(fleet.done.values()), t0)
+    result["partial"] = len(fleet.done) < workers or any(
+        p.get("partial") for p in fleet.done.values()
+    )
     result["servers"] = _server_figures(
         server_pids, before, joined_sample, start, end, final, wall, result["connections"]["held"]
     )
@@ -83,19 +108,43 @@ async def _drive(
     return result
 
 
-async def _until(
-    fleet: Fleet, done: Callable[[], bool], seconds: float, label: str, progress: Progress
-) -> bool:
-    """Pump worker messages until `done()` or `seconds` pass; print progress every 2 s."""
+def _ticker(
+    fleet: Fleet, label: str, progress: Progress, monitor: Monitor | None
+) -> Callable[[], None]:
+    """Progress: a status line with rates and the last second's percentiles, live metrics."""
+    last = {"t": time.monotonic(), "sent": 0, "received": 0}
 
     def tick() -> None:
-        progress(
-            f"  [{label}] connected {fleet.total('connected')} joined {fleet.total('joined')}"
-            f" sent {fleet.total('sent')} deliveries {fleet.total('received')}"
-            f" errors {fleet.total('errors')}"
+        now = time.monotonic()
+        sent, received = fleet.total("sent"), fleet.total("received")
+        span = max(1e-3, now - last["t"])
+        recent, likes = Histogram(), Histogram()
+        for p in fleet.progress.values():
+            if "recent" in p:
+                recent.merge(Histogram.from_wire(p["recent"]))
+                likes.merge(Histogram.from_wire(p["recent_likes"]))
+        q = recent.summary_ms()
+        line = (
+            f"arrived {fleet.total('arrived')} joined {fleet.total('joined')}"
+            f" sent {sent} ({(sent - last['sent']) / span:.0f}/s)"
+            f" deliveries {received} ({(received - last['received']) / span:.0f}/s)"
+            f" p50 {q['p50']:.1f} ms p99 {q['p99']:.1f} ms errors {fleet.total('errors')}"
         )
+        if monitor is None:
+            progress(f"  [{label}] {line}")
+            return
+        if now - last["t"] >= 1.0:
+            last.update(t=now, sent=sent, received=received)
+        monitor.status(label, line)
+        live = {"errors.count": float(fleet.total("errors"))}
+        if recent.count:
+            live.update({f"chat.delivery.{k}": float(q[k]) for k in ("p50", "p95", "p99")})
+        if likes.count:
+            live.update({f"likes.delay.{k}": float(v) for k, v in likes.summary_ms().items()
+                         if k in ("p50", "p95", "p99")})  # fmt: skip
+        monitor.live(live)
 
-    return await fleet.until(done, seconds, tick)
+    return tick
 
 
 def _sample(pids: dict[str, int]) -> dict[str, procstat.ProcSample | None]:
@@ -104,7 +153,7 @@ def _sample(pids: dict[str, int]) -> dict[str, procstat.ProcSample | None]:
 
 def _merge(work: ChatWorkload, parts: list[dict[str, Any]], t0: float) -> dict[str, Any]:
     hists: dict[str, Histogram] = {}
-    for key in ("latency", "connect", "join", "ack", "lag", "send_lag"):
+    for key in ("latency", "connect", "join", "ack", "lag", "send_lag", "like_delay"):
         hists[key] = Histogram()
         for part in parts:
             hists[key].merge(Histogram.from_wire(part[key]))
@@ -112,15 +161,28 @@ def _merge(work: ChatWorkload, parts: list[dict[str, Any]], t0: float) -> dict[s
     acks: dict[int, str] = {}
     errors: Counter[str] = Counter()
     per_viewer: list[int] = []
+    first_seq: list[int] = []
+    joins_per_s: list[int] = []
     for part in parts:
         for seq, n in enumerate(part["seq_counts"]):
             seq_counts[seq] += n
         acks.update(part["acks"])
         errors.update(part["errors"])
         per_viewer.extend(part["per_viewer"])
+        first_seq.extend(part["first_seq"])
+        for second, n in enumerate(part["joins_per_s"]):
+            if second >= len(joins_per_s):
+                joins_per_s.append(0)
+            joins_per_s[second] += n
     joined = sum(p["joined"] for p in parts)
     ok = [seq for seq, status in acks.items() if status == "ok"]
-    expected = len(ok) * joined
+    # A late viewer is owed the messages sent after it joined: count the acked ones from each seq.
+    ok_from = [0] * (work.messages + 1)
+    ok_set = set(ok)
+    for seq in range(work.messages - 1, -1, -1):
+        ok_from[seq] = ok_from[seq + 1] + (seq in ok_set)
+    owed = [ok_from[min(f, work.messages)] for f in first_seq]
+    expected = sum(owed)
     delivered = sum(seq_counts[seq] for seq in ok)
     received = sum(p["received"] for p in parts)
     last_us = max((p["last_delivery_us"] for p in parts), default=0)
@@ -140,7 +202,7 @@ def _merge(work: ChatWorkload, parts: list[dict[str, Any]], t0: float) -> dict[s
             "drain_s": work.drain_s,
         },
         "connections": {
-            "attempted": work.viewers,
+            "attempted": sum(p.get("attempted", 0) for p in parts),
             "connected": sum(p["connected"] for p in parts),
             "joined": joined,
             "held": sum(p["held"] for p in parts),
@@ -160,7 +222,8 @@ def _merge(work: ChatWorkload, parts: list[dict[str, Any]], t0: float) -> dict[s
             "missing": missing,
             "received_total": received,
             "duplicates": sum(p["duplicates"] for p in parts),
-            "viewers_missing_some": sum(1 for c in per_viewer if c < len(ok)),
+            "viewers_missing_some": sum(1 for c, o in zip(per_viewer, owed, strict=True) if c < o),
+            "early": sum(p["early"] for p in parts),
             "per_s": round(received / span_s, 1),
             "offered_per_s": round(expected / work.duration_s, 1),
             "last_delivery_after_s": round(last_us / 1e6 - t0, 3) if last_us else None,
@@ -168,6 +231,17 @@ def _merge(work: ChatWorkload, parts: list[dict[str, Any]], t0: float) -> dict[s
         "latency_ms": latency,
         "timeline": merge_timelines([p["timeline"] for p in parts]),
         "likes_sent": sum(p["likes"] for p in parts),
+        "likes": {
+            "sent": sum(p["likes"] for p in parts),
+            "confirmed": sum(p["likes_confirmed"] for p in parts),
+            "delay_ms": hists["like_delay"].summary_ms(),
+        },
+        "arrivals": {
+            "model": work.arrivals.model,
+            "describe": work.arrivals.describe(),
+            "arrived_during_run": sum(p["arrived"] for p in parts),
+            "joins_per_s": joins_per_s,
+        },
         "errors": dict(errors),
         "generator": {
             "loop_lag_ms": hists["lag"].summary_ms(),

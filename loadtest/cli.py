@@ -281,8 +281,13 @@ async def run_sale_command(args: argparse.Namespace) -> int:
 
 
 async def run_scenario_command(args: argparse.Namespace) -> int:
-    """Exit 0 when every rule passes, 1 when one fails, 2 when the scenario is in error."""
+    """Exit 0 when every rule passes, 1 when one fails, 2 when the scenario is in error, 130
+    when stopped by Ctrl-C (the partial report is written all the same)."""
+    import asyncio
+    import signal
+
     from loadtest import html, report, scenario
+    from loadtest.display import Display, Monitor
 
     try:
         plan = scenario.load(args.scenario)
@@ -290,15 +295,34 @@ async def run_scenario_command(args: argparse.Namespace) -> int:
     except (scenario.ScenarioError, UnsafeTarget) as exc:
         print(f"live loadtest: {exc}", file=sys.stderr)
         return 2
+    display = Display()
+    monitor = Monitor(display, plan.rules, plan.abort_after_s)
+    interrupted = False
+
+    def on_interrupt() -> None:
+        nonlocal interrupted
+        interrupted = True
+        monitor.request_stop("interrupted (Ctrl-C)")
+
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_interrupt)
     try:
-        doc = await scenario.run(plan, progress=lambda line: print(line, flush=True))
+        doc = await scenario.run(plan, monitor=monitor)
     except scenario.ScenarioError as exc:
         print(f"live loadtest: {exc}", file=sys.stderr)
         return 2
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
     print(scenario.summary(doc))
     if args.json:
         report.write_json(doc, args.json)
+        print(f"JSON written to {args.json}")
     if args.html:
         args.html.parent.mkdir(parents=True, exist_ok=True)
         args.html.write_text(html.render(doc))
+        print(f"HTML report written to {args.html}")
+    if interrupted:
+        return 130
     return 0 if doc["passed"] else 1

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import multiprocessing
 import resource
+import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
@@ -75,13 +76,20 @@ class Fleet:
         return {f"worker-{i}": p.pid for i, p in enumerate(self.procs) if p.pid}
 
     async def until(
-        self, done: Callable[[], bool], seconds: float, tick: Callable[[], None] | None = None
+        self,
+        done: Callable[[], bool],
+        seconds: float,
+        tick: Callable[[], None] | None = None,
+        every: float = 2.0,
+        stop: asyncio.Event | None = None,
     ) -> bool:
-        """Pump messages until `done()` or `seconds` pass; call `tick` every 2 s."""
+        """Pump messages until `done()`, `seconds` pass or `stop` is set; `tick` every `every` s."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + seconds
-        next_tick = loop.time() + 2.0
+        next_tick = loop.time() + every
         while not done():
+            if stop is not None and stop.is_set():
+                return False
             left = deadline - loop.time()
             if left <= 0:
                 return False
@@ -89,7 +97,7 @@ class Fleet:
                 raise RuntimeError("every load-generator worker exited early")
             await asyncio.to_thread(self.pump, min(0.2, left))
             if tick is not None and loop.time() >= next_tick:
-                next_tick += 2.0
+                next_tick = max(next_tick + every, loop.time())
                 tick()
         return True
 
@@ -104,6 +112,54 @@ class Fleet:
             proc.close()
         for conn in self.conns:
             conn.close()
+
+
+class Commands:
+    """The worker side of the pipe: `go` (a start time) and `stop`, read as they arrive."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.go: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+        self.stop = asyncio.Event()
+        asyncio.get_running_loop().add_reader(conn.fileno(), self._readable)
+
+    def _readable(self) -> None:
+        try:
+            message = self.conn.recv()
+        except (EOFError, OSError):
+            message = {"kind": "stop"}
+        if message.get("kind") == "go" and not self.go.done():
+            self.go.set_result(float(message["t0"]))
+        elif message.get("kind") == "stop" or message.get("kind") is None:
+            self.stop.set()
+            if not self.go.done():
+                self.go.cancel()
+            asyncio.get_running_loop().remove_reader(self.conn.fileno())
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            asyncio.get_running_loop().remove_reader(self.conn.fileno())
+
+    async def run_until_stopped(self, work: Any) -> bool:
+        """Run the coroutine `work`; cancel it when `stop` arrives. True if it ran to the end."""
+        task = asyncio.ensure_future(work)
+        stopped = asyncio.ensure_future(self.stop.wait())
+        try:
+            await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+        if task.done():
+            task.result()
+            return True
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        return False
+
+
+def worker_signals() -> None:
+    """Ctrl-C reaches the whole process group: workers leave stopping to the coordinator."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def raise_fd_limit() -> None:

@@ -49,6 +49,10 @@ def _percentiles(timeline: list[dict[str, Any]]) -> dict[str, list[tuple[float, 
             for q in ("p50", "p95", "p99")}  # fmt: skip
 
 
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4g}"
+
+
 def render(doc: dict[str, Any]) -> str:
     """The whole page for a scenario document."""
     charts = []
@@ -68,7 +72,7 @@ def render(doc: dict[str, Any]) -> str:
         charts.append(line_chart("Reservation answers per second", "/s", {"answers": answers}))
     rows = "".join(
         f'<tr class="{"pass" if r["passed"] else "fail"}"><td>{html.escape(r["rule"])}</td>'
-        f"<td>{r['actual']:.4g}</td><td>{'pass' if r['passed'] else 'FAIL'}</td></tr>"
+        f"<td>{_num(r['actual'])}</td><td>{'pass' if r['passed'] else 'FAIL'}</td></tr>"
         for r in doc.get("thresholds", [])
     )
     verdict = "PASSED" if doc.get("passed") else "FAILED"

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from loadtest.arrivals import Arrivals
 
 NAMESPACE = "/live"
 MAX_VIEWERS = 50_000
@@ -28,6 +30,13 @@ class ChatWorkload:
     sender_role: str = "viewer"
     likers: int = 0  # viewers after the senders that also like, sharing `like_rate`
     like_rate: float = 0.0  # room-wide likes per second
+    # Closed (the default): everyone joins before the start at `connect_rate`. Open: senders and
+    # likers join before the start, the rest arrive during the run at the steps' rates.
+    arrivals: Arrivals = field(default_factory=Arrivals)
+
+    def arrives_open(self, index: int) -> bool:
+        """Whether viewer `index` arrives during the run (open model, not a sender or liker)."""
+        return self.arrivals.model == "open" and index >= self.senders + self.likers
 
     @property
     def messages(self) -> int:
@@ -59,6 +68,7 @@ class ChatWorkload:
             raise ValueError("senders must be between 1 and the number of viewers")
         if not 0 <= self.likers <= self.viewers - self.senders or not 0 <= self.like_rate <= 10_000:
             raise ValueError("likers must fit beside the senders; like rate 0..10,000/s")
+        self.arrivals.validate()
         if self.viewers * self.messages // 8 > 512 * 1024 * 1024:
             raise ValueError("viewers x messages is too large to track per viewer")
 

@@ -22,6 +22,7 @@ from commerce.config import CommerceConfig
 from live.auth import TokenAuthority
 from live.store import redis_client
 from loadtest import buyer, procstat
+from loadtest.display import Monitor
 from loadtest.fleet import Fleet
 from loadtest.histogram import Histogram, merge_timelines
 from loadtest.plan import BuyerPlan, SaleWorkload
@@ -97,36 +98,71 @@ async def run_buyers(
     client_cpus: list[int] | None = None,
     label: str = "sale",
     progress: Progress = print,
+    monitor: Monitor | None = None,
+    quantity: int | None = None,
 ) -> dict[str, Any]:
-    """Fire the workload at `urls` from `workers` processes; merged measurements."""
+    """Fire the workload at `urls` from `workers` processes; merged measurements.
+
+    With a `monitor`: a live status line, and a stop ends the run with partial results. With the
+    sale's `quantity`, the time it took to sell through (every unit reserved) is reported.
+    """
     work.validate()
     tag = f"lt{time.time_ns() % 10**9:x}"
     cpus = tuple(client_cpus or ())
     plans = [BuyerPlan(i, workers, tuple(urls), secret, work, cpus, tag) for i in range(workers)]
     fleet = Fleet.spawn(buyer.main, plans)
 
-    def tick() -> None:
-        progress(
-            f"  [{label}] sent {fleet.total('sent')} answered {fleet.total('answered')}"
-            f" reserved {fleet.total('reserved')} errors {fleet.total('errors')}"
-        )
+    stop = monitor.stop if monitor is not None else None
+    every = 0.5 if monitor is not None else 2.0
 
+    def tick() -> None:
+        recent = Histogram()
+        for p in fleet.progress.values():
+            if "recent" in p:
+                recent.merge(Histogram.from_wire(p["recent"]))
+        q = recent.summary_ms()
+        line = (
+            f"sent {fleet.total('sent')} answered {fleet.total('answered')}"
+            f" reserved {fleet.total('reserved')} p50 {q['p50']:.1f} ms p99 {q['p99']:.1f} ms"
+            f" errors {fleet.total('errors')}"
+        )
+        if monitor is None:
+            progress(f"  [{label}] {line}")
+            return
+        monitor.status(label, line)
+        if recent.count:
+            monitor.live({f"sale.reservation.{k}": float(q[k]) for k in ("p50", "p95", "p99")})
+
+    def stopped() -> bool:
+        return stop is not None and stop.is_set()
+
+    pids = {**server_pids, **fleet.pids}
+    start = end = {n: procstat.sample(p) for n, p in pids.items()}
+    t0 = time.time()
     try:
-        if not await fleet.until(lambda: len(fleet.ready) == workers, 60, tick):
+        ready = await fleet.until(lambda: len(fleet.ready) == workers, 60, tick, every, stop)
+        if not ready and not stopped():
             raise RuntimeError("buyer workers were not ready within 60 s")
-        t0 = time.time() + START_DELAY_S
-        fleet.broadcast({"kind": "go", "t0": t0})
-        await fleet.until(lambda: False, max(0.0, t0 - time.time()), tick)
-        pids = {**server_pids, **fleet.pids}
-        start = {n: procstat.sample(p) for n, p in pids.items()}
+        if not stopped():
+            t0 = time.time() + START_DELAY_S
+            fleet.broadcast({"kind": "go", "t0": t0})
+            await fleet.until(lambda: False, max(0.0, t0 - time.time()), tick, every, stop)
+            start = {n: procstat.sample(p) for n, p in pids.items()}
         budget = work.duration_s + work.timeout_s + 30
-        if not await fleet.until(lambda: len(fleet.done) == workers, budget, tick):
+        done = await fleet.until(lambda: len(fleet.done) == workers, budget, tick, every, stop)
+        if not done and not stopped():
             raise RuntimeError(f"buyer workers did not report within {budget:.0f} s")
+        if len(fleet.done) < workers:
+            fleet.broadcast({"kind": "stop"})
+            await fleet.until(lambda: len(fleet.done) + len(fleet.dead) >= workers, 10.0)
         end = {n: procstat.sample(p) for n, p in pids.items()}
         wall = time.time() - t0
     finally:
         await fleet.reap()
-    result = merge(work, list(fleet.done.values()), t0)
+    result = merge(work, list(fleet.done.values()), t0, quantity)
+    result["partial"] = len(fleet.done) < workers or any(
+        p.get("partial") for p in fleet.done.values()
+    )
     cpu = {n: procstat.cpu_percent(start.get(n), end.get(n), wall) for n in pids}
     result["cpu_pct"] = {
         "nodes": round(sum(v for n, v in cpu.items() if n in server_pids and n != "valkey"), 1),
@@ -138,7 +174,9 @@ async def run_buyers(
     return result
 
 
-def merge(work: SaleWorkload, parts: list[dict[str, Any]], t0: float) -> dict[str, Any]:
+def merge(
+    work: SaleWorkload, parts: list[dict[str, Any]], t0: float, quantity: int | None = None
+) -> dict[str, Any]:
     """Add the workers' reports together (histograms bucket by bucket)."""
     latency, send_lag = Histogram(), Histogram()
     outcomes: Counter[str] = Counter()
@@ -178,7 +216,32 @@ def merge(work: SaleWorkload, parts: list[dict[str, Any]], t0: float) -> dict[st
         "latency_ms": latency.summary_ms(),
         "timeline": merge_timelines([p["timeline"] for p in parts]),
         "units_by_user": dict(units),
+        "sell_through": _sell_through(parts, t0, quantity),
         "generator": {"send_lag_ms": send_lag.summary_ms()},
+    }
+
+
+def _sell_through(parts: list[dict[str, Any]], t0: float, quantity: int | None) -> dict[str, Any]:
+    """When the last unit went (seconds after the start), and stock left at each second's end."""
+    answers = sorted(tuple(a) for p in parts for a in p.get("reserved_at", []))
+    units_by_second: list[int] = []
+    sold_out_s: float | None = None
+    units = 0
+    for at_us, n in answers:
+        units += n
+        second = max(0, int(at_us / 1e6 - t0))
+        units_by_second.extend([0] * (second + 1 - len(units_by_second)))
+        units_by_second[second] += n
+        if quantity is not None and units >= quantity and sold_out_s is None:
+            sold_out_s = round(at_us / 1e6 - t0, 3)
+    stock, left = [], quantity or 0
+    for n in units_by_second:
+        left -= n
+        stock.append(left)
+    return {
+        "sold_out": sold_out_s is not None,
+        "seconds": sold_out_s,
+        "stock_by_second": stock if quantity is not None else [],
     }
 
 

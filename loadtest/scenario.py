@@ -6,6 +6,9 @@ side by side; the result is one JSON document (and an HTML report) with the rule
 
     name = "evening show"
     duration_s = 5
+    [arrival]           # closed (default): the crowd joins before the start at join_rate/s
+    model = "open"      # open: lurkers arrive during the run, at rates that step up
+    steps = [[0, 50], [2, 200]]   # [from second, arrivals per second]; `rate = 100` is one step
     [target]            # no urls: start Valkey and `nodes` pinned `live serve` processes
     urls = []
     nodes = 1
@@ -23,6 +26,7 @@ side by side; the result is one JSON document (and an HTML report) with the rule
     rate = 0            # attempts per second; 0: as fast as `concurrency` allows
     [thresholds]
     rules = ["chat.delivery.p99 < 250ms", "errors.rate < 0.1%", "sale.invariants == 1"]
+    abort_after = "10s" # stop early when a rule measured live fails this long
 """
 
 from __future__ import annotations
@@ -38,7 +42,9 @@ from pathlib import Path
 from typing import Any
 
 from loadtest import servers, thresholds
+from loadtest.arrivals import Arrivals
 from loadtest.chat import Progress, run_chat
+from loadtest.display import Display, Monitor
 from loadtest.plan import ChatWorkload, SaleWorkload, senders_for
 from loadtest.procstat import available_cpus
 from loadtest.sale import SaleSpec, check_invariants, run_buyers, start_sale
@@ -50,7 +56,8 @@ class ScenarioError(ValueError):
     """A scenario file that cannot be run as written."""
 
 
-_TOP = {"name", "duration_s", "target", "roles", "sale", "thresholds", "generator"}
+_TOP = {"name", "duration_s", "target", "roles", "sale", "thresholds", "generator", "arrival"}
+_ARRIVAL = {"model", "steps", "rate", "join_rate"}
 _TARGET = {"urls", "nodes", "secret", "redis_url"}
 _ROLES = {"lurkers", "chatters", "chat_rate", "likers", "like_rate", "buyers"}
 _SALE = {"quantity", "per_user_limit", "attempts", "rate", "concurrency"}
@@ -79,6 +86,8 @@ class Scenario:
     workers: int = 1
     drain_s: float = 3.0
     connect_rate: float = 1000.0
+    arrivals: Arrivals = field(default_factory=Arrivals)
+    abort_after_s: float | None = None
 
 
 def _table(doc: dict[str, Any], key: str, allowed: set[str]) -> dict[str, Any]:
@@ -104,7 +113,8 @@ def load(path: Path) -> Scenario:
     roles = _table(doc, "roles", _ROLES)
     sale = _table(doc, "sale", _SALE)
     gen = _table(doc, "generator", _GENERATOR)
-    rules_doc = _table(doc, "thresholds", {"rules"})
+    rules_doc = _table(doc, "thresholds", {"rules", "abort_after"})
+    arrival = _table(doc, "arrival", _ARRIVAL)
     try:
         rules = [thresholds.parse(r) for r in rules_doc.get("rules", [])]
         s = Scenario(
@@ -129,8 +139,14 @@ def load(path: Path) -> Scenario:
             rules=rules,
             workers=int(gen.get("workers", 0)) or max(1, len(_client_cpus())),
             drain_s=float(gen.get("drain_s", 3.0)),
-            connect_rate=float(gen.get("connect_rate", 1000.0)),
+            connect_rate=float(arrival.get("join_rate", gen.get("connect_rate", 1000.0))),
+            arrivals=_arrivals(arrival, gen),
+            abort_after_s=_seconds(rules_doc["abort_after"]) if "abort_after" in rules_doc
+            else None,
         )  # fmt: skip
+        s.arrivals.validate()
+    except ScenarioError:
+        raise
     except thresholds.ThresholdError as exc:
         raise ScenarioError(str(exc)) from None
     except (KeyError, TypeError, ValueError) as exc:
@@ -143,32 +159,73 @@ def load(path: Path) -> Scenario:
         raise ScenarioError("chatters need a chat_rate above 0")
     if s.buyers and s.attempts <= 0:
         raise ScenarioError("buyers need [sale] attempts above 0")
+    if s.arrivals.model == "open" and not s.lurkers:
+        raise ScenarioError("open arrivals bring lurkers in during the run: add some lurkers")
+    if s.abort_after_s is not None and not 0 < s.abort_after_s <= 600:
+        raise ScenarioError("abort_after must be above 0 and at most 600 s")
     if not (s.lurkers + s.chatters + s.likers or s.buyers):
         raise ScenarioError("the scenario has no roles")
     return s
+
+
+def _arrivals(arrival: dict[str, Any], gen: dict[str, Any]) -> Arrivals:
+    join_rate = float(arrival.get("join_rate", gen.get("connect_rate", 1000.0)))
+    model = str(arrival.get("model", "closed"))
+    if "rate" in arrival and "steps" in arrival:
+        raise ScenarioError("[arrival] takes `rate` or `steps`, not both")
+    if "rate" in arrival:
+        steps: tuple[tuple[float, float], ...] = ((0.0, float(arrival["rate"])),)
+    else:
+        steps = tuple((float(t), float(r)) for t, r in arrival.get("steps", []))
+    if model == "closed" and steps:
+        raise ScenarioError("closed arrivals take `join_rate`; `rate`/`steps` need model = 'open'")
+    return Arrivals(model=model, join_rate=join_rate, steps=steps)
+
+
+def _seconds(text: object) -> float:
+    """`"10s"`, `"500ms"` or a plain number of seconds."""
+    value = str(text).strip()
+    try:
+        if value.endswith("ms"):
+            return float(value[:-2]) / 1000
+        return float(value.removesuffix("s"))
+    except ValueError:
+        raise ScenarioError(f"not a duration: {text!r} (want e.g. '10s')") from None
 
 
 def _client_cpus() -> list[int]:
     return servers.default_pinning(available_cpus()).client_cpus
 
 
-async def run(scenario: Scenario, progress: Progress = print) -> dict[str, Any]:
-    """Run the scenario; the document with metrics, rule verdicts and `passed`."""
+async def run(
+    scenario: Scenario, progress: Progress = print, monitor: Monitor | None = None
+) -> dict[str, Any]:
+    """Run the scenario; the document with metrics, rule verdicts and `passed`.
+
+    A stop through `monitor` (Ctrl-C, an abort rule) ends the drivers early: the document is
+    then partial (`partial`, `stopped`) and does not pass.
+    """
+    if monitor is None:
+        monitor = Monitor(Display(), scenario.rules, scenario.abort_after_s)
+    progress = monitor.display.log
     pinning = servers.default_pinning(available_cpus())
     async with _system(scenario, pinning, progress) as (urls, pids, secret, redis_url):
         room = "show-" + secrets.token_hex(4)
         await create_room(urls[0], secret, room, required=True)
         jobs: dict[str, Any] = {}
         if scenario.lurkers + scenario.chatters + scenario.likers:
-            jobs["chat"] = _chat(scenario, room, urls, secret, pids, pinning, progress)
+            jobs["chat"] = _chat(scenario, room, urls, secret, pids, pinning, progress, monitor)
         sale_info: dict[str, Any] = {}
         if scenario.buyers and scenario.sale is not None:
             sale = await start_sale(urls[0], secret, room, scenario.sale)
             sale_info = {"sale_id": sale["sale_id"], "quantity": scenario.sale.quantity}
             jobs["sale"] = _sale(scenario, room, sale["sale_id"], urls, secret, pids, pinning,
-                                 progress)  # fmt: skip
+                                 progress, monitor)  # fmt: skip
         names = list(jobs)
-        results = dict(zip(names, await asyncio.gather(*jobs.values()), strict=True))
+        try:
+            results = dict(zip(names, await asyncio.gather(*jobs.values()), strict=True))
+        finally:
+            monitor.display.close()
         if "sale" in results and scenario.sale is not None:
             sale_doc = results["sale"]
             units = sale_doc.pop("units_by_user")
@@ -179,16 +236,23 @@ async def run(scenario: Scenario, progress: Progress = print) -> dict[str, Any]:
             )  # fmt: skip
             sale_doc.update(sale_info)
     doc: dict[str, Any] = {"name": scenario.name, "pinning": pinning.describe(), **results}
-    doc["metrics"] = thresholds.metrics_of(doc)
-    doc["thresholds"] = thresholds.evaluate(scenario.rules, doc["metrics"])
+    doc["partial"] = monitor.stop.is_set() or any(
+        r.get("partial") for r in results.values() if isinstance(r, dict)
+    )
+    doc["stopped"] = monitor.reason
+    metrics = thresholds.metrics_of(doc)
+    doc["thresholds"] = thresholds.evaluate(scenario.rules, metrics, partial=doc["partial"])
+    doc["metrics"] = thresholds.finite(metrics)
     invariants_ok = "sale" not in doc or doc["sale"]["invariants"]["ok"]
-    doc["passed"] = invariants_ok and all(r["passed"] for r in doc["thresholds"])
+    doc["passed"] = (
+        invariants_ok and all(r["passed"] for r in doc["thresholds"]) and not doc["partial"]
+    )
     return doc
 
 
 async def _chat(
     s: Scenario, room: str, urls: list[str], secret: str, pids: dict[str, int],
-    pinning: servers.Pinning, progress: Progress,
+    pinning: servers.Pinning, progress: Progress, monitor: Monitor,
 ) -> dict[str, Any]:  # fmt: skip
     viewers = s.lurkers + s.chatters + s.likers
     senders = max(1, s.chatters or 1)
@@ -196,18 +260,18 @@ async def _chat(
     work = ChatWorkload(
         viewers=viewers, rate=s.chat_rate or 1.0, duration_s=s.duration_s, room=room,
         senders=senders, drain_s=s.drain_s, warmup_s=0.0, connect_rate=s.connect_rate,
-        likers=s.likers, like_rate=s.like_rate,
+        likers=s.likers, like_rate=s.like_rate, arrivals=s.arrivals,
     )  # fmt: skip
     cpus = pinning.client_cpus
     return await run_chat(
         work, urls, secret, server_pids=pids, workers=s.workers, client_cpus=cpus,
-        label="chat", progress=progress,
+        label="chat", progress=progress, monitor=monitor,
     )  # fmt: skip
 
 
 async def _sale(
     s: Scenario, room: str, sale_id: str, urls: list[str], secret: str, pids: dict[str, int],
-    pinning: servers.Pinning, progress: Progress,
+    pinning: servers.Pinning, progress: Progress, monitor: Monitor,
 ) -> dict[str, Any]:  # fmt: skip
     work = SaleWorkload(
         users=s.buyers, attempts=s.attempts, rate=s.sale_rate, duration_s=s.duration_s,
@@ -216,7 +280,8 @@ async def _sale(
     cpus = pinning.client_cpus
     return await run_buyers(
         work, urls, secret, server_pids=pids, workers=s.workers, client_cpus=cpus,
-        label="sale", progress=progress,
+        label="sale", progress=progress, monitor=monitor,
+        quantity=s.sale.quantity if s.sale else None,
     )  # fmt: skip
 
 
@@ -251,18 +316,33 @@ async def _system(
                 servers.stop(proc)
 
 
+_TABLE_KEYS = (
+    "chat.joined", "chat.arrived", "chat.connect.p99", "chat.join.p99", "chat.delivery.p50",
+    "chat.delivery.p99", "chat.missing", "likes.sent", "likes.delay.p50", "likes.delay.p99",
+    "sale.attempts_per_s", "sale.reservation.p50", "sale.reservation.p99", "sale.reserved",
+    "sale.sell_through", "sale.invariants", "webrtc.viewers", "webrtc.first_frame.p99",
+    "webrtc.loss", "webrtc.bitrate_kbps", "errors.rate", "generator.loop_lag.p99",
+)  # fmt: skip
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4g}"
+
+
 def summary(doc: dict[str, Any]) -> str:
-    """The final table: every rule with its measured value, then the verdict."""
+    """The final table: the main metrics, then every rule with its measured value, the verdict."""
     lines = [f"scenario {doc['name']}: {doc['pinning']}"]
+    if doc.get("partial"):
+        lines.append(f"PARTIAL: stopped early ({doc.get('stopped') or 'a driver stopped'})")
     m = doc["metrics"]
-    for key in ("chat.joined", "chat.delivery.p99", "chat.missing", "likes.sent",
-                "sale.attempts_per_s", "sale.reservation.p99", "sale.reserved",
-                "sale.invariants", "errors.rate"):  # fmt: skip
+    lines.append(f"  {'metric':<26} {'value':>12}")
+    for key in _TABLE_KEYS:
         if key in m:
-            lines.append(f"  {key:<24} {m[key]:.4g}")
+            lines.append(f"  {key:<26} {_fmt(m[key]):>12}")
+    if doc["thresholds"]:
+        lines.append(f"  {'rule':<40} {'measured':>12}  result")
     for r in doc["thresholds"]:
-        lines.append(
-            f"  {'pass' if r['passed'] else 'FAIL'}  {r['rule']}  (measured {r['actual']:.4g})"
-        )
+        verdict = "pass" if r["passed"] else "FAIL"
+        lines.append(f"  {r['rule']:<40} {_fmt(r['actual']):>12}  {verdict}")
     lines.append("PASSED" if doc["passed"] else "FAILED")
     return "\n".join(lines)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import json
 import os
@@ -38,6 +39,9 @@ class Sink(Protocol):
     def lost(self, slot: int, reason: str) -> None:
         """The connection of viewer `slot` ended."""
 
+    def likes_total(self, total: int) -> None:
+        """A room's `likes` total reached the viewer that observes likes."""
+
 
 def chat_text(seq: int, sent_us: int) -> str:
     """The text a benchmark sender puts in a chat message: its sequence number and send time."""
@@ -60,6 +64,7 @@ class Viewer(asyncio.Protocol):
         self._event_prefix = b"42" + ns
         self._chat_prefix = b"42" + ns + b'["chat",'
         self._ack_prefix = b"43" + ns
+        self._likes_prefix: bytes | None = None
         self._key = base64.b64encode(os.urandom(16))
         self._transport: asyncio.Transport | None = None
         self._upgraded = False
@@ -108,6 +113,10 @@ class Viewer(asyncio.Protocol):
         self._acks.clear()
         if not was_closed:
             self._sink.lost(self.slot, reason)
+
+    def observe_likes(self, on: bool) -> None:
+        """Report the room's `likes` totals to the sink (one viewer per crowd is enough)."""
+        self._likes_prefix = self._event_prefix + b'["likes",' if on else None
 
     # Sending
     def emit(self, event: str, data: Any) -> None:
@@ -220,6 +229,10 @@ class Viewer(asyncio.Protocol):
                 seq, _, sent = msg[i + 11 : j].partition(b":")
                 if seq.isdigit() and sent.isdigit():
                     self._sink.chat(self.slot, int(seq), int(sent))
+            return
+        if self._likes_prefix is not None and msg.startswith(self._likes_prefix):
+            with contextlib.suppress(ValueError, TypeError, KeyError, IndexError):
+                self._sink.likes_total(int(json.loads(msg[len(self._event_prefix) :])[1]["total"]))
             return
         kind = msg[:1]
         if kind == b"4":

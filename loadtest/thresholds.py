@@ -6,6 +6,7 @@ naming a metric the run does not measure is an error, never a pass.
 
 from __future__ import annotations
 
+import math
 import operator
 import re
 from collections.abc import Callable
@@ -32,6 +33,13 @@ METRICS: dict[str, str] = {
     "chat.delivered": "count",
     "chat.joined": "count",
     "likes.sent": "count",
+    # From a like sent to the room's `likes` total that counts it arriving back.
+    **{f"likes.delay.{q}": "ms" for q in ("p50", "p95", "p99", "max", "mean")},
+    "likes.unconfirmed": "count",
+    "chat.arrived": "count",  # viewers that arrived during the run (open arrivals)
+    # From the sale's start to the answer that reserved its last unit (infinite: not sold out).
+    "sale.sell_through": "ms",
+    "sale.sold_out": "count",  # 1 when every unit was reserved
     **{f"sale.reservation.{q}": "ms" for q in ("p50", "p95", "p99", "max", "mean")},
     "sale.attempts_per_s": "count",
     "sale.reserved": "count",
@@ -74,16 +82,31 @@ def parse(text: str) -> Rule:
     return Rule(text.strip(), metric, match["op"], float(match["value"]) * scale)
 
 
-def evaluate(rules: list[Rule], metrics: dict[str, float]) -> list[dict[str, Any]]:
-    """Each rule with the measured value and whether it passed."""
+def evaluate(
+    rules: list[Rule], metrics: dict[str, float], partial: bool = False
+) -> list[dict[str, Any]]:
+    """Each rule with the measured value and whether it passed.
+
+    A partial run (stopped early) may miss a metric: that rule fails instead of being an error.
+    """
     out = []
     for rule in rules:
         if rule.metric not in metrics:
-            raise ThresholdError(f"rule {rule.text!r}: this run did not measure {rule.metric}")
+            if not partial:
+                raise ThresholdError(f"rule {rule.text!r}: this run did not measure {rule.metric}")
+            out.append({"rule": rule.text, "metric": rule.metric, "actual": None,
+                        "limit": rule.value, "passed": False})  # fmt: skip
+            continue
         actual = metrics[rule.metric]
-        out.append({"rule": rule.text, "metric": rule.metric, "actual": actual,
+        out.append({"rule": rule.text, "metric": rule.metric,
+                    "actual": actual if math.isfinite(actual) else None,
                     "limit": rule.value, "passed": rule.holds(actual)})  # fmt: skip
     return out
+
+
+def finite(metrics: dict[str, float]) -> dict[str, float | None]:
+    """The metrics for JSON: an infinite value (never happened) becomes null."""
+    return {k: (v if math.isfinite(v) else None) for k, v in metrics.items()}
 
 
 def metrics_of(doc: dict[str, Any]) -> dict[str, float]:
@@ -102,6 +125,13 @@ def metrics_of(doc: dict[str, Any]) -> dict[str, float]:
         m["chat.delivered"] = chat["deliveries"]["delivered"]
         m["chat.joined"] = chat["connections"]["joined"]
         m["likes.sent"] = chat.get("likes_sent", 0)
+        likes = chat.get("likes")
+        if likes is not None and likes["sent"]:
+            for q in ("p50", "p95", "p99", "max", "mean"):
+                m[f"likes.delay.{q}"] = likes["delay_ms"][q] if likes["confirmed"] else math.inf
+            m["likes.unconfirmed"] = likes["sent"] - likes["confirmed"]
+        if "arrivals" in chat:
+            m["chat.arrived"] = chat["arrivals"]["arrived_during_run"]
         m["generator.loop_lag.p99"] = chat["generator"]["loop_lag_ms"]["p99"]
         operations += chat["connections"]["attempted"] + chat["messages"]["scheduled"]
         errors += chat["connections"]["attempted"] - chat["connections"]["joined"]
@@ -112,6 +142,10 @@ def metrics_of(doc: dict[str, Any]) -> dict[str, float]:
         m["sale.attempts_per_s"] = sale["attempts"]["per_s"]
         m["sale.reserved"] = sale["attempts"]["reserved"]
         m["sale.invariants"] = 1.0 if sale["invariants"]["ok"] else 0.0
+        through = sale.get("sell_through")
+        if through is not None:
+            m["sale.sold_out"] = 1.0 if through["sold_out"] else 0.0
+            m["sale.sell_through"] = through["seconds"] * 1000 if through["sold_out"] else math.inf
         operations += sale["attempts"]["sent"]
         # 409s (sold out, limit) and 429s are answers the crowd expects; 5xx and no answer are not.
         errors += sale["attempts"]["sent"] - sale["attempts"]["http_answers"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 import time
 from collections import Counter
@@ -18,7 +19,8 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from live.auth import TokenAuthority
-from loadtest.fleet import raise_fd_limit
+from loadtest.arrivals import TokenBucket
+from loadtest.fleet import Commands, raise_fd_limit, worker_signals
 from loadtest.histogram import Histogram, Timeline
 from loadtest.plan import NAMESPACE, WorkerPlan
 from loadtest.sioclient import SioError, Viewer, chat_text, open_viewer
@@ -32,6 +34,7 @@ def main(plan: WorkerPlan, conn: Connection) -> None:
     """Process entry point (multiprocessing `spawn`)."""
     import uvloop
 
+    worker_signals()
     if plan.cpus:
         os.sched_setaffinity(0, plan.cpus)
     raise_fd_limit()
@@ -56,6 +59,19 @@ class ChatCrowd:
         self.viewers: list[Viewer | None] = [None] * n
         self.joined = bytearray(n)
         self.per_viewer = [0] * n
+        # The first message each viewer is owed: 0 for a closed crowd, the first one sent after
+        # its join for a viewer that arrived during the run.
+        self.first_seq = [self.m if self.work.arrives_open(i) else 0 for i in self.indices]
+        self.attempted = 0
+        self.early = 0  # messages sent before a late viewer joined that still reached it
+        self.recent = Histogram()  # deliveries since the last progress report
+        self.like_delay = Histogram()
+        self.recent_likes = Histogram()
+        self.like_sent_us: list[int] = []
+        self.likes_confirmed = 0
+        self.joins_per_s = [0] * (int(self.work.duration_s + self.work.drain_s) + 2)
+        self.arrived = 0
+        self.commands: Commands | None = None
         self.bitmaps = [bytearray((self.m + 7) // 8) for _ in range(n)]
         self.seq_counts = [0] * self.m
         self.latency = Histogram()
@@ -84,6 +100,9 @@ class ChatCrowd:
         if seq >= self.m:
             self.foreign += 1
             return
+        if seq < self.first_seq[slot]:
+            self.early += 1
+            return
         bitmap = self.bitmaps[slot]
         byte, bit = seq >> 3, 1 << (seq & 7)
         if bitmap[byte] & bit:
@@ -94,6 +113,7 @@ class ChatCrowd:
         self.per_viewer[slot] += 1
         self.received += 1
         self.latency.record(now - sent_us)
+        self.recent.record(now - sent_us)
         self.timeline.record(int(sent_us / 1e6 - self.t0), now - sent_us, "delivered")
         if not self.first_delivery_us:
             self.first_delivery_us = now
@@ -102,78 +122,138 @@ class ChatCrowd:
     def lost(self, slot: int, reason: str) -> None:
         self.errors[f"lost_in_{self.phase}:{reason}"] += 1
 
+    def likes_total(self, total: int) -> None:
+        """A room `likes` total: every like of ours up to `total` is now counted in it."""
+        now = _now_us()
+        sent = self.like_sent_us
+        for _ in range(len(sent)):
+            if self.likes_confirmed >= min(total, len(sent)):
+                break
+            delay = now - sent[self.likes_confirmed]
+            self.like_delay.record(delay)
+            self.recent_likes.record(delay)
+            self.likes_confirmed += 1
+
     # Phases
     async def run(self) -> None:
+        self.commands = commands = Commands(self.conn)
         background = [
             asyncio.create_task(self._progress(), name="progress"),
             asyncio.create_task(self._lag_monitor(), name="lag"),
         ]
         try:
-            await self._connect_all()
+            early = [(s, i) for s, i in enumerate(self.indices) if not self.work.arrives_open(i)]
+            finished = await commands.run_until_stopped(self._connect_all(early))
             self._send("ready", **self._connect_report())
-            command = await self._receive(GO_TIMEOUT_S)
-            if command.get("kind") == "go":
-                self.phase = "run"
-                await self._chat(float(command["t0"]))
+            if finished:
+                with contextlib.suppress(asyncio.CancelledError):
+                    async with asyncio.timeout(GO_TIMEOUT_S):
+                        t0 = await commands.go
+                    self.phase = "run"
+                    await commands.run_until_stopped(self._chat(t0))
             self.phase = "closing"
-            self._send("done", **self._result())
+            self._send("done", partial=commands.stop.is_set(), **self._result())
         finally:
+            commands.close()
             self._stop.set()
             for task in background:
                 task.cancel()
             await self._close_all()
 
-    async def _connect_all(self) -> None:
+    async def _connect_all(self, slots: list[tuple[int, int]]) -> None:
+        """Join `slots` (slot, viewer index) before the start, paced at this worker's share."""
+        work = self.work
+        bucket = TokenBucket(work.connect_rate / self.plan.workers)
+        gate = asyncio.Semaphore(max(1, work.connect_concurrency // self.plan.workers))
+        tasks = []
+        for slot, index in slots:
+            if not await bucket.take(work.connect_timeout_s * 4):
+                self.errors["join_pacing_timeout"] += 1
+                continue
+            tasks.append(asyncio.create_task(self._join(slot, index, gate)))
+        await asyncio.gather(*tasks)
+
+    async def _arrive(self, t0: float) -> None:
+        """Open model: the late viewers of this worker arrive at its share of the steps' rates."""
+        work = self.work
+        late = [(s, i) for s, i in enumerate(self.indices) if work.arrives_open(i)]
+        if not late:
+            return
+        share = self.plan.workers
+        bucket = TokenBucket(max(work.arrivals.rate_at(0) / share, 1e-9))
+        gate = asyncio.Semaphore(max(1, work.connect_concurrency // share))
+        tasks: list[asyncio.Task[None]] = []
+        end = t0 + work.duration_s
+        for slot, index in late:
+            for _ in range(int(work.duration_s / 0.05) + 1):
+                now = time.time()
+                if now >= end:
+                    break
+                rate = work.arrivals.rate_at(now - t0) / share
+                if rate > 0:
+                    bucket.set_rate(rate)
+                    if await bucket.take(min(0.25, end - now)):
+                        break
+                else:
+                    await asyncio.sleep(min(0.05, end - now))
+            else:
+                break
+            if time.time() >= end:
+                break
+            self.arrived += 1
+            tasks.append(asyncio.create_task(self._join(slot, index, gate)))
+        await asyncio.gather(*tasks)
+
+    async def _join(self, slot: int, index: int, gate: asyncio.Semaphore) -> None:
         plan, work = self.plan, self.work
-        loop = asyncio.get_running_loop()
-        rate = work.connect_rate / plan.workers
-        gate = asyncio.Semaphore(max(1, work.connect_concurrency // plan.workers))
-        authority = TokenAuthority(plan.secret)
-        ttl = int(work.duration_s + work.drain_s) + 3600
-        start = loop.time()
-
-        async def one(slot: int, index: int) -> None:
-            await asyncio.sleep(max(0.0, start + slot / rate - loop.time()))
-            role = work.sender_role if index < work.senders else "viewer"
-            token = authority.issue(
-                user=f"{plan.run_tag}-{index}", role=role, name=f"Viewer {index}",
-                rooms=[work.room], ttl_s=ttl,
-            )  # fmt: skip
-            async with gate:
-                began = time.perf_counter()
-                try:
-                    viewer = await open_viewer(
-                        slot, plan.target_of(index), NAMESPACE, {"token": token}, self,
-                        work.connect_timeout_s,
-                    )  # fmt: skip
-                except SioError as exc:
-                    self.errors[exc.kind] += 1
-                    return
-                self.connect_hist.record(int((time.perf_counter() - began) * 1e6))
-                self.viewers[slot] = viewer
-                began = time.perf_counter()
-                try:
-                    async with asyncio.timeout(work.connect_timeout_s):
-                        ack = await viewer.call("join", {"room": work.room})
-                except TimeoutError:
-                    self.errors["join_timeout"] += 1
-                    return
-                except SioError as exc:
-                    self.errors["join_" + exc.kind] += 1
-                    return
-            if not (isinstance(ack, dict) and ack.get("ok")):
-                code = ack.get("error") if isinstance(ack, dict) else "bad_ack"
-                self.errors[f"join_refused:{code}"] += 1
+        self.attempted += 1
+        role = work.sender_role if index < work.senders else "viewer"
+        token = TokenAuthority(plan.secret).issue(
+            user=f"{plan.run_tag}-{index}", role=role, name=f"Viewer {index}",
+            rooms=[work.room], ttl_s=int(work.duration_s + work.drain_s) + 3600,
+        )  # fmt: skip
+        async with gate:
+            began = time.perf_counter()
+            try:
+                viewer = await open_viewer(
+                    slot, plan.target_of(index), NAMESPACE, {"token": token}, self,
+                    work.connect_timeout_s,
+                )  # fmt: skip
+            except SioError as exc:
+                self.errors[exc.kind] += 1
                 return
-            self.join_hist.record(int((time.perf_counter() - began) * 1e6))
-            self.joined[slot] = 1
-
-        await asyncio.gather(*(one(s, i) for s, i in enumerate(self.indices)))
+            self.connect_hist.record(int((time.perf_counter() - began) * 1e6))
+            self.viewers[slot] = viewer
+            began = time.perf_counter()
+            try:
+                async with asyncio.timeout(work.connect_timeout_s):
+                    ack = await viewer.call("join", {"room": work.room})
+            except TimeoutError:
+                self.errors["join_timeout"] += 1
+                return
+            except SioError as exc:
+                self.errors["join_" + exc.kind] += 1
+                return
+        if not (isinstance(ack, dict) and ack.get("ok")):
+            code = ack.get("error") if isinstance(ack, dict) else "bad_ack"
+            self.errors[f"join_refused:{code}"] += 1
+            return
+        self.join_hist.record(int((time.perf_counter() - began) * 1e6))
+        if self.t0:
+            # Owed every message sent after the join was acknowledged.
+            owed_from = math.ceil((time.time() - self.t0) * work.rate)
+            self.first_seq[slot] = min(self.m, max(0, owed_from))
+            second = int(time.time() - self.t0)
+        else:
+            second = 0
+        self.joins_per_s[min(max(second, 0), len(self.joins_per_s) - 1)] += 1
+        self.joined[slot] = 1
 
     async def _chat(self, t0: float) -> None:
         work = self.work
         self.t0 = t0
         liking = asyncio.create_task(self._like(t0)) if work.likers and work.like_rate else None
+        arriving = asyncio.create_task(self._arrive(t0))
         slot_of = {index: slot for slot, index in enumerate(self.indices) if index < work.senders}
         mine = [k for k in range(self.m) if work.sender_of(k) in slot_of]
         await self._warm_up(t0 - work.warmup_s, slot_of)
@@ -194,26 +274,40 @@ class ChatCrowd:
             self.sent += 1
         # Drain: wait until every joined viewer has every message, or the drain time is up.
         deadline = max(time.time(), t0 + work.duration_s) + work.drain_s
-        complete = sum(self.joined) * self.m
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(max(0.0, deadline - time.time())):
+                await arriving
         for _ in range(int((deadline - time.time()) / 0.05) + 1):
-            if self.received >= complete and len(self.acks) >= len(mine):
+            pairs = zip(self.first_seq, self.joined, strict=True)
+            complete = sum(self.m - f for f, j in pairs if j)
+            likes_in = self.likes_confirmed >= len(self.like_sent_us)
+            if self.received >= complete and len(self.acks) >= len(mine) and likes_in:
                 break
             await asyncio.sleep(0.05)
         for seq in mine:
             self.acks.setdefault(seq, "ack_timeout")
+        arriving.cancel()
         if liking is not None:
             liking.cancel()
 
     async def _like(self, t0: float) -> None:
-        """This worker's likers share its part of the room-wide like rate until the end."""
+        """The first worker sends the room's likes at `like_rate` until the end.
+
+        Only one worker likes, so the room totals it sees count its own likes alone: a like is
+        aggregated once a `likes` total reaches its number, which makes the delay exact.
+        """
         work = self.work
+        if self.plan.index != 0:
+            return
         likers = [
             slot for slot, index in enumerate(self.indices)
             if work.senders <= index < work.senders + work.likers
-        ]  # fmt: skip
-        if not likers:
+        ] or list(range(len(self.indices)))  # fmt: skip
+        observer = next((v for v in self.viewers if v is not None and not v.closed), None)
+        if observer is None:
             return
-        interval = self.plan.workers / work.like_rate
+        observer.observe_likes(True)
+        interval = 1 / work.like_rate
         for n in range(int(work.duration_s / interval)):
             delay = t0 + n * interval - time.time()
             if delay > 0:
@@ -221,6 +315,7 @@ class ChatCrowd:
             slot = likers[n % len(likers)]
             viewer = self.viewers[slot]
             if viewer is not None and self.joined[slot] and not viewer.closed:
+                self.like_sent_us.append(_now_us())
                 viewer.emit("like", {"room": work.room, "count": 1})
                 self.likes += 1
 
@@ -256,10 +351,17 @@ class ChatCrowd:
 
     # Reports
     def _connect_report(self) -> dict[str, Any]:
+        unfinished = sum(
+            1 for v, j in zip(self.viewers, self.joined, strict=True) if v is not None and not j
+        )
+        errors = Counter(self.errors)
+        if unfinished:
+            errors["join_unfinished"] += unfinished  # still joining when the run ended
         return {
+            "attempted": self.attempted,
             "connected": sum(1 for v in self.viewers if v is not None),
             "joined": sum(self.joined),
-            "errors": dict(self.errors),
+            "errors": dict(errors),
             "connect": self.connect_hist.to_wire(),
             "join": self.join_hist.to_wire(),
         }
@@ -277,6 +379,12 @@ class ChatCrowd:
             "seq_counts": self.seq_counts,
             "acks": self.acks,
             "per_viewer": [c for c, j in zip(self.per_viewer, self.joined, strict=True) if j],
+            "first_seq": [f for f, j in zip(self.first_seq, self.joined, strict=True) if j],
+            "early": self.early,
+            "arrived": self.arrived,
+            "joins_per_s": self.joins_per_s,
+            "like_delay": self.like_delay.to_wire(),
+            "likes_confirmed": self.likes_confirmed,
             "received": self.received,
             "duplicates": self.duplicates,
             "foreign": self.foreign,
@@ -288,12 +396,6 @@ class ChatCrowd:
     def _send(self, kind: str, **body: Any) -> None:
         self.conn.send({"kind": kind, "worker": self.plan.index, **body})
 
-    async def _receive(self, wait_s: float) -> dict[str, Any]:
-        if not await asyncio.to_thread(self.conn.poll, wait_s):
-            return {"kind": "stop"}
-        message: dict[str, Any] = self.conn.recv()
-        return message
-
     async def _progress(self) -> None:
         limit = GO_TIMEOUT_S * 2 / PROGRESS_EVERY_S
         for _ in range(int(limit)):
@@ -301,8 +403,11 @@ class ChatCrowd:
             self._send(
                 "progress", phase=self.phase, connected=sum(1 for v in self.viewers if v),
                 joined=sum(self.joined), sent=self.sent, received=self.received,
-                errors=sum(self.errors.values()),
+                errors=sum(self.errors.values()), likes=self.likes, arrived=self.arrived,
+                recent=self.recent.to_wire(), recent_likes=self.recent_likes.to_wire(),
             )  # fmt: skip
+            self.recent = Histogram()
+            self.recent_likes = Histogram()
 
     async def _lag_monitor(self) -> None:
         loop = asyncio.get_running_loop()
