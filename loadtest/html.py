@@ -53,30 +53,59 @@ def _num(value: float | None) -> str:
     return "-" if value is None else f"{value:.4g}"
 
 
+def _connections(chat: dict[str, Any]) -> dict[str, list[tuple[float, float]]]:
+    joins = chat.get("arrivals", {}).get("joins_per_s", [])
+    total, points = 0, []
+    for second, n in enumerate(joins):
+        total += n
+        points.append((float(second), float(total)))
+    return {"joined": points} if points else {}
+
+
+def _table(title: str, rows: list[tuple[str, str]]) -> str:
+    if not rows:
+        return ""
+    cells = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(v)}</td></tr>" for k, v in rows)
+    return f"<h2>{html.escape(title)}</h2><table>{cells}</table>"
+
+
 def render(doc: dict[str, Any]) -> str:
     """The whole page for a scenario document."""
     charts = []
     if doc.get("chat"):
+        chat = doc["chat"]
         charts.append(line_chart("Chat delivery latency over time", "ms",
-                                 _percentiles(doc["chat"]["timeline"])))  # fmt: skip
+                                 _percentiles(chat["timeline"])))  # fmt: skip
+        charts.append(line_chart("Viewers joined over time", "viewers", _connections(chat)))
     if doc.get("sale"):
         sale = doc["sale"]
         charts.append(line_chart("Reservation latency over time", "ms",
                                  _percentiles(sale["timeline"])))  # fmt: skip
-        stock, left = [], float(sale["quantity"])
-        for e in sale["timeline"]:
-            left -= e["outcomes"].get("201 reserved", 0)
-            stock.append((float(e["t"]), left))
+        by_second = sale.get("sell_through", {}).get("stock_by_second", [])
+        stock = [(0.0, float(sale["quantity"]))] + [
+            (float(i + 1), float(left)) for i, left in enumerate(by_second)
+        ]
         answers = [(float(e["t"]), float(e["count"])) for e in sale["timeline"]]
         charts.append(line_chart("Sale stock left over time", "units", {"stock": stock}))
         charts.append(line_chart("Reservation answers per second", "/s", {"answers": answers}))
+    if doc.get("webrtc"):
+        rtc = doc["webrtc"]
+        frames = [(float(t), float(n)) for t, n in enumerate(rtc["frames_per_s"])]
+        charts.append(line_chart("WebRTC video frames received per second", "frames/s",
+                                 {"frames": frames}))  # fmt: skip
     rows = "".join(
         f'<tr class="{"pass" if r["passed"] else "fail"}"><td>{html.escape(r["rule"])}</td>'
         f"<td>{_num(r['actual'])}</td><td>{'pass' if r['passed'] else 'FAIL'}</td></tr>"
         for r in doc.get("thresholds", [])
     )
     verdict = "PASSED" if doc.get("passed") else "FAILED"
-    metrics = html.escape(json.dumps(doc.get("metrics", {}), indent=1))
+    if doc.get("partial"):
+        verdict += f" (partial: {doc.get('stopped') or 'stopped early'})"
+    summary = _table("Metrics", [(k, _num(v)) for k, v in doc.get("metrics", {}).items()])
+    totals = doc.get("server_metrics", {}).get("totals", {})
+    server = _table("Server side (/metrics, increase over the run)",
+                    [(k, _num(v)) for k, v in totals.items()])  # fmt: skip
+    raw = html.escape(json.dumps(doc.get("server_metrics", {}), indent=1))
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <title>Load test: {html.escape(doc.get("name", "scenario"))}</title>
@@ -86,12 +115,14 @@ table {{ border-collapse: collapse; }} td, th {{ border: 1px solid #ccc; padding
 .pass {{ background: #e8f5e9; }} .fail {{ background: #ffebee; }}
 figure {{ margin: 1em 0; }} figcaption {{ font-weight: 600; }}
 </style></head><body>
-<h1>{html.escape(doc.get("name", "scenario"))}: {verdict}</h1>
+<h1>{html.escape(doc.get("name", "scenario"))}: {html.escape(verdict)}</h1>
 <p>{html.escape(doc.get("pinning", ""))}</p>
 <h2>Thresholds</h2>
 <table><tr><th>rule</th><th>measured</th><th>result</th></tr>{rows}</table>
 <h2>Charts</h2>
 {"".join(charts)}
-<h2>Metrics</h2><pre>{metrics}</pre>
+{summary}
+{server}
+<details><summary>Every server sample</summary><pre>{raw}</pre></details>
 </body></html>
 """

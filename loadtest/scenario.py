@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from loadtest import servers, thresholds
+from loadtest import scrape, servers, thresholds
 from loadtest.arrivals import Arrivals
 from loadtest.chat import Progress, run_chat
 from loadtest.display import Display, Monitor
@@ -212,6 +212,7 @@ async def run(
     async with _system(scenario, pinning, progress) as (urls, pids, secret, redis_url):
         room = "show-" + secrets.token_hex(4)
         await create_room(urls[0], secret, room, required=True)
+        metrics_before = await scrape.scrape(urls)
         jobs: dict[str, Any] = {}
         if scenario.lurkers + scenario.chatters + scenario.likers:
             jobs["chat"] = _chat(scenario, room, urls, secret, pids, pinning, progress, monitor)
@@ -226,6 +227,7 @@ async def run(
             results = dict(zip(names, await asyncio.gather(*jobs.values()), strict=True))
         finally:
             monitor.display.close()
+        server_metrics = scrape.compare(metrics_before, await scrape.scrape(urls))
         if "sale" in results and scenario.sale is not None:
             sale_doc = results["sale"]
             units = sale_doc.pop("units_by_user")
@@ -236,6 +238,7 @@ async def run(
             )  # fmt: skip
             sale_doc.update(sale_info)
     doc: dict[str, Any] = {"name": scenario.name, "pinning": pinning.describe(), **results}
+    doc["server_metrics"] = server_metrics
     doc["partial"] = monitor.stop.is_set() or any(
         r.get("partial") for r in results.values() if isinstance(r, dict)
     )
