@@ -28,6 +28,6 @@ class MediaConfig:
     # directly (media.rtp_writer); "aiortc": each viewer's RTCRtpSender packetises and sends.
     send_path: Literal["fast", "aiortc"] = "fast"
     # Receive buffer of a publisher's sockets: a whole keyframe burst must fit while we fan out.
-    ingest_receive_buffer: int = 4 << 20
+    ingest_receive_buffer: int = 1 << 20
     # How many time-to-first-frame samples stats keep.
     ttff_samples: int = 1000
