@@ -32,6 +32,20 @@ from redis.exceptions import NoScriptError, ResponseError
 _Call = tuple[AsyncScript, Sequence[Any], Sequence[Any], "asyncio.Future[Any]"]
 
 
+def _bulk(value: Any) -> bytes:
+    data = value if isinstance(value, bytes) else str(value).encode()
+    return b"$%d\r\n%b\r\n" % (len(data), data)
+
+
+def _evalsha(sha: str, keys: Sequence[Any], args: Sequence[Any]) -> bytes:
+    """`EVALSHA sha numkeys keys... args...` in RESP, packed as redis-py would (ints by str())."""
+    parts = [b"*%d\r\n$7\r\nEVALSHA\r\n" % (3 + len(keys) + len(args)), _bulk(sha)]
+    parts.append(_bulk(len(keys)))
+    parts.extend([_bulk(x) for x in keys])
+    parts.extend([_bulk(x) for x in args])
+    return b"".join(parts)
+
+
 class ScriptBatcher:
     def __init__(
         self,
@@ -116,12 +130,7 @@ class ScriptBatcher:
         conn = await pool.get_connection()
         try:
             await conn.send_packed_command(
-                conn.pack_commands(
-                    [
-                        ("EVALSHA", script.sha, len(keys), *keys, *args)
-                        for script, keys, args, _ in calls
-                    ]
-                )
+                b"".join([_evalsha(script.sha, keys, args) for script, keys, args, _ in calls])
             )
             results: list[Any] = []
             for _ in calls:

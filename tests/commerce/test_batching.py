@@ -69,3 +69,13 @@ async def test_a_store_that_does_not_answer_fails_every_queued_call_within_the_d
             writer.close()
         server.close()
         await server.wait_closed()
+
+
+def test_evalsha_is_packed_as_redis_py_packs_it() -> None:
+    from commerce.batching import _evalsha
+
+    conn = aioredis.Redis().connection_pool.make_connection()
+    keys = ["live:{sale:ab}:meta", "live:{sale:ab}:rl:u:ü"]
+    args = ["room", "user", "key-1", 3, "ab-01", 10**9, 2.5, b"raw"]
+    packed = b"".join(conn.pack_commands([("EVALSHA", "deadbeef", len(keys), *keys, *args)]))
+    assert _evalsha("deadbeef", keys, args) == packed
