@@ -19,6 +19,7 @@ side by side; the result is one JSON document (and an HTML report) with the rule
     likers = 20
     like_rate = 50
     buyers = 100
+    webrtc_viewers = 20 # receive-only WHEP viewers of a synthetic publisher the scenario starts
     [sale]
     quantity = 50
     per_user_limit = 2
@@ -50,16 +51,19 @@ from loadtest.procstat import available_cpus
 from loadtest.sale import SaleSpec, check_invariants, run_buyers, start_sale
 from loadtest.salebench import RAISED_LIMITS
 from loadtest.suite import create_room, store
+from loadtest.webrtc import publishing, run_viewers
 
 
 class ScenarioError(ValueError):
     """A scenario file that cannot be run as written."""
 
 
-_TOP = {"name", "duration_s", "target", "roles", "sale", "thresholds", "generator", "arrival"}
+_TOP = {"name", "duration_s", "target", "roles", "sale", "thresholds", "generator", "arrival",
+        "webrtc"}  # fmt: skip
 _ARRIVAL = {"model", "steps", "rate", "join_rate"}
 _TARGET = {"urls", "nodes", "secret", "redis_url"}
-_ROLES = {"lurkers", "chatters", "chat_rate", "likers", "like_rate", "buyers"}
+_ROLES = {"lurkers", "chatters", "chat_rate", "likers", "like_rate", "buyers", "webrtc_viewers"}
+_WEBRTC = {"join_rate"}
 _SALE = {"quantity", "per_user_limit", "attempts", "rate", "concurrency"}
 _GENERATOR = {"workers", "drain_s", "connect_rate"}
 
@@ -78,6 +82,8 @@ class Scenario:
     likers: int = 0
     like_rate: float = 0.0
     buyers: int = 0
+    webrtc_viewers: int = 0
+    webrtc_join_rate: float = 20.0
     sale: SaleSpec | None = None
     attempts: int = 0
     sale_rate: float = 0.0
@@ -115,6 +121,7 @@ def load(path: Path) -> Scenario:
     gen = _table(doc, "generator", _GENERATOR)
     rules_doc = _table(doc, "thresholds", {"rules", "abort_after"})
     arrival = _table(doc, "arrival", _ARRIVAL)
+    rtc = _table(doc, "webrtc", _WEBRTC)
     try:
         rules = [thresholds.parse(r) for r in rules_doc.get("rules", [])]
         s = Scenario(
@@ -130,6 +137,8 @@ def load(path: Path) -> Scenario:
             likers=int(roles.get("likers", 0)),
             like_rate=float(roles.get("like_rate", 0)),
             buyers=int(roles.get("buyers", 0)),
+            webrtc_viewers=int(roles.get("webrtc_viewers", 0)),
+            webrtc_join_rate=float(rtc.get("join_rate", 20.0)),
             sale=SaleSpec(quantity=int(sale["quantity"]),
                           per_user_limit=int(sale.get("per_user_limit", 1)))
             if roles.get("buyers") else None,
@@ -163,7 +172,9 @@ def load(path: Path) -> Scenario:
         raise ScenarioError("open arrivals bring lurkers in during the run: add some lurkers")
     if s.abort_after_s is not None and not 0 < s.abort_after_s <= 600:
         raise ScenarioError("abort_after must be above 0 and at most 600 s")
-    if not (s.lurkers + s.chatters + s.likers or s.buyers):
+    if not 0 <= s.webrtc_viewers <= 5000 or not 0 < s.webrtc_join_rate <= 1000:
+        raise ScenarioError("webrtc_viewers must be 0..5000 and [webrtc] join_rate 0..1000/s")
+    if not (s.lurkers + s.chatters + s.likers or s.buyers or s.webrtc_viewers):
         raise ScenarioError("the scenario has no roles")
     return s
 
@@ -224,7 +235,19 @@ async def run(
                                  progress, monitor)  # fmt: skip
         names = list(jobs)
         try:
-            results = dict(zip(names, await asyncio.gather(*jobs.values()), strict=True))
+            async with contextlib.AsyncExitStack() as live:
+                if scenario.webrtc_viewers:
+                    # The viewers need a live room: publish first, keep it up until they are done.
+                    await live.enter_async_context(
+                        publishing(urls[0], secret, room, scenario.duration_s + 120)
+                    )
+                    names.append("webrtc")
+                    jobs["webrtc"] = run_viewers(
+                        urls, secret, room, scenario.webrtc_viewers, scenario.duration_s,
+                        join_rate=scenario.webrtc_join_rate, workers=scenario.workers,
+                        client_cpus=pinning.client_cpus, progress=progress, monitor=monitor,
+                    )  # fmt: skip
+                results = dict(zip(names, await asyncio.gather(*jobs.values()), strict=True))
         finally:
             monitor.display.close()
         server_metrics = scrape.compare(metrics_before, await scrape.scrape(urls))

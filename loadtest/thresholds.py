@@ -44,6 +44,12 @@ METRICS: dict[str, str] = {
     "sale.attempts_per_s": "count",
     "sale.reserved": "count",
     "sale.invariants": "count",  # 1 when every invariant holds
+    "webrtc.viewers": "count",  # viewers that got a first frame
+    **{f"webrtc.first_frame.{q}": "ms" for q in ("p50", "p95", "p99", "max", "mean")},
+    **{f"webrtc.setup.{q}": "ms" for q in ("p50", "p95", "p99")},
+    "webrtc.loss": "fraction",
+    "webrtc.bitrate_kbps": "count",  # per watching viewer
+    "webrtc.fps": "count",  # video frames per second per watching viewer
     "errors.count": "count",
     "errors.rate": "fraction",
     "generator.loop_lag.p99": "ms",
@@ -112,7 +118,7 @@ def finite(metrics: dict[str, float]) -> dict[str, float | None]:
 def metrics_of(doc: dict[str, Any]) -> dict[str, float]:
     """The named metrics of a scenario run's document (only those the run measured)."""
     m: dict[str, float] = {}
-    chat, sale = doc.get("chat"), doc.get("sale")
+    chat, sale, rtc = doc.get("chat"), doc.get("sale"), doc.get("webrtc")
     operations = 0
     errors = 0
     if chat is not None:
@@ -150,6 +156,17 @@ def metrics_of(doc: dict[str, Any]) -> dict[str, float]:
         # 409s (sold out, limit) and 429s are answers the crowd expects; 5xx and no answer are not.
         errors += sale["attempts"]["sent"] - sale["attempts"]["http_answers"]
         errors += sum(n for o, n in sale["outcomes"].items() if o.startswith("5"))
+    if rtc is not None:
+        m["webrtc.viewers"] = rtc["watching"]
+        for q in ("p50", "p95", "p99", "max", "mean"):
+            m[f"webrtc.first_frame.{q}"] = rtc["first_frame_ms"][q]
+        for q in ("p50", "p95", "p99"):
+            m[f"webrtc.setup.{q}"] = rtc["setup_ms"][q]
+        m["webrtc.loss"] = rtc["loss"]
+        m["webrtc.bitrate_kbps"] = rtc["bitrate_kbps"]
+        m["webrtc.fps"] = rtc["fps"]
+        operations += rtc["viewers"]
+        errors += rtc["viewers"] - rtc["watching"]
     m["errors.count"] = errors
     m["errors.rate"] = errors / operations if operations else 0.0
     return m

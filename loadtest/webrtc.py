@@ -1,0 +1,209 @@
+"""The WebRTC part of a scenario: a synthetic publisher makes the room live, viewers watch it.
+
+The publisher sends VP8 over WHIP (a moving bar on grey, encoded by aiortc; no camera, no file).
+The viewers (`loadtest.rtcviewer`) run in worker processes and never decode. ICE offers loopback
+candidates only; run WebRTC scenarios in a loopback-only network namespace
+(`scripts/loopback-only live loadtest run ...`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import aiohttp
+import numpy as np
+from aiortc import (
+    MediaStreamTrack,
+    RTCConfiguration,
+    RTCPeerConnection,
+    RTCRtpSender,
+    RTCSessionDescription,
+)
+from aiortc.mediastreams import VIDEO_CLOCK_RATE, VIDEO_TIME_BASE, MediaStreamError
+from av import VideoFrame
+
+from live.auth import TokenAuthority
+from loadtest import procstat, rtcviewer
+from loadtest.display import Monitor
+from loadtest.fleet import Fleet
+from loadtest.histogram import Histogram
+from loadtest.rtcviewer import RtcPlan
+from media.aiortc_hooks import set_ice_addresses
+
+START_DELAY_S = 1.0
+WIDTH, HEIGHT, FPS = 320, 240, 30
+
+Progress = Callable[[str], None]
+
+
+class SyntheticVideoTrack(MediaStreamTrack):
+    """Grey frames with a moving bar at `FPS`, paced by the loop clock, at most `limit` frames."""
+
+    kind = "video"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.sent = 0
+        self._limit = limit
+        self._t0: float | None = None
+
+    async def recv(self) -> VideoFrame:
+        loop = asyncio.get_running_loop()
+        if self._t0 is None:
+            self._t0 = loop.time()
+        if self.sent >= self._limit:
+            raise MediaStreamError
+        wait = self._t0 + self.sent / FPS - loop.time()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        yuv = np.full((HEIGHT * 3 // 2, WIDTH), 128, dtype=np.uint8)
+        bar = (self.sent * 4) % (HEIGHT - 16)
+        yuv[bar : bar + 16, :] = 235
+        frame = VideoFrame.from_ndarray(yuv, format="yuv420p")
+        frame.pts = int(self.sent * VIDEO_CLOCK_RATE / FPS)
+        frame.time_base = VIDEO_TIME_BASE
+        self.sent += 1
+        return frame
+
+
+@contextlib.asynccontextmanager
+async def publishing(url: str, secret: str, room: str, seconds: float) -> AsyncIterator[Any]:
+    """A WHIP publisher live in `room` for the block (at most `seconds` of frames)."""
+    set_ice_addresses(rtcviewer.ICE_ADDRESSES)
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    track = SyntheticVideoTrack(limit=int(seconds * FPS))
+    transceiver = pc.addTransceiver(track, direction="sendonly")
+    vp8 = [c for c in RTCRtpSender.getCapabilities("video").codecs
+           if c.mimeType.lower() in ("video/vp8", "video/rtx")]  # fmt: skip
+    transceiver.setCodecPreferences(vp8)
+    token = TokenAuthority(secret).issue(user="loadtest-publisher", role="host", rooms=[room])
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/sdp"}
+    location: str | None = None
+    timeout = aiohttp.ClientTimeout(total=15)
+    async with aiohttp.ClientSession(timeout=timeout) as http:
+        try:
+            await pc.setLocalDescription(await pc.createOffer())
+            body = pc.localDescription.sdp
+            async with http.post(f"{url.rstrip('/')}/whip/{room}", data=body,
+                                 headers=headers) as resp:  # fmt: skip
+                if resp.status != 201:
+                    raise RuntimeError(f"WHIP publish: {resp.status} {await resp.text()}")
+                answer = await resp.text()
+                location = resp.headers.get("Location")
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+            for _ in range(200):  # up to 10 s for ICE, DTLS and the first frames
+                if pc.connectionState == "connected" and track.sent >= 5:
+                    break
+                if pc.connectionState == "failed":
+                    raise RuntimeError("WHIP publish: the connection failed (ICE on loopback?)")
+                await asyncio.sleep(0.05)
+            else:
+                raise RuntimeError("WHIP publish: not connected within 10 s")
+            yield track
+        finally:
+            if location:
+                with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                    async with http.delete(url.rstrip("/") + location, headers=headers):
+                        pass
+            await pc.close()
+
+
+async def run_viewers(
+    urls: list[str],
+    secret: str,
+    room: str,
+    viewers: int,
+    duration_s: float,
+    *,
+    join_rate: float,
+    workers: int,
+    client_cpus: list[int] | None,
+    label: str = "webrtc",
+    progress: Progress = print,
+    monitor: Monitor | None = None,
+) -> dict[str, Any]:
+    """`viewers` WHEP viewers of `room` for `duration_s` from `workers` processes; merged."""
+    workers = max(1, min(workers, viewers))
+    tag = f"lt{time.time_ns() % 10**9:x}"
+    plans = [
+        RtcPlan(i, workers, tuple(urls), secret, room, viewers, duration_s, join_rate,
+                tuple(client_cpus or ()), tag)
+        for i in range(workers)
+    ]  # fmt: skip
+    fleet = Fleet.spawn(rtcviewer.main, plans)
+    stop = monitor.stop if monitor is not None else None
+    every = 0.5 if monitor is not None else 2.0
+
+    def tick() -> None:
+        line = (
+            f"started {fleet.total('started')} watching {fleet.total('watching')}"
+            f" frames {fleet.total('frames')} packets {fleet.total('packets')}"
+            f" errors {fleet.total('errors')}"
+        )
+        if monitor is None:
+            progress(f"  [{label}] {line}")
+        else:
+            monitor.status(label, line)
+
+    t0 = time.time()
+    try:
+        ready = await fleet.until(lambda: len(fleet.ready) == workers, 60, tick, every, stop)
+        if not ready and not (stop is not None and stop.is_set()):
+            raise RuntimeError("WebRTC workers were not ready within 60 s")
+        pids = fleet.pids
+        start = {n: procstat.sample(p) for n, p in pids.items()}
+        if ready:
+            t0 = time.time() + START_DELAY_S
+            fleet.broadcast({"kind": "go", "t0": t0})
+        budget = START_DELAY_S + duration_s + 60
+        done = await fleet.until(lambda: len(fleet.done) == workers, budget, tick, every, stop)
+        if not done:
+            fleet.broadcast({"kind": "stop"})
+            await fleet.until(lambda: len(fleet.done) + len(fleet.dead) >= workers, 20.0)
+        end = {n: procstat.sample(p) for n, p in pids.items()}
+        wall = max(1e-3, time.time() - t0)
+    finally:
+        await fleet.reap()
+    result = merge(viewers, list(fleet.done.values()))
+    result["partial"] = len(fleet.done) < workers or any(
+        p.get("partial") for p in fleet.done.values()
+    )
+    cpu = sum(procstat.cpu_percent(start.get(n), end.get(n), wall) for n in pids)
+    result["generator"] = {"workers": workers, "cpu_pct": round(cpu, 1)}
+    return result
+
+
+def merge(viewers: int, parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """The workers' figures added up: loss as a fraction, bitrate per watching viewer."""
+    setup, first = Histogram(), Histogram()
+    errors: Counter[str] = Counter()
+    frames_per_s: list[int] = []
+    for part in parts:
+        setup.merge(Histogram.from_wire(part["setup"]))
+        first.merge(Histogram.from_wire(part["first_frame"]))
+        errors.update(part["errors"])
+        for s, n in enumerate(part["frames_per_s"]):
+            if s >= len(frames_per_s):
+                frames_per_s.append(0)
+            frames_per_s[s] += n
+    total = {k: sum(p[k] for p in parts)
+             for k in ("started", "watching", "packets", "bytes", "frames", "keyframes",
+                       "rtp_received", "rtp_lost", "watch_s")}  # fmt: skip
+    expected = total["rtp_received"] + total["rtp_lost"]
+    watch_s = total["watch_s"]
+    return {
+        "viewers": viewers,
+        **{k: v for k, v in total.items() if k != "watch_s"},
+        "loss": round(total["rtp_lost"] / expected, 6) if expected else 0.0,
+        "bitrate_kbps": round(total["bytes"] * 8 / 1000 / watch_s, 1) if watch_s else 0.0,
+        "fps": round(total["frames"] / watch_s, 2) if watch_s else 0.0,
+        "setup_ms": setup.summary_ms(),
+        "first_frame_ms": first.summary_ms(),
+        "frames_per_s": frames_per_s,
+        "errors": dict(errors),
+    }
