@@ -212,21 +212,19 @@ def _open_tun(dev: str) -> int:
     return fd
 
 
-def _route(config: Mapping[str, object]) -> None:
+def _route(ports: Sequence[Mapping[str, str | None]], delays: Sequence[Sequence[float]]) -> None:
     """The delay router: forward IPv4 packets between TUN devices by destination address, each
-    held for the one-way delay between its source and destination ports."""
-    ports = config["ports"]
-    assert isinstance(ports, list)
+    held for the one-way delay (ms) between its source and destination ports."""
     home = "/proc/self/ns/net"
     home_fd = os.open(home, os.O_RDONLY)
     fds: list[int] = []
     for port in ports:
         netns = port["netns"]
         _setns(str(NETNS_DIR / netns) if netns else f"/proc/self/fd/{home_fd}")
-        fds.append(_open_tun(port["dev"]))
+        fds.append(_open_tun(str(port["dev"])))
     _setns(f"/proc/self/fd/{home_fd}")
-    by_address = {bytes(map(int, p["address"].split("."))): i for i, p in enumerate(ports)}
-    delay_s = {(int(a), int(b)): float(d) / 1000 for a, b, d in config["delays"]}  # type: ignore[attr-defined]
+    by_address = {bytes(map(int, str(p["address"]).split("."))): i for i, p in enumerate(ports)}
+    delay_s = {(int(a), int(b)): d / 1000 for a, b, d in delays}
     sel = selectors.DefaultSelector()
     for i, fd in enumerate(fds):
         sel.register(fd, selectors.EVENT_READ, i)
@@ -333,7 +331,8 @@ def main(argv: Sequence[str]) -> int:
         _reap(argv[1])
         return 0
     if len(argv) == 2 and argv[0] == "route":
-        _route(json.loads(argv[1]))
+        config = json.loads(argv[1])
+        _route(config["ports"], config["delays"])
         return 0
     print("usage: python -m edge.wan reap TAG | route CONFIG", file=sys.stderr)
     return 2
