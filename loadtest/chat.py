@@ -71,7 +71,11 @@ async def _drive(
     all_ready = await until(lambda: len(fleet.ready) == workers, connect_budget)
     stopped = stop is not None and stop.is_set()
     if not all_ready and not stopped:
-        raise RuntimeError(f"workers did not finish connecting within {connect_budget:.0f} s")
+        reason = f"[{label}] the crowd did not finish joining within {connect_budget:.0f} s"
+        if monitor is None:
+            raise RuntimeError(reason)
+        monitor.request_stop(reason)  # a partial report says how far the joins got
+        stopped = True
     joined_sample = _sample(server_pids)
     t0 = time.time() + START_DELAY_S + work.warmup_s
     worker_pids = fleet.pids

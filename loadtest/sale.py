@@ -142,7 +142,9 @@ async def run_buyers(
     try:
         ready = await fleet.until(lambda: len(fleet.ready) == workers, 60, tick, every, stop)
         if not ready and not stopped():
-            raise RuntimeError("buyer workers were not ready within 60 s")
+            if monitor is None:
+                raise RuntimeError("buyer workers were not ready within 60 s")
+            monitor.request_stop(f"[{label}] buyer workers were not ready within 60 s")
         if not stopped():
             t0 = time.time() + START_DELAY_S
             fleet.broadcast({"kind": "go", "t0": t0})
@@ -151,7 +153,9 @@ async def run_buyers(
         budget = work.duration_s + work.timeout_s + 30
         done = await fleet.until(lambda: len(fleet.done) == workers, budget, tick, every, stop)
         if not done and not stopped():
-            raise RuntimeError(f"buyer workers did not report within {budget:.0f} s")
+            if monitor is None:
+                raise RuntimeError(f"buyer workers did not report within {budget:.0f} s")
+            monitor.request_stop(f"[{label}] buyer workers did not report within {budget:.0f} s")
         if len(fleet.done) < workers:
             fleet.broadcast({"kind": "stop"})
             await fleet.until(lambda: len(fleet.done) + len(fleet.dead) >= workers, 10.0)

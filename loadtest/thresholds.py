@@ -139,9 +139,11 @@ def metrics_of(doc: dict[str, Any]) -> dict[str, float]:
         if "arrivals" in chat:
             m["chat.arrived"] = chat["arrivals"]["arrived_during_run"]
         m["generator.loop_lag.p99"] = chat["generator"]["loop_lag_ms"]["p99"]
-        operations += chat["connections"]["attempted"] + chat["messages"]["scheduled"]
+        # Every message due is in the outcomes (a stopped run: only those due before the stop).
+        outcomes = chat["messages"]["outcomes"]
+        operations += chat["connections"]["attempted"] + sum(outcomes.values())
         errors += chat["connections"]["attempted"] - chat["connections"]["joined"]
-        errors += chat["messages"]["scheduled"] - chat["messages"]["acked_ok"]
+        errors += sum(n for outcome, n in outcomes.items() if outcome != "ok")
     if sale is not None:
         for q in ("p50", "p95", "p99", "max", "mean"):
             m[f"sale.reservation.{q}"] = sale["latency_ms"][q]

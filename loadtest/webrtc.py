@@ -154,7 +154,9 @@ async def run_viewers(
     try:
         ready = await fleet.until(lambda: len(fleet.ready) == workers, 60, tick, every, stop)
         if not ready and not (stop is not None and stop.is_set()):
-            raise RuntimeError("WebRTC workers were not ready within 60 s")
+            if monitor is None:
+                raise RuntimeError("WebRTC workers were not ready within 60 s")
+            monitor.request_stop(f"[{label}] WebRTC workers were not ready within 60 s")
         pids = fleet.pids
         start = {n: procstat.sample(p) for n, p in pids.items()}
         if ready:
