@@ -7,6 +7,7 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import WSMsgType
 from aiohttp._websocket.writer import WebSocketWriter
@@ -16,7 +17,7 @@ from chat import wsdirect
 from chat.server import NAMESPACE
 from live.auth import TokenAuthority
 from loadtest.sioclient import open_viewer
-from tests.conftest import Client, ClientFactory, RunningNode
+from tests.conftest import Client, ClientFactory, NodeFactory, RunningNode
 
 
 async def test_broadcast_reaches_every_client_once(
@@ -337,3 +338,30 @@ async def _until(condition: Callable[[], bool]) -> None:
             return
         await asyncio.sleep(0.01)
     raise AssertionError("condition never held")
+
+
+async def test_websockets_do_not_negotiate_compression(node: RunningNode) -> None:
+    """Browsers offer permessage-deflate; a broadcast is one frame for all only uncompressed."""
+    url = node.url + "/socket.io/?EIO=4&transport=websocket"
+    async with aiohttp.ClientSession() as session, session.ws_connect(url, compress=15) as ws:
+        assert ws.compress == 0
+        assert (await ws.receive_str()).startswith("0{")
+
+
+async def test_other_engineio_internals_fall_back_to_the_queue(
+    start_node: NodeFactory, connect: ClientFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(wsdirect, "ENGINEIO_VERSIONS", ((9, 0), (10, 0)))
+    running = await start_node()
+    await running.node.rooms.create(title="Test room", owner="host", room_id="r1")
+    fanout = running.node.chat.fanout
+    assert fanout._direct is None
+    clients = [await connect(running.url, f"u{i}") for i in range(3)]
+    for client in clients:
+        await client.join("r1")
+    for i in range(20):
+        await running.node.chat.emit("r1", "notice", {"n": i})
+    for client in clients:
+        await client.wait_for("notice", lambda d: d["n"] == 19)
+        assert [d["n"] for d in client.events["notice"]] == list(range(20))
+    assert fanout.direct_writes == 0 and fanout.queued_writes >= 60
