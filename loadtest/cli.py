@@ -105,7 +105,10 @@ def register(sub: Any) -> None:
     chat.set_defaults(run=run_chat_command)
     _register_sale(kinds)
     scenario = kinds.add_parser(
-        "run", help="a scenario file: mixed roles, thresholds, JSON and HTML report"
+        "run",
+        help="a scenario file: mixed roles, thresholds, JSON and HTML report",
+        description=_SCENARIO_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     scenario.add_argument("scenario", type=Path, help="scenario TOML")
     scenario.add_argument("--json", type=Path, default=None, metavar="PATH")
@@ -114,6 +117,17 @@ def register(sub: Any) -> None:
         "--allow-remote", action="store_true", help="allow target URLs outside loopback"
     )
     scenario.set_defaults(run=run_scenario_command)
+
+
+_SCENARIO_HELP = """\
+Run a scenario file (TOML; the full format is in loadtest/scenario.py): lurkers, chatters,
+likers, buyers racing a flash sale and WebRTC viewers of a synthetic publisher, arriving as a
+closed crowd ([arrival] join_rate) or an open one ([arrival] model = "open", steps =
+[[0, 50], [5, 200]]). Progress is live on a terminal; the final table, --json and --html
+follow. Rules in [thresholds] decide the exit code (0 pass, 1 fail, 2 scenario error, 130
+Ctrl-C, which still writes the partial report); abort_after = "10s" stops a run whose live
+rule keeps failing. WebRTC offers loopback ICE candidates only: run it under
+scripts/loopback-only together with the target."""
 
 
 def _register_sale(kinds: Any) -> None:

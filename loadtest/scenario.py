@@ -1,8 +1,10 @@
 """`live loadtest run scenario.toml`: a show's crowd of mixed roles, judged by thresholds.
 
 Lurkers and chatters (and likers among them) are the chat driver's crowd in one room; buyers are
-the sale driver's, racing a sale the scenario starts in the same room at the same time. Both run
-side by side; the result is one JSON document (and an HTML report) with the rules' verdicts.
+the sale driver's, racing a sale the scenario starts in the same room at the same time; WebRTC
+viewers watch the room, which a synthetic publisher makes live first. All run side by side; the
+result is one JSON document (and an HTML report) with the nodes' /metrics before and after and
+the rules' verdicts. Ctrl-C or an abort rule stops the run with a partial report.
 
     name = "evening show"
     duration_s = 5
@@ -20,6 +22,8 @@ side by side; the result is one JSON document (and an HTML report) with the rule
     like_rate = 50
     buyers = 100
     webrtc_viewers = 20 # receive-only WHEP viewers of a synthetic publisher the scenario starts
+    [webrtc]
+    join_rate = 20      # WHEP sessions started per second
     [sale]
     quantity = 50
     per_user_limit = 2

@@ -115,6 +115,11 @@ def finite(metrics: dict[str, float]) -> dict[str, float | None]:
     return {k: (v if math.isfinite(v) else None) for k, v in metrics.items()}
 
 
+def _latency(summary: dict[str, float], q: str) -> float:
+    """A percentile of a latency summary; infinite when nothing was measured (a rule fails)."""
+    return summary[q] if summary["count"] else math.inf
+
+
 def metrics_of(doc: dict[str, Any]) -> dict[str, float]:
     """The named metrics of a scenario run's document (only those the run measured)."""
     m: dict[str, float] = {}
@@ -123,10 +128,10 @@ def metrics_of(doc: dict[str, Any]) -> dict[str, float]:
     errors = 0
     if chat is not None:
         for q in ("p50", "p95", "p99", "max", "mean"):
-            m[f"chat.delivery.{q}"] = chat["latency_ms"][q]
+            m[f"chat.delivery.{q}"] = _latency(chat["latency_ms"], q)
         for q in ("p50", "p95", "p99"):
-            m[f"chat.connect.{q}"] = chat["connections"]["connect_ms"][q]
-            m[f"chat.join.{q}"] = chat["connections"]["join_ms"][q]
+            m[f"chat.connect.{q}"] = _latency(chat["connections"]["connect_ms"], q)
+            m[f"chat.join.{q}"] = _latency(chat["connections"]["join_ms"], q)
         m["chat.missing"] = chat["deliveries"]["missing"]
         m["chat.delivered"] = chat["deliveries"]["delivered"]
         m["chat.joined"] = chat["connections"]["joined"]
@@ -146,7 +151,7 @@ def metrics_of(doc: dict[str, Any]) -> dict[str, float]:
         errors += sum(n for outcome, n in outcomes.items() if outcome != "ok")
     if sale is not None:
         for q in ("p50", "p95", "p99", "max", "mean"):
-            m[f"sale.reservation.{q}"] = sale["latency_ms"][q]
+            m[f"sale.reservation.{q}"] = _latency(sale["latency_ms"], q)
         m["sale.attempts_per_s"] = sale["attempts"]["per_s"]
         m["sale.reserved"] = sale["attempts"]["reserved"]
         m["sale.invariants"] = 1.0 if sale["invariants"]["ok"] else 0.0
@@ -161,9 +166,9 @@ def metrics_of(doc: dict[str, Any]) -> dict[str, float]:
     if rtc is not None:
         m["webrtc.viewers"] = rtc["watching"]
         for q in ("p50", "p95", "p99", "max", "mean"):
-            m[f"webrtc.first_frame.{q}"] = rtc["first_frame_ms"][q]
+            m[f"webrtc.first_frame.{q}"] = _latency(rtc["first_frame_ms"], q)
         for q in ("p50", "p95", "p99"):
-            m[f"webrtc.setup.{q}"] = rtc["setup_ms"][q]
+            m[f"webrtc.setup.{q}"] = _latency(rtc["setup_ms"], q)
         m["webrtc.loss"] = rtc["loss"]
         m["webrtc.bitrate_kbps"] = rtc["bitrate_kbps"]
         m["webrtc.fps"] = rtc["fps"]
