@@ -93,6 +93,8 @@ async def run_server(port: int, mode: str) -> None:
     media = MediaServer(
         MediaConfig(ice_addresses=["127.0.0.1"], send_path="aiortc" if mode == "aiortc" else "fast")
     )
+    # Say on stderr when the host's session ends: a stream that stops mid-run is then explained.
+    media.add_listener(lambda e: print(f"server: {e.kind} {e.session_id}", file=sys.stderr))
     relay = MediaRelay()
     relay_tracks: dict[str, MediaStreamTrack] = {}
     pcs: list[RTCPeerConnection] = []
@@ -478,6 +480,10 @@ async def run_host(base: str, limit_s: float) -> None:
     )
     host.addTransceiver(LoopTrack("audio", audio, 0.02, 960), direction="sendonly")
     bitrate = sum(len(d) for d, _ in video) * 8 / (len(video) / 30)
+    host.on(
+        "connectionstatechange",
+        lambda: print(f"host: {host.connectionState} at {time.monotonic():.1f}", file=sys.stderr),
+    )
     async with ClientSession() as http:
         await negotiate(http, f"{base}/whip", host)
         await until(lambda: host.connectionState == "connected", 60)
@@ -508,6 +514,10 @@ async def run_client(base: str, viewers: int, seconds: float, batch: int) -> dic
             await until(lambda g=group: all(v.first_frame_at is not None for v in g), 120)
         setup_s = time.monotonic() - setup_t0
         ttff = sorted(v.first_frame_at - v.started for v in peers if v.first_frame_at)
+        if LEAN:
+            # A viewer whose DTLS finished after its "connected" event attaches now.
+            for v in peers:
+                v.lean()
         await asyncio.sleep(2.0)  # settle: GOP bursts are not steady state
         before = await server_stats(http, base)
         snaps0 = [await v.snapshot() for v in peers]
@@ -560,6 +570,7 @@ async def run_client(base: str, viewers: int, seconds: float, batch: int) -> dic
         "server_rss_with_host_mb": round(idle["rss"] / 2**20, 1),
         "rss_per_viewer_kb": round((after["rss"] - base_stats["rss"]) / 1024 / viewers, 1),
         "undecryptable": sum(v.undecryptable for v in peers),
+        "lean_viewers": sum(v.lean_attached for v in peers),
         "server_udp_send_drops": after["udp_send_drops"] - before["udp_send_drops"],
         "dropped_frames": after["dropped"],
         "skips": after["skips"],
@@ -617,10 +628,17 @@ def main() -> None:
     if args.cmd == "client":
         LEAN = args.viewer == "lean"
         JANUS_PID = args.janus_pid
-        result = run_loop(run_client(args.url, args.viewers, args.seconds, args.batch), args.loop)
+        # asyncio, whatever the server runs: uvloop caches datagram_received, so the lean hook
+        # (an instance attribute on aioice's protocol) would never be called.
+        result = asyncio.run(run_client(args.url, args.viewers, args.seconds, args.batch))
         print(json.dumps(result))
         return
     me = [sys.executable, __file__]
+    if os.geteuid() == 0:
+        # With autogroup scheduling nice only ranks processes within a session: raise this
+        # session's group (all the bench processes) above unrelated work sharing the machine.
+        with contextlib.suppress(OSError):
+            Path("/proc/self/autogroup").write_text("-15")
     for n in [int(x) for x in args.viewers.split(",")]:
         for mode in args.modes.split(","):
             line = run_one(args, me, mode, n)
