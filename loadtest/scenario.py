@@ -346,12 +346,15 @@ async def _system(
                 servers.stop(proc)
 
 
+LATE_GENERATOR_MS = 50.0  # generator loop lag above which measured latencies are its own too
+
 _TABLE_KEYS = (
     "chat.joined", "chat.arrived", "chat.connect.p99", "chat.join.p99", "chat.delivery.p50",
     "chat.delivery.p99", "chat.missing", "likes.sent", "likes.delay.p50", "likes.delay.p99",
     "sale.attempts_per_s", "sale.reservation.p50", "sale.reservation.p99", "sale.reserved",
     "sale.sell_through", "sale.invariants", "webrtc.viewers", "webrtc.first_frame.p99",
-    "webrtc.loss", "webrtc.bitrate_kbps", "errors.rate", "generator.loop_lag.p99",
+    "webrtc.loss", "webrtc.bitrate_kbps", "webrtc.fps", "errors.rate", "generator.loop_lag.p99",
+    "generator.cpu_pct",
 )  # fmt: skip
 
 
@@ -374,5 +377,11 @@ def summary(doc: dict[str, Any]) -> str:
     for r in doc["thresholds"]:
         verdict = "pass" if r["passed"] else "FAIL"
         lines.append(f"  {r['rule']:<40} {_fmt(r['actual']):>12}  {verdict}")
+    lag = m.get("generator.loop_lag.p99")
+    if lag is not None and lag > LATE_GENERATOR_MS:
+        lines.append(
+            f"note: the load generator's event loop ran late (p99 {lag:.0f} ms, CPU "
+            f"{m.get('generator.cpu_pct', 0):.0f}%): its latencies include that delay"
+        )
     lines.append("PASSED" if doc["passed"] else "FAILED")
     return "\n".join(lines)

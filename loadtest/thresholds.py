@@ -53,6 +53,7 @@ METRICS: dict[str, str] = {
     "errors.count": "count",
     "errors.rate": "fraction",
     "generator.loop_lag.p99": "ms",
+    "generator.cpu_pct": "count",  # the load-generator workers' CPU, in % of one core
 }
 
 
@@ -174,6 +175,11 @@ def metrics_of(doc: dict[str, Any]) -> dict[str, float]:
         m["webrtc.fps"] = rtc["fps"]
         operations += rtc["viewers"]
         errors += rtc["viewers"] - rtc["watching"]
+    cpu = [chat["generator"].get("cpu_pct") if chat else None,
+           sale["cpu_pct"]["generator"] if sale and "cpu_pct" in sale else None,
+           rtc["generator"]["cpu_pct"] if rtc and "generator" in rtc else None]  # fmt: skip
+    if any(c is not None for c in cpu):
+        m["generator.cpu_pct"] = round(sum(c for c in cpu if c is not None), 1)
     m["errors.count"] = errors
     m["errors.rate"] = errors / operations if operations else 0.0
     return m
