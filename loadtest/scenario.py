@@ -69,7 +69,7 @@ _TARGET = {"urls", "nodes", "secret", "redis_url"}
 _ROLES = {"lurkers", "chatters", "chat_rate", "likers", "like_rate", "buyers", "webrtc_viewers"}
 _WEBRTC = {"join_rate"}
 _SALE = {"quantity", "per_user_limit", "attempts", "rate", "concurrency"}
-_GENERATOR = {"workers", "drain_s", "connect_rate"}
+_GENERATOR = {"workers", "drain_s", "connect_rate", "nice"}
 
 
 @dataclass
@@ -96,6 +96,7 @@ class Scenario:
     workers: int = 1
     drain_s: float = 3.0
     connect_rate: float = 1000.0
+    nice: int | None = None  # the generator's scheduling priority (negative: needs privileges)
     arrivals: Arrivals = field(default_factory=Arrivals)
     abort_after_s: float | None = None
 
@@ -151,6 +152,7 @@ def load(path: Path) -> Scenario:
             concurrency=int(sale.get("concurrency", 64)),
             rules=rules,
             workers=int(gen.get("workers", 0)) or max(1, len(_client_cpus())),
+            nice=int(gen["nice"]) if "nice" in gen else None,
             drain_s=float(gen.get("drain_s", 3.0)),
             connect_rate=float(arrival.get("join_rate", gen.get("connect_rate", 1000.0))),
             arrivals=_arrivals(arrival, gen),
@@ -174,6 +176,8 @@ def load(path: Path) -> Scenario:
         raise ScenarioError("buyers need [sale] attempts above 0")
     if s.arrivals.model == "open" and not s.lurkers:
         raise ScenarioError("open arrivals bring lurkers in during the run: add some lurkers")
+    if s.nice is not None and not -20 <= s.nice <= 19:
+        raise ScenarioError("[generator] nice must be between -20 and 19")
     if s.abort_after_s is not None and not 0 < s.abort_after_s <= 600:
         raise ScenarioError("abort_after must be above 0 and at most 600 s")
     if not 0 <= s.webrtc_viewers <= 5000 or not 0 < s.webrtc_join_rate <= 1000:
@@ -208,6 +212,15 @@ def _seconds(text: object) -> float:
         raise ScenarioError(f"not a duration: {text!r} (want e.g. '10s')") from None
 
 
+def _renice(nice: int, progress: Progress) -> None:
+    try:
+        os.setpriority(os.PRIO_PROCESS, 0, nice)
+    except OSError as exc:
+        progress(f"generator priority {nice} not set: {exc}")
+    else:
+        progress(f"generator runs at nice {nice}")
+
+
 def _client_cpus() -> list[int]:
     return servers.default_pinning(available_cpus()).client_cpus
 
@@ -225,6 +238,9 @@ async def run(
     progress = monitor.display.log
     pinning = servers.default_pinning(available_cpus())
     async with _system(scenario, pinning, progress) as (urls, pids, secret, redis_url):
+        if scenario.nice is not None:
+            # After the servers started (they keep theirs); the workers spawned next inherit it.
+            _renice(scenario.nice, progress)
         room = "show-" + secrets.token_hex(4)
         await create_room(urls[0], secret, room, required=True)
         metrics_before = await scrape.scrape(urls)
@@ -264,7 +280,13 @@ async def run(
                 reserved_201=sale_doc["attempts"]["reserved"], units_by_user=units,
             )  # fmt: skip
             sale_doc.update(sale_info)
-    doc: dict[str, Any] = {"name": scenario.name, "pinning": pinning.describe(), **results}
+    where = (
+        f"targets {' '.join(scenario.urls)} (not pinned here); load generator on CPU "
+        + ",".join(map(str, pinning.client_cpus))
+        if scenario.urls
+        else pinning.describe()
+    )
+    doc: dict[str, Any] = {"name": scenario.name, "pinning": where, **results}
     doc["server_metrics"] = server_metrics
     doc["partial"] = monitor.stop.is_set() or any(
         r.get("partial") for r in results.values() if isinstance(r, dict)
