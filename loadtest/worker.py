@@ -72,6 +72,7 @@ class ChatCrowd:
         self.joins_per_s = [0] * (int(self.work.duration_s + self.work.drain_s) + 2)
         self.arrived = 0
         self.commands: Commands | None = None
+        self.authority = TokenAuthority(plan.secret)
         self.bitmaps = [bytearray((self.m + 7) // 8) for _ in range(n)]
         self.seq_counts = [0] * self.m
         self.latency = Histogram()
@@ -208,7 +209,7 @@ class ChatCrowd:
         plan, work = self.plan, self.work
         self.attempted += 1
         role = work.sender_role if index < work.senders else "viewer"
-        token = TokenAuthority(plan.secret).issue(
+        token = self.authority.issue(
             user=f"{plan.run_tag}-{index}", role=role, name=f"Viewer {index}",
             rooms=[work.room], ttl_s=int(work.duration_s + work.drain_s) + 3600,
         )  # fmt: skip
