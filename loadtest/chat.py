@@ -167,6 +167,7 @@ def _merge(work: ChatWorkload, parts: list[dict[str, Any]], t0: float) -> dict[s
     per_viewer: list[int] = []
     first_seq: list[int] = []
     joins_per_s: list[int] = []
+    ramp_per_s: list[int] = []
     for part in parts:
         for seq, n in enumerate(part["seq_counts"]):
             seq_counts[seq] += n
@@ -174,10 +175,10 @@ def _merge(work: ChatWorkload, parts: list[dict[str, Any]], t0: float) -> dict[s
         errors.update(part["errors"])
         per_viewer.extend(part["per_viewer"])
         first_seq.extend(part["first_seq"])
-        for second, n in enumerate(part["joins_per_s"]):
-            if second >= len(joins_per_s):
-                joins_per_s.append(0)
-            joins_per_s[second] += n
+        for total, counts in ((joins_per_s, part["joins_per_s"]), (ramp_per_s, part["ramp_per_s"])):
+            total.extend([0] * (len(counts) - len(total)))
+            for second, n in enumerate(counts):
+                total[second] += n
     joined = sum(p["joined"] for p in parts)
     ok = [seq for seq, status in acks.items() if status == "ok"]
     # A late viewer is owed the messages sent after it joined: count the acked ones from each seq.
@@ -244,7 +245,8 @@ def _merge(work: ChatWorkload, parts: list[dict[str, Any]], t0: float) -> dict[s
             "model": work.arrivals.model,
             "describe": work.arrivals.describe(),
             "arrived_during_run": sum(p["arrived"] for p in parts),
-            "joins_per_s": joins_per_s,
+            "joins_per_s": joins_per_s,  # seconds since the start
+            "joined_before_start_per_s": ramp_per_s,  # seconds since the joins began
         },
         "errors": dict(errors),
         "generator": {

@@ -54,12 +54,14 @@ def _num(value: float | None) -> str:
 
 
 def _connections(chat: dict[str, Any]) -> dict[str, list[tuple[float, float]]]:
-    joins = chat.get("arrivals", {}).get("joins_per_s", [])
+    """Viewers in the room by second: the ramp before the start, then the run (shifted after)."""
+    arrivals = chat.get("arrivals", {})
+    ramp = arrivals.get("joined_before_start_per_s", [])
     total, points = 0, []
-    for second, n in enumerate(joins):
+    for second, n in enumerate(ramp + arrivals.get("joins_per_s", [])):
         total += n
         points.append((float(second), float(total)))
-    return {"joined": points} if points else {}
+    return {"joined (ramp, then run)": points} if points else {}
 
 
 def _table(title: str, rows: list[tuple[str, str]]) -> str:

@@ -70,6 +70,9 @@ class ChatCrowd:
         self.like_sent_us: list[int] = []
         self.likes_confirmed = 0
         self.joins_per_s = [0] * (int(self.work.duration_s + self.work.drain_s) + 2)
+        # Joins before the start, by second since this worker began joining (the closed ramp).
+        self.ramp_per_s: list[int] = []
+        self.ramp_start = time.time()
         self.arrived = 0
         self.commands: Commands | None = None
         self.authority = TokenAuthority(plan.secret)
@@ -164,6 +167,7 @@ class ChatCrowd:
     async def _connect_all(self, slots: list[tuple[int, int]]) -> None:
         """Join `slots` (slot, viewer index) before the start, paced at this worker's share."""
         work = self.work
+        self.ramp_start = time.time()
         bucket = TokenBucket(work.connect_rate / self.plan.workers)
         gate = asyncio.Semaphore(max(1, work.connect_concurrency // self.plan.workers))
         tasks = []
@@ -245,9 +249,11 @@ class ChatCrowd:
             owed_from = math.ceil((time.time() - self.t0) * work.rate)
             self.first_seq[slot] = min(self.m, max(0, owed_from))
             second = int(time.time() - self.t0)
+            self.joins_per_s[min(max(second, 0), len(self.joins_per_s) - 1)] += 1
         else:
-            second = 0
-        self.joins_per_s[min(max(second, 0), len(self.joins_per_s) - 1)] += 1
+            ramp = min(int(time.time() - self.ramp_start), 3600)
+            self.ramp_per_s.extend([0] * (ramp + 1 - len(self.ramp_per_s)))
+            self.ramp_per_s[ramp] += 1
         self.joined[slot] = 1
 
     async def _chat(self, t0: float) -> None:
@@ -384,6 +390,7 @@ class ChatCrowd:
             "early": self.early,
             "arrived": self.arrived,
             "joins_per_s": self.joins_per_s,
+            "ramp_per_s": self.ramp_per_s,
             "like_delay": self.like_delay.to_wire(),
             "likes_confirmed": self.likes_confirmed,
             "received": self.received,
