@@ -7,7 +7,7 @@ import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.codecs import depayload
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
-from aiortc.rtp import RTCP_PSFB_FIR, RTCP_PSFB_PLI, RtcpPsfbPacket
+from aiortc.rtp import RTCP_PSFB_FIR, RTCP_PSFB_PLI, RtcpPsfbPacket, RtpPacket
 
 from media import aiortc_hooks as hooks
 from media.frames import EncodedFrame
@@ -181,3 +181,39 @@ async def test_publisher_sockets_get_a_large_receive_buffer() -> None:
     finally:
         await a.close()
         await b.close()
+
+
+def _video_packet(seq: int, timestamp: int, marker: bool) -> RtpPacket:
+    packet = RtpPacket(payload_type=96, sequence_number=seq, timestamp=timestamp, marker=marker)
+    packet._data = f"{seq};".encode()  # type: ignore[attr-defined]  # what aiortc's depayload sets
+    return packet
+
+
+def test_marker_jitter_buffer_releases_a_frame_on_its_last_packet() -> None:
+    buffer = hooks.MarkerJitterBuffer(capacity=512)
+    assert buffer.add(_video_packet(65534, 9000, False)) == (False, None)
+    _, frame = buffer.add(_video_packet(65535, 9000, False))
+    assert frame is None
+    _, frame = buffer.add(_video_packet(0, 9000, True))  # wraps; no next frame needed
+    assert frame is not None
+    assert (frame.data, frame.timestamp) == (b"65534;65535;0;", 9000)
+
+
+def test_marker_jitter_buffer_waits_for_a_reordered_packet() -> None:
+    buffer = hooks.MarkerJitterBuffer(capacity=512)
+    buffer.add(_video_packet(10, 3000, False))
+    _, frame = buffer.add(_video_packet(12, 3000, True))  # 11 is late: the frame is not whole
+    assert frame is None
+    _, frame = buffer.add(_video_packet(11, 3000, False))
+    assert frame is not None and frame.data == b"10;11;12;"
+    _, frame = buffer.add(_video_packet(13, 6000, True))  # the next frame starts clean
+    assert frame is not None and (frame.data, frame.timestamp) == (b"13;", 6000)
+
+
+def test_marker_jitter_buffer_falls_back_to_timestamp_change_without_markers() -> None:
+    buffer = hooks.MarkerJitterBuffer(capacity=512)
+    buffer.add(_video_packet(1, 3000, False))
+    _, frame = buffer.add(_video_packet(2, 3000, False))
+    assert frame is None
+    _, frame = buffer.add(_video_packet(3, 6000, False))
+    assert frame is not None and (frame.data, frame.timestamp) == (b"1;2;", 3000)
