@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import multiprocessing
+import os
 import resource
 import signal
 from collections.abc import Callable
@@ -122,6 +123,9 @@ class Commands:
         self.go: asyncio.Future[float] = asyncio.get_running_loop().create_future()
         self.stop = asyncio.Event()
         asyncio.get_running_loop().add_reader(conn.fileno(), self._readable)
+        # uvloop leaves the watched fd non-blocking; a report bigger than the pipe's buffer
+        # (a long run's per-answer times) would then fail with EAGAIN in `conn.send`.
+        os.set_blocking(conn.fileno(), True)
 
     def _readable(self) -> None:
         try:
