@@ -30,8 +30,11 @@ async def run_chat(
     label: str = "chat",
     progress: Progress = print,
     monitor: Monitor | None = None,
+    regions: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """Run one chat workload against `urls` and return its merged measurements.
+
+    `regions`, parallel to `urls`, names the region of each (viewer `i` goes to `urls[i % n]`).
 
     With a `monitor`, progress is a live status line and a stop (Ctrl-C, an abort rule) ends the
     run early with the workers' partial results (`partial: true`).
@@ -40,7 +43,9 @@ async def run_chat(
     tag = f"lt{time.time_ns() % 10**9:x}"
     before = _sample(server_pids)
     plans = [
-        WorkerPlan(index, workers, tuple(urls), secret, workload, tuple(client_cpus or ()), tag)
+        WorkerPlan(
+            index, workers, tuple(urls), secret, workload, tuple(client_cpus or ()), tag, regions
+        )
         for index in range(workers)
     ]
     fleet = Fleet.spawn(worker.main, plans)
@@ -194,6 +199,12 @@ def _merge(work: ChatWorkload, parts: list[dict[str, Any]], t0: float) -> dict[s
     span_s = max(work.duration_s, last_us / 1e6 - t0) if last_us else work.duration_s
     latency = hists["latency"].summary_ms()
     missing = expected - delivered
+    regions: dict[str, dict[str, Any]] = {}
+    for part in parts:
+        for region, figures in part.get("regions", {}).items():
+            entry = regions.setdefault(region, {"joined": 0, "latency": Histogram()})
+            entry["joined"] += figures["joined"]
+            entry["latency"].merge(Histogram.from_wire(figures["latency"]))
     return {
         "workload": {
             "viewers": work.viewers,
@@ -234,6 +245,11 @@ def _merge(work: ChatWorkload, parts: list[dict[str, Any]], t0: float) -> dict[s
             "last_delivery_after_s": round(last_us / 1e6 - t0, 3) if last_us else None,
         },
         "latency_ms": latency,
+        # Per region of the target map (`-`: no map): viewers joined, delivery latency.
+        "regions": {
+            r: {"joined": e["joined"], "latency_ms": e["latency"].summary_ms()}
+            for r, e in sorted(regions.items())
+        },
         "timeline": merge_timelines([p["timeline"] for p in parts]),
         "likes_sent": sum(p["likes"] for p in parts),
         "likes": {

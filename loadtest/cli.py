@@ -120,13 +120,24 @@ def register(sub: Any) -> None:
 
 
 _SCENARIO_HELP = """\
-Run a scenario file (TOML; the full format is in loadtest/scenario.py): lurkers, chatters,
-likers, buyers racing a flash sale and WebRTC viewers of a synthetic publisher, arriving as a
-closed crowd ([arrival] join_rate) or an open one ([arrival] model = "open", steps =
-[[0, 50], [5, 200]]). Progress is live on a terminal; the final table, --json and --html
-follow. Rules in [thresholds] decide the exit code (0 pass, 1 fail, 2 scenario error, 130
-Ctrl-C, which still writes the partial report); abort_after = "10s" stops a run whose live
-rule keeps failing. WebRTC offers loopback ICE candidates only: run it under
+Run a scenario file (TOML; the full format is in loadtest/scenario.py, an example in
+docs/examples/show.toml): lurkers, chatters, likers, buyers racing a flash sale, WebRTC viewers
+of a synthetic publisher and a few real browsers ([roles] browsers = N, at most 20: headless
+Chromium pages on the viewer page, [browser] executable = PATH), arriving as a closed crowd
+([arrival] join_rate) or an open one ([arrival] model = "open", steps = [[0, 50], [5, 200]]).
+
+Targets: nodes started here ([target] nodes = 1 or 2), running ones ([target] urls, the first
+being the origin), or a region map spreading viewers by weight: [target] regions = {na = URL,
+eu = URL}, weights = {na = 3, eu = 1}, select = true to ask each region's URL
+GET /api/rooms/{room}/edge?region=R for the node, as the viewer page does. Results then come per
+region too (rules like region.eu.chat.delivery.p99 < 300ms).
+
+Progress is live on a terminal; the final table, --json and --html follow. Rules in
+[thresholds] (chat.*, likes.*, sale.*, webrtc.*, browser.load/join/chat.delivery/
+video.first_frame/video.fps/errors, errors.*) decide the exit code (0 pass, 1 fail, 2 scenario
+error, 130 Ctrl-C, which still writes the partial report); abort_after = "10s" stops a run
+whose live rule keeps failing. Targets outside loopback are refused without --allow-remote (and
+browser pages cannot reach them). WebRTC offers loopback ICE candidates only: run it under
 scripts/loopback-only together with the target."""
 
 
@@ -305,7 +316,8 @@ async def run_scenario_command(args: argparse.Namespace) -> int:
 
     try:
         plan = scenario.load(args.scenario)
-        check_targets(plan.urls, args.allow_remote)
+        check_targets(plan.all_urls(), args.allow_remote)
+        plan.allow_remote = args.allow_remote
     except (scenario.ScenarioError, UnsafeTarget) as exc:
         print(f"live loadtest: {exc}", file=sys.stderr)
         return 2

@@ -71,6 +71,42 @@ def _table(title: str, rows: list[tuple[str, str]]) -> str:
     return f"<h2>{html.escape(title)}</h2><table>{cells}</table>"
 
 
+def _grid(title: str, head: list[str], rows: list[list[str]]) -> str:
+    if not rows:
+        return ""
+    th = "".join(f"<th>{html.escape(h)}</th>" for h in head)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
+                   for row in rows)  # fmt: skip
+    return f"<h2>{html.escape(title)}</h2><table><tr>{th}</tr>{body}</table>"
+
+
+def _regions(doc: dict[str, Any]) -> str:
+    """Per region of the map: its nodes and each region metric the run measured."""
+    m = doc.get("metrics", {})
+    names = list(doc.get("regions", {}))
+    keys = sorted({k.split(".", 2)[2] for k in m if k.startswith("region.")})
+    rows = [[k] + [_num(m.get(f"region.{r}.{k}")) for r in names] for k in keys]
+    rows.insert(0, ["nodes"] + [" ".join(doc["regions"][r]["nodes"]) for r in names])
+    return _grid("Per region (ms, counts)", ["metric", *names], rows) if names else ""
+
+
+def _browser_pages(browser: dict[str, Any] | None) -> str:
+    """One row per real browser page, then its errors by kind and a few samples."""
+    if not browser:
+        return ""
+    rows = [[str(p["index"]), p["region"], p["node"] or "-", _num(p["load_ms"]),
+             _num(p["join_ms"]), _num(p["first_frame_ms"]), _num(p["fps"]),
+             str(p["chat_delivered"])] for p in browser["per_page"]]  # fmt: skip
+    head = ["page", "region", "node", "load ms", "join ms", "first frame ms", "fps", "chat"]
+    errors = ", ".join(f"{k}: {n}" for k, n in browser["errors"].items()) or "none"
+    samples = "".join(f"<li>{html.escape(s)}</li>" for s in browser["error_samples"])
+    return (
+        _grid("Browser pages (headless Chromium, the viewer page)", head, rows)
+        + f"<p>Page errors: {html.escape(errors)}</p>"
+        + (f"<ul>{samples}</ul>" if samples else "")
+    )
+
+
 def render(doc: dict[str, Any]) -> str:
     """The whole page for a scenario document."""
     charts = []
@@ -95,6 +131,8 @@ def render(doc: dict[str, Any]) -> str:
         frames = [(float(t), float(n)) for t, n in enumerate(rtc["frames_per_s"])]
         charts.append(line_chart("WebRTC video frames received per second", "frames/s",
                                  {"frames": frames}))  # fmt: skip
+    browsers = _browser_pages(doc.get("browser"))
+    regions = _regions(doc)
     rows = "".join(
         f'<tr class="{"pass" if r["passed"] else "fail"}"><td>{html.escape(r["rule"])}</td>'
         f"<td>{_num(r['actual'])}</td><td>{'pass' if r['passed'] else 'FAIL'}</td></tr>"
@@ -123,6 +161,8 @@ figure {{ margin: 1em 0; }} figcaption {{ font-weight: 600; }}
 <table><tr><th>rule</th><th>measured</th><th>result</th></tr>{rows}</table>
 <h2>Charts</h2>
 {"".join(charts)}
+{regions}
+{browsers}
 {summary}
 {server}
 <details><summary>Every server sample</summary><pre>{raw}</pre></details>

@@ -90,12 +90,16 @@ class WorkerPlan:
     workload: ChatWorkload
     cpus: tuple[int, ...] = ()
     run_tag: str = "lt"
+    regions: tuple[str, ...] = ()  # the region of each target (`loadtest.regions`); () none
 
     def viewer_indices(self) -> range:
         return range(self.index, self.workload.viewers, self.workers)
 
     def target_of(self, viewer: int) -> str:
         return self.targets[viewer % len(self.targets)]
+
+    def region_of(self, viewer: int) -> str:
+        return self.regions[viewer % len(self.regions)] if self.regions else "-"
 
 
 MAX_ATTEMPTS = 10_000_000

@@ -50,9 +50,13 @@ class RtcPlan:
     cpus: tuple[int, ...] = ()
     run_tag: str = "lt"
     setup_timeout_s: float = 15.0
+    regions: tuple[str, ...] = ()  # the region of each target (`loadtest.regions`); () none
 
     def viewer_indices(self) -> range:
         return range(self.index, self.viewers, self.workers)
+
+    def region_of(self, viewer: int) -> str:
+        return self.regions[viewer % len(self.regions)] if self.regions else "-"
 
 
 class MediaViewer:
@@ -147,6 +151,8 @@ class RtcCrowd:
         self.viewers: list[MediaViewer] = []
         self.setup = Histogram()
         self.first_frame = Histogram()
+        self.region_first_frame: dict[str, Histogram] = {}
+        self.region_watching: Counter[str] = Counter()
         self.errors: Counter[str] = Counter()
         self.phase = "setup"
         self.t0 = 0.0
@@ -177,7 +183,9 @@ class RtcCrowd:
                 )  # fmt: skip
 
     def _target(self, slot: int) -> str:
-        return self.plan.targets[slot % len(self.plan.targets)]
+        # By the global viewer index, so a region map's weights hold across workers.
+        index = self.plan.viewer_indices()[slot]
+        return self.plan.targets[index % len(self.plan.targets)]
 
     def _token(self, slot: int) -> str:
         index = self.plan.viewer_indices()[slot]
@@ -218,6 +226,11 @@ class RtcCrowd:
         for _ in range(int(self.plan.setup_timeout_s / 0.05)):
             if viewer.first_frame_s is not None:
                 self.first_frame.record(int(viewer.first_frame_s * 1e6))
+                region = self.plan.region_of(self.plan.viewer_indices()[slot])
+                self.region_first_frame.setdefault(region, Histogram()).record(
+                    int(viewer.first_frame_s * 1e6)
+                )
+                self.region_watching[region] += 1
                 return
             await asyncio.sleep(0.05)
         self.errors["no_first_frame"] += 1
@@ -246,6 +259,10 @@ class RtcCrowd:
             "frames_per_s": per_s,
             "setup": self.setup.to_wire(),
             "first_frame": self.first_frame.to_wire(),
+            "regions": {
+                r: {"watching": self.region_watching[r], "first_frame": h.to_wire()}
+                for r, h in self.region_first_frame.items()
+            },
             "errors": dict(self.errors),
         }
 

@@ -22,8 +22,12 @@ the rules' verdicts. Ctrl-C or an abort rule stops the run with a partial report
     like_rate = 50
     buyers = 100
     webrtc_viewers = 20 # receive-only WHEP viewers of a synthetic publisher the scenario starts
+    browsers = 2        # headless Chromium pages on the real viewer page (at most 20)
     [webrtc]
     join_rate = 20      # WHEP sessions started per second
+    [browser]
+    executable = "/usr/bin/chromium"  # default: `chromium` on PATH, else /usr/bin/chromium
+    join_rate = 5       # pages opened per second
     [sale]
     quantity = 50
     per_user_limit = 2
@@ -32,6 +36,13 @@ the rules' verdicts. Ctrl-C or an abort rule stops the run with a partial report
     [thresholds]
     rules = ["chat.delivery.p99 < 250ms", "errors.rate < 0.1%", "sale.invariants == 1"]
     abort_after = "10s" # stop early when a rule measured live fails this long
+
+Running nodes instead of started ones: `[target] urls` (the first is where the room is created,
+the sale started and the publisher sends: the origin), and optionally a region map that spreads
+the viewers and buyers by weight (`loadtest.regions`): `regions = {na = URL, eu = URL}`,
+`weights = {na = 3, eu = 1}`, `select = true` to ask each region's URL for the node the
+deployment's selection API names. Results then come per region too (`regions` in the document,
+`region.<name>.chat.delivery.p99` and the like in rules).
 """
 
 from __future__ import annotations
@@ -46,12 +57,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from loadtest import browsers as browser_role
+from loadtest import regions as region_map
 from loadtest import scrape, servers, thresholds
 from loadtest.arrivals import Arrivals
 from loadtest.chat import Progress, run_chat
 from loadtest.display import Display, Monitor
+from loadtest.histogram import Histogram
 from loadtest.plan import ChatWorkload, SaleWorkload, senders_for
 from loadtest.procstat import available_cpus
+from loadtest.regions import Placement, RegionMap
 from loadtest.sale import SaleSpec, check_invariants, run_buyers, start_sale
 from loadtest.salebench import RAISED_LIMITS
 from loadtest.suite import create_room, store
@@ -63,11 +78,13 @@ class ScenarioError(ValueError):
 
 
 _TOP = {"name", "duration_s", "target", "roles", "sale", "thresholds", "generator", "arrival",
-        "webrtc"}  # fmt: skip
+        "webrtc", "browser"}  # fmt: skip
 _ARRIVAL = {"model", "steps", "rate", "join_rate"}
-_TARGET = {"urls", "nodes", "secret", "redis_url"}
-_ROLES = {"lurkers", "chatters", "chat_rate", "likers", "like_rate", "buyers", "webrtc_viewers"}
+_TARGET = {"urls", "nodes", "secret", "redis_url", "regions", "weights", "select"}
+_ROLES = {"lurkers", "chatters", "chat_rate", "likers", "like_rate", "buyers", "webrtc_viewers",
+          "browsers"}  # fmt: skip
 _WEBRTC = {"join_rate"}
+_BROWSER = {"executable", "join_rate"}
 _SALE = {"quantity", "per_user_limit", "attempts", "rate", "concurrency"}
 _GENERATOR = {"workers", "drain_s", "connect_rate", "nice"}
 
@@ -88,6 +105,11 @@ class Scenario:
     buyers: int = 0
     webrtc_viewers: int = 0
     webrtc_join_rate: float = 20.0
+    browsers: int = 0
+    browser_executable: str = field(default_factory=browser_role.default_executable)
+    browser_join_rate: float = 5.0
+    regions: RegionMap | None = None
+    allow_remote: bool = False  # set by the command line (--allow-remote)
     sale: SaleSpec | None = None
     attempts: int = 0
     sale_rate: float = 0.0
@@ -99,6 +121,10 @@ class Scenario:
     nice: int | None = None  # the generator's scheduling priority (negative: needs privileges)
     arrivals: Arrivals = field(default_factory=Arrivals)
     abort_after_s: float | None = None
+
+    def all_urls(self) -> list[str]:
+        """Every URL the scenario names (for the loopback check)."""
+        return self.urls + (list(self.regions.urls.values()) if self.regions else [])
 
 
 def _table(doc: dict[str, Any], key: str, allowed: set[str]) -> dict[str, Any]:
@@ -127,6 +153,7 @@ def load(path: Path) -> Scenario:
     rules_doc = _table(doc, "thresholds", {"rules", "abort_after"})
     arrival = _table(doc, "arrival", _ARRIVAL)
     rtc = _table(doc, "webrtc", _WEBRTC)
+    chromium = _table(doc, "browser", _BROWSER)
     try:
         rules = [thresholds.parse(r) for r in rules_doc.get("rules", [])]
         s = Scenario(
@@ -144,6 +171,13 @@ def load(path: Path) -> Scenario:
             buyers=int(roles.get("buyers", 0)),
             webrtc_viewers=int(roles.get("webrtc_viewers", 0)),
             webrtc_join_rate=float(rtc.get("join_rate", 20.0)),
+            browsers=int(roles.get("browsers", 0)),
+            browser_executable=str(chromium.get("executable")
+                                   or browser_role.default_executable()),
+            browser_join_rate=float(chromium.get("join_rate", 5.0)),
+            regions=RegionMap.parse(target["regions"], target.get("weights", {}),
+                                    target.get("select", False))
+            if "regions" in target else None,
             sale=SaleSpec(quantity=int(sale["quantity"]),
                           per_user_limit=int(sale.get("per_user_limit", 1)))
             if roles.get("buyers") else None,
@@ -162,6 +196,8 @@ def load(path: Path) -> Scenario:
         s.arrivals.validate()
     except ScenarioError:
         raise
+    except region_map.RegionError as exc:
+        raise ScenarioError(str(exc)) from None
     except thresholds.ThresholdError as exc:
         raise ScenarioError(str(exc)) from None
     except (KeyError, TypeError, ValueError) as exc:
@@ -182,7 +218,21 @@ def load(path: Path) -> Scenario:
         raise ScenarioError("abort_after must be above 0 and at most 600 s")
     if not 0 <= s.webrtc_viewers <= 5000 or not 0 < s.webrtc_join_rate <= 1000:
         raise ScenarioError("webrtc_viewers must be 0..5000 and [webrtc] join_rate 0..1000/s")
-    if not (s.lurkers + s.chatters + s.likers or s.buyers or s.webrtc_viewers):
+    if not 0 <= s.browsers <= browser_role.MAX_BROWSERS or not 0 < s.browser_join_rate <= 50:
+        raise ScenarioError(
+            f"browsers must be 0..{browser_role.MAX_BROWSERS} (each is a headless Chromium page)"
+            " and [browser] join_rate 0..50/s"
+        )
+    if s.browsers:
+        try:
+            browser_role.check_available(s.browser_executable)
+        except browser_role.BrowserUnavailable as exc:
+            raise ScenarioError(str(exc)) from None
+    if ("weights" in target or "select" in target) and s.regions is None:
+        raise ScenarioError("[target] weights and select need a region map: regions = {na = URL}")
+    if s.regions is not None and "nodes" in target:
+        raise ScenarioError("[target] regions name running nodes: drop `nodes`")
+    if not (s.lurkers + s.chatters + s.likers or s.buyers or s.webrtc_viewers or s.browsers):
         raise ScenarioError("the scenario has no roles")
     return s
 
@@ -243,34 +293,41 @@ async def run(
             _renice(scenario.nice, progress)
         room = "show-" + secrets.token_hex(4)
         await create_room(urls[0], secret, room, required=True)
-        metrics_before = await scrape.scrape(urls)
+        placement = await _placement(scenario, room, urls, progress)
+        scraped = list(dict.fromkeys([*urls, *placement.targets]))
+        metrics_before = await scrape.scrape(scraped)
         jobs: dict[str, Any] = {}
         if scenario.lurkers + scenario.chatters + scenario.likers:
-            jobs["chat"] = _chat(scenario, room, urls, secret, pids, pinning, progress, monitor)
+            jobs["chat"] = _chat(scenario, room, placement, secret, pids, pinning, progress,
+                                 monitor)  # fmt: skip
         sale_info: dict[str, Any] = {}
         if scenario.buyers and scenario.sale is not None:
             sale = await start_sale(urls[0], secret, room, scenario.sale)
             sale_info = {"sale_id": sale["sale_id"], "quantity": scenario.sale.quantity}
-            jobs["sale"] = _sale(scenario, room, sale["sale_id"], urls, secret, pids, pinning,
-                                 progress, monitor)  # fmt: skip
+            jobs["sale"] = _sale(scenario, room, sale["sale_id"], list(placement.targets), secret,
+                                 pids, pinning, progress, monitor)  # fmt: skip
         names = list(jobs)
         try:
             async with contextlib.AsyncExitStack() as live:
-                if scenario.webrtc_viewers:
+                if scenario.webrtc_viewers or scenario.browsers:
                     # The viewers need a live room: publish first, keep it up until they are done.
                     await live.enter_async_context(
-                        publishing(urls[0], secret, room, scenario.duration_s + 120)
+                        publishing(urls[0], secret, room, scenario.duration_s + 180)
                     )
+                if scenario.webrtc_viewers:
                     names.append("webrtc")
                     jobs["webrtc"] = run_viewers(
-                        urls, secret, room, scenario.webrtc_viewers, scenario.duration_s,
-                        join_rate=scenario.webrtc_join_rate, workers=scenario.workers,
-                        client_cpus=pinning.client_cpus, progress=progress, monitor=monitor,
+                        list(placement.targets), secret, room, scenario.webrtc_viewers,
+                        scenario.duration_s, join_rate=scenario.webrtc_join_rate,
+                        workers=scenario.workers, client_cpus=pinning.client_cpus,
+                        progress=progress, monitor=monitor, regions=placement.regions,
                     )  # fmt: skip
-                results = dict(zip(names, await asyncio.gather(*jobs.values()), strict=True))
+                results = await _with_browsers(
+                    scenario, names, jobs, room, secret, placement, pinning, progress, monitor
+                )
         finally:
             monitor.display.close()
-        server_metrics = scrape.compare(metrics_before, await scrape.scrape(urls))
+        server_metrics = scrape.compare(metrics_before, await scrape.scrape(scraped))
         if "sale" in results and scenario.sale is not None:
             sale_doc = results["sale"]
             units = sale_doc.pop("units_by_user")
@@ -281,12 +338,14 @@ async def run(
             )  # fmt: skip
             sale_doc.update(sale_info)
     where = (
-        f"targets {' '.join(scenario.urls)} (not pinned here); load generator on CPU "
-        + ",".join(map(str, pinning.client_cpus))
-        if scenario.urls
+        f"targets {' '.join(dict.fromkeys([*scenario.urls, *placement.targets]))} (not pinned "
+        "here); load generator on CPU " + ",".join(map(str, pinning.client_cpus))
+        if scenario.urls or scenario.regions
         else pinning.describe()
     )
     doc: dict[str, Any] = {"name": scenario.name, "pinning": where, **results}
+    if scenario.regions is not None:
+        doc["regions"] = _by_region(scenario.regions, placement, results)
     doc["server_metrics"] = server_metrics
     doc["partial"] = monitor.stop.is_set() or any(
         r.get("partial") for r in results.values() if isinstance(r, dict)
@@ -302,8 +361,87 @@ async def run(
     return doc
 
 
+async def _placement(s: Scenario, room: str, urls: list[str], progress: Progress) -> Placement:
+    if s.regions is None:
+        return region_map.single(urls)
+    try:
+        placement = await region_map.place(s.regions, room, s.allow_remote)
+    except region_map.RegionError as exc:
+        raise ScenarioError(str(exc)) from None
+    progress(s.regions.describe() + "; slots: " + ", ".join(
+        f"{r} -> {t}" for r, t in zip(placement.regions, placement.targets, strict=True)
+    ))  # fmt: skip
+    return placement
+
+
+async def _with_browsers(
+    s: Scenario, names: list[str], jobs: dict[str, Any], room: str, secret: str,
+    placement: Placement, pinning: servers.Pinning, progress: Progress, monitor: Monitor,
+) -> dict[str, Any]:  # fmt: skip
+    """The drivers' results; browser pages, when asked for, stay open until the others end."""
+    if not s.browsers:
+        return dict(zip(names, await asyncio.gather(*jobs.values()), strict=True))
+    others_done = asyncio.Event()
+
+    async def hold() -> None:
+        waits = [
+            asyncio.ensure_future(others_done.wait()),
+            asyncio.ensure_future(monitor.stop.wait()),
+        ]
+        # Browsers alone: the run's duration. With others: until they are done (they are bounded).
+        limit = s.duration_s if not jobs else s.duration_s + s.drain_s + 600
+        try:
+            await asyncio.wait(waits, timeout=limit, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
+
+    plan = browser_role.BrowserPlan(
+        pages=s.browsers, room=room, secret=secret, placement=placement,
+        executable=s.browser_executable, live=True, allow_remote=s.allow_remote,
+        join_rate=s.browser_join_rate, client_cpus=tuple(pinning.client_cpus),
+        run_tag=f"lt{secrets.token_hex(3)}",
+    )  # fmt: skip
+    pages = asyncio.ensure_future(
+        browser_role.run_pages(plan, hold, progress=progress, monitor=monitor)
+    )
+    try:
+        done = await asyncio.gather(*jobs.values())
+    finally:
+        others_done.set()
+    results = dict(zip(names, done, strict=True))
+    results["browser"] = await pages
+    return results
+
+
+def _by_region(regions: RegionMap, placement: Placement, results: dict[str, Any]) -> dict[str, Any]:
+    """Chat delivery, media first frame and browser figures for each region of the map."""
+    empty = Histogram().summary_ms()
+    nodes = placement.describe()
+    out: dict[str, Any] = {}
+    for name, weight in regions.weights.items():
+        entry: dict[str, Any] = {"weight": weight, "url": regions.urls[name],
+                                 "nodes": nodes.get(name, {}).get("nodes", [])}  # fmt: skip
+        if "chat" in results:
+            chat = results["chat"]["regions"].get(name, {"joined": 0, "latency_ms": empty})
+            entry["chat"] = {"joined": chat["joined"], "delivery_ms": chat["latency_ms"]}
+        if "webrtc" in results:
+            rtc = results["webrtc"]["regions"].get(name, {"watching": 0, "first_frame_ms": empty})
+            entry["webrtc"] = rtc
+        if "browser" in results:
+            page = results["browser"]["regions"].get(name, {
+                "pages": 0, "joined": 0, "playing": 0, "chat_latency_ms": empty,
+                "first_frame_ms": empty,
+            })  # fmt: skip
+            page["nodes"] = sorted({p["node"] for p in results["browser"]["per_page"]
+                                    if p["region"] == name and p["node"]})  # fmt: skip
+            entry["browser"] = page
+        out[name] = entry
+    return out
+
+
 async def _chat(
-    s: Scenario, room: str, urls: list[str], secret: str, pids: dict[str, int],
+    s: Scenario, room: str, placement: Placement, secret: str, pids: dict[str, int],
     pinning: servers.Pinning, progress: Progress, monitor: Monitor,
 ) -> dict[str, Any]:  # fmt: skip
     viewers = s.lurkers + s.chatters + s.likers
@@ -316,8 +454,9 @@ async def _chat(
     )  # fmt: skip
     cpus = pinning.client_cpus
     return await run_chat(
-        work, urls, secret, server_pids=pids, workers=s.workers, client_cpus=cpus,
-        label="chat", progress=progress, monitor=monitor,
+        work, list(placement.targets), secret, server_pids=pids, workers=s.workers,
+        client_cpus=cpus, label="chat", progress=progress, monitor=monitor,
+        regions=placement.regions,
     )  # fmt: skip
 
 
@@ -342,12 +481,13 @@ async def _system(
     s: Scenario, pinning: servers.Pinning, progress: Progress
 ) -> AsyncIterator[tuple[list[str], dict[str, int], str, str | None]]:
     """The given targets, or Valkey and pinned nodes started here: (urls, pids, secret, redis)."""
-    if s.urls:
+    if s.urls or s.regions:
         if not s.secret:
             raise ScenarioError(
                 "targets need their token secret (target.secret or LIVE_JWT_SECRET)"
             )
-        yield s.urls, {}, s.secret, s.redis_url
+        home = s.urls or ([next(iter(s.regions.urls.values()))] if s.regions else [])
+        yield home, {}, s.secret, s.redis_url
         return
     progress(pinning.describe() + "; nodes run with the commerce rate limits raised")
     async with store(None, None, pinning) as (redis_url, valkey_pid, work_dir):
@@ -375,8 +515,18 @@ _TABLE_KEYS = (
     "chat.delivery.p99", "chat.missing", "likes.sent", "likes.delay.p50", "likes.delay.p99",
     "sale.attempts_per_s", "sale.reservation.p50", "sale.reservation.p99", "sale.reserved",
     "sale.sell_through", "sale.invariants", "webrtc.viewers", "webrtc.first_frame.p99",
-    "webrtc.loss", "webrtc.bitrate_kbps", "webrtc.fps", "errors.rate", "generator.loop_lag.p99",
-    "generator.cpu_pct",
+    "webrtc.loss", "webrtc.bitrate_kbps", "webrtc.fps", "browser.pages", "browser.load.p50",
+    "browser.join.p50", "browser.chat.delivery.p50", "browser.chat.delivery.p99",
+    "browser.video.first_frame.p50", "browser.video.fps", "browser.errors", "errors.rate",
+    "generator.loop_lag.p99", "generator.cpu_pct",
+)  # fmt: skip
+# The per-region table: (column, metric after `region.<name>.`).
+_REGION_COLUMNS = (
+    ("chat", "chat.joined"), ("chat p50", "chat.delivery.p50"), ("chat p99", "chat.delivery.p99"),
+    ("rtc", "webrtc.viewers"), ("1st frame p50", "webrtc.first_frame.p50"),
+    ("1st frame p99", "webrtc.first_frame.p99"), ("pages", "browser.pages"),
+    ("page chat p99", "browser.chat.delivery.p99"),
+    ("page 1st frame", "browser.video.first_frame.p50"),
 )  # fmt: skip
 
 
@@ -394,6 +544,10 @@ def summary(doc: dict[str, Any]) -> str:
     for key in _TABLE_KEYS:
         if key in m:
             lines.append(f"  {key:<26} {_fmt(m[key]):>12}")
+    lines.extend(region_table(doc))
+    errors = doc.get("browser", {}).get("errors")
+    if errors:
+        lines.append("  browser errors: " + ", ".join(f"{k} {n}" for k, n in errors.items()))
     if doc["thresholds"]:
         lines.append(f"  {'rule':<40} {'measured':>12}  result")
     for r in doc["thresholds"]:
@@ -407,3 +561,17 @@ def summary(doc: dict[str, Any]) -> str:
         )
     lines.append("PASSED" if doc["passed"] else "FAILED")
     return "\n".join(lines)
+
+
+def region_table(doc: dict[str, Any]) -> list[str]:
+    """Per region of the map: viewers, chat delivery and first frame (ms); empty without a map."""
+    m = doc["metrics"]
+    regions = list(doc.get("regions", {}))
+    columns = [(c, k) for c, k in _REGION_COLUMNS if any(f"region.{r}.{k}" in m for r in regions)]
+    if not regions or not columns:
+        return []
+    lines = ["  " + f"{'region':<8}" + "".join(f"{c:>15}" for c, _ in columns)]
+    for r in regions:
+        cells = "".join(f"{_fmt(m.get(f'region.{r}.{k}')):>15}" for _, k in columns)
+        lines.append(f"  {r:<8}{cells}")
+    return lines

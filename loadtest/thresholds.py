@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 _RULE = re.compile(
-    r"^\s*(?P<metric>[a-z][a-z0-9_.]*)\s*(?P<op><=|>=|==|!=|<|>)\s*"
+    r"^\s*(?P<metric>[a-z][a-z0-9_.-]*)\s*(?P<op><=|>=|==|!=|<|>)\s*"
     r"(?P<value>-?\d+(?:\.\d+)?)\s*(?P<unit>ms|s|%)?\s*$"
 )
 _OPS: dict[str, Callable[[float, float], bool]] = {
@@ -50,11 +50,44 @@ METRICS: dict[str, str] = {
     "webrtc.loss": "fraction",
     "webrtc.bitrate_kbps": "count",  # per watching viewer
     "webrtc.fps": "count",  # video frames per second per watching viewer
+    "browser.pages": "count",  # pages that joined the chat
+    "browser.playing": "count",  # pages that presented a video frame
+    # Navigation start to the page's `load`, and to its chat being joined.
+    **{f"browser.load.{q}": "ms" for q in ("p50", "p95", "p99", "max", "mean")},
+    **{f"browser.join.{q}": "ms" for q in ("p50", "p95", "p99", "max", "mean")},
+    # A chatter's send to the message rendered in a page's chat list.
+    **{f"browser.chat.delivery.{q}": "ms" for q in ("p50", "p95", "p99", "max", "mean")},
+    "browser.chat.delivered": "count",
+    # Navigation start to the first video frame presented (load, join and WHEP included).
+    **{f"browser.video.first_frame.{q}": "ms" for q in ("p50", "p95", "p99", "max", "mean")},
+    "browser.video.fps": "count",  # frames decoded per second per playing page (getStats)
+    "browser.errors": "count",  # console errors, page errors, failed loads/joins, no video...
     "errors.count": "count",
     "errors.rate": "fraction",
     "generator.loop_lag.p99": "ms",
     "generator.cpu_pct": "count",  # the load-generator workers' CPU, in % of one core
 }
+
+
+# Per region of a scenario's region map: `region.<name>.` before one of these.
+REGION_METRICS: dict[str, str] = {
+    "chat.joined": "count",
+    **{f"chat.delivery.{q}": "ms" for q in ("p50", "p95", "p99", "max", "mean")},
+    "webrtc.viewers": "count",
+    **{f"webrtc.first_frame.{q}": "ms" for q in ("p50", "p95", "p99", "max", "mean")},
+    "browser.pages": "count",
+    **{f"browser.chat.delivery.{q}": "ms" for q in ("p50", "p95", "p99", "max", "mean")},
+    **{f"browser.video.first_frame.{q}": "ms" for q in ("p50", "p95", "p99", "max", "mean")},
+}
+_REGION_METRIC = re.compile(r"^region\.([a-z0-9][a-z0-9-]{0,31})\.(.+)$")
+
+
+def kind_of(metric: str) -> str | None:
+    """The metric's kind (ms, fraction, count), or None when no run reports it."""
+    match = _REGION_METRIC.match(metric)
+    if match is not None:
+        return REGION_METRICS.get(match[2])
+    return METRICS.get(metric)
 
 
 class ThresholdError(ValueError):
@@ -77,10 +110,11 @@ def parse(text: str) -> Rule:
     if match is None:
         raise ThresholdError(f"cannot read rule {text!r} (want e.g. 'chat.delivery.p99 < 250ms')")
     metric, unit = match["metric"], match["unit"]
-    kind = METRICS.get(metric)
+    kind = kind_of(metric)
     if kind is None:
         raise ThresholdError(f"rule {text!r} names unknown metric {metric!r}; known: "
-                             + ", ".join(sorted(METRICS)))  # fmt: skip
+                             + ", ".join(sorted(METRICS)) + "; per region: region.NAME."
+                             + ", region.NAME.".join(sorted(REGION_METRICS)))  # fmt: skip
     want, scale = _UNITS[unit]
     if want is not None and want != kind:
         raise ThresholdError(f"rule {text!r}: {metric} is a {kind}, not in {unit}")
@@ -175,6 +209,44 @@ def metrics_of(doc: dict[str, Any]) -> dict[str, float]:
         m["webrtc.fps"] = rtc["fps"]
         operations += rtc["viewers"]
         errors += rtc["viewers"] - rtc["watching"]
+    browser = doc.get("browser")
+    if browser is not None:
+        m["browser.pages"] = browser["joined"]
+        m["browser.playing"] = browser["playing"]
+        for q in ("p50", "p95", "p99", "max", "mean"):
+            m[f"browser.load.{q}"] = _latency(browser["load_ms"], q)
+            m[f"browser.join.{q}"] = _latency(browser["join_ms"], q)
+            m[f"browser.chat.delivery.{q}"] = _latency(browser["chat"]["latency_ms"], q)
+            if browser["live"]:
+                m[f"browser.video.first_frame.{q}"] = _latency(browser["first_frame_ms"], q)
+        m["browser.chat.delivered"] = browser["chat"]["delivered"]
+        if browser["live"]:
+            m["browser.video.fps"] = browser["fps"]
+        m["browser.errors"] = sum(browser["errors"].values())
+        operations += browser["pages"]
+        errors += browser["pages"] - browser["joined"]
+    for name, region in doc.get("regions", {}).items():
+        prefix = f"region.{name}."
+        if "chat" in region:
+            m[prefix + "chat.joined"] = region["chat"]["joined"]
+            for q in ("p50", "p95", "p99", "max", "mean"):
+                m[f"{prefix}chat.delivery.{q}"] = _latency(region["chat"]["delivery_ms"], q)
+        if "webrtc" in region:
+            m[prefix + "webrtc.viewers"] = region["webrtc"]["watching"]
+            for q in ("p50", "p95", "p99", "max", "mean"):
+                m[f"{prefix}webrtc.first_frame.{q}"] = _latency(
+                    region["webrtc"]["first_frame_ms"], q
+                )
+        if "browser" in region:
+            m[prefix + "browser.pages"] = region["browser"]["joined"]
+            for q in ("p50", "p95", "p99", "max", "mean"):
+                m[f"{prefix}browser.chat.delivery.{q}"] = _latency(
+                    region["browser"]["chat_latency_ms"], q
+                )
+                if browser is not None and browser["live"]:
+                    m[f"{prefix}browser.video.first_frame.{q}"] = _latency(
+                        region["browser"]["first_frame_ms"], q
+                    )
     cpu = [chat["generator"].get("cpu_pct") if chat else None,
            sale["cpu_pct"]["generator"] if sale and "cpu_pct" in sale else None,
            rtc["generator"]["cpu_pct"] if rtc and "generator" in rtc else None]  # fmt: skip

@@ -126,13 +126,16 @@ async def run_viewers(
     label: str = "webrtc",
     progress: Progress = print,
     monitor: Monitor | None = None,
+    regions: tuple[str, ...] = (),
 ) -> dict[str, Any]:
-    """`viewers` WHEP viewers of `room` for `duration_s` from `workers` processes; merged."""
+    """`viewers` WHEP viewers of `room` for `duration_s` from `workers` processes; merged.
+
+    Viewer `i` watches from `urls[i % n]`, in region `regions[i % n]` when given."""
     workers = max(1, min(workers, viewers))
     tag = f"lt{time.time_ns() % 10**9:x}"
     plans = [
         RtcPlan(i, workers, tuple(urls), secret, room, viewers, duration_s, join_rate,
-                tuple(client_cpus or ()), tag)
+                tuple(client_cpus or ()), tag, regions=regions)
         for i in range(workers)
     ]  # fmt: skip
     fleet = Fleet.spawn(rtcviewer.main, plans)
@@ -183,12 +186,17 @@ async def run_viewers(
 def merge(viewers: int, parts: list[dict[str, Any]]) -> dict[str, Any]:
     """The workers' figures added up: loss as a fraction, bitrate per watching viewer."""
     setup, first = Histogram(), Histogram()
+    by_region: dict[str, tuple[list[int], Histogram]] = {}
     errors: Counter[str] = Counter()
     frames_per_s: list[int] = []
     for part in parts:
         setup.merge(Histogram.from_wire(part["setup"]))
         first.merge(Histogram.from_wire(part["first_frame"]))
         errors.update(part["errors"])
+        for region, figures in part.get("regions", {}).items():
+            watching, hist = by_region.setdefault(region, ([0], Histogram()))
+            watching[0] += figures["watching"]
+            hist.merge(Histogram.from_wire(figures["first_frame"]))
         for s, n in enumerate(part["frames_per_s"]):
             if s >= len(frames_per_s):
                 frames_per_s.append(0)
@@ -206,6 +214,10 @@ def merge(viewers: int, parts: list[dict[str, Any]]) -> dict[str, Any]:
         "fps": round(total["frames"] / watch_s, 2) if watch_s else 0.0,
         "setup_ms": setup.summary_ms(),
         "first_frame_ms": first.summary_ms(),
+        "regions": {
+            r: {"watching": w[0], "first_frame_ms": h.summary_ms()}
+            for r, (w, h) in sorted(by_region.items())
+        },
         "frames_per_s": frames_per_s,
         "errors": dict(errors),
     }

@@ -79,6 +79,8 @@ class ChatCrowd:
         self.bitmaps = [bytearray((self.m + 7) // 8) for _ in range(n)]
         self.seq_counts = [0] * self.m
         self.latency = Histogram()
+        self.region = [plan.region_of(i) for i in self.indices]
+        self.region_latency = {r: Histogram() for r in set(self.region)}
         self.connect_hist = Histogram()
         self.join_hist = Histogram()
         self.ack_hist = Histogram()
@@ -117,6 +119,7 @@ class ChatCrowd:
         self.per_viewer[slot] += 1
         self.received += 1
         self.latency.record(now - sent_us)
+        self.region_latency[self.region[slot]].record(now - sent_us)
         self.recent.record(now - sent_us)
         self.timeline.record(int(sent_us / 1e6 - self.t0), now - sent_us, "delivered")
         if not self.first_delivery_us:
@@ -378,6 +381,15 @@ class ChatCrowd:
             **self._connect_report(),
             "held": sum(1 for v in self.viewers if v is not None and not v.closed),
             "latency": self.latency.to_wire(),
+            "regions": {
+                r: {
+                    "joined": sum(
+                        j for j, rr in zip(self.joined, self.region, strict=True) if rr == r
+                    ),
+                    "latency": h.to_wire(),
+                }
+                for r, h in self.region_latency.items()
+            },
             "ack": self.ack_hist.to_wire(),
             "lag": self.lag_hist.to_wire(),
             "send_lag": self.send_lag_hist.to_wire(),
