@@ -181,11 +181,13 @@ async def run_pages(
     plan: BrowserPlan,
     hold: Callable[[], Awaitable[None]],
     *,
+    ready: asyncio.Event | None = None,
     label: str = "browser",
     progress: Progress = print,
     monitor: Monitor | None = None,
 ) -> dict[str, Any]:
-    """Open the pages, keep them while `hold()` runs (the other drivers), then measure them."""
+    """Open the pages, set `ready`, keep them while `hold()` runs (the other drivers), then
+    measure them."""
     from playwright.async_api import Error as PlaywrightError
 
     errors: Counter[str] = Counter()
@@ -218,6 +220,8 @@ async def run_pages(
             opening.append(asyncio.create_task(_open(browser, plan, p, error)))
             await asyncio.sleep(gap)
         await asyncio.gather(*opening)
+        if ready is not None:
+            ready.set()
         status("watching")
         for p in pages:
             if p.page is not None and p.join_ms is not None:

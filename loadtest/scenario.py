@@ -402,11 +402,33 @@ async def _with_browsers(
         join_rate=s.browser_join_rate, client_cpus=tuple(pinning.client_cpus),
         run_tag=f"lt{secrets.token_hex(3)}",
     )  # fmt: skip
+    ready = asyncio.Event()
     pages = asyncio.ensure_future(
-        browser_role.run_pages(plan, hold, progress=progress, monitor=monitor)
+        browser_role.run_pages(plan, hold, ready=ready, progress=progress, monitor=monitor)
     )
+    # The pages join first, like a closed crowd, so they see the whole run; a launch that
+    # fails ends here with its error.
+    opened = asyncio.ensure_future(ready.wait())
+    try:
+        await asyncio.wait([pages, opened], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        opened.cancel()
+    if pages.done():
+        for job in jobs.values():
+            job.close()  # never started
+        try:
+            pages.result()
+        except Exception as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+            raise ScenarioError(f"the browsers could not start: {first}") from None
+        raise ScenarioError("the browser pages ended before the run started")
     try:
         done = await asyncio.gather(*jobs.values())
+    except BaseException:
+        pages.cancel()
+        with contextlib.suppress(BaseException):
+            await pages
+        raise
     finally:
         others_done.set()
     results = dict(zip(names, done, strict=True))

@@ -13,6 +13,7 @@ import pytest
 
 from live.app import RunningNode
 from live.cli import parser
+from loadtest.regions import RegionError, RegionMap
 from tests.conftest import SECRET, NodeFactory
 from tests.edge.conftest import eventually
 
@@ -83,7 +84,8 @@ async def test_region_map_spreads_viewers_and_reports_per_region(
         "region.na.chat.joined > 0", "region.eu.chat.joined > 0",
         "region.eu.chat.delivery.p99 < 2s", "region.na.webrtc.viewers == 1",
         "region.eu.webrtc.viewers == 1", "region.eu.webrtc.first_frame.p99 < 10s",
-        "chat.missing == 0",
+        "chat.missing == 0", "region.eu.browser.pages == 1",
+        "region.na.browser.chat.delivery.p99 < 2s", "region.eu.browser.video.first_frame.p99 < 15s",
     ]  # fmt: skip
     path = tmp_path / "regions.toml"
     path.write_text(f"""
@@ -101,6 +103,9 @@ lurkers = 16
 chatters = 2
 chat_rate = 4
 webrtc_viewers = 2
+browsers = 2
+[browser]
+join_rate = 10
 [generator]
 workers = 1
 drain_s = 1
@@ -114,6 +119,9 @@ rules = {json.dumps(rules)}
     assert regions["na"]["chat"]["joined"] == regions["eu"]["chat"]["joined"] == 9
     assert regions["eu"]["chat"]["delivery_ms"]["count"] > 0
     assert regions["eu"]["webrtc"]["first_frame_ms"]["count"] == 1
+    # The pages opened the origin with ?region= and the viewer page chose its node itself.
+    assert regions["eu"]["browser"]["nodes"] == [edge.url]
+    assert regions["na"]["browser"]["nodes"] == [origin.url]
     assert "region.eu.chat.delivery.p99" in (tmp_path / "r.html").read_text()
 
 
@@ -134,3 +142,13 @@ async def test_invalid_scenarios_are_refused_clearly(
     path.write_text('name = "bad"\nduration_s = 1\n' + body)
     assert await _run(path, tmp_path) == 2
     assert message in capsys.readouterr().err
+
+
+def test_region_weights_interleave_into_slots() -> None:
+    region_map = RegionMap.parse(
+        {"na": "http://127.0.0.1:1", "eu": "http://127.0.0.1:2"}, {"na": 6, "eu": 2}, False
+    )
+    slots = region_map.pattern()
+    assert sorted(slots) == ["eu", "na", "na", "na"] and slots[0] == "na" and slots[1] != "eu"
+    with pytest.raises(RegionError, match="at least one region"):
+        RegionMap.parse({"na": "http://127.0.0.1:1"}, {"na": 0}, False)
