@@ -6,6 +6,7 @@ Knows nothing of Redis, HTTP routes or chat; an HTTP adapter drives `MediaServer
 
 from media.config import MediaConfig
 from media.errors import MediaError, MediaErrorCode
-from media.server import MediaEvent, MediaServer, MediaStats
+from media.server import MediaEvent, MediaServer
+from media.stats import MediaStats
 
 __all__ = ["MediaConfig", "MediaError", "MediaErrorCode", "MediaEvent", "MediaServer", "MediaStats"]

@@ -31,3 +31,12 @@ class MediaConfig:
     ingest_receive_buffer: int = 1 << 20
     # How many time-to-first-frame samples stats keep.
     ttff_samples: int = 1000
+    # Media worker processes serving the viewers' peer connections (media.workers); 0 = viewers are
+    # served in this process. The ingest (publishers, edge upstreams) always stays here.
+    workers: int = 0
+    # Frames queued towards one worker (bytes) past which it skips to the room's next keyframe.
+    worker_backlog_bytes: int = 4 << 20
+    # How often workers report their counters to the node (seconds).
+    worker_stats_interval_s: float = 0.5
+    # A worker not ready this long after its start counts as failed (and is started again).
+    worker_start_timeout_s: float = 20.0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Protocol
 
 from aiortc import RTCPeerConnection
 
@@ -13,7 +13,15 @@ from media.aiortc_hooks import ForwardSender, ReceiverTap, packetize_once
 from media.config import MediaConfig
 from media.forwarder import Downtrack, Forwarder
 from media.frames import EncodedFrame
-from media.keyframes import KeyframeRequester
+from media.keyframes import KeyframeRequester, Send
+
+
+class RoomTee(Protocol):
+    """Where a room's frames also go (media worker processes), with the publisher's end."""
+
+    def frame(self, room_id: str, frame: EncodedFrame) -> None: ...
+
+    def publisher_ended(self, room_id: str) -> None: ...
 
 
 @dataclass(eq=False)
@@ -42,8 +50,9 @@ class Session:
 class Room:
     """Fans the publisher's frames out; outlives publishers so viewers stay across a host rejoin."""
 
-    def __init__(self, room_id: str, config: MediaConfig) -> None:
+    def __init__(self, room_id: str, config: MediaConfig, tee: RoomTee | None = None) -> None:
         self.id = room_id
+        self.tee = tee
         self.keyframes = KeyframeRequester(config.keyframe_interval_s)
         self.video = Forwarder(
             "video",
@@ -55,14 +64,34 @@ class Room:
         self.publisher: Session | None = None
         self.viewers: dict[str, Session] = {}
         self.video_codec: str | None = None  # the codec viewers negotiated or the host sent
+        # Frames come from elsewhere (a media worker's channel from the node's ingest), not a
+        # publisher session of this process: the room lives while the feed is open.
+        self.fed = False
         self._epoch = 0
 
     def forwarder(self, kind: str) -> Forwarder:
         return self.video if kind == "video" else self.audio
 
     def on_frame(self, frame: EncodedFrame) -> None:
+        if self.tee is not None:
+            self.tee.frame(self.id, frame)
         # Cut RTP payloads once here: each viewer's writer only puts its header in front.
         self.forwarder(frame.kind).push(packetize_once(frame))
+
+    def open_feed(self, request_keyframe: Send) -> None:
+        """Take frames from a feed's `on_frame` calls; keyframe requests go to the feed."""
+        self.fed = True
+        self.keyframes.bind(request_keyframe)
+
+    def close_feed(self) -> None:
+        self.fed = False
+        self.keyframes.bind(None)
+        self.end_of_publisher()
+
+    def end_of_publisher(self) -> None:
+        """The frames' source changed or left: cached frames mean nothing to the next one."""
+        self.video.end_of_publisher()
+        self.audio.end_of_publisher()
 
     def next_epoch(self) -> int:
         self._epoch += 1
@@ -77,8 +106,9 @@ class Room:
         if self.publisher is session:
             self.publisher = None
             self.keyframes.bind(None)
-            self.video.end_of_publisher()
-            self.audio.end_of_publisher()
+            self.end_of_publisher()
+            if self.tee is not None:
+                self.tee.publisher_ended(self.id)
 
     def subscribe(self, session: Session) -> None:
         if session.subscribed or session.closed:
@@ -94,7 +124,7 @@ class Room:
 
     @property
     def empty(self) -> bool:
-        return self.publisher is None and not self.viewers
+        return self.publisher is None and not self.viewers and not self.fed
 
     def close(self) -> None:
         self.keyframes.close()

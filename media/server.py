@@ -8,7 +8,7 @@ import logging
 import uuid
 from collections import deque
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from aiortc import (
@@ -22,7 +22,11 @@ from media import aiortc_hooks as hooks
 from media.config import MediaConfig
 from media.errors import MediaError
 from media.forwarder import Downtrack
+from media.frames import EncodedFrame
+from media.keyframes import Send
 from media.room import Room, Session
+from media.stats import MediaStats
+from media.workers.pool import IngestHooks, RemoteViewer, WorkerPool
 
 logger = logging.getLogger(__name__)
 
@@ -38,38 +42,33 @@ class MediaEvent:
     session_id: str
 
 
-@dataclass(slots=True)
-class MediaStats:
-    """Counters for /metrics; totals include sessions already closed."""
-
-    rooms: int = 0
-    live_rooms: int = 0
-    publishers: int = 0
-    viewers: int = 0
-    peer_connections: int = 0
-    packets_in: int = 0
-    bytes_in: int = 0
-    frames_in: int = 0
-    frames_out: int = 0
-    bytes_out: int = 0
-    frames_dropped: int = 0
-    viewer_skips: int = 0
-    keyframe_requests: int = 0
-    keyframe_requests_coalesced: int = 0
-    ttff_seconds: list[float] = field(default_factory=list)
-
-
 Listener = Callable[[MediaEvent], None]
 
 
 class MediaServer:
-    """WebRTC sessions and forwarding for every room of a node; no decoder or encoder runs."""
+    """WebRTC sessions and forwarding for every room of a node; no decoder or encoder runs.
+
+    With `config.workers` > 0 the viewers' peer connections live in that many worker processes
+    (media.workers) fed with the frames of this process's publishers; `start()` starts them.
+    """
 
     def __init__(self, config: MediaConfig | None = None) -> None:
         self.config = config or MediaConfig()
         hooks.set_ice_addresses(list(self.config.ice_addresses))
         self.rooms: dict[str, Room] = {}
         self.sessions: dict[str, Session] = {}
+        self.workers: WorkerPool | None = None
+        if self.config.workers > 0:
+            self.workers = WorkerPool(
+                self.config,
+                IngestHooks(
+                    request_keyframe=self._request_keyframe,
+                    gop=self._gop,
+                    viewer_ended=self._remote_viewer_ended,
+                ),
+            )
+        # Called when a session of this process ends (a worker tells the node).
+        self.session_closed: Callable[[Session], None] | None = None
         self._listeners: list[Listener] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
@@ -95,8 +94,18 @@ class MediaServer:
         room = self.rooms.get(room_id)
         return room is not None and room.publisher is not None and room.publisher.live
 
-    def session(self, session_id: str) -> Session | None:
-        return self.sessions.get(session_id)
+    def session(self, session_id: str) -> Session | RemoteViewer | None:
+        """A session of this process, or a viewer's held by a worker."""
+        session = self.sessions.get(session_id)
+        if session is None and self.workers is not None:
+            return self.workers.sessions.get(session_id)
+        return session
+
+    def viewer_count(self, room_id: str) -> int:
+        """Viewers of a room, here and on workers, those being answered included."""
+        room = self.rooms.get(room_id)
+        local = len(room.viewers) if room is not None else 0
+        return local + (self.workers.viewers_in(room_id) if self.workers is not None else 0)
 
     def stats(self) -> MediaStats:
         s = MediaStats(**{k: getattr(self._totals, k) for k in _TOTAL_FIELDS})
@@ -120,9 +129,16 @@ class MediaServer:
                     s.frames_dropped += d.dropped
                     s.viewer_skips += d.skips
         s.peer_connections = len(self.sessions)
+        if self.workers is not None:
+            self.workers.add_stats(s)
         return s
 
     # -- sessions -----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start the media workers, if any, and wait until they are ready."""
+        if self.workers is not None:
+            await self.workers.start()
 
     async def publish(
         self, room_id: str, offer_sdp: str, owner: str | None = None
@@ -203,6 +219,8 @@ class MediaServer:
         """Accept a viewer's WHEP offer, before or after the host is live; (session id, answer)."""
         self._check_open()
         media = _validate_offer(offer_sdp, wanted=("recvonly", "sendrecv"), what="receive")
+        if self.workers is not None:
+            return await self._play_on_worker(self.workers, room_id, offer_sdp, owner)
         room = self._room(room_id)
         session = Session(
             id=_new_id(), room_id=room_id, role="viewer", pc=self._new_pc(), owner=owner
@@ -255,20 +273,71 @@ class MediaServer:
         """End a WHIP or WHEP session; MediaError session_not_found if there is none."""
         session = self.sessions.get(session_id)
         if session is None:
+            if self.workers is not None and session_id in self.workers.sessions:
+                await self.workers.close_session(session_id)
+                return
             raise MediaError("session_not_found", f"no media session {session_id!r}")
         await self._end(session)
 
     async def shutdown(self) -> None:
-        """Close every session; the server accepts none after this."""
+        """Close every session (and stop the workers); the server accepts none after this."""
         self._closed = True
         await asyncio.gather(
-            *(self._end(s) for s in list(self.sessions.values())), return_exceptions=True
+            *(self._end(s) for s in list(self.sessions.values())),
+            *([self.workers.close()] if self.workers is not None else []),
+            return_exceptions=True,
         )
         for task in list(self._tasks):
             task.cancel()
         for room in self.rooms.values():
             room.close()
         self.rooms.clear()
+
+    # -- frames fed from elsewhere (in a media worker) ---------------------------------------
+
+    def open_feed(self, room_id: str, request_keyframe: Send) -> Room:
+        """Make `room_id` take frames through `Room.on_frame` from a feed rather than a publisher
+        session (a worker's channel from the node's ingest); it lives until `close_feed`."""
+        self._check_open()
+        room = self._room(room_id)
+        room.open_feed(request_keyframe)
+        return room
+
+    def close_feed(self, room_id: str) -> None:
+        room = self.rooms.get(room_id)
+        if room is not None:
+            room.close_feed()
+            self._release_if_empty(room)
+
+    # -- viewers on workers ---------------------------------------------------------------------
+
+    async def _play_on_worker(
+        self, workers: WorkerPool, room_id: str, offer_sdp: str, owner: str | None
+    ) -> tuple[str, str]:
+        # The room exists here too: its publisher, epochs and GOP are the node's.
+        room = self._room(room_id)
+        try:
+            viewer, answer, codec = await workers.play(room_id, offer_sdp, owner, room.video_codec)
+        finally:
+            self._release_if_empty(room)
+        room = self._room(room_id)
+        if room.video_codec is None:
+            room.video_codec = codec
+        return viewer.id, answer
+
+    def _remote_viewer_ended(self, viewer: RemoteViewer) -> None:
+        room = self.rooms.get(viewer.room_id)
+        if room is not None:
+            self._release_if_empty(room)
+
+    def _request_keyframe(self, room_id: str) -> None:
+        room = self.rooms.get(room_id)
+        if room is not None:
+            room.keyframes.request()
+
+    def _gop(self, room_id: str) -> list[EncodedFrame]:
+        room = self.rooms.get(room_id)
+        return room.video.gop if room is not None else []
 
     # -- internals ----------------------------------------------------------------------------
 
@@ -283,7 +352,7 @@ class MediaServer:
     def _room(self, room_id: str) -> Room:
         room = self.rooms.get(room_id)
         if room is None:
-            room = self.rooms[room_id] = Room(room_id, self.config)
+            room = self.rooms[room_id] = Room(room_id, self.config, tee=self.workers)
         return room
 
     def _register(self, session: Session) -> None:
@@ -345,6 +414,8 @@ class MediaServer:
             return
         session.closed = True
         self.sessions.pop(session.id, None)
+        if self.session_closed is not None:
+            self.session_closed(session)
         room = self.rooms.get(session.room_id)
         if room is not None:
             if session.role == "publisher":
@@ -361,7 +432,8 @@ class MediaServer:
         await self._discard(session)
 
     def _release_if_empty(self, room: Room) -> None:
-        if room.empty and self.rooms.get(room.id) is room:
+        remote = self.workers.viewers_in(room.id) if self.workers is not None else 0
+        if room.empty and not remote and self.rooms.get(room.id) is room:
             room.close()
             self._totals.frames_in += room.video.frames_in + room.audio.frames_in
             self._totals.keyframe_requests += room.keyframes.sent
