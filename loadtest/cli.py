@@ -104,6 +104,9 @@ def register(sub: Any) -> None:
     )
     chat.set_defaults(run=run_chat_command)
     _register_sale(kinds)
+    from loadtest import benchcli
+
+    benchcli.register(kinds)  # media and latency
     scenario = kinds.add_parser(
         "run",
         help="a scenario file: mixed roles, thresholds, JSON and HTML report",

@@ -1,11 +1,12 @@
-"""Edge hop latency and origin egress: a synthetic host (counter video) publishes to an origin
-process (region na); N viewers on the origin and N on an edge process (region eu) decode the
-counters. Latency per frame = decode time - capture time (one process clock). The edge hop is
-the edge viewers' latency minus the origin viewers' minus the one-way delay origin -> edge.
-Run inside scripts/loopback-only.
+"""`live loadtest latency`: edge hop latency and origin egress (driver; options in benchcli).
 
-    python bench/edge_latency.py --viewers 4 --seconds 10
-    python bench/edge_latency.py --wan   # root: nodes in namespaces, na-eu delay (edge/wan.py)
+A synthetic host (counter-stamped video) publishes to an origin process (region na); N viewers on
+the origin and N on an edge process (region eu) decode the counters. Latency per frame = decode
+time - capture time (one process clock). The edge hop is the edge viewers' latency minus the
+origin viewers' minus the one-way delay origin -> edge. Run inside scripts/loopback-only.
+
+    scripts/loopback-only .venv/bin/live loadtest latency --viewers 4 --seconds 10
+    sudo .venv/bin/live loadtest latency --wan   # nodes in namespaces, na-eu delay (edge/wan.py)
 
 With --wan the host and viewers sit on the host's end of the WAN, next to both nodes (no delay):
 only the origin -> edge path carries the inter-region delay.
@@ -13,21 +14,26 @@ only the origin -> edge path carries the inter-region delay.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
-import json
-import os
 import secrets
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import aiohttp
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
+from aiortc import (
+    MediaStreamTrack,
+    RTCConfiguration,
+    RTCPeerConnection,
+    RTCRtpSender,
+    RTCSessionDescription,
+)
+from aiortc.mediastreams import VIDEO_CLOCK_RATE, VIDEO_TIME_BASE, MediaStreamError
+from av import VideoFrame
 
 from edge import wan as wan_net
 from edge.selection import RegionDistances
@@ -37,49 +43,140 @@ from live.config import Settings
 from live.rooms import RoomStore
 from live.store import embedded_valkey, redis_client
 from media import aiortc_hooks
-from tests.edge.media_peers import metric, whep, whip
-from tests.media.peers import BITS, CounterVideoTrack, Host, Viewer
 
-captured: dict[int, float] = {}
+WIDTH, HEIGHT, FPS = 320, 240, 30
+BITS = 10  # counter bits, one 32-pixel column each
+WARMUP_S = 2.0  # first keyframe, jitter buffers
+SETUP_TIMEOUT_S = 60.0
 
 
-class StampedTrack(CounterVideoTrack):
-    async def recv(self):  # type: ignore[no-untyped-def]
-        frame = await super().recv()
-        captured[(self.counter - 1) % (1 << BITS)] = time.monotonic()
+def draw_counter(counter: int) -> np.ndarray[Any, np.dtype[np.uint8]]:
+    """A grey picture whose columns spell `counter` in binary (robust to lossy coding)."""
+    y = np.full((HEIGHT, WIDTH), 16, dtype=np.uint8)
+    column = WIDTH // BITS
+    for bit in range(BITS):
+        if counter >> bit & 1:
+            y[:, bit * column : (bit + 1) * column] = 235
+    bar = (counter * 7) % (HEIGHT - 8)  # a moving bar: consecutive frames differ beyond the bits
+    y[bar : bar + 8, :] = 128
+    return y
+
+
+def read_counter(frame: VideoFrame) -> int:
+    gray = frame.to_ndarray(format="gray")
+    column = gray.shape[1] // BITS
+    value = 0
+    for bit in range(BITS):
+        strip = gray[:, bit * column + column // 4 : (bit + 1) * column - column // 4]
+        if float(np.median(strip)) > 128:
+            value |= 1 << bit
+    return value
+
+
+class StampedTrack(MediaStreamTrack):
+    """Counter-stamped frames at FPS, paced by the loop clock; notes each counter's capture time."""
+
+    kind = "video"
+
+    def __init__(self, captured: dict[int, float]) -> None:
+        super().__init__()
+        self.captured = captured
+        self.sent = 0
+        self._t0: float | None = None
+
+    async def recv(self) -> VideoFrame:
+        loop = asyncio.get_running_loop()
+        if self._t0 is None:
+            self._t0 = loop.time()
+        wait = self._t0 + self.sent / FPS - loop.time()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        counter = self.sent % (1 << BITS)
+        yuv = np.full((HEIGHT * 3 // 2, WIDTH), 128, dtype=np.uint8)
+        yuv[:HEIGHT] = draw_counter(counter)
+        frame = VideoFrame.from_ndarray(yuv, format="yuv420p")
+        frame.pts = int(self.sent * VIDEO_CLOCK_RATE / FPS)
+        frame.time_base = VIDEO_TIME_BASE
+        self.sent += 1
+        self.captured[counter] = time.monotonic()
         return frame
 
 
-class TimedViewer(Viewer):
-    def __init__(self) -> None:
-        super().__init__(audio=False)
+class TimedViewer:
+    """A WHEP player (video only) that decodes each frame and notes its delay since capture."""
+
+    def __init__(self, captured: dict[int, float]) -> None:
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self.pc.addTransceiver("video", direction="recvonly")
+        self.captured = captured
         self.delays: list[float] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self.pc.on("track", self._on_track)
 
-    def _on_track(self, track) -> None:  # type: ignore[no-untyped-def]
-        async def consume() -> None:
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        self._tasks.append(asyncio.ensure_future(self._consume(track)))
+
+    async def _consume(self, track: MediaStreamTrack) -> None:
+        with contextlib.suppress(MediaStreamError):
             while True:
-                try:
-                    frame = await track.recv()
-                except Exception:
-                    return
-                from tests.media.peers import read_counter
-
-                c = read_counter(frame)
-                t = captured.get(c)
+                frame = await track.recv()
+                if not isinstance(frame, VideoFrame):
+                    continue
+                t = self.captured.get(read_counter(frame))
                 if t is not None:
                     self.delays.append(time.monotonic() - t)
 
-        self._tasks.append(asyncio.ensure_future(consume()))
+    async def close(self) -> None:
+        await self.pc.close()
+        for task in self._tasks:
+            task.cancel()
+
+
+async def negotiate(
+    http: aiohttp.ClientSession, url: str, token: str, pc: RTCPeerConnection
+) -> None:
+    """WHIP or WHEP: POST the offer (every candidate gathered: no trickle), apply the answer."""
+    await pc.setLocalDescription(await pc.createOffer())
+    headers = {"Content-Type": "application/sdp", "Authorization": f"Bearer {token}"}
+    async with http.post(url, data=str(pc.localDescription.sdp).encode(), headers=headers) as r:
+        answer = await r.text()
+        if r.status != 201:
+            raise RuntimeError(f"POST {url}: {r.status} {answer}")
+    await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+
+
+async def metric(http: aiohttp.ClientSession, node_url: str, name: str) -> float | None:
+    """One unlabelled sample of `/metrics`, None if absent."""
+    async with http.get(f"{node_url}/metrics") as r:
+        text = await r.text()
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return None
 
 
 def pct(xs: list[float], q: float) -> float:
+    """The q-quantile of `xs` seconds, in milliseconds (nan when nothing was measured)."""
+    if not xs:
+        return float("nan")
     xs = sorted(xs)
     return xs[min(len(xs) - 1, int(q * len(xs)))] * 1000
 
 
-async def main(viewers: int, seconds: float, wan: bool) -> dict[str, object]:
+def summary(delays: list[float]) -> dict[str, float]:
+    return {
+        "frames": len(delays),
+        "p50_ms": round(pct(delays, 0.5), 1),
+        "p95_ms": round(pct(delays, 0.95), 1),
+        "mean_ms": round(statistics.mean(delays) * 1000, 1) if delays else float("nan"),
+    }
+
+
+async def run(viewers: int, seconds: float, wan: bool) -> dict[str, Any]:
+    """Start Valkey, origin and edge, publish, measure for `seconds`, stop everything."""
     secret = secrets.token_urlsafe(32)
     auth = TokenAuthority(secret)
+    captured: dict[int, float] = {}
     with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
         net: wan_net.Wan | None = None
         if wan:
@@ -94,52 +191,42 @@ async def main(viewers: int, seconds: float, wan: bool) -> dict[str, object]:
             await RoomStore(r).create(title="bench", owner="h", room_id="b")
         env = child_env(url, secret, {"LIVE_LOG_LEVEL": "WARNING", "LIVE_DATA_DIR": tmp})
         origin, edge = await start_cluster(["eu"], env, origin_region="na", wan=net)
-        host = Host(audio=False)
-        host.pc.getTransceivers()[0].sender.replaceTrack(StampedTrack())
-        out: dict[str, object] = {}
+        host = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        sender = host.addTransceiver(StampedTrack(captured), direction="sendonly")
+        sender.setCodecPreferences(
+            [c for c in RTCRtpSender.getCapabilities("video").codecs if c.mimeType == "video/VP8"]
+        )
+        on_origin = [TimedViewer(captured) for _ in range(viewers)]
+        on_edge = [TimedViewer(captured) for _ in range(viewers)]
+        out: dict[str, Any] = {"viewers_per_node": viewers, "seconds": seconds, "wan": wan}
         try:
-            async with aiohttp.ClientSession() as http:
-                await whip(http, origin.url, "b", auth.issue(user="h", role="host"), host)
+            async with aiohttp.ClientSession() as http, asyncio.timeout(SETUP_TIMEOUT_S):
+                host_token = auth.issue(user="h", role="host")
+                await negotiate(http, f"{origin.url}/whip/b", host_token, host)
                 tok = auth.issue(user="v", role="viewer")
-                on_origin = [TimedViewer() for _ in range(viewers)]
-                on_edge = [TimedViewer() for _ in range(viewers)]
                 for v in on_origin:
-                    await whep(http, origin.url, "b", tok, v)
+                    await negotiate(http, f"{origin.url}/whep/b", tok, v.pc)
                 for v in on_edge:
-                    await whep(http, edge.url, "b", tok, v)
-                await asyncio.sleep(2)  # warm-up: first keyframe, jitter buffers
+                    await negotiate(http, f"{edge.url}/whep/b", tok, v.pc)
+            async with aiohttp.ClientSession() as http:
+                await asyncio.sleep(WARMUP_S)
                 for v in on_origin + on_edge:
                     v.delays.clear()
                 b0 = await metric(http, origin.url, "live_media_bytes_forwarded_total")
                 await asyncio.sleep(seconds)
                 b1 = await metric(http, origin.url, "live_media_bytes_forwarded_total")
-                for name, group in (("origin", on_origin), ("edge", on_edge)):
-                    d = [x for v in group for x in v.delays]
-                    out[name] = {
-                        "frames": len(d),
-                        "p50_ms": round(pct(d, 0.5), 1),
-                        "p95_ms": round(pct(d, 0.95), 1),
-                        "mean_ms": round(statistics.mean(d) * 1000, 1),
-                    }
+                sides = {"origin": on_origin, "edge": on_edge}
+                figures = {k: summary([x for v in g for x in v.delays]) for k, g in sides.items()}
+                out.update(figures)
                 out["wan_one_way_ms"] = one_way_ms
                 for q in ("p50_ms", "p95_ms"):
-                    hop = out["edge"][q] - out["origin"][q] - one_way_ms  # type: ignore[index]
+                    hop = figures["edge"][q] - figures["origin"][q] - one_way_ms
                     out[f"edge_hop_{q}"] = round(hop, 1)
                 out["origin_egress_kbps"] = round(((b1 or 0) - (b0 or 0)) * 8 / seconds / 1000)
                 out["origin_viewer_sessions"] = await metric(http, origin.url, "live_media_viewers")
-                for v in on_origin + on_edge:
-                    await v.close()
         finally:
+            for v in on_origin + on_edge:
+                await v.close()
             await host.close()
             await stop_all([edge, origin])
     return out
-
-
-if __name__ == "__main__":
-    p = argparse.ArgumentParser()
-    p.add_argument("--viewers", type=int, default=4)
-    p.add_argument("--seconds", type=float, default=10)
-    p.add_argument("--wan", action="store_true", help="nodes in network namespaces (root)")
-    a = p.parse_args()
-    os.environ.setdefault("LIVE_LOG_JSON", "false")
-    print(json.dumps(asyncio.run(main(a.viewers, a.seconds, a.wan)), indent=2))

@@ -1,15 +1,20 @@
-"""Fan-out benchmark: one host stream (pre-encoded VP8 ~1.5 Mbps 30 fps + Opus) to N viewers.
+"""`live loadtest media`: one host stream (pre-encoded VP8 ~1.5 Mbps 30 fps + Opus) to N viewers.
 
-    python bench/media_fanout.py --viewers 50,100,200 --seconds 10 --modes forward,aiortc,relay
+    scripts/loopback-only live loadtest media --viewers 50,100,200 --seconds 10 \
+        --modes forward,aiortc,relay --json bench-results/media.json
 
 The server runs pinned to one core (taskset), the host and the receive-only viewers to another.
 Modes: `forward` (the fast send path: media.rtp_writer), `aiortc` (forwarding through each
-viewer's aiortc RTCRtpSender), `relay` (aiortc's MediaRelay: decode once, encode per viewer).
+viewer's aiortc RTCRtpSender), `relay` (aiortc's MediaRelay: decode once, encode per viewer),
+`janus` and `janus1` (the Debian Janus streaming plugin as a reference, see loadtest.janus_ref).
 Viewers (`--viewer lean`, the default) let aiortc do ICE and DTLS, then SRTP-decrypt each datagram
 and read its RTP header in one plain callback: sequence gaps are loss, marker bits are frames;
 nothing is decoded. `--viewer aiortc` counts through aiortc's receivers instead (heavier).
-Only loopback is used; every loop is bounded by --seconds and setup timeouts. JSON lines are
-printed and, with --out, written to a file (bench-results/ is gitignored).
+Only loopback is used; every loop is bounded by --seconds and setup timeouts. One JSON line per
+run is printed; --out appends them to a file, --json writes them as one document.
+
+The server, host and client processes are this module's own roles
+(`python -m loadtest.media_bench server|host|client ...`), started by the driver (`run_matrix`).
 """
 
 from __future__ import annotations
@@ -43,14 +48,11 @@ from aiortc import (
 )
 from aiortc.contrib.media import MediaRelay
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
+from loadtest import janus_ref
+from loadtest.benchcli import MODES
 from media import MediaConfig, MediaServer
 from media import aiortc_hooks as hooks
 from media.frames import EncodedFrame
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import janus_ref
 
 VIDEO_TB = fractions.Fraction(1, 90000)
 AUDIO_TB = fractions.Fraction(1, 48000)
@@ -343,7 +345,7 @@ class Viewer:
         for t in transceivers:
             count = self.video if t.kind == "video" else self.audio
             for codec in t._codecs:
-                if not codec.mimeType.lower().endswith("/rtx"):
+                if codec.payloadType is not None and not codec.mimeType.lower().endswith("/rtx"):
                     streams[codec.payloadType] = count
         protocol = pair.protocol
         # These viewers share one core: a deep receive buffer stands in for a client's own CPU
@@ -357,9 +359,14 @@ class Viewer:
         video = self.video
         unpack = struct.Struct("!BBH").unpack_from
 
-        def datagram_received(data: bytes, addr: tuple[str, int]) -> None:
+        def datagram_received(data: bytes | str, addr: tuple[Any, ...]) -> None:
             # RTP: version 2 and not an RTCP packet type (RFC 5761); anything else goes to aioice.
-            if 127 < data[0] < 192 and len(data) > 12 and not 191 < data[1] < 224:
+            if (
+                isinstance(data, bytes)
+                and 127 < data[0] < 192
+                and len(data) > 12
+                and not 191 < data[1] < 224
+            ):
                 try:
                     data = unprotect(data)
                 except Exception:
@@ -374,7 +381,9 @@ class Viewer:
                 return
             original(data, addr)
 
-        protocol.datagram_received = datagram_received
+        # Replacing the bound method on this one protocol instance is the point of the lean
+        # viewer (aioice calls it for every datagram); mypy forbids assigning to methods.
+        protocol.datagram_received = datagram_received  # type: ignore[method-assign]
         self.lean_attached = True
 
     async def aiortc_loss(self) -> tuple[int, int]:
@@ -588,10 +597,11 @@ def run_loop(coro: Any, loop: str) -> Any:
     return asyncio.run(coro)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    """The roles the driver starts as processes: `server`, `host` and `client`."""
     global LEAN, JANUS_PID
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="cmd")
+    parser = argparse.ArgumentParser(description="a role of `live loadtest media` (internal)")
+    sub = parser.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("server")
     s.add_argument("--port", type=int, required=True)
     s.add_argument("--mode", default="forward", choices=MODES)
@@ -603,52 +613,44 @@ def main() -> None:
     c.add_argument("--batch", type=int, default=10)
     c.add_argument("--viewer", default="lean", choices=["lean", "aiortc"])
     c.add_argument("--loop", default="asyncio", choices=["asyncio", "uvloop"])
+    c.add_argument("--janus-pid", type=int, default=0)
     h = sub.add_parser("host")
     h.add_argument("--url", required=True)
     h.add_argument("--limit", type=float, default=900)
     h.add_argument("--janus", action="store_true", help="feed Janus over RTP instead of WHIP")
-    c.add_argument("--janus-pid", type=int, default=0)
-    parser.add_argument("--viewers", default="10,25,50")
-    parser.add_argument("--seconds", type=float, default=10)
-    parser.add_argument("--modes", "--mode", default="forward", help="forward,aiortc,relay")
-    parser.add_argument("--viewer", default="lean", choices=["lean", "aiortc"])
-    parser.add_argument("--loop", default="asyncio", choices=["asyncio", "uvloop"])
-    parser.add_argument("--server-cpu", default="0")
-    parser.add_argument("--client-cpu", default="1")
-    parser.add_argument("--port", type=int, default=18555)
-    parser.add_argument("--batch", type=int, default=10, help="viewers connecting at once")
-    parser.add_argument("--out", help="append JSON lines to this file")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.cmd == "server":
         run_loop(run_server(args.port, args.mode), args.loop)
-        return
-    if args.cmd == "host":
+    elif args.cmd == "host":
         asyncio.run(run_janus_feed(args.limit) if args.janus else run_host(args.url, args.limit))
-        return
-    if args.cmd == "client":
+    else:
         LEAN = args.viewer == "lean"
         JANUS_PID = args.janus_pid
         # asyncio, whatever the server runs: uvloop caches datagram_received, so the lean hook
         # (an instance attribute on aioice's protocol) would never be called.
         result = asyncio.run(run_client(args.url, args.viewers, args.seconds, args.batch))
         print(json.dumps(result))
-        return
-    me = [sys.executable, __file__]
+
+
+def run_matrix(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Each viewer count with each mode, one after another; one JSON line printed per run (and
+    appended to --out). `args` holds the options of `live loadtest media`."""
+    me = [sys.executable, "-m", "loadtest.media_bench"]
     if os.geteuid() == 0:
         # With autogroup scheduling nice only ranks processes within a session: raise this
         # session's group (all the bench processes) above unrelated work sharing the machine.
         with contextlib.suppress(OSError):
             Path("/proc/self/autogroup").write_text("-15")
-    for n in [int(x) for x in args.viewers.split(",")]:
-        for mode in args.modes.split(","):
+    results: list[dict[str, Any]] = []
+    for n in args.viewers:
+        for mode in args.modes:
             line = run_one(args, me, mode, n)
             print(line, flush=True)
+            results.append(json.loads(line))
             if args.out:
                 with open(args.out, "a") as f:
                     f.write(line + "\n")
-
-
-MODES = ["forward", "aiortc", "relay", "janus", "janus1"]
+    return results
 
 
 def taskset(cpus: str, nice: int = -15) -> list[str]:
@@ -751,7 +753,8 @@ def run_one(args: argparse.Namespace, me: list[str], mode: str, n: int) -> str:
             server.wait(timeout=15)
 
 
-RESULTS = Path(__file__).resolve().parents[1] / "bench-results"
+# The stream cache and Janus configurations; every role runs in the driver's directory.
+RESULTS = Path("bench-results").resolve()
 
 
 if __name__ == "__main__":

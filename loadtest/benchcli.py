@@ -1,0 +1,198 @@
+"""`live loadtest media` and `live loadtest latency`: the WebRTC benchmarks' command lines.
+
+Kept apart from their drivers (`loadtest.media_bench`, `loadtest.latency_bench`) so that `live`
+starts without importing aiortc and av; the drivers are imported when a benchmark runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+MODES = ("forward", "aiortc", "relay", "janus", "janus1")
+
+_MEDIA_HELP = """\
+Media fan-out: one host stream (pre-encoded VP8 640x480 30 fps at ~1.5 Mbps + Opus, encoded
+once and cached in bench-results/) sent to N receive-only viewers, for each viewer count and
+each mode. Measured per run: server CPU (cores, % per viewer, viewers per core), runqueue wait,
+RSS per viewer, frames per second and packet loss per viewer (min/median/max), time to first
+frame, setup time; `all_viewers_ok` means every viewer got >= 29 fps with < 1% loss.
+
+Modes: forward (the fast send path), aiortc (each viewer's RTCRtpSender), relay (aiortc's
+MediaRelay: decode once, encode per viewer), janus and janus1 (the Debian `janus` streaming
+plugin as the reference SFU; stock, and with event_loops = 1).
+
+Pinning: the server (ours or Janus) runs under `taskset -c SERVER_CPU`, the host and the viewers
+under `taskset -c CLIENT_CPU`, each in its own process; as root they also run at nice -15 (the
+host at -20) with this session's autogroup at -15.
+
+WebRTC: only 127.0.0.1 is offered as an ICE candidate. Run it loopback-only, as root for the
+priorities and the janus modes (they add a veth holding 127.0.0.2, refused outside a
+loopback-only namespace):
+
+    sudo scripts/loopback-only .venv/bin/live loadtest media --viewers 50,100 --seconds 10 \\
+        --modes forward,aiortc,janus1 --json bench-results/media.json
+
+Exit status: 0, or 1 when a run failed (its JSON line then holds "error")."""
+
+_LATENCY_HELP = """\
+Edge hop latency and origin egress: Valkey, an origin node (region na) and an edge node (region
+eu) as `live serve` processes; a synthetic host publishes counter-stamped VP8 video to the
+origin over WHIP; --viewers viewers on the origin and as many on the edge play it over WHEP and
+decode every frame. Latency per frame = decode time - capture time (one process clock), as p50,
+p95 and mean for each side after 2 s of warm-up; the edge hop is the edge viewers' latency minus
+the origin viewers' minus the one-way delay origin -> edge. Also the origin's forwarded kbit/s.
+
+No pinning: everything shares the machine's CPUs (run it on an otherwise idle one).
+
+WebRTC: run it loopback-only (scripts/loopback-only; as root or in a user namespace):
+
+    scripts/loopback-only .venv/bin/live loadtest latency --viewers 4 --seconds 10
+
+With --wan (root, not under scripts/loopback-only: it builds its own network namespaces, see
+edge/wan.py) the nodes sit in namespaces with the na-eu delay between them; the host and the
+viewers are on the host's end of the WAN, next to both nodes, so only the origin -> edge path
+carries the inter-region delay."""
+
+
+def register(kinds: Any) -> None:
+    """Add the `media` and `latency` kinds to `live loadtest`."""
+    media = kinds.add_parser(
+        "media",
+        help="WebRTC fan-out: one host stream to N viewers, per mode (loopback-only)",
+        description=_MEDIA_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    media.add_argument(
+        "--viewers",
+        type=_int_list,
+        nargs="+",
+        default=[[10, 25, 50]],
+        metavar="N[,N...]",
+        help="viewer counts, run one after another (default 10,25,50)",
+    )
+    media.add_argument("--seconds", type=float, default=10.0, help="measured seconds per run")
+    media.add_argument(
+        "--modes",
+        "--mode",
+        type=_mode_list,
+        nargs="+",
+        default=[["forward"]],
+        metavar="MODE[,MODE...]",
+        help="forward, aiortc, relay, janus, janus1 (default forward)",
+    )
+    media.add_argument(
+        "--viewer",
+        choices=["lean", "aiortc"],
+        default="lean",
+        help="lean: SRTP-decrypt and read RTP headers only; aiortc: count through its receivers",
+    )
+    media.add_argument(
+        "--loop", choices=["asyncio", "uvloop"], default="asyncio", help="the server's event loop"
+    )
+    media.add_argument("--server-cpu", default="0", help="taskset CPU list of the server")
+    media.add_argument("--client-cpu", default="1", help="taskset CPU list of host and viewers")
+    media.add_argument("--port", type=int, default=18555, help="the server's HTTP port")
+    media.add_argument("--batch", type=int, default=10, help="viewers connecting at once")
+    media.add_argument("--out", type=Path, default=None, metavar="PATH",
+                       help="append each run's JSON line to this file")  # fmt: skip
+    media.add_argument("--json", type=Path, default=None, metavar="PATH",
+                       help="write all runs as one JSON document")  # fmt: skip
+    media.set_defaults(run=run_media_command)
+
+    latency = kinds.add_parser(
+        "latency",
+        help="glass-to-glass latency through an edge node (loopback-only)",
+        description=_LATENCY_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    latency.add_argument("--viewers", type=int, default=4, help="viewers on each node")
+    latency.add_argument("--seconds", type=float, default=10.0, help="measured seconds")
+    latency.add_argument(
+        "--wan", action="store_true", help="nodes in network namespaces with delays (root)"
+    )
+    latency.add_argument("--json", type=Path, default=None, metavar="PATH",
+                         help="write the results here")  # fmt: skip
+    latency.set_defaults(run=run_latency_command)
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of numbers: {text!r}") from None
+    if not values or any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"viewer counts must be positive: {text!r}")
+    return values
+
+
+def _mode_list(text: str) -> list[str]:
+    modes = [m.strip() for m in text.split(",") if m.strip()]
+    unknown = [m for m in modes if m not in MODES]
+    if not modes or unknown:
+        raise argparse.ArgumentTypeError(f"modes are {', '.join(MODES)}, not {text!r}")
+    return modes
+
+
+def loopback_only() -> bool:
+    """Whether this network namespace holds the loopback interface alone."""
+    lines = Path("/proc/net/dev").read_text().splitlines()[2:]
+    return {line.split(":")[0].strip() for line in lines} == {"lo"}
+
+
+def _warn_unless_loopback_only() -> None:
+    if not loopback_only():
+        print(
+            "live loadtest: not in a loopback-only network namespace; run WebRTC benchmarks "
+            "under scripts/loopback-only",
+            file=sys.stderr,
+        )
+
+
+def _write_json(doc: dict[str, Any], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, indent=2) + "\n")
+    print(f"JSON written to {path}")
+
+
+def run_media_command(args: argparse.Namespace) -> int:
+    from loadtest import media_bench
+
+    args.viewers = [n for group in args.viewers for n in group]
+    args.modes = [m for group in args.modes for m in group]
+    if args.seconds <= 0 or args.batch < 1:
+        print("live loadtest: --seconds and --batch must be positive", file=sys.stderr)
+        return 2
+    _warn_unless_loopback_only()
+    runs = media_bench.run_matrix(args)
+    if args.json:
+        _write_json({"benchmark": "media", "root": os.geteuid() == 0, "runs": runs}, args.json)
+    if any("error" in run for run in runs):
+        print('live loadtest: a media run failed (see its "error")', file=sys.stderr)
+        return 1
+    return 0
+
+
+def run_latency_command(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from loadtest import latency_bench
+
+    if args.viewers < 1 or args.seconds <= 0:
+        print("live loadtest: --viewers and --seconds must be positive", file=sys.stderr)
+        return 2
+    if args.wan and os.geteuid() != 0:
+        print("live loadtest: --wan needs root (network namespaces)", file=sys.stderr)
+        return 2
+    if not args.wan:
+        _warn_unless_loopback_only()
+    os.environ.setdefault("LIVE_LOG_JSON", "false")
+    doc = asyncio.run(latency_bench.run(args.viewers, args.seconds, args.wan))
+    print(json.dumps(doc, indent=2))
+    if args.json:
+        _write_json({"benchmark": "latency", **doc}, args.json)
+    return 0
