@@ -100,8 +100,7 @@ class Upstream:
             await self._disconnect()
 
     def _viewers(self) -> int:
-        room = self.manager.media.rooms.get(self.room_id)
-        return len(room.viewers) if room is not None else 0
+        return self.manager.media.viewer_count(self.room_id)
 
     def _wanted(self) -> bool:
         return self.pending > 0 or self._viewers() > 0

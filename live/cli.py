@@ -21,6 +21,26 @@ def _node_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--region", help="region this node serves (LIVE_REGION)")
     p.add_argument("--public-url", help="URL clients use to reach this node (LIVE_PUBLIC_URL)")
     p.add_argument("--data-dir", help="where the embedded Valkey keeps its data (LIVE_DATA_DIR)")
+    p.add_argument(
+        "--media-workers",
+        type=media_workers,
+        metavar="N|auto",
+        help="processes serving viewers' WebRTC: 0 = in the node, auto = one per core when "
+        "there are several (LIVE_MEDIA_WORKERS, default auto)",
+    )
+
+
+def media_workers(text: str) -> int | str:
+    """`--media-workers` value: a count or `auto`."""
+    if text == "auto":
+        return text
+    try:
+        count = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("a number of processes or auto") from None
+    if count < 0:
+        raise argparse.ArgumentTypeError("0 or more")
+    return count
 
 
 def settings_from(args: argparse.Namespace, **overrides: Any) -> Settings:
@@ -35,11 +55,16 @@ def settings_from(args: argparse.Namespace, **overrides: Any) -> Settings:
             "data_dir": getattr(args, "data_dir", None),
             "role": getattr(args, "role", None),
             "origin_url": getattr(args, "origin", None),
+            "media_workers": getattr(args, "media_workers", None),
         }.items()
         if v is not None
     }
     values.update(overrides)
-    return Settings(**values)
+    settings = Settings(**values)
+    if "media_workers" not in settings.model_fields_set:
+        # Commands that run nodes for real use the cores; Settings' own default (0) suits tests.
+        settings.media_workers = "auto"
+    return settings
 
 
 def parser() -> argparse.ArgumentParser:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 import socket
 import uuid
@@ -52,6 +53,10 @@ class Settings(BaseSettings):
 
     # WebRTC: the addresses aioice offers as host candidates (loopback for tests and demos).
     ice_addresses: list[str] = Field(default_factory=lambda: ["127.0.0.1"])
+    # Media worker processes serving the viewers' peer connections (the ingest stays in the node):
+    # 0 = in the node process; "auto" = one per usable core when there is more than one
+    # (`live serve`/`demo` default to "auto" unless this or --media-workers says otherwise).
+    media_workers: int | Literal["auto"] = 0
 
     # Edge (edge/): node registry heartbeats, viewer routing by region, origin upstreams.
     node_heartbeat_s: float = Field(1.0, gt=0)
@@ -87,6 +92,21 @@ class Settings(BaseSettings):
     webhook_timeout_s: float = Field(5.0, gt=0)
     log_level: str = "INFO"
     log_json: bool = True
+
+    @field_validator("media_workers")
+    @classmethod
+    def _workers(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and not 0 <= value <= 256:
+            raise ValueError("LIVE_MEDIA_WORKERS must be 0-256 or auto")
+        return value
+
+    @property
+    def media_worker_count(self) -> int:
+        """How many media worker processes to run (`auto` resolved against the usable cores)."""
+        if self.media_workers != "auto":
+            return self.media_workers
+        cores = len(os.sched_getaffinity(0))
+        return cores if cores > 1 else 0
 
     @field_validator("jwt_secret")
     @classmethod

@@ -38,7 +38,12 @@ routes = web.RouteTableDef()
 
 def setup(app: web.Application, node: Node) -> MediaServer:
     """Add the WHIP/WHEP routes, the media metrics and the live/ended notices to `app`."""
-    media = MediaServer(MediaConfig(ice_addresses=list(node.settings.ice_addresses)))
+    media = MediaServer(
+        MediaConfig(
+            ice_addresses=list(node.settings.ice_addresses),
+            workers=node.settings.media_worker_count,
+        )
+    )
     app[MEDIA] = media
     app.add_routes(routes)
     node.metrics.registry.register(MediaCollector(media))
@@ -50,6 +55,11 @@ def setup(app: web.Application, node: Node) -> MediaServer:
         task.add_done_callback(tasks.discard)
 
     media.add_listener(on_event)
+
+    async def start(app: web.Application) -> None:
+        await media.start()
+
+    app.on_startup.append(start)
 
     async def shutdown(app: web.Application) -> None:
         await media.shutdown()
@@ -182,3 +192,22 @@ class MediaCollector(Collector):
             for q in (0.5, 0.95, 1.0):
                 ttff.add_metric([str(q)], samples[min(len(samples) - 1, int(q * len(samples)))])
         yield ttff
+        if s.workers:
+            viewers = GaugeMetricFamily(
+                "live_media_worker_viewers", "Viewer sessions per media worker", labels=["worker"]
+            )
+            dropped = CounterMetricFamily(
+                "live_media_worker_frames_dropped",
+                "Frames not sent to a media worker that was behind (it skips to a keyframe)",
+                labels=["worker"],
+            )
+            restarts = CounterMetricFamily(
+                "live_media_worker_restarts", "Media workers started again", labels=["worker"]
+            )
+            for w in s.workers:
+                viewers.add_metric([str(w.index)], w.viewers)
+                dropped.add_metric([str(w.index)], w.frames_dropped)
+                restarts.add_metric([str(w.index)], w.restarts)
+            yield viewers
+            yield dropped
+            yield restarts

@@ -141,9 +141,29 @@ class WorkerService:
         task.add_done_callback(self._tasks.discard)
 
 
+class ChannelLogHandler(logging.Handler):
+    """Sends log records to the node, which logs them with its own handlers (JSON or text)."""
+
+    def __init__(self, service: WorkerService) -> None:
+        super().__init__(logging.INFO)
+        self._service = service
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = record.getMessage()
+            if record.exc_info:
+                text += "\n" + logging.Formatter().formatException(record.exc_info)
+            self._service.send(
+                {"op": "log", "level": record.levelno, "logger": record.name, "message": text}
+            )
+        except Exception:
+            self.handleError(record)
+
+
 async def serve(fd: int, config: MediaConfig) -> None:
     """Run the worker on the channel socket `fd` until the node closes it."""
     service = WorkerService(config)
+    logging.getLogger().addHandler(ChannelLogHandler(service))
     sock = socket.socket(fileno=fd)
     await asyncio.get_running_loop().connect_accepted_socket(lambda: service.channel, sock)
     await service.run()
@@ -163,9 +183,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     # The node stops its workers: Ctrl-C on its terminal is for it, not for us.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    logging.basicConfig(
-        level=logging.INFO, format=f"media-worker-{args.index} %(levelname)s %(name)s %(message)s"
-    )
+    # Records go to the node over the channel (ChannelLogHandler), not to our stderr.
+    logging.getLogger().setLevel(logging.INFO)
     import uvloop
 
     uvloop.run(serve(args.fd, config_from_json(args.config)))

@@ -253,6 +253,13 @@ class WorkerPool:
         op = message.get("op")
         if op == "keyframe":
             self._hooks.request_keyframe(message["room"])
+        elif op == "log":
+            logging.getLogger(message.get("logger", __name__)).log(
+                message.get("level", logging.INFO),
+                "media worker %d: %s",
+                link.index,
+                message.get("message", ""),
+            )
         elif op == "ended":
             session_id = message["session"]
             if session_id in self.sessions:
