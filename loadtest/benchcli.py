@@ -94,14 +94,28 @@ def register(kinds: Any) -> None:
     media.add_argument(
         "--loop", choices=["asyncio", "uvloop"], default="asyncio", help="the server's event loop"
     )
-    media.add_argument("--server-cpu", default="0", help="taskset CPU list of the server")
-    media.add_argument("--client-cpu", default="1", help="taskset CPU list of host and viewers")
+    media.add_argument(
+        "--server-cpu",
+        default=None,
+        help="taskset CPU list of the server (default: the first CPU this process may use)",
+    )
+    media.add_argument(
+        "--client-cpu",
+        default=None,
+        help="taskset CPU list of host and viewers (default: the second, or the first if alone)",
+    )
     media.add_argument("--port", type=int, default=18555, help="the server's HTTP port")
     media.add_argument("--batch", type=int, default=10, help="viewers connecting at once")
     media.add_argument("--out", type=Path, default=None, metavar="PATH",
                        help="append each run's JSON line to this file")  # fmt: skip
     media.add_argument("--json", type=Path, default=None, metavar="PATH",
                        help="write all runs as one JSON document")  # fmt: skip
+    media.add_argument(
+        "--skip-unavailable",
+        action="store_true",
+        help="leave out the janus modes, with a message, when Janus is not installed or this is "
+        "not a loopback-only namespace (instead of failing those runs)",
+    )
     media.set_defaults(run=run_media_command)
 
     latency = kinds.add_parser(
@@ -153,6 +167,17 @@ def _warn_unless_loopback_only() -> None:
         )
 
 
+def _janus_missing() -> str | None:
+    """Why the janus modes cannot run here, or None."""
+    from loadtest import janus_ref
+
+    if not janus_ref.available():
+        return "Janus is not installed (Debian/Ubuntu: apt-get install janus)"
+    if not loopback_only():
+        return "the janus modes run only under scripts/loopback-only"
+    return None
+
+
 def _write_json(doc: dict[str, Any], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(doc, indent=2) + "\n")
@@ -167,7 +192,21 @@ def run_media_command(args: argparse.Namespace) -> int:
     if args.seconds <= 0 or args.batch < 1:
         print("live loadtest: --seconds and --batch must be positive", file=sys.stderr)
         return 2
+    cpus = sorted(os.sched_getaffinity(0))
+    args.server_cpu = args.server_cpu or str(cpus[0])
+    args.client_cpu = args.client_cpu or str(cpus[1] if len(cpus) > 1 else cpus[0])
     _warn_unless_loopback_only()
+    if any(m.startswith("janus") for m in args.modes):
+        missing = _janus_missing()
+        if missing and args.skip_unavailable:
+            print(f"live loadtest: skipping the Janus reference: {missing}", flush=True)
+            args.modes = [m for m in args.modes if not m.startswith("janus")]
+        elif missing:
+            print(f"live loadtest: {missing}", file=sys.stderr)
+            return 2
+    if not args.modes:
+        print("live loadtest: no mode left to run", file=sys.stderr)
+        return 2
     runs = media_bench.run_matrix(args)
     if args.json:
         _write_json({"benchmark": "media", "root": os.geteuid() == 0, "runs": runs}, args.json)

@@ -189,7 +189,9 @@ async def run(viewers: int, seconds: float, wan: bool) -> dict[str, Any]:
         one_way_ms = net.delays_ms["origin", "edge-eu"] if net else 0.0
         async with redis_client(url) as r:
             await RoomStore(r).create(title="bench", owner="h", room_id="b")
-        env = child_env(url, secret, {"LIVE_LOG_LEVEL": "WARNING", "LIVE_DATA_DIR": tmp})
+        # No drain on SIGTERM: nobody is left to move when the benchmark stops its nodes.
+        extra = {"LIVE_LOG_LEVEL": "WARNING", "LIVE_DATA_DIR": tmp, "LIVE_DRAIN_S": "0"}
+        env = child_env(url, secret, extra)
         origin, edge = await start_cluster(["eu"], env, origin_region="na", wan=net)
         host = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         sender = host.addTransceiver(StampedTrack(captured), direction="sendonly")

@@ -1,0 +1,67 @@
+"""`live loadtest media` and `live loadtest latency` through the command line, tiny and on loopback
+(the suite runs in scripts/loopback-only): JSON with the expected figures comes out."""
+
+from __future__ import annotations
+
+import json
+import math
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+LIVE = [sys.executable, "-m", "live.cli", "loadtest"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def live(args: list[str], cwd: Path, timeout: float) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(
+        [*LIVE, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+def test_media_fanout_reaches_every_viewer_without_loss(tmp_path: Path) -> None:
+    out = tmp_path / "media.json"
+    args = ["media", "--viewers", "2", "--seconds", "2", "--port", str(free_port())]
+    done = live([*args, "--json", str(out)], tmp_path, timeout=90)
+
+    [run] = json.loads(out.read_text())["runs"]
+    assert json.loads(done.stdout.splitlines()[-2]) == run  # the line printed, then "JSON written"
+    assert run["mode"] == "forward" and run["viewers"] == 2 and run["viewer_kind"] == "lean"
+    assert run["lean_viewers"] == 2 and run["undecryptable"] == 0
+    assert run["loss_pct_max"] == 0.0
+    assert run["fps_min"] > 20
+    assert run["stream_kbps"] > 500
+    assert run["server_cpu_cores"] > 0 and run["viewers_per_core"] > 0
+    assert run["ttff_max_ms"] >= run["ttff_median_ms"] > 0
+
+
+def test_media_refuses_an_unknown_mode(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [*LIVE, "media", "--modes", "forward,nope"], cwd=tmp_path, capture_output=True, text=True,
+        timeout=30, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2 and "nope" in done.stderr
+
+
+def test_latency_through_an_edge_yields_percentiles(tmp_path: Path) -> None:
+    out = tmp_path / "latency.json"
+    live(["latency", "--viewers", "1", "--seconds", "1", "--json", str(out)], tmp_path, 90)
+
+    doc = json.loads(out.read_text())
+    assert doc["benchmark"] == "latency" and doc["viewers_per_node"] == 1
+    for side in ("origin", "edge"):
+        figures = doc[side]
+        assert figures["frames"] > 10
+        assert 0 < figures["p50_ms"] <= figures["p95_ms"] < 1000
+    assert all(math.isfinite(doc[k]) for k in ("edge_hop_p50_ms", "edge_hop_p95_ms"))
+    assert doc["origin_egress_kbps"] > 0
+    assert doc["origin_viewer_sessions"] == 2  # one viewer, one edge upstream
