@@ -7,8 +7,12 @@ and retries those calls once.
 
 A batch is written straight to a pooled connection (one packed write, then one reply per call),
 not through redis-py's `Pipeline`, whose per-command bookkeeping cost more than the call itself
-on a hot path. The store's deadline is kept per batch, not per call: a batch that does not answer
-within `timeout_s` fails every call in it with `TimeoutError` and its connection is dropped.
+on a hot path. A caller that sends the same keys and arguments again and again (the
+reservation: one sale's keys, the node's limits) packs those once in an `EvalshaTemplate` and
+fills in only what changes per call.
+
+The store's deadline is kept per batch, not per call: a batch that does not answer within
+`timeout_s` fails every call in it with `TimeoutError` and its connection is dropped.
 
 At most `max_inflight` batches are on the wire at once; calls arriving meanwhile wait for the next
 one. Under load that makes batches larger (fewer writes and reads, on both sides of the socket)
@@ -29,7 +33,8 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 
-_Call = tuple[AsyncScript, Sequence[Any], Sequence[Any], "asyncio.Future[Any]"]
+# (script, the packed EVALSHA command, the caller's future)
+_Call = tuple[AsyncScript, bytes, "asyncio.Future[Any]"]
 
 
 def _bulk(value: Any) -> bytes:
@@ -44,6 +49,37 @@ def _evalsha(sha: str, keys: Sequence[Any], args: Sequence[Any]) -> bytes:
     parts.extend([_bulk(x) for x in keys])
     parts.extend([_bulk(x) for x in args])
     return b"".join(parts)
+
+
+class EvalshaTemplate:
+    """`EVALSHA` of one script with its fixed keys and arguments packed once.
+
+    `None` among `keys` and `args` marks a slot; `pack(*values)` fills the slots in order and
+    gives the bytes `_evalsha` would give for the filled-in call.
+    """
+
+    def __init__(self, sha: str, keys: Sequence[Any], args: Sequence[Any]) -> None:
+        n = 3 + len(keys) + len(args)
+        run = [b"*%d\r\n$7\r\nEVALSHA\r\n" % n, _bulk(sha), _bulk(len(keys))]
+        self._chunks: list[bytes] = []  # the constant runs around the slots
+        for value in (*keys, *args):
+            if value is None:
+                self._chunks.append(b"".join(run))
+                run = []
+            else:
+                run.append(_bulk(value))
+        self._chunks.append(b"".join(run))
+        self.slots = len(self._chunks) - 1
+
+    def pack(self, *values: Any) -> bytes:
+        if len(values) != self.slots:
+            raise ValueError(f"{self.slots} values expected, got {len(values)}")
+        chunks = self._chunks
+        out = [chunks[0]]
+        for i, value in enumerate(values, 1):
+            out.append(_bulk(value))
+            out.append(chunks[i])
+        return b"".join(out)
 
 
 class ScriptBatcher:
@@ -65,17 +101,34 @@ class ScriptBatcher:
         # Cluster pipelines split by slot anyway; call directly there.
         self._direct = isinstance(redis, RedisCluster)
 
+    @property
+    def direct(self) -> bool:
+        """True on a cluster: calls go one by one, `call_packed` is not available."""
+        return self._direct
+
     async def __call__(self, script: AsyncScript, keys: Sequence[Any], args: Sequence[Any]) -> Any:
         if self._direct:
             async with asyncio.timeout(self._timeout):
                 return await script(keys=keys, args=args)
+        return await self._submit(script, _evalsha(script.sha, keys, args))
+
+    async def call_packed(self, script: AsyncScript, command: bytes) -> Any:
+        """Run `command`, an `EVALSHA` of `script` packed by the caller (e.g. `EvalshaTemplate`).
+
+        The SHA of a script's text never changes, so the bytes stay good after a reload.
+        """
+        if self._direct:
+            raise RuntimeError("packed calls need a single Redis, not a cluster")
+        return await self._submit(script, command)
+
+    def _submit(self, script: AsyncScript, command: bytes) -> asyncio.Future[Any]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        self._pending.append((script, keys, args, future))
+        self._pending.append((script, command, future))
         if not self._scheduled:
             self._scheduled = True
             loop.call_soon(self._flush)
-        return await future
+        return future
 
     def _flush(self) -> None:
         self._scheduled = False
@@ -93,7 +146,7 @@ class ScriptBatcher:
 
     def _fail_queued(self, exc: BaseException) -> None:
         queued, self._pending = self._pending, []
-        for *_, future in queued:
+        for _, _, future in queued:
             if not future.done():
                 future.set_exception(exc)
 
@@ -109,7 +162,7 @@ class ScriptBatcher:
                     for i, result in zip(retry, again, strict=True):
                         results[i] = result
         except BaseException as exc:
-            for *_, future in calls:
+            for _, _, future in calls:
                 if not future.done():
                     future.set_exception(exc)
             if isinstance(exc, (TimeoutError, ConnectionError, RedisConnectionError)):
@@ -117,7 +170,7 @@ class ScriptBatcher:
             if isinstance(exc, asyncio.CancelledError):
                 raise
             return
-        for (*_, future), result in zip(calls, results, strict=True):
+        for (_, _, future), result in zip(calls, results, strict=True):
             if future.done():
                 continue  # the caller gave up (timeout); the script ran or not, keys decide
             if isinstance(result, Exception):
@@ -129,9 +182,7 @@ class ScriptBatcher:
         pool = self._redis.connection_pool
         conn = await pool.get_connection()
         try:
-            await conn.send_packed_command(
-                b"".join([_evalsha(script.sha, keys, args) for script, keys, args, _ in calls])
-            )
+            await conn.send_packed_command(b"".join([command for _, command, _ in calls]))
             results: list[Any] = []
             for _ in calls:
                 try:

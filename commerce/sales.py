@@ -12,13 +12,15 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from commerce import keys
-from commerce.batching import ScriptBatcher
+from commerce.batching import EvalshaTemplate, ScriptBatcher
 from commerce.catalogue import Product
 from commerce.config import CommerceConfig
 from commerce.errors import CommerceError
 from commerce.schemas import SaleIn
 from commerce.scripts import Scripts
 
+# Sales (with their room) whose reservation call is kept packed (see `EvalshaTemplate`).
+TEMPLATES = 256
 _META_FIELDS = (
     "sale_id", "room_id", "product_id", "status", "quantity", "stock", "reserved", "sold",
     "price_minor", "currency", "per_user_limit", "hold_ms", "starts_at", "ends_at", "created_at",
@@ -43,6 +45,17 @@ class Reserved:
     reservation: dict[str, Any]
     stock_left: int
     replayed: bool
+    raw: bytes = b""  # the reservation's JSON as the store holds it (`reservation`, encoded)
+
+    def body(self) -> bytes:
+        """The 201 answer: the reservation with `stock_left` and `replayed`, as JSON."""
+        raw = self.raw.rstrip()
+        if not raw.endswith(b"}") or raw == b"{}":
+            return json.dumps(
+                {**self.reservation, "stock_left": self.stock_left, "replayed": self.replayed}
+            ).encode()
+        flag = b"true" if self.replayed else b"false"
+        return b'%b,"stock_left":%d,"replayed":%b}' % (raw[:-1], self.stock_left, flag)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +83,7 @@ class Sales:
         self._scripts = Scripts(redis)
         # The store's deadline applies per batch (see `batching.py`): TimeoutError past it.
         self._batch = ScriptBatcher(redis, timeout_s=config.redis_timeout_s)
+        self._templates: dict[tuple[str, str], EvalshaTemplate] = {}
 
     def events_key(self, sale_id: str) -> str:
         """Where the scripts append purchase events (see `commerce/outbox.py` for cluster mode)."""
@@ -172,24 +186,56 @@ class Sales:
     ) -> Reserved:
         if not keys.SALE_ID.match(sale_id):
             raise CommerceError(404, "unknown_sale", f"room {room!r} has no sale {sale_id!r}")
+        user_key, ip_key = keys.sale(sale_id, "rl:u:" + user), keys.sale(sale_id, "rl:ip:" + ip)
+        rid = f"{sale_id}-{secrets.token_hex(8)}"
+        script = self._scripts.reserve
+        if self._batch.direct:
+            call = self._reserve_call(room, sale_id, user_key, ip_key, user, idempotency_key,
+                                      quantity, rid)  # fmt: skip
+            result = await self._batch(script, *call)
+        else:
+            template = self._templates.get((sale_id, room))
+            if template is None:
+                template = self._reserve_template(script.sha, room, sale_id)
+            command = template.pack(user_key, ip_key, user, idempotency_key, quantity, rid)
+            result = await self._batch.call_packed(script, command)
+        outcome = _s(result[0])
+        if outcome in ("ok", "replay"):
+            raw = result[1] if isinstance(result[1], bytes) else str(result[1]).encode()
+            return Reserved(json.loads(raw), int(result[2]), outcome == "replay", raw)
+        raise _reserve_refusal(outcome, [_s(x) for x in result[1:]], room, sale_id)
+
+    def _reserve_call(
+        self,
+        room: str,
+        sale_id: str,
+        user_key: str | None,
+        ip_key: str | None,
+        user: str | None,
+        idempotency_key: str | None,
+        quantity: int | None,
+        rid: str | None,
+    ) -> tuple[list[Any], list[Any]]:
+        """KEYS and ARGV of `reserve.lua` (`None` leaves a slot for `EvalshaTemplate`)."""
         cfg = self._config
         k = keys.sale
-        result = await self._batch(
-            self._scripts.reserve,
+        return (
             [
                 k(sale_id, "meta"), k(sale_id, "users"), k(sale_id, "idem"), k(sale_id, "holds"),
-                k(sale_id, "res"), self.events_key(sale_id),
-                k(sale_id, "rl:u:" + user), k(sale_id, "rl:ip:" + ip),
+                k(sale_id, "res"), self.events_key(sale_id), user_key, ip_key,
             ],
             [
-                room, user, idempotency_key, quantity, f"{sale_id}-{secrets.token_hex(8)}",
+                room, user, idempotency_key, quantity, rid,
                 cfg.user_rate, cfg.ip_rate, round(cfg.rate_window_s * 1000),
             ],
         )  # fmt: skip
-        outcome = _s(result[0])
-        if outcome in ("ok", "replay"):
-            return Reserved(json.loads(result[1]), int(result[2]), outcome == "replay")
-        raise _reserve_refusal(outcome, [_s(x) for x in result[1:]], room, sale_id)
+
+    def _reserve_template(self, sha: str, room: str, sale_id: str) -> EvalshaTemplate:
+        template = EvalshaTemplate(sha, *self._reserve_call(room, sale_id, *[None] * 6))
+        if len(self._templates) >= TEMPLATES:
+            del self._templates[next(iter(self._templates))]  # the oldest
+        self._templates[(sale_id, room)] = template
+        return template
 
     async def settle(self, reservation_id: str, mode: str) -> Settled:
         sale_id = keys.sale_of(reservation_id)

@@ -16,6 +16,7 @@ from live.node import NODE
 routes = web.RouteTableDef()
 IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
 BUYER_ROLES = ("viewer", "host", "moderator")
+_REPLAYED = {"Idempotent-Replayed": "true"}
 
 
 def _commerce(request: web.Request) -> Commerce:
@@ -62,9 +63,14 @@ async def reserve(request: web.Request) -> web.Response:
         quantity=body.quantity,
         ip=request.remote or "unknown",
     )
-    payload = {**result.reservation, "stock_left": result.stock_left, "replayed": result.replayed}
-    headers = {"Idempotent-Replayed": "true"} if result.replayed else {}
-    return web.json_response(payload, status=201, headers=headers)
+    # The store's JSON of the reservation, extended in place: no decode and encode again.
+    return web.Response(
+        body=result.body(),
+        status=201,
+        content_type="application/json",
+        charset="utf-8",
+        headers=_REPLAYED if result.replayed else None,
+    )
 
 
 @routes.post("/api/products")

@@ -35,6 +35,21 @@ _request_counters: weakref.WeakKeyDictionary[Metrics, dict[tuple[str, int], Coun
 )
 
 
+_error_counters: weakref.WeakKeyDictionary[Metrics, dict[str, Counter]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _count_error(metrics: Metrics, code: str) -> None:
+    children = _error_counters.get(metrics)
+    if children is None:
+        children = _error_counters[metrics] = {}
+    child = children.get(code)
+    if child is None:
+        child = children[code] = metrics.http_errors.labels(code)
+    child.inc()
+
+
 def _count_request(metrics: Metrics, route: str, status: int) -> None:
     children = _request_counters.get(metrics)
     if children is None:
@@ -67,7 +82,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         response = await handler(request)
     except ApiError as exc:
         response = web.json_response(exc.body(), status=exc.status, headers=exc.headers)
-        metrics.http_errors.labels(exc.code).inc()
+        _count_error(metrics, exc.code)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -75,16 +90,16 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             exc.status, "http_error"
         )
         response = json_error(exc.status, code, exc.reason)
-        metrics.http_errors.labels(code).inc()
+        _count_error(metrics, code)
     except (RedisConnectionError, RedisTimeoutError, ConnectionRefusedError) as exc:
         log.warning("redis unavailable: %s", exc)
         response = json_error(503, "store_unavailable", "the shared store is unreachable; retry")
         response.headers["Retry-After"] = "1"
-        metrics.http_errors.labels("store_unavailable").inc()
+        _count_error(metrics, "store_unavailable")
     except Exception:
         log.exception("unhandled error in %s %s", request.method, request.path)
         response = json_error(500, "internal", "an internal error occurred")
-        metrics.http_errors.labels("internal").inc()
+        _count_error(metrics, "internal")
     _count_request(metrics, route_name, response.status)
     return response
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
 import redis.asyncio as aioredis
 
 from commerce.batching import ScriptBatcher
@@ -79,3 +80,35 @@ def test_evalsha_is_packed_as_redis_py_packs_it() -> None:
     args = ["room", "user", "key-1", 3, "ab-01", 10**9, 2.5, b"raw"]
     packed = b"".join(conn.pack_commands([("EVALSHA", "deadbeef", len(keys), *keys, *args)]))
     assert _evalsha("deadbeef", keys, args) == packed
+
+
+def test_a_template_packs_what_evalsha_packs() -> None:
+    from commerce.batching import EvalshaTemplate, _evalsha
+
+    keys = ["live:{sale:ab}:meta", None, "live:{sale:ab}:res", None]
+    args = [None, "room", None, 10**9, 2.5]
+    template = EvalshaTemplate("deadbeef", keys, args)
+    assert template.slots == 4
+    values = ["live:{sale:ab}:rl:u:ü", "live:{sale:ab}:rl:ip:127.0.0.1", "user-1", 3]
+    filled = iter(values)
+    full_keys = [next(filled) if k is None else k for k in keys]
+    full_args = [next(filled) if a is None else a for a in args]
+    assert template.pack(*values) == _evalsha("deadbeef", full_keys, full_args)
+    assert EvalshaTemplate("ab", [None], []).pack("k") == _evalsha("ab", ["k"], [])
+    with pytest.raises(ValueError):
+        template.pack("only one")
+
+
+async def test_packed_calls_reload_a_flushed_script(redis: aioredis.Redis) -> None:
+    from commerce.batching import EvalshaTemplate
+
+    batcher = ScriptBatcher(redis, timeout_s=5.0)
+    script = redis.register_script(ECHO)
+    template = EvalshaTemplate(script.sha, ["{t}:n"], [None])
+    assert (await batcher.call_packed(script, template.pack("a")))[1] == 1
+    await redis.script_flush()
+    answers = await asyncio.gather(
+        *(batcher.call_packed(script, template.pack(str(i))) for i in range(10))
+    )
+    assert sorted(a[1] for a in answers) == list(range(2, 12))
+    assert [a[0] for a in answers] == [str(i).encode() for i in range(10)]

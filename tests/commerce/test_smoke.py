@@ -26,3 +26,38 @@ async def test_reserve_confirm_cancel(make_shop: Any) -> None:
     types = [f[b"type"] for _, f in await shop.nodes[0].node.redis.xrange("live:purchases")]
     assert types == [b"purchase.reserved", b"purchase.confirmed", b"purchase.reserved",
                      b"purchase.cancelled"]  # fmt: skip
+
+
+async def test_the_201_answer_is_the_reservation_with_stock_left_and_replayed(
+    make_shop: Any,
+) -> None:
+    shop = await make_shop()
+    sale = await shop.start_sale(quantity=3)
+    path = f"/api/rooms/{ROOM}/sales/{sale['sale_id']}/reservations"
+    headers = {**shop.auth("viewer", "u1"), "Idempotency-Key": "press-0001"}
+    answers = []
+    for _ in range(2):
+        async with shop.http.post(shop.url + path, json={"quantity": 2}, headers=headers) as resp:
+            answers.append((resp.status, resp.headers.copy(), await resp.json()))
+    (s1, h1, first), (s2, h2, again) = answers
+    assert s1 == s2 == 201
+    assert h1["Content-Type"] == h2["Content-Type"] == "application/json; charset=utf-8"
+    assert "Idempotent-Replayed" not in h1 and h2["Idempotent-Replayed"] == "true"
+    status, stored = await shop.call(
+        "GET", f"/api/reservations/{first['reservation_id']}", role="viewer", user="u1"
+    )
+    assert status == 200
+    assert first == {**stored, "stock_left": 1, "replayed": False}
+    assert again == {**stored, "stock_left": 1, "replayed": True}
+    assert first["quantity"] == 2 and first["state"] == "held"
+
+
+def test_reserved_body_falls_back_to_encoding_the_reservation() -> None:
+    import json
+
+    from commerce.sales import Reserved
+
+    r = {"reservation_id": "a-b", "quantity": 1}
+    spliced = Reserved(r, 4, False, json.dumps(r).encode()).body()
+    assert json.loads(spliced) == {**r, "stock_left": 4, "replayed": False}
+    assert json.loads(Reserved(r, 0, True).body()) == {**r, "stock_left": 0, "replayed": True}
