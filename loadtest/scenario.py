@@ -339,7 +339,8 @@ async def run(
             sale_doc.update(sale_info)
     where = (
         f"targets {' '.join(dict.fromkeys([*scenario.urls, *placement.targets]))} (not pinned "
-        "here); load generator on CPU " + ",".join(map(str, pinning.client_cpus))
+        "here); load generator on CPU "
+        + ",".join(map(str, pinning.client_cpus or available_cpus()))
         if scenario.urls or scenario.regions
         else pinning.describe()
     )
