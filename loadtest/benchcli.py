@@ -15,6 +15,25 @@ from typing import Any
 
 MODES = ("forward", "aiortc", "relay", "janus", "janus1")
 
+OVERVIEW = """\
+The crowd simulator and the benchmarks; each KIND has its own --help.
+
+  chat     N Socket.IO viewers in one room at a room-wide chat rate: deliveries, loss, latency
+           percentiles, server RSS per connection and CPU; 1 or 2 nodes, optionally beside
+           the Node.js reference server
+  sale     a flash-sale crowd pressing Buy: reservations per second, latency, the sale's
+           invariants; the reservation script called directly on Valkey as the ceiling
+  media    WebRTC fan-out of one host stream to N viewers, per send path (and Janus as the
+           reference): server CPU per viewer, fps, loss, time to first frame
+  latency  glass-to-glass video latency on an origin and through an edge node: the edge hop
+  run      a scenario file: mixed roles, thresholds, JSON and HTML reports
+
+chat, sale and media start their own servers on loopback, pinned with taskset to CPUs apart
+from the load generator (chat, sale: upper half / lower half; media: one CPU / another).
+WebRTC (media, latency, the WebRTC roles of run) offers loopback ICE candidates only: run it
+under scripts/loopback-only (as root for the media benchmark's priorities and Janus modes).
+`make bench` runs chat, sale, media and latency briefly; JSON goes to bench-results/."""
+
 _MEDIA_HELP = """\
 Media fan-out: one host stream (pre-encoded VP8 640x480 30 fps at ~1.5 Mbps + Opus, encoded
 once and cached in bench-results/) sent to N receive-only viewers, for each viewer count and

@@ -19,7 +19,14 @@ from loadtest.safety import UnsafeTarget, check_targets
 
 def register(sub: Any) -> None:
     """Add `loadtest` (with its `chat` subcommand) to the `live` command."""
-    loadtest = sub.add_parser("loadtest", help="load-test a deployment", description=__doc__)
+    from loadtest import benchcli
+
+    loadtest = sub.add_parser(
+        "loadtest",
+        help="load-test a deployment; the chat, sale, media and latency benchmarks",
+        description=benchcli.OVERVIEW,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     kinds = loadtest.add_subparsers(dest="loadtest_kind", required=True, metavar="KIND")
     chat = kinds.add_parser(
         "chat", help="N viewers in one room at a room-wide chat rate", description=__doc__
@@ -104,8 +111,6 @@ def register(sub: Any) -> None:
     )
     chat.set_defaults(run=run_chat_command)
     _register_sale(kinds)
-    from loadtest import benchcli
-
     benchcli.register(kinds)  # media and latency
     scenario = kinds.add_parser(
         "run",
