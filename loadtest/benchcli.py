@@ -21,7 +21,7 @@ The crowd simulator and the benchmarks; each KIND has its own --help.
   chat     N Socket.IO viewers in one room at a room-wide chat rate: deliveries, loss, latency
            percentiles, server RSS per connection and CPU; 1 or 2 nodes, optionally beside
            the Node.js reference server
-  sale     a flash-sale crowd pressing Buy: reservations per second, latency, the sale's
+  sale     a flash-sale crowd pressing Buy: attempts per second, latency, the sale's
            invariants; the reservation script called directly on Valkey as the ceiling
   media    WebRTC fan-out of one host stream to N viewers, per send path (and Janus as the
            reference): server CPU per viewer, fps, loss, time to first frame
