@@ -29,6 +29,7 @@ from edge import wan as wan_net
 from edge.selection import RegionDistances
 from live import demo_data
 from live.auth import TokenAuthority
+from live.cli import media_workers
 from live.config import Settings
 from live.store import embedded_valkey, redis_client
 
@@ -175,6 +176,8 @@ def child_env(
 ) -> dict[str, str]:
     env = {**os.environ, "REDIS_URL": redis_url, "LIVE_JWT_SECRET": secret}
     env.setdefault("LIVE_LOG_JSON", "false")
+    # Several nodes share this machine: by default none runs media workers of its own.
+    env.setdefault("LIVE_MEDIA_WORKERS", "0")
     env.update(extra or {})
     return env
 
@@ -270,6 +273,13 @@ def register(sub: Any) -> None:
         action="store_true",
         help="each node in a network namespace, delays between regions (root, iproute2)",
     )
+    p.add_argument(
+        "--media-workers",
+        type=media_workers,
+        metavar="N|auto",
+        help="media worker processes per node (LIVE_MEDIA_WORKERS; default 0: the nodes share "
+        "this machine's cores)",
+    )
     p.set_defaults(run=run)
 
 
@@ -306,7 +316,10 @@ async def run(args: argparse.Namespace) -> int:
                 data_dir = Path(args.data_dir)
                 valkey = valkey_on(data_dir, wan.host_address) if wan else embedded_valkey(data_dir)
                 redis_url = stack.enter_context(valkey)
-        env = child_env(redis_url, secret)
+        workers = args.media_workers
+        env = child_env(
+            redis_url, secret, {} if workers is None else {"LIVE_MEDIA_WORKERS": str(workers)}
+        )
         nodes = await start_cluster(
             regions,
             env,
