@@ -3,7 +3,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PYTHON ?= python3
 
-.PHONY: install run test lint bench clean
+.PHONY: install run test lint bench bench-chat bench-sale bench-media bench-latency clean
 
 install: $(VENV)/.installed node_modules/.installed
 
@@ -31,23 +31,36 @@ lint: install
 	$(VENV)/bin/mypy
 
 # Every benchmark, short: figures printed, JSON under bench-results/. Each step is bounded by
-# `timeout`; the WebRTC ones (media fan-out, edge latency) run in a loopback-only namespace.
-# BENCH_SECONDS=30 make bench for steadier figures. Optional parts say so when they are missing.
+# `timeout` and runs even when an earlier one failed (make bench then fails at the end); the
+# WebRTC ones (media fan-out, edge latency) run in a loopback-only namespace. One step alone:
+# make bench-media. BENCH_SECONDS=30 make bench for steadier figures.
 BENCH_SECONDS ?= 10
+BENCH_STEPS   := bench-chat bench-sale bench-media bench-latency
 BENCH_TIMEOUT := timeout --kill-after=20
 
 bench: install
-	@mkdir -p bench-results
-	@command -v redis-benchmark >/dev/null || echo "bench: redis-benchmark not found \
-	(apt-get install redis-tools): the sale's direct baseline uses the Python client instead"
-	$(BENCH_TIMEOUT) 600 $(VENV)/bin/live loadtest chat --viewers 2000 --rate 20 \
+	@$(MAKE) --no-print-directory -k $(BENCH_STEPS)
+
+bench-results:
+	mkdir -p $@
+
+bench-chat: install | bench-results
+	$(BENCH_TIMEOUT) 600 $(VENV)/bin/live loadtest chat --viewers 1000 --rate 20 \
 		--duration $(BENCH_SECONDS) --drain 5 --nodes 1 2 --reference --json bench-results/chat.json
+
+bench-sale: install | bench-results
+	@command -v redis-benchmark >/dev/null || echo "bench: redis-benchmark not found \
+	(apt-get install redis-tools): the direct baseline uses the Python client instead"
 	$(BENCH_TIMEOUT) 600 $(VENV)/bin/live loadtest sale --attempts 200000 \
 		--duration $(BENCH_SECONDS) --users 5000 --quantity 10000 --per-user-limit 2 --nodes 1 2 \
 		--json bench-results/sale.json
+
+bench-media: install | bench-results
 	$(BENCH_TIMEOUT) 600 scripts/loopback-only $(VENV)/bin/live loadtest media --viewers 50 \
 		--seconds $(BENCH_SECONDS) --modes forward,aiortc,janus1 --skip-unavailable \
 		--json bench-results/media.json
+
+bench-latency: install | bench-results
 	$(BENCH_TIMEOUT) 300 scripts/loopback-only $(VENV)/bin/live loadtest latency --viewers 2 \
 		--seconds $(BENCH_SECONDS) --json bench-results/latency.json
 

@@ -197,6 +197,28 @@ def _janus_missing() -> str | None:
     return None
 
 
+def media_table(runs: list[dict[str, Any]]) -> str:
+    """One row per run: the figures `docs/media.md` tabulates."""
+    head = (
+        f"{'mode':>8} {'N':>5} {'cores':>6} {'%/viewer':>8} {'N/core':>6} {'fps min/med':>11}"
+        f" {'loss max':>8} {'ttff med/max ms':>15} {'rss/viewer':>10} {'rq wait':>7}  ok"
+    )
+    lines = [head]
+    for r in runs:
+        if "error" in r:
+            last = (str(r["error"]).strip().splitlines() or ["?"])[-1]
+            lines.append(f"{r['mode']:>8} {r['viewers']:>5}  error: {last}")
+            continue
+        lines.append(
+            f"{r['mode']:>8} {r['viewers']:>5} {r['server_cpu_cores']:>6.3f}"
+            f" {r['server_cpu_per_viewer_pct']:>7.2f}% {r['viewers_per_core'] or '-'!s:>6}"
+            f" {r['fps_min']:>5.1f}/{r['fps_median']:<5.1f} {r['loss_pct_max']:>7.2f}%"
+            f" {r['ttff_median_ms']:>7}/{r['ttff_max_ms']:<7} {r['rss_per_viewer_kb']:>7.0f} KB"
+            f" {r['server_runqueue_wait_pct']:>6.1f}%  {'yes' if r['all_viewers_ok'] else 'no'}"
+        )
+    return "\n".join(lines)
+
+
 def _write_json(doc: dict[str, Any], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(doc, indent=2) + "\n")
@@ -227,6 +249,8 @@ def run_media_command(args: argparse.Namespace) -> int:
         print("live loadtest: no mode left to run", file=sys.stderr)
         return 2
     runs = media_bench.run_matrix(args)
+    print()
+    print(media_table(runs))
     if args.json:
         _write_json({"benchmark": "media", "root": os.geteuid() == 0, "runs": runs}, args.json)
     if any("error" in run for run in runs):

@@ -22,7 +22,7 @@ import redis.asyncio as aioredis
 
 REFERENCE_JS = Path(__file__).parent / "reference" / "server.js"
 _LISTENING = re.compile(r"listening on (http://\S+)")
-START_TIMEOUT_S = 30.0
+START_TIMEOUT_S = 60.0  # a `live serve` start (imports, media workers) on a busy machine
 
 
 class ServerStartError(RuntimeError):
