@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import os
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -22,6 +23,9 @@ from live.store import connect as connect_redis
 from live.store import embedded_valkey
 
 SECRET = "test-secret-" + "x" * 32
+# Nodes the tests start as processes (`live serve`, loadtest servers) serve viewers in-process
+# unless a test asks for media workers; `live serve` alone would default to one per core.
+os.environ.setdefault("LIVE_MEDIA_WORKERS", "0")
 _node_ids = itertools.count(1)
 
 

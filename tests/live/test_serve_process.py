@@ -1,4 +1,5 @@
-"""`live serve` as a process: embedded Valkey up, healthy, and everything stopped on SIGTERM."""
+"""`live serve` as a process: embedded Valkey and media workers up, healthy, and everything
+stopped on SIGTERM."""
 
 from __future__ import annotations
 
@@ -30,6 +31,20 @@ def valkey_pids(data_dir: Path) -> list[int]:
     return pids
 
 
+def media_worker_pids(parent: int) -> list[int]:
+    """Media worker processes started by `parent`."""
+    pids = []
+    for task in Path(f"/proc/{parent}/task").iterdir():
+        for pid in (task / "children").read_text().split():
+            if "media.workers.main" in Path(f"/proc/{pid}/cmdline").read_text():
+                pids.append(int(pid))
+    return pids
+
+
+def running(pids: list[int]) -> list[int]:
+    return [pid for pid in pids if Path(f"/proc/{pid}").exists()]
+
+
 async def test_serve_starts_embedded_valkey_and_stops_it_on_sigterm(tmp_path: Path) -> None:
     env = {
         **os.environ,
@@ -37,6 +52,7 @@ async def test_serve_starts_embedded_valkey_and_stops_it_on_sigterm(tmp_path: Pa
         "LIVE_DATA_DIR": str(tmp_path),
         "LIVE_NODE_ID": "proc-node",
         "LIVE_LOG_JSON": "true",
+        "LIVE_MEDIA_WORKERS": "2",
     }
     env.pop("REDIS_URL", None)
     proc = await asyncio.create_subprocess_exec(
@@ -59,12 +75,15 @@ async def test_serve_starts_embedded_valkey_and_stops_it_on_sigterm(tmp_path: Pa
         assert (await resp.json())["node"] == "proc-node"
     assert len(valkey_pids(tmp_path)) == 1
     assert (tmp_path / "valkey").is_dir()
+    workers = media_worker_pids(proc.pid)
+    assert len(workers) == 2
 
     proc.send_signal(signal.SIGTERM)
     async with asyncio.timeout(20):
         _, stderr = await proc.communicate()
     assert proc.returncode == 0, stderr.decode()[-2000:]
     assert valkey_pids(tmp_path) == []
+    assert running(workers) == []
     # Logs are JSON lines with no error in them.
     for raw in stderr.decode().splitlines():
         assert raw.startswith("{"), raw
