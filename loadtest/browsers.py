@@ -64,7 +64,9 @@ _INIT = r"""
 (() => {
   const lt = { pcs: [], chat: [], joinedAt: null, joinedWallUs: null, firstFrameAt: null };
   Object.defineProperty(window, "__lt", { value: lt });
-  const wallUs = () => (performance.timeOrigin + performance.now()) * 1000;
+  // The wall clock the senders use (time.time()); performance.timeOrigin can stand seconds
+  // away from it in a busy Chromium.
+  const wallUs = () => Date.now() * 1000;
   // The page's peer connections, noted when they make their offer (the class is left alone).
   const proto = window.RTCPeerConnection && window.RTCPeerConnection.prototype;
   if (proto) {
@@ -352,13 +354,15 @@ async def _measure(
                 )
         state = await p.page.evaluate(
             "async () => ({first: window.__lt.firstFrameAt, joinedWallUs: window.__lt.joinedWallUs,"
-            " chat: window.__lt.chat, stats: await window.__lt.stats()})"
+            " chat: window.__lt.chat, stats: await window.__lt.stats(),"
+            " skew: performance.timeOrigin + performance.now() - Date.now()})"
         )
     except PlaywrightError as exc:
         error("measure", str(exc).splitlines()[0])
         return out
     first, stats, start = state["first"], state["stats"], p.stats0
     out["first_frame_ms"] = first
+    out["clock_skew_ms"] = round(state["skew"], 1)  # the page's performance clock - Date.now()
     out["frames"] = stats["frames"]
     if first is not None and stats["frames"]:
         # Frames decoded per second over the run; from the first frame if none was in at its start.

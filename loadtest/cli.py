@@ -129,10 +129,11 @@ def register(sub: Any) -> None:
 
 _SCENARIO_HELP = """\
 Run a scenario file (TOML; the format is in loadtest/scenario.py and docs/loadtest.md, an
-example in docs/examples/cluster-show.toml): lurkers, chatters, likers, buyers racing a flash sale, WebRTC viewers
-of a synthetic publisher and a few real browsers ([roles] browsers = N, at most 20: headless
-Chromium pages on the viewer page, [browser] executable = PATH), arriving as a closed crowd
-([arrival] join_rate) or an open one ([arrival] model = "open", steps = [[0, 50], [5, 200]]).
+example in docs/examples/cluster-show.toml): lurkers, chatters, likers, buyers racing a flash
+sale, WebRTC viewers of a synthetic publisher and a few real browsers ([roles] browsers = N, at
+most 20: headless Chromium pages on the viewer page, [browser] executable = PATH), arriving as
+a closed crowd ([arrival] join_rate) or an open one ([arrival] model = "open", steps =
+[[0, 50], [5, 200]]).
 
 Targets: nodes started here ([target] nodes = 1 or 2), running ones ([target] urls, the first
 being the origin), or a region map spreading viewers by weight: [target] regions = {na = URL,
