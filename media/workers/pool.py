@@ -85,7 +85,10 @@ class WorkerPool:
                 logger.info("media worker %d ready (pid %s)", index, link.pid)
                 self._changed.set()
             except MediaError:
-                pass
+                pass  # logged by the link; started again below
+            except Exception:
+                logger.exception("media worker %d could not be started", index)
+                link.closed.set()
             finally:
                 if not started.done():
                     started.set_result(None)
