@@ -36,10 +36,10 @@ def worker_pids(server: MediaServer) -> list[int]:
 async def server() -> AsyncIterator[MediaServer]:
     srv = MediaServer(MediaConfig(ice_addresses=["127.0.0.1"], workers=2))
     await srv.start()
-    pids = worker_pids(srv)
-    assert len(pids) == 2
+    started = worker_pids(srv)
+    assert len(started) == 2
     yield srv
-    pids = set(pids + worker_pids(srv))
+    pids = set(started + worker_pids(srv))
     await srv.shutdown()
     assert [pid for pid in pids if alive(pid)] == []
     assert open_peer_connections() == 0
