@@ -54,6 +54,12 @@ ARGS = [
     # behind mDNS names the server cannot resolve, and WHEP never connects.
     "--use-fake-device-for-media-stream",
     "--use-fake-ui-for-media-stream",
+    # Every page is a viewer in the foreground: no background priority (Chromium renices
+    # renderers it deems backgrounded, which starves them on a busy machine), no throttled timers.
+    "--disable-renderer-backgrounding",
+    "--disable-backgrounding-occluded-windows",
+    "--disable-background-timer-throttling",
+    "--autoplay-policy=no-user-gesture-required",
 ]
 
 Progress = Callable[[str], None]
