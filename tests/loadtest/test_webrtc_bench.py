@@ -34,7 +34,9 @@ def test_media_fanout_reaches_every_viewer_without_loss(tmp_path: Path) -> None:
     done = live([*args, "--json", str(out)], tmp_path, timeout=90)
 
     [run] = json.loads(out.read_text())["runs"]
-    assert json.loads(done.stdout.splitlines()[-2]) == run  # the line printed, then "JSON written"
+    [line] = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    assert json.loads(line) == run  # printed as it ran, then a table
+    assert "forward" in done.stdout.split(line)[1]
     assert run["mode"] == "forward" and run["viewers"] == 2 and run["viewer_kind"] == "lean"
     assert run["lean_viewers"] == 2 and run["undecryptable"] == 0
     assert run["loss_pct_max"] == 0.0
