@@ -26,11 +26,11 @@ import fractions
 import json
 import os
 import pickle
+import shutil
 import socket
 import struct
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -660,11 +660,13 @@ def taskset(cpus: str, nice: int = -15) -> list[str]:
 
 
 def start_server(args: argparse.Namespace, me: list[str], mode: str) -> subprocess.Popen[str]:
-    """Our server (prints "ready"), or Janus configured under bench-results/."""
+    """Our server (prints "ready"), or Janus configured in JANUS_DIR."""
     if mode.startswith("janus"):
         janus_ref.add_loopback_alias()
         RESULTS.mkdir(exist_ok=True)
-        folder = Path(tempfile.mkdtemp(prefix="janus-", dir=RESULTS))
+        folder = RESULTS / JANUS_DIR
+        shutil.rmtree(folder, ignore_errors=True)  # the previous run's configuration and log
+        folder.mkdir()
         # "janus": stock (a thread per session); "janus1": event_loops = 1, fairer on one core
         janus_ref.write_config(folder, args.port, event_loops=1 if mode == "janus1" else 0)
         janus = subprocess.Popen(
@@ -755,6 +757,7 @@ def run_one(args: argparse.Namespace, me: list[str], mode: str, n: int) -> str:
 
 # The stream cache and Janus configurations; every role runs in the driver's directory.
 RESULTS = Path("bench-results").resolve()
+JANUS_DIR = "janus"  # under RESULTS: the last Janus run's configuration and janus.log
 
 
 if __name__ == "__main__":
