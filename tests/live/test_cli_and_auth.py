@@ -131,3 +131,15 @@ def test_verified_tokens_are_remembered_until_they_expire(
     for t in tokens:
         authority.verify(t)
     assert list(authority._verified) == tokens[1:]
+
+
+def test_a_remembered_token_is_not_accepted_by_an_authority_with_another_secret() -> None:
+    """Each node's memory is its own and keyed by its secret: a rotated secret is not bypassed."""
+    old = TokenAuthority(SECRET)
+    token = old.issue(user="v", role="viewer", ttl_s=60)
+    assert old.verify(token).sub == "v"
+    rotated = TokenAuthority("rotated-secret-" + "y" * 32)
+    with pytest.raises(AuthError):
+        rotated.verify(token)
+    with pytest.raises(AuthError):
+        rotated.verify(token)  # a refusal is never remembered either
