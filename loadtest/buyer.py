@@ -68,6 +68,8 @@ class Buyers:
         self.answered = 0
         self.first_send_us = 0
         self.last_answer_us = 0
+        self._unanswered: list[tuple[int, int]] = []  # (j, k) of attempts with no HTTP answer
+        self.recovered = 0  # of those, answered by a retry with the same Idempotency-Key
         # Lean keep-alive pools (`loadtest.rawhttp`): aiohttp's client would cost the generator
         # about as much CPU per attempt as the node spends answering it.
         self._pools: list[Pool] = []
@@ -114,38 +116,28 @@ class Buyers:
             task.add_done_callback(lambda _t: gate.release())
         if tasks:
             await asyncio.wait(tasks, timeout=work.timeout_s + 1)
+        await self._retry_unanswered()
+
+    async def _retry_unanswered(self, rounds: int = 3) -> None:
+        """Ask again, with the same Idempotency-Key, about attempts whose answer never came.
+
+        A timed-out request may still have reserved: a real client retries with its key and gets
+        that reservation back (`replayed`), so the HTTP answers and the store agree again. Bounded:
+        a few rounds of at most one timeout each.
+        """
+        for _ in range(rounds):
+            pending, self._unanswered = self._unanswered, []
+            if not pending:
+                return
+            await asyncio.gather(*(self._ask(j, k, retry=True) for j, k in pending))
 
     async def _attempt(self, j: int, k: int, t0: float) -> None:
         """Attempt `k` (globally; this worker's `j`-th): its users take turns."""
-        plan, work = self.plan, self.work
-        u = j % len(self.users)
-        target = k % len(plan.targets)
-        pool = self._pools[target]
-        path = f"/api/rooms/{work.room}/sales/{work.sale_id}/reservations"
-        headers = {"Authorization": self.tokens[u], "Idempotency-Key": f"{plan.run_tag}-k{k}"}
-        request = pool.build_post(path, self._body, headers)
         began = _now_us()
         if not self.first_send_us:
             self.first_send_us = began
         self.sent += 1
-        try:
-            async with asyncio.timeout(work.timeout_s):
-                status, raw = await pool.send(request)
-            body = json.loads(raw) if raw else None
-        except TimeoutError:
-            outcome = "timeout"
-        except (HttpError, OSError, ValueError) as exc:
-            outcome = "error:" + type(exc).__name__
-        else:
-            if status == 201 and isinstance(body, dict):
-                outcome = "201 replayed" if body.get("replayed") else "201 reserved"
-                if not body.get("replayed"):
-                    self.reserved += 1
-                    self.units[self.users[u]] += int(body.get("quantity", 0))
-                    self.reserved_at.append((_now_us(), int(body.get("quantity", 0))))
-            else:
-                code = body.get("error") if isinstance(body, dict) else None
-                outcome = f"{status} {code or '-'}"
+        outcome = await self._ask(j, k, retry=False)
         done = _now_us()
         self.answered += 1
         self.last_answer_us = max(self.last_answer_us, done)
@@ -153,6 +145,40 @@ class Buyers:
         self.recent.record(done - began)
         self.timeline.record(int(began / 1e6 - t0), done - began, outcome)
         self.outcomes[outcome] += 1
+
+    async def _ask(self, j: int, k: int, *, retry: bool) -> str:
+        """Send attempt `k` as user `j % users`; its outcome. A reservation a retry brings back
+        was never counted (its first answer was lost), so it counts now whether replayed or not.
+        """
+        plan, work = self.plan, self.work
+        u = j % len(self.users)
+        pool = self._pools[k % len(plan.targets)]
+        path = f"/api/rooms/{work.room}/sales/{work.sale_id}/reservations"
+        headers = {"Authorization": self.tokens[u], "Idempotency-Key": f"{plan.run_tag}-k{k}"}
+        request = pool.build_post(path, self._body, headers)
+        try:
+            async with asyncio.timeout(work.timeout_s):
+                status, raw = await pool.send(request)
+            body = json.loads(raw) if raw else None
+        except TimeoutError:
+            self._unanswered.append((j, k))
+            return "timeout"
+        except (HttpError, OSError, ValueError) as exc:
+            self._unanswered.append((j, k))
+            return "error:" + type(exc).__name__
+        if retry:
+            self.recovered += 1
+            self.outcomes[f"retry {status}"] += 1
+        if status == 201 and isinstance(body, dict):
+            if body.get("replayed") and not retry:
+                return "201 replayed"
+            units = int(body.get("quantity", 0))
+            self.reserved += 1
+            self.units[self.users[u]] += units
+            self.reserved_at.append((_now_us(), units))
+            return "201 reserved"
+        code = body.get("error") if isinstance(body, dict) else None
+        return f"{status} {code or '-'}"
 
     def result(self) -> dict[str, Any]:
         return {
@@ -163,6 +189,7 @@ class Buyers:
             "units": dict(self.units),
             "reserved_at": self.reserved_at,
             "reserved": self.reserved,
+            "recovered": self.recovered,
             "sent": self.sent,
             "answered": self.answered,
             "first_send_us": self.first_send_us,

@@ -213,6 +213,8 @@ def merge(
             "http_answers": http_answers,
             "transport_errors": errors,
             "reserved": sum(p["reserved"] for p in parts),
+            # unanswered attempts a retry with the same Idempotency-Key settled
+            "recovered_by_retry": sum(p.get("recovered", 0) for p in parts),
             "span_s": round(span_s, 3),
             "per_s": round(http_answers / span_s, 1) if span_s else 0.0,
         },

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from pathlib import Path
 
+import aiohttp
 import redis.asyncio as aioredis
+from aiohttp import web
 
 from commerce import keys
 from live.app import RunningNode
 from live.cli import parser
+from loadtest.buyer import Buyers
+from loadtest.plan import BuyerPlan, SaleWorkload
 from loadtest.sale import SaleSpec, check_invariants, start_sale
 from tests.conftest import SECRET
 
@@ -59,3 +65,57 @@ async def test_a_tampered_sale_breaches_the_invariants(
     assert not checks["units_reserved_plus_stock_left_is_quantity"]["ok"]
     assert not checks["no_user_over_limit_http"]["ok"]
     assert checks["reserved_events_equal_reservations"]["ok"]
+
+
+async def test_answers_lost_in_transit_are_settled_by_a_retry_with_the_same_key(
+    node: RunningNode, valkey_url: str
+) -> None:
+    """A proxy takes every fourth attempt to the node but never passes the answer back: the
+    buyers time out, ask again with the same Idempotency-Key and get the reservation replayed,
+    so the HTTP answers agree with the store."""
+    sale = await start_sale(node.url, SECRET, "lossy", SaleSpec(quantity=40, per_user_limit=1))
+    seen: set[str] = set()
+    release = asyncio.Event()
+
+    async def forward(request: web.Request) -> web.Response:
+        key = request.headers["Idempotency-Key"]
+        headers = {k: request.headers[k] for k in ("Authorization", "Idempotency-Key")}
+        async with http.post(
+            f"{node.url}{request.path}", data=await request.read(), headers=headers
+        ) as upstream:
+            status, body = upstream.status, await upstream.read()
+        first = key not in seen
+        seen.add(key)
+        if first and int(key.rsplit("k", 1)[1]) % 4 == 0:
+            await release.wait()  # the answer is lost: the client gives up first
+        return web.Response(status=status, body=body, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_post("/api/rooms/{room}/sales/{sale}/reservations", forward)
+    runner = web.AppRunner(app, shutdown_timeout=0.1)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    async with aiohttp.ClientSession() as http:
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        work = SaleWorkload(
+            users=40, attempts=40, rate=0, duration_s=10, room="lossy",
+            sale_id=sale["sale_id"], concurrency=8, timeout_s=0.5,
+        )  # fmt: skip
+        plan = BuyerPlan(0, 1, (f"http://127.0.0.1:{port}",), SECRET, work, run_tag="lossy")
+        buyers = Buyers(plan)
+        await buyers.open()
+        try:
+            await buyers.fire(time.time())
+        finally:
+            await buyers.close()
+            release.set()
+            await runner.cleanup()
+    assert buyers.outcomes["timeout"] == 10  # attempts 0, 4, ..., 36
+    assert buyers.recovered == 10 and buyers.outcomes["retry 201"] == 10
+    assert buyers.reserved == 40 and sum(buyers.units.values()) == 40
+    result = await check_invariants(
+        valkey_url, node.url, "lossy", sale["sale_id"], quantity=40, per_user_limit=1,
+        reserved_201=buyers.reserved, units_by_user=dict(buyers.units),
+    )  # fmt: skip
+    assert result["ok"], result["checks"]
