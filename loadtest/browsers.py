@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 
 MAX_BROWSERS = 20
 LAUNCH_TIMEOUT_S = 30.0
-PAGE_TIMEOUT_S = 20.0  # load, then join, each
+PAGE_TIMEOUT_S = 30.0  # load, then join, each (a busy 2-core machine needs the slack)
 FIRST_FRAME_TIMEOUT_S = 15.0
 ARGS = [
     "--no-sandbox",
