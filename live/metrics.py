@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+)
 
 
 class Metrics:
@@ -11,6 +18,9 @@ class Metrics:
     def __init__(self, node_id: str) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.node_id = node_id
+        # CPU seconds, RSS and open files of the process serving the node (process_*): what a
+        # load test scrapes to compare nodes' cost.
+        ProcessCollector(registry=self.registry)
         self.http_requests = Counter(
             "live_http_requests_total",
             "HTTP requests by route and status",

@@ -33,6 +33,8 @@ async def test_healthz_and_metrics(node: RunningNode, http: aiohttp.ClientSessio
         text = await resp.text()
     assert resp.status == 200
     assert 'live_http_requests_total{route="/healthz",status="200"} 1.0' in text
+    cpu = next(line for line in text.splitlines() if line.startswith("process_cpu_seconds_total"))
+    assert float(cpu.split()[1]) > 0
 
 
 async def test_create_and_read_room(
