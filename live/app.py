@@ -26,8 +26,10 @@ def build_app(node: Node) -> web.Application:
     app[NODE] = node
     app[METRICS] = node.metrics
     app[AUTH] = node.auth
-    app.add_routes(api_rooms.routes)
+    # Commerce first: aiohttp tries the routes under one prefix (`/api/rooms`) in registration
+    # order, and a flash-sale crowd's reservations should not be matched against rooms' first.
     app.add_routes(api_commerce.routes)
+    app.add_routes(api_rooms.routes)
     media_http.setup(app, node)
     api_edge.setup(app, node)
     pages.setup(app)
