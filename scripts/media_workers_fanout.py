@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -121,6 +122,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     if args.role == "server":
+        # Session ends (never connected, no transport) and worker restarts explain a failed run.
+        logging.basicConfig(level=logging.INFO, format="server %(levelname)s %(name)s %(message)s")
         media_bench.run_loop(run_server(args.port, args.workers), args.loop)
         return
     for workers in [int(w) for w in args.workers.split(",")]:

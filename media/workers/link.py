@@ -82,6 +82,9 @@ class WorkerLink:
                 str(self.index),
                 "--config",
                 json.dumps(dataclasses.asdict(worker_config)),
+                # Records below the node's level would only be dropped by the node.
+                "--log-level",
+                str(logging.getLogger().getEffectiveLevel()),
                 pass_fds=(theirs.fileno(),),
                 start_new_session=True,
                 env=env,

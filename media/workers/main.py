@@ -145,7 +145,7 @@ class ChannelLogHandler(logging.Handler):
     """Sends log records to the node, which logs them with its own handlers (JSON or text)."""
 
     def __init__(self, service: WorkerService) -> None:
-        super().__init__(logging.INFO)
+        super().__init__()
         self._service = service
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -180,11 +180,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--fd", type=int, required=True, help="the channel socket to the node")
     parser.add_argument("--index", type=int, default=0)
     parser.add_argument("--config", required=True, help="MediaConfig as JSON")
+    parser.add_argument("--log-level", type=int, default=logging.INFO, help="the node's level")
     args = parser.parse_args(argv)
     # The node stops its workers: Ctrl-C on its terminal is for it, not for us.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # Records go to the node over the channel (ChannelLogHandler), not to our stderr.
-    logging.getLogger().setLevel(logging.INFO)
+    logging.getLogger().setLevel(args.log_level)
     import uvloop
 
     uvloop.run(serve(args.fd, config_from_json(args.config)))
