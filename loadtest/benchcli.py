@@ -123,6 +123,14 @@ def register(kinds: Any) -> None:
         default=None,
         help="taskset CPU list of host and viewers (default: the second, or the first if alone)",
     )
+    media.add_argument(
+        "--media-workers",
+        type=int,
+        default=0,
+        metavar="N",
+        help="media worker processes serving the viewers in the forward and aiortc modes "
+        "(default 0: in the server process); the server's CPU and RSS include them",
+    )
     media.add_argument("--port", type=int, default=18555, help="the server's HTTP port")
     media.add_argument("--batch", type=int, default=10, help="viewers connecting at once")
     media.add_argument("--out", type=Path, default=None, metavar="PATH",

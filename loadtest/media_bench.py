@@ -61,20 +61,20 @@ AUDIO_TB = fractions.Fraction(1, 48000)
 # -- server -------------------------------------------------------------------------------------
 
 
-def rss_bytes() -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    return 0
+TICKS = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
-def runqueue_wait_s() -> float:
-    """Seconds this process's threads were runnable but waiting for a CPU (other load)."""
-    total = 0
-    for task in Path("/proc/self/task").iterdir():
+def process_figures(pid: int) -> tuple[float, float, int, float]:
+    """(user+system CPU s, system CPU s, RSS bytes, seconds its threads were runnable but
+    waiting for a CPU) of one process, from /proc."""
+    stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    user, system = int(stat[11]) / TICKS, int(stat[12]) / TICKS
+    wait = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
         with contextlib.suppress(OSError):
-            total += int((task / "schedstat").read_text().split()[1])
-    return total / 1e9
+            wait += int((task / "schedstat").read_text().split()[1])
+    return user + system, system, int(stat[21]) * PAGE, wait / 1e9
 
 
 def sdp_response(sdp: str) -> web.Response:
@@ -90,11 +90,16 @@ async def until(condition: Any, limit_s: float) -> None:
         await asyncio.sleep(0.05)
 
 
-async def run_server(port: int, mode: str) -> None:
+async def run_server(port: int, mode: str, workers: int = 0) -> None:
     hooks.set_ice_addresses(["127.0.0.1"])
     media = MediaServer(
-        MediaConfig(ice_addresses=["127.0.0.1"], send_path="aiortc" if mode == "aiortc" else "fast")
+        MediaConfig(
+            ice_addresses=["127.0.0.1"],
+            send_path="aiortc" if mode == "aiortc" else "fast",
+            workers=workers,
+        )
     )
+    await media.start()
     # Say on stderr when the host's session ends: a stream that stops mid-run is then explained.
     media.add_listener(lambda e: print(f"server: {e.kind} {e.session_id}", file=sys.stderr))
     relay = MediaRelay()
@@ -133,15 +138,20 @@ async def run_server(port: int, mode: str) -> None:
         return sdp_response(pc.localDescription.sdp)
 
     async def stats(request: web.Request) -> web.Response:
-        t = os.times()
+        # The server's figures include its media worker processes'.
+        pids = [os.getpid()]
+        if media.workers is not None:
+            pids += [link.pid for link in media.workers.links if link is not None and link.pid]
+        figures = [process_figures(pid) for pid in pids]
         s = media.stats()
         return web.json_response(
             {
-                "cpu": t.user + t.system,
-                "cpu_sys": t.system,
+                "cpu": sum(f[0] for f in figures),
+                "cpu_sys": sum(f[1] for f in figures),
                 "wall": time.monotonic(),
-                "rss": rss_bytes(),
-                "runqueue_wait": runqueue_wait_s(),
+                "rss": sum(f[2] for f in figures),
+                "runqueue_wait": sum(f[3] for f in figures),
+                "workers": [w.viewers for w in s.workers],
                 "viewers": s.viewers,
                 "frames_in": s.frames_in,
                 "video_frames_in": sum(r.video.frames_in for r in media.rooms.values()),
@@ -583,6 +593,7 @@ async def run_client(base: str, viewers: int, seconds: float, batch: int) -> dic
         "server_udp_send_drops": after["udp_send_drops"] - before["udp_send_drops"],
         "dropped_frames": after["dropped"],
         "skips": after["skips"],
+        "worker_viewers": after.get("workers", []),  # per media worker process, if any
     }
 
 
@@ -606,6 +617,7 @@ def main(argv: list[str] | None = None) -> None:
     s.add_argument("--port", type=int, required=True)
     s.add_argument("--mode", default="forward", choices=MODES)
     s.add_argument("--loop", default="asyncio", choices=["asyncio", "uvloop"])
+    s.add_argument("--workers", type=int, default=0, help="media worker processes")
     c = sub.add_parser("client")
     c.add_argument("--url", required=True)
     c.add_argument("--viewers", type=int, required=True)
@@ -620,7 +632,7 @@ def main(argv: list[str] | None = None) -> None:
     h.add_argument("--janus", action="store_true", help="feed Janus over RTP instead of WHIP")
     args = parser.parse_args(argv)
     if args.cmd == "server":
-        run_loop(run_server(args.port, args.mode), args.loop)
+        run_loop(run_server(args.port, args.mode, args.workers), args.loop)
     elif args.cmd == "host":
         asyncio.run(run_janus_feed(args.limit) if args.janus else run_host(args.url, args.limit))
     else:
@@ -659,6 +671,9 @@ def taskset(cpus: str, nice: int = -15) -> list[str]:
     return [*prio, "taskset", "-c", cpus]
 
 
+MODES_WITH_WORKERS = ("forward", "aiortc")  # our MediaServer's send paths
+
+
 def start_server(args: argparse.Namespace, me: list[str], mode: str) -> subprocess.Popen[str]:
     """Our server (prints "ready"), or Janus configured in JANUS_DIR."""
     if mode.startswith("janus"):
@@ -690,6 +705,10 @@ def start_server(args: argparse.Namespace, me: list[str], mode: str) -> subproce
             *me,
             "server",
             *("--port", str(args.port), "--mode", mode, "--loop", args.loop),
+            *(
+                "--workers",
+                str(getattr(args, "media_workers", 0) if mode in MODES_WITH_WORKERS else 0),
+            ),
         ],
         stdout=subprocess.PIPE,
         text=True,
@@ -700,7 +719,11 @@ def start_server(args: argparse.Namespace, me: list[str], mode: str) -> subproce
 
 
 def run_one(args: argparse.Namespace, me: list[str], mode: str, n: int) -> str:
-    pin = {"server_cpu": args.server_cpu, "client_cpu": args.client_cpu, "loop": args.loop}
+    workers = getattr(args, "media_workers", 0) if mode in MODES_WITH_WORKERS else 0
+    pin: dict[str, Any] = {
+        "server_cpu": args.server_cpu, "client_cpu": args.client_cpu, "loop": args.loop,
+        "media_workers": workers,
+    }  # fmt: skip
     if mode.startswith("janus"):
         pin["loop"] = mode
     server = start_server(args, me, mode)

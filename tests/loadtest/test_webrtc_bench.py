@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 LIVE = [sys.executable, "-m", "live.cli", "loadtest"]
 
 
@@ -28,9 +30,11 @@ def live(args: list[str], cwd: Path, timeout: float) -> subprocess.CompletedProc
     return done
 
 
-def test_media_fanout_reaches_every_viewer_without_loss(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [0, 2])
+def test_media_fanout_reaches_every_viewer_without_loss(tmp_path: Path, workers: int) -> None:
     out = tmp_path / "media.json"
     args = ["media", "--viewers", "2", "--seconds", "2", "--port", str(free_port())]
+    args += ["--media-workers", str(workers)]
     done = live([*args, "--json", str(out)], tmp_path, timeout=90)
 
     [run] = json.loads(out.read_text())["runs"]
@@ -44,6 +48,9 @@ def test_media_fanout_reaches_every_viewer_without_loss(tmp_path: Path) -> None:
     assert run["stream_kbps"] > 500
     assert run["server_cpu_cores"] > 0 and run["viewers_per_core"] > 0
     assert run["ttff_max_ms"] >= run["ttff_median_ms"] > 0
+    # with workers, each serves one of the two viewers
+    assert run["media_workers"] == workers
+    assert run["worker_viewers"] == ([1, 1] if workers else [])
 
 
 def test_media_refuses_an_unknown_mode(tmp_path: Path) -> None:
