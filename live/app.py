@@ -56,7 +56,7 @@ async def serve(settings: Settings, redis: aioredis.Redis) -> AsyncIterator[Runn
         build_app(node), handle_signals=False, access_log=None, shutdown_timeout=2.0
     )
     await runner.setup()
-    site = web.TCPSite(runner, settings.host, settings.port)
+    site = web.TCPSite(runner, settings.host, settings.port, backlog=settings.listen_backlog)
     await site.start()
     sockets = getattr(site._server, "sockets", None) or []
     port = sockets[0].getsockname()[1] if sockets else settings.port

@@ -22,6 +22,10 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
+    # Pending connections the kernel holds for the node (capped by net.core.somaxconn). aiohttp's
+    # 128 overflows when a crowd arrives at once (a show starts, an edge fails over): the kernel
+    # then drops handshakes and clients wait out SYN retransmits, some past their timeout.
+    listen_backlog: int = Field(4096, ge=1, le=65535)
     role: Role = "all"
     region: str = "local"
     node_id: str = Field(default_factory=lambda: f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}")

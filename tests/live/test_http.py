@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 import aiohttp
 import pytest
 
@@ -179,3 +181,24 @@ async def test_a_body_in_another_charset_is_read_in_it(
     async with http.post(node.url + "/api/rooms", data=data, headers=headers) as resp:
         assert resp.status == 201, await resp.text()
         assert (await resp.json())["title"] == "caf\u00e9"
+
+
+async def test_a_crowd_arriving_at_once_is_held_in_the_listen_backlog(
+    start_node: NodeFactory,
+) -> None:
+    # While the node's loop is busy (here: this coroutine does not yield), the kernel completes
+    # handshakes into the listen backlog. With aiohttp's 128 the 129th-odd connect would get no
+    # answer (its SYN dropped) and time out; the node's backlog holds the whole crowd.
+    running = await start_node(listen_backlog=600)
+    port = int(running.url.rsplit(":", 1)[1])
+    crowd: list[socket.socket] = []
+    try:
+        for _ in range(500):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            crowd.append(sock)
+            sock.settimeout(2.0)
+            sock.connect(("127.0.0.1", port))  # raises TimeoutError once the backlog is full
+    finally:
+        for sock in crowd:
+            sock.close()
+    assert len(crowd) == 500
