@@ -28,16 +28,23 @@ def _node_flags(p: argparse.ArgumentParser) -> None:
         help="processes serving viewers' WebRTC: 0 = in the node, auto = one per core when "
         "there are several (LIVE_MEDIA_WORKERS, default auto)",
     )
+    p.add_argument(
+        "--media-max-viewers",
+        type=media_workers,
+        metavar="N|auto",
+        help="WebRTC viewers the node takes before WHEP answers 503 full: 0 = no limit, auto = "
+        "300 per process serving viewers (LIVE_MEDIA_MAX_VIEWERS, default auto)",
+    )
 
 
 def media_workers(text: str) -> int | str:
-    """`--media-workers` value: a count or `auto`."""
+    """`--media-workers` and `--media-max-viewers` value: a count or `auto`."""
     if text == "auto":
         return text
     try:
         count = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError("a number of processes or auto") from None
+        raise argparse.ArgumentTypeError("a number or auto") from None
     if count < 0:
         raise argparse.ArgumentTypeError("0 or more")
     return count
@@ -56,6 +63,7 @@ def settings_from(args: argparse.Namespace, **overrides: Any) -> Settings:
             "role": getattr(args, "role", None),
             "origin_url": getattr(args, "origin", None),
             "media_workers": getattr(args, "media_workers", None),
+            "media_max_viewers": getattr(args, "media_max_viewers", None),
         }.items()
         if v is not None
     }

@@ -15,6 +15,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 Role = Literal["all", "origin", "edge"]
 
 
+MEDIA_VIEWERS_PER_PROCESS = 300
+
+
 class Settings(BaseSettings):
     """Everything a node needs to start; one instance per node."""
 
@@ -61,11 +64,17 @@ class Settings(BaseSettings):
     # 0 = in the node process; "auto" = one per usable core when there is more than one
     # (`live serve`/`demo` default to "auto" unless this or --media-workers says otherwise).
     media_workers: int | Literal["auto"] = 0
+    # Viewers a node takes at most before WHEP answers 503 "full" (0 = no limit); "auto" = 300 per
+    # process serving viewers (the node itself, or each media worker). The fast path holds ~400 on
+    # one core of the development VM at its limit (docs/media.md); 300 leaves room for the rest.
+    media_max_viewers: int | Literal["auto"] = "auto"
 
     # Edge (edge/): node registry heartbeats, viewer routing by region, origin upstreams.
     node_heartbeat_s: float = Field(1.0, gt=0)
     node_ttl_s: float = Field(3.0, gt=0)  # a node silent this long drops out of the registry
-    node_capacity: int = Field(500, ge=1)  # viewers at which a node counts as fully loaded
+    # Viewers at which a node counts as fully loaded for selection; unset: the media viewer limit
+    # (so selection stops offering a node before its WHEP refuses), or 500 when that is off.
+    node_capacity: int | None = Field(None, ge=1)
     drain_s: float = Field(2.0, ge=0)  # on SIGTERM: draining (no new viewers) this long, then leave
     # Distances (any unit, e.g. ms RTT) between regions; selection falls back to the nearest region
     # with a healthy node. Symmetric: one direction is enough. JSON in LIVE_REGION_DISTANCES.
@@ -104,6 +113,13 @@ class Settings(BaseSettings):
             raise ValueError("LIVE_MEDIA_WORKERS must be 0-256 or auto")
         return value
 
+    @field_validator("media_max_viewers")
+    @classmethod
+    def _max_viewers(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value < 0:
+            raise ValueError("LIVE_MEDIA_MAX_VIEWERS must be 0 (no limit), a count or auto")
+        return value
+
     @property
     def media_worker_count(self) -> int:
         """How many media worker processes to run (`auto` resolved against the usable cores)."""
@@ -111,6 +127,18 @@ class Settings(BaseSettings):
             return self.media_workers
         cores = len(os.sched_getaffinity(0))
         return cores if cores > 1 else 0
+
+    @property
+    def media_viewer_limit(self) -> int:
+        """The viewer limit, `auto` resolved (0 = none)."""
+        if self.media_max_viewers != "auto":
+            return self.media_max_viewers
+        return MEDIA_VIEWERS_PER_PROCESS * max(1, self.media_worker_count)
+
+    @property
+    def viewer_capacity(self) -> int:
+        """Viewers at which selection counts this node as full."""
+        return self.node_capacity or self.media_viewer_limit or 500
 
     @field_validator("jwt_secret")
     @classmethod

@@ -31,6 +31,7 @@ _STATUS = {
     "publisher_exists": 409,
     "session_not_found": 404,
     "closed": 503,
+    "full": 503,
 }
 
 routes = web.RouteTableDef()
@@ -42,6 +43,7 @@ def setup(app: web.Application, node: Node) -> MediaServer:
         MediaConfig(
             ice_addresses=list(node.settings.ice_addresses),
             workers=node.settings.media_worker_count,
+            max_viewers=node.settings.media_viewer_limit,
         )
     )
     app[MEDIA] = media
@@ -80,7 +82,10 @@ async def _announce(node: Node, event: MediaEvent) -> None:
 
 
 def _media_error(exc: MediaError) -> ApiError:
-    return ApiError(_STATUS.get(exc.code, 400), exc.code, exc.detail)
+    error = ApiError(_STATUS.get(exc.code, 400), exc.code, exc.detail)
+    if exc.code == "full":
+        error.headers["Retry-After"] = "2"  # or ask GET /api/rooms/{room}/edge for another node
+    return error
 
 
 async def _offer(request: web.Request) -> str:
@@ -127,7 +132,10 @@ async def whep(request: web.Request) -> web.Response:
     await _known_room(request)
     offer = await _offer(request)
     try:
-        session_id, answer = await request.app[MEDIA].play(room_id, offer, owner=claims.sub)
+        # An edge's upstream (node token) is one session carrying a whole edge's viewers.
+        session_id, answer = await request.app[MEDIA].play(
+            room_id, offer, owner=claims.sub, beyond_limit=claims.role == "node"
+        )
     except MediaError as exc:
         raise _media_error(exc) from None
     return _answer(answer, f"/whep/{room_id}/{session_id}")

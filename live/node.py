@@ -55,7 +55,7 @@ class Node:
             node_id=settings.node_id,
             role=settings.role,
             region=settings.region,
-            capacity=settings.node_capacity,
+            capacity=settings.viewer_capacity,
             url=lambda: settings.public_url,
             heartbeat_s=settings.node_heartbeat_s,
             ttl_s=settings.node_ttl_s,

@@ -22,6 +22,9 @@ class MediaConfig:
     gop_cache_bytes: int = 8 << 20
     # At most one keyframe request to the publisher per this many seconds.
     keyframe_interval_s: float = 1.0
+    # Viewers this server (with its workers) takes at most; past it WHEP is refused with "full" so
+    # the crowd goes to another node instead of slowing every viewer here down. 0 = no limit.
+    max_viewers: int = 0
     # A session whose ICE/DTLS has not connected by then is closed.
     connect_timeout_s: float = 20.0
     # "fast": viewers' RTP is written per packet header over payloads cut once per room and sent

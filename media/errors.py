@@ -11,6 +11,7 @@ MediaErrorCode = Literal[
     "publisher_exists",  # 409: the room already has a live publisher
     "session_not_found",  # 404
     "closed",  # 503: the media server is shutting down
+    "full",  # 503: the node serves as many viewers as it is allowed (MediaConfig.max_viewers)
 ]
 
 

@@ -215,9 +215,21 @@ class MediaServer:
         self._register(session)
         return session.id
 
-    async def play(self, room_id: str, offer_sdp: str, owner: str | None = None) -> tuple[str, str]:
-        """Accept a viewer's WHEP offer, before or after the host is live; (session id, answer)."""
+    @property
+    def viewer_total(self) -> int:
+        """Viewers of every room, here and on workers, those being answered included."""
+        local = sum(len(room.viewers) for room in self.rooms.values())
+        return local + (self.workers.viewer_count if self.workers is not None else 0)
+
+    async def play(
+        self, room_id: str, offer_sdp: str, owner: str | None = None, *, beyond_limit: bool = False
+    ) -> tuple[str, str]:
+        """Accept a viewer's WHEP offer, before or after the host is live; (session id, answer).
+        `beyond_limit`: admit even when full (an edge's upstream, which serves a crowd itself)."""
         self._check_open()
+        limit = self.config.max_viewers
+        if limit and not beyond_limit and self.viewer_total >= limit:
+            raise MediaError("full", f"this node serves its limit of {limit} viewers")
         media = _validate_offer(offer_sdp, wanted=("recvonly", "sendrecv"), what="receive")
         if self.workers is not None:
             return await self._play_on_worker(self.workers, room_id, offer_sdp, owner)

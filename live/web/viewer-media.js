@@ -1,6 +1,7 @@
 // The viewer's stage: plays the room over WHEP while it is live, says so when it is not, and
-// retries a failed connection with backoff. `mediaBase()` names the origin serving media, so a
-// page that picks an edge node first can pass its own.
+// retries a failed connection with backoff. `mediaBase(refusal)` names the origin serving media,
+// so a page that picks an edge node first can pass its own; `refusal` is the error of the last
+// attempt when that node refused the viewer (`full`, `draining`), so it can pick another.
 import { el } from "/static/chat-client.js";
 import { Backoff, framesDecoded, packetsReceived, play, whepUrl } from "/static/media-client.js";
 
@@ -10,6 +11,8 @@ const NOTES = {
   ended: "The stream has ended.",
   stalled: "Connection interrupted, reconnecting…",
 };
+// Answers that mean "this node takes no more viewers": the next attempt may go elsewhere.
+const REFUSALS = new Set(["full", "draining"]);
 // While live, nothing arriving for STALL_MS shows "stalled"; for RESTART_MS, a new session.
 const WATCH_MS = 2000;
 const STALL_MS = 5000;
@@ -21,6 +24,7 @@ export class StagePlayer {
     this.live = false;
     this.everLive = false;
     this.session = null;
+    this.refusal = null; // the last attempt's refusal (full, draining), for mediaBase
     this.attempt = 0; // a newer attempt makes older ones' callbacks no-ops
     this.timer = null;
     this.watchTimer = null;
@@ -62,7 +66,8 @@ export class StagePlayer {
     const attempt = ++this.attempt;
     this.show("connecting");
     try {
-      const url = whepUrl(this.room, await this.mediaBase());
+      const url = whepUrl(this.room, await this.mediaBase(this.refusal));
+      this.refusal = null;
       const session = await play({
         url, token: this.token,
         onTrack: (stream) => this.attach(attempt, stream),
@@ -74,7 +79,10 @@ export class StagePlayer {
     } catch (err) {
       if (attempt !== this.attempt) return;
       if (err.retryable === false) this.show("error", err.message);
-      else this.retry(err.message);
+      else {
+        if (REFUSALS.has(err.code)) this.refusal = err;
+        this.retry(err.message);
+      }
     }
   }
 

@@ -9,12 +9,17 @@ const messages = $("messages");
 // With ?region=: chat and video go to the node GET /api/rooms/{room}/edge names (edge-client.js).
 const edge = new EdgeSelector({ room, region: pageRegion() });
 if (edge.region) await edge.choose();
-window.liveMediaBase = async () => edge.url;
+// A node that refused this viewer (full, draining): ask for another before the next attempt.
+window.liveMediaBase = async (refusal) => {
+  if (refusal && edge.region) await edge.choose(edge.node && edge.node.node_id, 3);
+  return edge.url;
+};
 window.liveEdge = edge; // for tests
 // The video: WHEP from this node unless a page sets window.liveMediaBase (an edge, say) first.
 const player = new StagePlayer({
   stage: $("stage"), room, token,
-  mediaBase: async () => (window.liveMediaBase ? window.liveMediaBase() : location.origin),
+  mediaBase: async (refusal) =>
+    (window.liveMediaBase ? window.liveMediaBase(refusal) : location.origin),
 });
 window.liveMedia = player; // for tests
 

@@ -13,8 +13,8 @@ from live.media_http import MEDIA
 from tests.browser.test_media_pages import assert_playing, open_page
 from tests.conftest import NodeFactory
 from tests.edge.conftest import eventually
-from tests.edge.media_peers import whip
-from tests.media.peers import Host
+from tests.edge.media_peers import whep, whip
+from tests.media.peers import Host, Viewer
 
 pytestmark = pytest.mark.browser
 FAST = {"node_heartbeat_s": 0.2, "node_ttl_s": 1.0, "edge_upstream_grace_s": 1.0}
@@ -72,3 +72,50 @@ async def play_and_move(
     assert viewers(sea) == 1
     # Console errors from the dead node's refused requests are expected; nothing else.
     assert [e for e in errors if "ERR_CONNECTION_REFUSED" not in e] == []
+
+
+async def test_viewer_page_refused_by_a_full_edge_plays_from_the_next(
+    start_node: NodeFactory, browser: Browser, tokens: TokenAuthority
+) -> None:
+    origin = await start_node(node_id="origin", role="origin", region="na", **FAST)
+    eu = await start_node(
+        node_id="edge-eu",
+        role="edge",
+        region="eu",
+        origin_url=origin.url,
+        media_max_viewers=1,
+        **FAST,
+    )
+    sea = await start_node(
+        node_id="edge-sea", role="edge", region="sea", origin_url=origin.url, **FAST
+    )
+    await origin.node.rooms.create(title="Edge room", owner="host", room_id="r1")
+    await eventually(origin.node.registry.nodes, lambda ns: len(ns) == 3)
+
+    errors: list[str] = []
+    token = tokens.issue(user="vera", role="viewer", name="Vera", rooms=["r1"])
+    # Before the show: the page picks the empty eu edge and waits for the stream.
+    page = await open_page(browser, f"{origin.url}/rooms/r1?region=eu#token={token}", errors)
+    await page.wait_for_function("window.liveEdge?.node?.node_id === 'edge-eu'")
+    await expect(page.locator("#status")).to_have_text("connected")
+    host, early = Host(), Viewer()
+    async with aiohttp.ClientSession() as http:
+        # Someone else takes the eu edge's only place, and the registry hears of it.
+        other = tokens.issue(user="olaf", role="viewer", rooms=["r1"])
+        await whep(http, eu.url, "r1", other, early)
+        await eventually(
+            origin.node.registry.nodes,
+            lambda ns: any(n.node_id == "edge-eu" and not n.accepts_viewers for n in ns),
+        )
+        try:
+            # The show starts: eu answers the page's WHEP with 503 full; it asks again, is
+            # offered the nearest region's edge, and plays from there.
+            await whip(http, origin.url, "r1", tokens.issue(user="host", role="host"), host)
+            await page.wait_for_function("window.liveEdge.node.node_id === 'edge-sea'")
+            await assert_playing(page)
+            assert viewers(sea) == 1 and viewers(eu) == 1
+        finally:
+            await host.close()
+            await early.close()
+    # The refusal is logged by the browser as a failed request; nothing else went wrong.
+    assert [e for e in errors if "503" not in e] == []

@@ -11,9 +11,10 @@ import pytest
 
 from live.app import RunningNode
 from live.auth import TokenAuthority
+from live.config import Settings
 from live.media_http import MEDIA
 from media import MediaServer
-from tests.conftest import ClientFactory
+from tests.conftest import ClientFactory, NodeFactory
 from tests.media.conftest import open_peer_connections
 from tests.media.peers import Host, Viewer, accept, offer
 
@@ -156,3 +157,58 @@ async def test_go_live_watch_and_stop_over_http(
             await peer.close()
     assert media.sessions == {}
     assert open_peer_connections() == 0
+
+
+async def test_a_full_node_refuses_viewers_but_not_an_edge_upstream(
+    start_node: NodeFactory, http: aiohttp.ClientSession, tokens: TokenAuthority
+) -> None:
+    running = await start_node(media_max_viewers=1)
+    await running.node.rooms.create(title="Test room", owner="host", room_id="r1")
+    media = running.runner.app[MEDIA]
+    url = f"{running.url}/whep/r1"
+    first, second, upstream = Viewer(), Viewer(), Viewer()
+    try:
+        async with asyncio.timeout(15):
+            status, headers, _ = await post(
+                http, url, await offer(first.pc), bearer(tokens, "v1", "viewer")
+            )
+            assert status == 201
+            location = headers["Location"]
+
+            status, headers, body = await post(
+                http, url, await offer(second.pc), bearer(tokens, "v2", "viewer")
+            )
+            assert status == 503 and body["error"] == "full", body
+            assert "1 viewers" in body["detail"] and headers["Retry-After"] == "2"
+            assert media.viewer_total == 1  # the refused offer left nothing behind
+
+            # An edge's upstream carries a crowd of its own: it is let in.
+            status, _, _ = await post(
+                http, url, await offer(upstream.pc), bearer(tokens, "edge-1", "node", ["*"])
+            )
+            assert status == 201 and media.viewer_total == 2
+
+            async with http.delete(
+                running.url + location, headers={"Authorization": bearer(tokens, "v1", "viewer")}
+            ) as r:
+                assert r.status == 200
+            # Still at the limit: the upstream counts as a viewer for everyone else.
+            status, _, body = await post(
+                http, url, await offer(second.pc), bearer(tokens, "v2", "viewer")
+            )
+            assert status == 503 and body["error"] == "full"
+    finally:
+        for peer in (first, second, upstream):
+            await peer.close()
+        await media.shutdown()
+    assert media.sessions == {}
+    assert open_peer_connections() == 0
+
+
+def test_the_viewer_limit_follows_the_processes_serving_viewers() -> None:
+    assert Settings(media_max_viewers="auto", media_workers=0).media_viewer_limit == 300
+    assert Settings(media_max_viewers="auto", media_workers=3).media_viewer_limit == 900
+    assert Settings(media_max_viewers=0).media_viewer_limit == 0
+    assert Settings(media_max_viewers=42, media_workers=3).media_viewer_limit == 42
+    with pytest.raises(ValueError, match="LIVE_MEDIA_MAX_VIEWERS"):
+        Settings(media_max_viewers=-1)
