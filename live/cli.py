@@ -9,6 +9,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from live.config import Settings
+from live.limits import raise_open_files_limit
 
 Command = Callable[[argparse.Namespace], int | Coroutine[Any, Any, int]]
 
@@ -130,6 +131,7 @@ def _optional_commands(sub: Any) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    raise_open_files_limit()  # nodes and load generators hold one descriptor per connection
     result = args.run(args)
     if asyncio.iscoroutine(result):
         import uvloop

@@ -7,6 +7,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+from live.limits import raise_open_files_limit
 from loadtest import procstat, worker
 from loadtest.display import Monitor
 from loadtest.fleet import Fleet
@@ -40,6 +41,13 @@ async def run_chat(
     run early with the workers' partial results (`partial: true`).
     """
     workload.validate()
+    needed = workers_for_descriptors(workload.viewers)
+    if needed > workers:
+        progress(
+            f"[{label}] {needed} workers instead of {workers}: each may hold only "
+            f"{raise_open_files_limit() - DESCRIPTOR_RESERVE} connections (RLIMIT_NOFILE)"
+        )
+        workers = needed
     tag = f"lt{time.time_ns() % 10**9:x}"
     before = _sample(server_pids)
     plans = [
@@ -84,14 +92,16 @@ async def _drive(
     joined_sample = _sample(server_pids)
     t0 = time.time() + START_DELAY_S + work.warmup_s
     worker_pids = fleet.pids
+    # CPU shares are over the wall time between the two samples they compare (a stopped run's
+    # window is the joins' end to its stop, not the send window it never reached).
     start = end = _sample({**server_pids, **worker_pids})
+    start_at = end_at = time.monotonic()
     if not stopped:
         fleet.broadcast({"kind": "go", "t0": t0})
         await until(lambda: False, max(0.0, t0 - time.time()))
-        start = _sample({**server_pids, **worker_pids})
+        start, start_at = _sample({**server_pids, **worker_pids}), time.monotonic()
         await until(lambda: False, work.duration_s)
-        end = _sample({**server_pids, **worker_pids})
-    wall = max(1e-3, time.time() - t0)
+        end, end_at = _sample({**server_pids, **worker_pids}), time.monotonic()
     budget = work.drain_s + 30
     reported = await until(lambda: len(fleet.done) == workers, budget)
     if not reported and (stop is None or not stop.is_set()):
@@ -101,7 +111,8 @@ async def _drive(
         fleet.broadcast({"kind": "stop"})
         await fleet.until(lambda: len(fleet.done) + len(fleet.dead) >= workers, 10.0)
         if end is start:
-            end = _sample({**server_pids, **worker_pids})
+            end, end_at = _sample({**server_pids, **worker_pids}), time.monotonic()
+    wall = max(1e-3, end_at - start_at)
     final = _sample(server_pids)
     result = _merge(work, list(fleet.done.values()), t0)
     result["partial"] = len(fleet.done) < workers or any(
@@ -115,6 +126,15 @@ async def _drive(
     )
     result["generator"]["workers"] = workers
     return result
+
+
+DESCRIPTOR_RESERVE = 256  # a worker's own files, pipes and the odd extra socket
+
+
+def workers_for_descriptors(viewers: int) -> int:
+    """Worker processes needed so that none holds more sockets than it may open."""
+    per_worker = max(1, raise_open_files_limit() - DESCRIPTOR_RESERVE)
+    return -(-viewers // per_worker)
 
 
 def _ticker(

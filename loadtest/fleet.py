@@ -10,13 +10,14 @@ import asyncio
 import contextlib
 import multiprocessing
 import os
-import resource
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from typing import Any
+
+from live.limits import raise_open_files_limit
 
 
 @dataclass
@@ -171,7 +172,5 @@ def worker_signals() -> None:
 
 
 def raise_fd_limit() -> None:
-    """One descriptor per connection: lift the soft limit to the hard one."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    """One descriptor per connection: as many as the process may have."""
+    raise_open_files_limit()

@@ -6,6 +6,7 @@ from multiprocessing.connection import Connection
 
 import pytest
 
+from loadtest import chat
 from loadtest.fleet import Fleet
 
 
@@ -35,3 +36,14 @@ async def test_workers_that_left_without_results_are_an_error() -> None:
             await fleet.until(lambda: False, 30)
     finally:
         await fleet.reap()
+
+
+def test_a_crowd_larger_than_the_descriptor_limit_is_split_over_workers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A hard limit of 20,000 descriptors (this VM's) cannot hold 20,000 sockets in one process.
+    monkeypatch.setattr(chat, "raise_open_files_limit", lambda: 20_000)
+    assert chat.workers_for_descriptors(19_744) == 1
+    assert chat.workers_for_descriptors(19_745) == 2
+    assert chat.workers_for_descriptors(20_000) == 2
+    assert chat.workers_for_descriptors(50_000) == 3
