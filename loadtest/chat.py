@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from live.limits import raise_open_files_limit
@@ -80,11 +81,10 @@ async def _drive(
     async def until(done: Callable[[], bool], seconds: float) -> bool:
         return await fleet.until(done, seconds, tick, every, stop)
 
-    connect_budget = work.viewers / work.connect_rate + work.connect_timeout_s * 2 + 30
-    all_ready = await until(lambda: len(fleet.ready) == workers, connect_budget)
+    all_ready, why = await _crowd_joined(fleet, work, until, stop)
     stopped = stop is not None and stop.is_set()
     if not all_ready and not stopped:
-        reason = f"[{label}] the crowd did not finish joining within {connect_budget:.0f} s"
+        reason = f"[{label}] the crowd did not finish joining: {why}"
         if monitor is None:
             raise RuntimeError(reason)
         monitor.request_stop(reason)  # a partial report says how far the joins got
@@ -126,6 +126,36 @@ async def _drive(
     )
     result["generator"]["workers"] = workers
     return result
+
+
+async def _crowd_joined(
+    fleet: Fleet,
+    work: ChatWorkload,
+    until: Callable[[Callable[[], bool], float], Awaitable[bool]],
+    stop: asyncio.Event | None,
+) -> tuple[bool, str]:
+    """Wait while the crowd joins: servers slower than `connect_rate` get the time they need as
+    long as joins keep settling (joined or failed); a stall, or the hard ceiling, ends it."""
+
+    def ready() -> bool:
+        return len(fleet.ready) == len(fleet.procs)
+
+    window = work.connect_timeout_s * 2  # every attempt settles within one connect timeout
+    ceiling = work.viewers / work.connect_rate * 5 + window + 60
+    deadline = time.monotonic() + ceiling
+    settled = -1
+    while True:
+        now_settled = fleet.total("joined") + fleet.total("errors")
+        if now_settled == settled and now_settled < work.viewers:
+            return False, f"no join settled for {window:.0f} s ({now_settled} of {work.viewers})"
+        settled = now_settled
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False, f"{settled} of {work.viewers} settled within {ceiling:.0f} s"
+        if await until(ready, min(left, window)):
+            return True, ""
+        if stop is not None and stop.is_set():
+            return False, "stopped"
 
 
 DESCRIPTOR_RESERVE = 256  # a worker's own files, pipes and the odd extra socket

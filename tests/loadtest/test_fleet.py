@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from multiprocessing.connection import Connection
 
 import pytest
 
 from loadtest import chat
 from loadtest.fleet import Fleet
+from loadtest.plan import ChatWorkload
 
 
 def reports_then_exits(plan: str, conn: Connection) -> None:
@@ -47,3 +49,35 @@ def test_a_crowd_larger_than_the_descriptor_limit_is_split_over_workers(
     assert chat.workers_for_descriptors(19_745) == 2
     assert chat.workers_for_descriptors(20_000) == 2
     assert chat.workers_for_descriptors(50_000) == 3
+
+
+class JoiningFleet:
+    """The coordinator's view of a crowd joining at `per_window` per wait (no processes)."""
+
+    def __init__(self, viewers: int, per_window: int) -> None:
+        self.viewers, self.per_window, self.joined = viewers, per_window, 0
+        self.procs = [object()]
+        self.ready: set[int] = set()
+        self.waits = 0
+
+    def total(self, key: str) -> int:
+        return self.joined if key == "joined" else 0
+
+    async def until(self, done: Callable[[], bool], seconds: float) -> bool:
+        self.waits += 1
+        self.joined = min(self.viewers, self.joined + self.per_window)
+        if self.joined == self.viewers:
+            self.ready.add(0)
+        return done()
+
+
+async def test_a_crowd_joining_slower_than_asked_gets_the_time_while_it_progresses() -> None:
+    work = ChatWorkload(viewers=1000, rate=1, duration_s=1, room="r", senders=1, connect_rate=1e6)
+    slow = JoiningFleet(1000, per_window=100)  # ten windows: far past viewers / connect_rate
+    assert await chat._crowd_joined(slow, work, slow.until, None) == (True, "")  # type: ignore[arg-type]
+    assert slow.waits == 10
+
+    stuck = JoiningFleet(1000, per_window=0)
+    stuck.joined = 400
+    ok, why = await chat._crowd_joined(stuck, work, stuck.until, None)  # type: ignore[arg-type]
+    assert not ok and why == "no join settled for 30 s (400 of 1000)"
