@@ -24,22 +24,22 @@ def _node_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", help="where the embedded Valkey keeps its data (LIVE_DATA_DIR)")
     p.add_argument(
         "--media-workers",
-        type=media_workers,
+        type=count_or_auto,
         metavar="N|auto",
         help="processes serving viewers' WebRTC: 0 = in the node, auto = one per core when "
         "there are several (LIVE_MEDIA_WORKERS, default auto)",
     )
     p.add_argument(
         "--media-max-viewers",
-        type=media_workers,
+        type=count_or_auto,
         metavar="N|auto",
         help="WebRTC viewers the node takes before WHEP answers 503 full: 0 = no limit, auto = "
         "300 per process serving viewers (LIVE_MEDIA_MAX_VIEWERS, default auto)",
     )
 
 
-def media_workers(text: str) -> int | str:
-    """`--media-workers` and `--media-max-viewers` value: a count or `auto`."""
+def count_or_auto(text: str) -> int | str:
+    """A count or `auto` (`--media-workers`, `--media-max-viewers`)."""
     if text == "auto":
         return text
     try:

@@ -29,7 +29,7 @@ from edge import wan as wan_net
 from edge.selection import RegionDistances
 from live import demo_data
 from live.auth import TokenAuthority
-from live.cli import media_workers
+from live.cli import count_or_auto
 from live.config import Settings
 from live.store import embedded_valkey, redis_client
 
@@ -275,7 +275,7 @@ def register(sub: Any) -> None:
     )
     p.add_argument(
         "--media-workers",
-        type=media_workers,
+        type=count_or_auto,
         metavar="N|auto",
         help="media worker processes per node (LIVE_MEDIA_WORKERS; default 0: the nodes share "
         "this machine's cores)",

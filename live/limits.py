@@ -17,11 +17,14 @@ def raise_open_files_limit(wanted: int = WANTED_OPEN_FILES) -> int:
     ceiling = wanted
     with contextlib.suppress(OSError, ValueError):
         ceiling = min(wanted, int(Path("/proc/sys/fs/nr_open").read_text()))
-    if hard != resource.RLIM_INFINITY and hard < ceiling:
+    unlimited = hard == resource.RLIM_INFINITY
+    if not unlimited and hard < ceiling:
         with contextlib.suppress(OSError, ValueError):
             resource.setrlimit(resource.RLIMIT_NOFILE, (ceiling, ceiling))
             return ceiling
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-        return hard
+    # An unlimited hard limit still caps the soft one at fs.nr_open.
+    target = ceiling if unlimited else hard
+    if soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        return target
     return soft

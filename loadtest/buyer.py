@@ -18,7 +18,8 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from live.auth import TokenAuthority
-from loadtest.fleet import Commands, raise_fd_limit, worker_signals
+from live.limits import raise_open_files_limit
+from loadtest.fleet import Commands, worker_signals
 from loadtest.histogram import Histogram, Timeline
 from loadtest.plan import BuyerPlan, SaleWorkload
 from loadtest.rawhttp import HttpError, Pool
@@ -34,7 +35,7 @@ def main(plan: BuyerPlan, conn: Connection) -> None:
     worker_signals()
     if plan.cpus:
         os.sched_setaffinity(0, plan.cpus)
-    raise_fd_limit()
+    raise_open_files_limit()
     with contextlib.suppress(KeyboardInterrupt):
         uvloop.run(BuyerCrowd(plan, conn).run())
 

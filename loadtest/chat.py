@@ -46,7 +46,7 @@ async def run_chat(
     if needed > workers:
         progress(
             f"[{label}] {needed} workers instead of {workers}: each may hold only "
-            f"{raise_open_files_limit() - DESCRIPTOR_RESERVE} connections (RLIMIT_NOFILE)"
+            f"{_sockets_per_worker()} connections (RLIMIT_NOFILE)"
         )
         workers = needed
     tag = f"lt{time.time_ns() % 10**9:x}"
@@ -161,10 +161,13 @@ async def _crowd_joined(
 DESCRIPTOR_RESERVE = 256  # a worker's own files, pipes and the odd extra socket
 
 
+def _sockets_per_worker() -> int:
+    return max(1, raise_open_files_limit() - DESCRIPTOR_RESERVE)
+
+
 def workers_for_descriptors(viewers: int) -> int:
     """Worker processes needed so that none holds more sockets than it may open."""
-    per_worker = max(1, raise_open_files_limit() - DESCRIPTOR_RESERVE)
-    return -(-viewers // per_worker)
+    return -(-viewers // _sockets_per_worker())
 
 
 def _ticker(

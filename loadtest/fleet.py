@@ -17,8 +17,6 @@ from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from typing import Any
 
-from live.limits import raise_open_files_limit
-
 
 @dataclass
 class Fleet:
@@ -169,8 +167,3 @@ class Commands:
 def worker_signals() -> None:
     """Ctrl-C reaches the whole process group: workers leave stopping to the coordinator."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def raise_fd_limit() -> None:
-    """One descriptor per connection: as many as the process may have."""
-    raise_open_files_limit()

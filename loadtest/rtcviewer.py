@@ -24,8 +24,9 @@ import aiohttp
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
 from live.auth import TokenAuthority
+from live.limits import raise_open_files_limit
 from loadtest.arrivals import TokenBucket
-from loadtest.fleet import Commands, raise_fd_limit, worker_signals
+from loadtest.fleet import Commands, worker_signals
 from loadtest.histogram import Histogram
 from media.aiortc_hooks import ReceiverTap, set_ice_addresses
 from media.frames import EncodedFrame
@@ -136,7 +137,7 @@ def main(plan: RtcPlan, conn: Connection) -> None:
     worker_signals()
     if plan.cpus:
         os.sched_setaffinity(0, plan.cpus)
-    raise_fd_limit()
+    raise_open_files_limit()
     set_ice_addresses(ICE_ADDRESSES)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(RtcCrowd(plan, conn).run())

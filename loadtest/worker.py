@@ -19,8 +19,9 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from live.auth import TokenAuthority
+from live.limits import raise_open_files_limit
 from loadtest.arrivals import TokenBucket
-from loadtest.fleet import Commands, raise_fd_limit, worker_signals
+from loadtest.fleet import Commands, worker_signals
 from loadtest.histogram import Histogram, Timeline
 from loadtest.plan import NAMESPACE, WorkerPlan
 from loadtest.sioclient import SioError, Viewer, chat_text, open_viewer
@@ -37,7 +38,7 @@ def main(plan: WorkerPlan, conn: Connection) -> None:
     worker_signals()
     if plan.cpus:
         os.sched_setaffinity(0, plan.cpus)
-    raise_fd_limit()
+    raise_open_files_limit()
     with contextlib.suppress(KeyboardInterrupt):
         uvloop.run(ChatCrowd(plan, conn).run())
 

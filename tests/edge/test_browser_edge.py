@@ -3,6 +3,8 @@ the next nearest edge when that one shuts down."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import aiohttp
 import pytest
 from playwright.async_api import Browser, expect
@@ -24,18 +26,27 @@ def viewers(node: RunningNode) -> int:
     return node.runner.app[MEDIA].stats().viewers
 
 
+async def origin_and_two_edges(
+    start_node: NodeFactory, **eu: Any
+) -> tuple[RunningNode, RunningNode, RunningNode]:
+    """An origin (na) with room r1, an eu edge (`eu`: its settings) and a sea edge, registered."""
+    origin = await start_node(node_id="origin", role="origin", region="na", **FAST)
+    edges = [
+        await start_node(
+            node_id=f"edge-{region}", role="edge", region=region, origin_url=origin.url,
+            **FAST, **overrides,
+        )
+        for region, overrides in (("eu", eu), ("sea", {}))
+    ]  # fmt: skip
+    await origin.node.rooms.create(title="Edge room", owner="host", room_id="r1")
+    await eventually(origin.node.registry.nodes, lambda ns: len(ns) == 3)
+    return origin, edges[0], edges[1]
+
+
 async def test_viewer_page_plays_through_its_regions_edge_and_moves_on(
     start_node: NodeFactory, browser: Browser, tokens: TokenAuthority
 ) -> None:
-    origin = await start_node(node_id="origin", role="origin", region="na", **FAST)
-    eu = await start_node(
-        node_id="edge-eu", role="edge", region="eu", origin_url=origin.url, **FAST
-    )
-    sea = await start_node(
-        node_id="edge-sea", role="edge", region="sea", origin_url=origin.url, **FAST
-    )
-    await origin.node.rooms.create(title="Edge room", owner="host", room_id="r1")
-    await eventually(origin.node.registry.nodes, lambda ns: len(ns) == 3)
+    origin, eu, sea = await origin_and_two_edges(start_node)
 
     errors: list[str] = []
     # The host is the media tests' synthetic publisher (the studio page is tested elsewhere).
@@ -77,20 +88,7 @@ async def play_and_move(
 async def test_viewer_page_refused_by_a_full_edge_plays_from_the_next(
     start_node: NodeFactory, browser: Browser, tokens: TokenAuthority
 ) -> None:
-    origin = await start_node(node_id="origin", role="origin", region="na", **FAST)
-    eu = await start_node(
-        node_id="edge-eu",
-        role="edge",
-        region="eu",
-        origin_url=origin.url,
-        media_max_viewers=1,
-        **FAST,
-    )
-    sea = await start_node(
-        node_id="edge-sea", role="edge", region="sea", origin_url=origin.url, **FAST
-    )
-    await origin.node.rooms.create(title="Edge room", owner="host", room_id="r1")
-    await eventually(origin.node.registry.nodes, lambda ns: len(ns) == 3)
+    origin, eu, sea = await origin_and_two_edges(start_node, media_max_viewers=1)
 
     errors: list[str] = []
     token = tokens.issue(user="vera", role="viewer", name="Vera", rooms=["r1"])
