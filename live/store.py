@@ -14,6 +14,7 @@ from typing import Any, TypeAlias
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
+from redis.maint_notifications import MaintNotificationsConfig
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,10 @@ def connect(
     options.setdefault("health_check_interval", 10)
     options.setdefault("socket_connect_timeout", 2.0)
     options.setdefault("socket_timeout", 5.0)
+    # Maintenance notifications are a Redis Enterprise feature, and while they are on (redis-py
+    # 8's default on RESP3) the pool skips its check-out test for a socket the server closed:
+    # after a restart every idle connection then failed one command.
+    options.setdefault("maint_notifications_config", MaintNotificationsConfig(enabled=False))
     if cluster:
         # RedisCluster speaks the same command API; typed as Redis for the callers.
         return RedisCluster.from_url(url, max_connections=max_connections, **options)
