@@ -45,8 +45,8 @@ async def run_chat(
     needed = workers_for_descriptors(workload.viewers)
     if needed > workers:
         progress(
-            f"[{label}] {needed} workers instead of {workers}: each may hold only "
-            f"{_sockets_per_worker()} connections (RLIMIT_NOFILE)"
+            f"[{label}] {needed} workers instead of {workers}: {workload.viewers} connections "
+            "do not fit fewer processes' open-files limits (RLIMIT_NOFILE)"
         )
         workers = needed
     tag = f"lt{time.time_ns() % 10**9:x}"
@@ -161,13 +161,10 @@ async def _crowd_joined(
 DESCRIPTOR_RESERVE = 256  # a worker's own files, pipes and the odd extra socket
 
 
-def _sockets_per_worker() -> int:
-    return max(1, raise_open_files_limit() - DESCRIPTOR_RESERVE)
-
-
 def workers_for_descriptors(viewers: int) -> int:
     """Worker processes needed so that none holds more sockets than it may open."""
-    return -(-viewers // _sockets_per_worker())
+    sockets_per_worker = max(1, raise_open_files_limit() - DESCRIPTOR_RESERVE)
+    return -(-viewers // sockets_per_worker)
 
 
 def _ticker(

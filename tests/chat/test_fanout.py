@@ -43,7 +43,7 @@ async def test_a_client_whose_queue_is_full_is_disconnected_not_buffered(
     await slow.join("r1")
     chat = node.node.chat
     chat.fanout.max_queue = 10
-    slow_sid = next(sid for sid, s in chat._sockets.items() if s.claims.sub == "slow")
+    slow_sid = _sid(node, "slow")
     eio_sid = chat.sio.manager.eio_sid_from_sid(slow_sid, NAMESPACE)
     backlog = chat.sio.eio.sockets[eio_sid].queue
     # Ten packets the writer has not sent yet, then a broadcast, with no await in between:
@@ -109,10 +109,13 @@ async def timeline_client(tokens: TokenAuthority) -> AsyncIterator[TimelineFacto
 TimelineFactory = Callable[..., Awaitable[TimelineClient]]
 
 
+def _sid(node: RunningNode, user: str) -> str:
+    return next(sid for sid, s in node.node.chat._sockets.items() if s.claims.sub == user)
+
+
 def _eio_socket(node: RunningNode, user: str) -> Any:
     chat = node.node.chat
-    sid = next(sid for sid, s in chat._sockets.items() if s.claims.sub == user)
-    return chat.sio.eio.sockets[chat.sio.manager.eio_sid_from_sid(sid, NAMESPACE)]
+    return chat.sio.eio.sockets[chat.sio.manager.eio_sid_from_sid(_sid(node, user), NAMESPACE)]
 
 
 def _links(node: RunningNode) -> dict[str, wsdirect.Link]:
@@ -287,8 +290,7 @@ async def test_polling_and_upgrading_clients_get_everything(
     # Closed from the server as a ban closes it (a polling client closing itself waits out its
     # pending GET). Not engine.io's own disconnect: it marks the session closed and then waits
     # for the CLOSE packet to drain, so a GET arriving in between is refused and it waits forever.
-    poller_sid = next(sid for sid, s in node.node.chat._sockets.items() if s.claims.sub == "poller")
-    await node.node.chat.sio.disconnect(poller_sid, namespace=NAMESPACE)
+    await node.node.chat.sio.disconnect(_sid(node, "poller"), namespace=NAMESPACE)
     await asyncio.wait_for(poller.disconnected.wait(), 5)
 
 
