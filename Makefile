@@ -3,9 +3,13 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PYTHON ?= python3
 
-.PHONY: install run test lint bench bench-chat bench-sale bench-media bench-latency clean
+.PHONY: install system-deps run test lint bench bench-chat bench-sale bench-media bench-latency clean
 
-install: $(VENV)/.installed node_modules/.installed
+install: system-deps $(VENV)/.installed node_modules/.installed
+
+# Chromium, iproute2 and util-linux when missing (apt-get as root; otherwise the exact command).
+system-deps:
+	@scripts/system-deps
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,6 +33,7 @@ lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports --no-cache
 
 # Every benchmark, short: figures printed, JSON under bench-results/. Each step is bounded by
 # `timeout` and runs even when an earlier one failed (make bench then fails at the end); the

@@ -12,7 +12,7 @@ from collections import defaultdict
 
 import redis.asyncio as aioredis
 
-from live.store import room_key
+from core.store import room_key
 
 STALE_AFTER_S = 15.0
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from live.store import room_key
+from core.store import room_key
 
 RECENT_ON_JOIN = 50
 

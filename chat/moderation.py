@@ -9,7 +9,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from live.store import room_key
+from core.store import room_key
 
 # One round trip decides whether a user may post now. Moderators skip slow mode and the rate
 # limit, never a ban or a mute. The rate limit is a sliding log: members are `ms:count`, unique

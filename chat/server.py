@@ -30,10 +30,10 @@ from chat.fanout import FanoutManager
 from chat.history import History
 from chat.moderation import Moderation
 from chat.text import clean_text, compile_terms, normalise_term
-from live.auth import Claims, TokenAuthority
-from live.errors import ApiError
-from live.events import RoomStateSource
-from live.metrics import Metrics
+from core.auth import Claims, TokenAuthority
+from core.errors import ApiError
+from core.events import RoomStateSource
+from core.metrics import Metrics
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
-from live.events import RoomBroadcast
+from core.events import RoomBroadcast
 
 log = logging.getLogger(__name__)
 

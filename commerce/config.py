@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from live.config import Settings
+from core.config import Settings
 
 
 @dataclass(frozen=True, slots=True)

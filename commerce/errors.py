@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from live.errors import ApiError
+from core.errors import ApiError
 
 
 class CommerceError(ApiError):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from live.store import room_key
+from core.store import room_key
 
 PRODUCT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 SALE_ID = re.compile(r"^[a-z0-9]{1,32}$")

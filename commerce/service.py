@@ -22,7 +22,7 @@ from commerce.sales import Reserved, Sales, Swept
 from commerce.schemas import ProductIn, SaleIn
 from commerce.sweeper import Sweeper
 from commerce.webhooks import WebhookSender
-from live.events import RoomBroadcast
+from core.events import RoomBroadcast
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -1,1 +1,1 @@
-"""Live-commerce server: kernel (config, auth, store, metrics, events) and composition root."""
+"""Live-commerce server: the composition root (node, app), HTTP adapters, CLI and web pages."""

@@ -12,11 +12,15 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 from aiohttp import web
 
-from live import api_commerce, api_edge, api_rooms, media_http, pages
-from live.config import Settings
-from live.http import AUTH, METRICS, error_middleware
+from core.config import Settings
+from core.store import embedded_valkey, redis_client
+from live.http import commerce as api_commerce
+from live.http import edge as api_edge
+from live.http import media as media_http
+from live.http import pages
+from live.http import rooms as api_rooms
+from live.http.common import AUTH, METRICS, error_middleware
 from live.node import NODE, Node
-from live.store import embedded_valkey, redis_client
 
 log = logging.getLogger(__name__)
 

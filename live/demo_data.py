@@ -8,7 +8,7 @@ import redis.asyncio as aioredis
 
 from commerce.catalogue import Catalogue
 from commerce.schemas import ProductIn
-from live.rooms import RoomExists, RoomStore
+from core.rooms import RoomExists, RoomStore
 
 PRODUCTS = [
     ProductIn(

@@ -10,13 +10,13 @@ from aiohttp import web
 
 from chat.server import ChatConfig, ChatServer
 from commerce import Commerce, CommerceConfig
+from core.auth import TokenAuthority
+from core.config import Settings
+from core.errors import ApiError
+from core.events import RoomStateSource
+from core.metrics import Metrics
+from core.rooms import RoomStore
 from edge.registry import NodeRegistry
-from live.auth import TokenAuthority
-from live.config import Settings
-from live.errors import ApiError
-from live.events import RoomStateSource
-from live.metrics import Metrics
-from live.rooms import RoomStore
 
 log = logging.getLogger(__name__)
 

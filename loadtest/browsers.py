@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from live.auth import TokenAuthority
+from core.auth import TokenAuthority
 from loadtest.display import Monitor
 from loadtest.histogram import Histogram
 from loadtest.regions import Placement

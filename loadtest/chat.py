@@ -8,7 +8,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from live.limits import raise_open_files_limit
+from core.limits import raise_open_files_limit
 from loadtest import procstat, worker
 from loadtest.display import Monitor
 from loadtest.fleet import Fleet

@@ -19,7 +19,7 @@ import redis.asyncio as aioredis
 from commerce import keys
 from commerce.config import CommerceConfig
 from commerce.scripts import LUA
-from live.store import redis_client
+from core.store import redis_client
 from loadtest.histogram import Histogram
 
 # Rate limits as the benchmark nodes run them: high enough never to refuse.

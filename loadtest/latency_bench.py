@@ -35,13 +35,13 @@ from aiortc import (
 from aiortc.mediastreams import VIDEO_CLOCK_RATE, VIDEO_TIME_BASE, MediaStreamError
 from av import VideoFrame
 
-from edge import wan as wan_net
+from core.auth import TokenAuthority
+from core.config import Settings
+from core.rooms import RoomStore
+from core.store import embedded_valkey, redis_client
+from devtools import wan as wan_net
 from edge.selection import RegionDistances
-from live.auth import TokenAuthority
-from live.cmd_cluster import child_env, start_cluster, stop_all, valkey_on
-from live.config import Settings
-from live.rooms import RoomStore
-from live.store import embedded_valkey, redis_client
+from live.cli.cluster import child_env, start_cluster, stop_all, valkey_on
 from media import aiortc_hooks
 
 WIDTH, HEIGHT, FPS = 320, 240, 30

@@ -23,8 +23,8 @@ from typing import Any
 import aiohttp
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
-from live.auth import TokenAuthority
-from live.limits import raise_open_files_limit
+from core.auth import TokenAuthority
+from core.limits import raise_open_files_limit
 from loadtest.arrivals import TokenBucket
 from loadtest.fleet import Commands, worker_signals
 from loadtest.histogram import Histogram

@@ -19,8 +19,8 @@ import aiohttp
 
 from commerce import keys
 from commerce.config import CommerceConfig
-from live.auth import TokenAuthority
-from live.store import redis_client
+from core.auth import TokenAuthority
+from core.store import redis_client
 from loadtest import buyer, procstat
 from loadtest.display import Monitor
 from loadtest.fleet import Fleet

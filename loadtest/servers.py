@@ -92,7 +92,7 @@ def _live_command() -> list[str]:
     exe = Path(sys.executable).parent / "live"
     if exe.exists():
         return [str(exe)]
-    return [sys.executable, "-m", "live.cli"]
+    return [sys.executable, "-m", "live.cli.main"]
 
 
 async def start_python_node(

@@ -18,8 +18,8 @@ from typing import Any
 
 import aiohttp
 
-from live.auth import TokenAuthority
-from live.store import embedded_valkey, redis_client
+from core.auth import TokenAuthority
+from core.store import embedded_valkey, redis_client
 from loadtest import servers
 from loadtest.chat import Progress, run_chat
 from loadtest.plan import ChatWorkload

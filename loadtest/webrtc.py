@@ -27,7 +27,7 @@ from aiortc import (
 from aiortc.mediastreams import VIDEO_CLOCK_RATE, VIDEO_TIME_BASE, MediaStreamError
 from av import VideoFrame
 
-from live.auth import TokenAuthority
+from core.auth import TokenAuthority
 from loadtest import procstat, rtcviewer
 from loadtest.display import Monitor
 from loadtest.fleet import Fleet

@@ -18,8 +18,8 @@ from functools import partial
 from multiprocessing.connection import Connection
 from typing import Any
 
-from live.auth import TokenAuthority
-from live.limits import raise_open_files_limit
+from core.auth import TokenAuthority
+from core.limits import raise_open_files_limit
 from loadtest.arrivals import TokenBucket
 from loadtest.fleet import Commands, worker_signals
 from loadtest.histogram import Histogram, Timeline

@@ -16,11 +16,11 @@ import redis.asyncio as aioredis
 import socketio
 from pydantic import SecretStr
 
+from core.auth import TokenAuthority
+from core.config import Settings
+from core.store import connect as connect_redis
+from core.store import embedded_valkey
 from live.app import RunningNode, serve
-from live.auth import TokenAuthority
-from live.config import Settings
-from live.store import connect as connect_redis
-from live.store import embedded_valkey
 
 SECRET = "test-secret-" + "x" * 32
 # Nodes the tests start as processes (`live serve`, loadtest servers) serve viewers in-process

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from playwright.async_api import Browser, ConsoleMessage, Page, expect
 
-from live.auth import TokenAuthority
+from core.auth import TokenAuthority
 from tests.conftest import NodeFactory
 
 XSS = "<img src=x onerror=alert(1)>"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from playwright.async_api import Browser, ConsoleMessage, Page, Route, expect
 
-from live.auth import TokenAuthority
+from core.auth import TokenAuthority
 from tests.conftest import NodeFactory
 
 VIDEO = "document.querySelector('#stage video')"

@@ -15,7 +15,7 @@ from engineio import packet as eio_packet
 
 from chat import wsdirect
 from chat.server import NAMESPACE
-from live.auth import TokenAuthority
+from core.auth import TokenAuthority
 from loadtest.sioclient import open_viewer
 from tests.conftest import Client, ClientFactory, NodeFactory, RunningNode
 

@@ -10,8 +10,8 @@ from typing import Any
 import aiohttp
 import pytest
 
+from core.auth import TokenAuthority
 from live.app import RunningNode
-from live.auth import TokenAuthority
 from tests.conftest import NodeFactory
 
 ROOM = "shop"

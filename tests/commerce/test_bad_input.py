@@ -9,9 +9,9 @@ from typing import Any
 import aiohttp
 import pytest
 
+from core.auth import TokenAuthority
+from core.store import connect
 from live.app import serve
-from live.auth import TokenAuthority
-from live.store import connect
 from tests.commerce.conftest import PRODUCT, ROOM, Shop
 from tests.conftest import make_settings
 

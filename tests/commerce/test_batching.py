@@ -9,7 +9,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from commerce.batching import ScriptBatcher
-from live.store import connect
+from core.store import connect
 
 ECHO = "return {ARGV[1], redis.call('INCR', KEYS[1])}"
 

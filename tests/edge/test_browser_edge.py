@@ -9,9 +9,9 @@ import aiohttp
 import pytest
 from playwright.async_api import Browser, expect
 
+from core.auth import TokenAuthority
 from live.app import RunningNode
-from live.auth import TokenAuthority
-from live.media_http import MEDIA
+from live.http.media import MEDIA
 from tests.browser.test_media_pages import assert_playing, open_page
 from tests.conftest import NodeFactory
 from tests.edge.conftest import eventually

@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 import redis.asyncio as aioredis
 
-from live.auth import TokenAuthority
+from core.auth import TokenAuthority
 from tests.conftest import NodeFactory
 from tests.edge.conftest import eventually
 from tests.edge.media_peers import delete, metric, whep, whip

@@ -17,9 +17,9 @@ import aiohttp
 import pytest
 import redis.asyncio as aioredis
 
-from live.auth import TokenAuthority
-from live.cmd_cluster import NodeProcess, child_env, spawn_node, stop_all
-from live.rooms import RoomStore
+from core.auth import TokenAuthority
+from core.rooms import RoomStore
+from live.cli.cluster import NodeProcess, child_env, spawn_node, stop_all
 from media import aiortc_hooks
 from tests.conftest import SECRET, Client
 from tests.edge.conftest import eventually

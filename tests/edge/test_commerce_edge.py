@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import aiohttp
 
-from live.auth import TokenAuthority
+from core.auth import TokenAuthority
 from tests.commerce.conftest import PRODUCT, ROOM, Shop
 from tests.conftest import NodeFactory
 

@@ -9,9 +9,9 @@ import aiohttp
 import pytest
 import redis.asyncio as aioredis
 
+from core.auth import TokenAuthority
 from edge.registry import NodeRecord
 from edge.selection import RegionDistances, select
-from live.auth import TokenAuthority
 from tests.conftest import NodeFactory
 from tests.edge.conftest import eventually
 

@@ -18,9 +18,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from edge import wan as wan_net
+from core.config import Settings
+from devtools import wan as wan_net
 from edge.selection import RegionDistances
-from live.config import Settings
 from tests.conftest import SECRET
 from tests.edge.conftest import eventually
 
@@ -85,7 +85,7 @@ async def wan_cluster(tmp_path: Path) -> AsyncIterator[WanCluster]:
     env.update({"LIVE_JWT_SECRET": SECRET, "LIVE_LOG_JSON": "false", "LIVE_DRAIN_S": "0"})
     env.pop("LIVE_REGION_DISTANCES", None)
     proc = await asyncio.create_subprocess_exec(
-        *(sys.executable, "-m", "live.cli", "cluster", "--wan", "--regions", "na,eu"),
+        *(sys.executable, "-m", "live.cli.main", "cluster", "--wan", "--regions", "na,eu"),
         *("--quiet", "--data-dir", str(tmp_path)),
         env=env,
         stdin=asyncio.subprocess.DEVNULL,

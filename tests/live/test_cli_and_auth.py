@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from live.auth import AuthError, TokenAuthority
-from live.cli import main, parser
+from core.auth import AuthError, TokenAuthority
+from live.cli.main import main, parser
 
 SECRET = "cli-secret-" + "y" * 32
 
@@ -18,7 +18,7 @@ def test_live_token_prints_a_token_the_node_accepts(monkeypatch: pytest.MonkeyPa
         [
             sys.executable,
             "-m",
-            "live.cli",
+            "live.cli.main",
             "token",
             "--role",
             "moderator",

@@ -7,7 +7,7 @@ import socket
 import aiohttp
 import pytest
 
-from live.auth import TokenAuthority
+from core.auth import TokenAuthority
 from tests.conftest import NodeFactory, RunningNode
 
 
@@ -162,7 +162,7 @@ def test_json_in_one_pass_accepts_only_what_the_two_step_path_accepts(body: byte
     from pydantic import ValidationError
 
     from commerce.schemas import PinIn, ProductIn, ReserveIn, SaleIn
-    from live.api_rooms import CreateRoom
+    from live.http.rooms import CreateRoom
 
     for model in (ReserveIn, SaleIn, ProductIn, PinIn, CreateRoom):
         try:

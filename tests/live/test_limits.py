@@ -13,7 +13,7 @@ def test_open_files_limit_is_lifted_past_a_low_hard_limit() -> None:
     code = textwrap.dedent(
         """
         import resource
-        from live.limits import raise_open_files_limit
+        from core.limits import raise_open_files_limit
         resource.setrlimit(resource.RLIMIT_NOFILE, (256, 2048))
         now = raise_open_files_limit(50_000)
         print(now, *resource.getrlimit(resource.RLIMIT_NOFILE))

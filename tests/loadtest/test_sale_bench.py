@@ -13,7 +13,7 @@ from aiohttp import web
 
 from commerce import keys
 from live.app import RunningNode
-from live.cli import parser
+from live.cli.main import parser
 from loadtest.buyer import Buyers
 from loadtest.plan import BuyerPlan, SaleWorkload
 from loadtest.sale import SaleSpec, check_invariants, start_sale

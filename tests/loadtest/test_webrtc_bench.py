@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-LIVE = [sys.executable, "-m", "live.cli", "loadtest"]
+LIVE = [sys.executable, "-m", "live.cli.main", "loadtest"]
 
 
 def free_port() -> int:

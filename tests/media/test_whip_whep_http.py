@@ -9,10 +9,10 @@ from typing import Any
 import aiohttp
 import pytest
 
+from core.auth import TokenAuthority
+from core.config import Settings
 from live.app import RunningNode
-from live.auth import TokenAuthority
-from live.config import Settings
-from live.media_http import MEDIA
+from live.http.media import MEDIA
 from media import MediaServer
 from tests.conftest import ClientFactory, NodeFactory
 from tests.media.conftest import open_peer_connections

@@ -12,9 +12,9 @@ import aiohttp
 import pytest
 import redis.asyncio as aioredis
 
+from core.auth import TokenAuthority
 from live.app import serve
-from live.auth import TokenAuthority
-from live.media_http import MEDIA
+from live.http.media import MEDIA
 from media import MediaServer
 from tests.conftest import make_settings
 from tests.media.conftest import Events, open_peer_connections

@@ -10,7 +10,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from live.store import room_key
+from core.store import room_key
 
 ROOM_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 ROOMS_INDEX = "live:rooms"

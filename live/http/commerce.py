@@ -8,9 +8,9 @@ from aiohttp import web
 
 from commerce import Commerce
 from commerce.schemas import PinIn, ProductIn, ReserveIn, SaleIn
-from live.auth import Claims, require_role
-from live.errors import ApiError
-from live.http import claims_of, read_json
+from core.auth import Claims, require_role
+from core.errors import ApiError
+from live.http.common import claims_of, read_json
 from live.node import NODE
 
 routes = web.RouteTableDef()

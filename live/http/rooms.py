@@ -7,11 +7,11 @@ from typing import Annotated
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, StringConstraints
 
-from live.auth import require_role
-from live.errors import ApiError
-from live.http import METRICS, claims_of, read_json
+from core.auth import require_role
+from core.errors import ApiError
+from core.rooms import RoomExists
+from live.http.common import METRICS, claims_of, read_json
 from live.node import NODE
-from live.rooms import RoomExists
 
 routes = web.RouteTableDef()
 

@@ -12,10 +12,10 @@ from typing import Any
 
 import aiohttp
 
-from live import logs
-from live.auth import TokenAuthority
-from live.config import Settings
-from live.store import redis_client
+from core import logs
+from core.auth import TokenAuthority
+from core.config import Settings
+from core.store import redis_client
 
 log = logging.getLogger(__name__)
 

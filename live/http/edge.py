@@ -13,12 +13,12 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from redis.exceptions import RedisError
 
+from core.auth import require_role
+from core.errors import ApiError
 from edge.selection import REGION, RegionDistances, select
 from edge.upstream import UpstreamConfig, UpstreamManager, UpstreamUnavailable
-from live.auth import require_role
-from live.errors import ApiError
-from live.http import Handler, claims_of
-from live.media_http import MEDIA
+from live.http.common import Handler, claims_of
+from live.http.media import MEDIA
 from live.node import NODE, Node
 
 log = logging.getLogger(__name__)

@@ -8,7 +8,7 @@ from typing import Any, Literal, get_args
 
 import jwt
 
-from live.errors import ApiError
+from core.errors import ApiError
 
 TokenRole = Literal["host", "moderator", "viewer", "orders", "node"]
 ROLES: tuple[str, ...] = get_args(TokenRole)

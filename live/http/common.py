@@ -13,9 +13,9 @@ from pydantic import BaseModel, ValidationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from live.auth import Claims, TokenAuthority
-from live.errors import ApiError
-from live.metrics import Metrics
+from core.auth import Claims, TokenAuthority
+from core.errors import ApiError
+from core.metrics import Metrics
 
 if TYPE_CHECKING:
     from prometheus_client.metrics import Counter

@@ -191,7 +191,13 @@ def _build(w: Wan, nodes: Mapping[str, str], distances: RegionDistances) -> None
     names = list(nodes)
     delays = [[names.index(a) + 1, names.index(b) + 1, d] for (a, b), d in w.delays_ms.items()]
     w._router = subprocess.Popen(
-        [sys.executable, "-m", "edge.wan", "route", json.dumps({"ports": ports, "delays": delays})],
+        [
+            sys.executable,
+            "-m",
+            "devtools.wan",
+            "route",
+            json.dumps({"ports": ports, "delays": delays}),
+        ],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         env=_module_env(),
@@ -300,7 +306,7 @@ def _start_reaper(tag: str) -> subprocess.Popen[bytes]:
     # In a session of its own (Ctrl-C does not reach it) and with no parent-death signal: it
     # outlives the cluster, sees its pipe close, and cleans up.
     return subprocess.Popen(
-        [sys.executable, "-m", "edge.wan", "reap", tag],
+        [sys.executable, "-m", "devtools.wan", "reap", tag],
         stdin=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
         env=_module_env(),
@@ -334,7 +340,7 @@ def main(argv: Sequence[str]) -> int:
         config = json.loads(argv[1])
         _route(config["ports"], config["delays"])
         return 0
-    print("usage: python -m edge.wan reap TAG | route CONFIG", file=sys.stderr)
+    print("usage: python -m devtools.wan reap TAG | route CONFIG", file=sys.stderr)
     return 2
 
 

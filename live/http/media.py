@@ -14,8 +14,8 @@ from aiohttp import web
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from live.errors import ApiError
-from live.http import claims_of
+from core.errors import ApiError
+from live.http.common import claims_of
 from live.node import NODE, Node
 from media import MediaConfig, MediaError, MediaEvent, MediaServer
 

@@ -6,11 +6,11 @@ from pathlib import Path
 
 from aiohttp import web
 
-from live.errors import ApiError
+from core.errors import ApiError
 
-WEB = Path(__file__).parent / "web"
+WEB = Path(__file__).resolve().parents[1] / "web"
 # `npm ci` puts the client here; the node serves it so pages need no CDN.
-NODE_MODULES = Path(__file__).resolve().parents[1] / "node_modules"
+NODE_MODULES = Path(__file__).resolve().parents[2] / "node_modules"
 VENDOR = {
     "socket.io.min.js": NODE_MODULES / "socket.io-client" / "dist" / "socket.io.min.js",
     "socket.io.min.js.map": NODE_MODULES / "socket.io-client" / "dist" / "socket.io.min.js.map",

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from live.auth import TokenAuthority
-from live.config import Settings
+from core.auth import TokenAuthority
+from core.config import Settings
 
 
 def run(args: argparse.Namespace) -> int:

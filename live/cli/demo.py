@@ -6,15 +6,15 @@ from __future__ import annotations
 
 import argparse
 
-from live import demo_data, logs
+from core import logs
+from live import demo_data
 from live.app import RunningNode, serve, shared_store, wait_for_shutdown
+from live.cli.options import settings_from
 
 DAY_S = 24 * 3600
 
 
 async def run(args: argparse.Namespace) -> int:
-    from live.cli import settings_from
-
     origin = settings_from(
         args, node_id="origin", role="origin", data_dir=args.data_dir or "var/demo"
     )

@@ -1,0 +1,1 @@
+"""Developer and test harnesses: node process spawning, the WAN emulator."""

@@ -1,0 +1,1 @@
+"""The `live` command line: one module per command."""

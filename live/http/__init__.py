@@ -1,0 +1,1 @@
+"""HTTP adapters: REST, WHIP/WHEP and the web pages, each a thin layer over the node's parts."""
