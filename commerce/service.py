@@ -149,8 +149,8 @@ class Commerce:
     async def start_sale(self, room: str, spec: SaleIn) -> dict[str, Any]:
         product = await self.catalogue.require(spec.product_id)
         sale = await self.sales.create(room, spec, product)
-        if sale["status"] == "active":
-            await self.announcer.sale(sale)
+        # Scheduled ones too: open pages show the countdown and open the sale at `starts_at`.
+        await self.announcer.sale(sale)
         return sale
 
     async def end_sale(self, room: str, sale_id: str) -> dict[str, Any]:

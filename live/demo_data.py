@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+from typing import Any
 
 import redis.asyncio as aioredis
 
+from commerce import Commerce
 from commerce.catalogue import Catalogue
-from commerce.schemas import ProductIn
+from commerce.schemas import ProductIn, SaleIn
 from core.rooms import RoomExists, RoomStore
 
 PRODUCTS = [
@@ -22,6 +24,18 @@ PRODUCTS = [
     ),
 ]
 
+# What a newcomer sees on the first screen: the jacket pinned, its flash sale counting down.
+SHOW_PRODUCT = "denim-jacket"
+SHOW_SALE = SaleIn(
+    product_id=SHOW_PRODUCT,
+    quantity=50,
+    price_minor=5900,
+    duration_s=30 * 60,
+    per_user_limit=2,
+    hold_s=300,
+    starts_in_s=60,
+)
+
 
 async def seed(redis: aioredis.Redis, room: str, title: str) -> None:
     """Create the demo room (if missing) and its products, so a host can pin and sell at once."""
@@ -30,3 +44,12 @@ async def seed(redis: aioredis.Redis, room: str, title: str) -> None:
     catalogue = Catalogue(redis)
     for product in PRODUCTS:
         await catalogue.put(product)
+
+
+async def open_show(commerce: Commerce, room: str) -> dict[str, Any] | None:
+    """Pin the show's product and schedule its flash sale, unless the room already has a sale
+    scheduled or running (a restarted demo keeps the one it has). Returns the new sale."""
+    await commerce.pin(room, SHOW_PRODUCT)
+    if any(sale["status"] != "ended" for sale in await commerce.sales.of_room(room)):
+        return None
+    return await commerce.start_sale(room, SHOW_SALE)

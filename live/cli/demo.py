@@ -1,6 +1,7 @@
 """Start a demo: embedded Valkey, an origin node and an edge node on the next port (it pulls the
-stream from the origin and serves its own viewers), a demo room with products, and links with
-signed development tokens for the host studio, two viewers (one per node) and a moderator."""
+stream from the origin and serves its own viewers), a demo room with products, one of them pinned
+with a flash sale opening a minute later, and links with signed development tokens for the host
+studio, two viewers (one per node) and a moderator."""
 
 from __future__ import annotations
 
@@ -31,7 +32,14 @@ async def run(args: argparse.Namespace) -> int:
         )
         async with serve(edge, redis) as second:
             await demo_data.seed(redis, args.room, "Saturday night live sale")
+            sale = await demo_data.open_show(first.node.commerce, args.room)
             print_links(args.room, first, second)
+            if sale is not None:
+                print(
+                    f"  Pinned: {sale['title']}; its flash sale of {sale['quantity']} opens in "
+                    f"{demo_data.SHOW_SALE.starts_in_s:.0f} s.\n",
+                    flush=True,
+                )
             await wait_for_shutdown()
     return 0
 

@@ -151,7 +151,9 @@ export class ProductCard {
     } else {
       this.countdown.textContent = "sale ended";
     }
-    const open = sale.status === "active" && now >= sale.starts_at && now < sale.ends_at && sale.stock_left > 0;
+    // A scheduled sale opens at starts_at without another event (as the reservation script decides).
+    const started = sale.status === "active" || (sale.status === "scheduled" && now >= sale.starts_at);
+    const open = started && now >= sale.starts_at && now < sale.ends_at && sale.stock_left > 0;
     this.buy.disabled = this.busy || !open;
   }
 

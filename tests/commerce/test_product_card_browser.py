@@ -38,3 +38,25 @@ async def test_product_card_buy_and_live_stock(make_shop: Any, browser: Browser)
     await expect(bob.locator("#purchase-notice")).to_contain_text("A***e just bought 1")
     await alice.click("#buy")
     await expect(alice.locator("#buy-result")).to_have_text("You reached the limit for this sale.")
+
+
+async def test_scheduled_sale_counts_down_then_opens_without_reload(
+    make_shop: Any,
+    browser: Browser,  # noqa: F811
+) -> None:
+    shop = await make_shop(
+        commerce_sweep_interval_s=60
+    )  # no sweeper tick announces the start in time
+    assert (await shop.call("POST", f"/api/rooms/{ROOM}/pin", body={"product_id": "mug"}))[0] == 200
+    token = shop.tokens.issue(user="alice", role="viewer", name="Alice", rooms=[ROOM])
+    page = await browser.new_page()
+    await page.goto(f"{shop.url}/rooms/{ROOM}#token={token}")
+    await expect(page.locator("#product-title")).to_have_text("Studio mug")
+
+    await shop.start_sale(quantity=3, starts_in_s=3)
+    await expect(page.locator("#sale-countdown")).to_contain_text("starts in 0:0")
+    await expect(page.locator("#buy")).to_be_disabled()
+    await expect(page.locator("#sale-countdown")).to_contain_text("ends in 0:", timeout=10_000)
+    await expect(page.locator("#buy")).to_be_enabled()
+    await page.click("#buy")
+    await expect(page.locator("#buy-result")).to_contain_text("Reserved 1")

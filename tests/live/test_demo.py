@@ -1,0 +1,38 @@
+"""The demo's first screen: a pinned product and a flash sale counting down, announced live."""
+
+from __future__ import annotations
+
+import redis.asyncio as aioredis
+
+from live import demo_data
+from live.app import RunningNode
+from tests.conftest import ClientFactory, NodeFactory
+
+ROOM = "demo"
+
+
+async def test_demo_opens_with_a_pinned_product_and_a_scheduled_sale(
+    start_node: NodeFactory, redis: aioredis.Redis, connect: ClientFactory
+) -> None:
+    running: RunningNode = await start_node()
+    await demo_data.seed(redis, ROOM, "Demo")
+    viewer = await connect(running.url, user="alice", rooms=[ROOM])
+    await viewer.join(ROOM)
+
+    sale = await demo_data.open_show(running.node.commerce, ROOM)
+
+    assert sale is not None and sale["status"] == "scheduled"
+    assert sale["product_id"] == demo_data.SHOW_PRODUCT
+    assert 55_000 <= sale["starts_at"] - sale["server_time"] <= 60_000
+    product = await viewer.wait_for("product")
+    assert product["product"]["product_id"] == demo_data.SHOW_PRODUCT
+    # Viewers already watching hear of the scheduled sale at once, not when it opens.
+    announced = await viewer.wait_for("sale")
+    assert (announced["sale_id"], announced["status"]) == (sale["sale_id"], "scheduled")
+
+    state = await running.node.base_room_state(ROOM)
+    assert state["pinned_product"]["product_id"] == demo_data.SHOW_PRODUCT
+    assert [s["sale_id"] for s in state["sales"]] == [sale["sale_id"]]
+    # A restarted demo keeps the sale it has rather than stacking another.
+    assert await demo_data.open_show(running.node.commerce, ROOM) is None
+    assert len((await running.node.base_room_state(ROOM))["sales"]) == 1
