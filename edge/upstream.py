@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from urllib.parse import urljoin
 
@@ -49,7 +49,6 @@ class UpstreamUnavailable(Exception):
 
 
 Token = Callable[[], str]
-OriginInstance = Callable[[], Awaitable[float | None]]
 
 
 class Upstream:
