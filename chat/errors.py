@@ -1,16 +1,15 @@
-"""The one error type of the chat layer; it becomes the `{ok: false, error, detail}` ack."""
+"""The error type of the chat layer; any `DomainError` becomes the `{ok: false, ...}` ack."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from core.errors import DomainError
 
-class ChatError(Exception):
-    def __init__(self, code: str, detail: str, **extra: Any) -> None:
-        super().__init__(detail)
-        self.code = code
-        self.detail = detail
-        self.extra = extra
 
-    def ack(self) -> dict[str, Any]:
-        return {"ok": False, "error": self.code, "detail": self.detail, **self.extra}
+class ChatError(DomainError):
+    """A chat refusal; its codes only travel in Socket.IO acks, never over HTTP."""
+
+
+def ack(exc: DomainError) -> dict[str, Any]:
+    return {"ok": False, **exc.body()}

@@ -25,13 +25,13 @@ from redis.exceptions import RedisError
 from chat import schemas
 from chat.bus import Envelope, RoomBus
 from chat.counters import LikeCounter, ViewerCounter
-from chat.errors import ChatError
+from chat.errors import ChatError, ack
 from chat.fanout import FanoutManager
 from chat.history import History
 from chat.moderation import Moderation
 from chat.text import clean_text, compile_terms, normalise_term
 from core.auth import Claims, TokenAuthority
-from core.errors import ApiError
+from core.errors import DomainError, unknown_room
 from core.events import RoomStateSource
 from core.metrics import Metrics
 
@@ -196,8 +196,8 @@ class ChatServer:
         async def guarded(sid: str, data: Any = None, *_extra: Any) -> dict[str, Any]:
             try:
                 return await handler(sid, data)
-            except ChatError as exc:
-                return exc.ack()
+            except DomainError as exc:  # a ChatError, or the kernel's (unknown_room)
+                return ack(exc)
             except RedisError as exc:
                 log.warning("store error in %s: %s", event, exc)
                 return {"ok": False, "error": "store_unavailable", "detail": "try again shortly"}
@@ -211,7 +211,7 @@ class ChatServer:
         token = auth.get("token") if isinstance(auth, dict) else None
         try:
             claims = self._auth.verify(token)
-        except ApiError as exc:
+        except DomainError as exc:
             raise socketio.exceptions.ConnectionRefusedError(exc.detail, exc.body()) from None
         self._sockets[sid] = _Socket(claims)
         self._metrics.sockets.inc()
@@ -242,7 +242,7 @@ class ChatServer:
         sock = self._socket(sid)
         claims = sock.claims
         if not await self._room_exists(req.room):
-            raise ChatError("unknown_room", f"there is no room {req.room!r}")
+            raise unknown_room(req.room)
         if not claims.in_room(req.room):
             raise ChatError("forbidden", f"the token does not grant room {req.room!r}")
         if await self.moderation.is_banned(req.room, claims.sub):
@@ -364,7 +364,7 @@ class ChatServer:
         req = schemas.parse(schemas.ModIn, data)
         claims = self._require_moderator(sid, req.room)
         if not await self._room_exists(req.room):
-            raise ChatError("unknown_room", f"there is no room {req.room!r}")
+            raise unknown_room(req.room)
         result = await _MOD_ACTIONS[req.action](self, req, claims)
         entry = {
             "action": req.action,

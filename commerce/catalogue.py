@@ -56,7 +56,7 @@ class Catalogue:
     async def require(self, product_id: str) -> Product:
         product = await self.get(product_id)
         if product is None:
-            raise CommerceError(404, "unknown_product", f"there is no product {product_id!r}")
+            raise CommerceError("unknown_product", f"there is no product {product_id!r}")
         return product
 
     async def pin(self, room: str, product_id: str) -> Product:

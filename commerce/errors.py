@@ -1,18 +1,13 @@
-"""The one error type of the commerce layer: an `ApiError`, rendered as `{error, detail}`."""
+"""The error type of the commerce layer; the HTTP layer maps its codes to statuses."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from core.errors import ApiError
+from core.errors import DomainError
 
 
-class CommerceError(ApiError):
-    def __init__(self, status: int, code: str, detail: str, **extra: Any) -> None:
-        super().__init__(status, code, detail, **extra)
+class CommerceError(DomainError):
+    pass
 
 
 def unavailable() -> CommerceError:
-    exc = CommerceError(503, "store_unavailable", "the shared store did not answer in time; retry")
-    exc.headers["Retry-After"] = "1"
-    return exc
+    return CommerceError("store_unavailable", "the shared store did not answer in time; retry")

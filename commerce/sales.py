@@ -165,7 +165,7 @@ class Sales:
     async def get(self, room: str, sale_id: str) -> dict[str, Any]:
         snap = await self.snapshot(sale_id) if keys.SALE_ID.match(sale_id) else None
         if snap is None or snap["room_id"] != room:
-            raise CommerceError(404, "unknown_sale", f"room {room!r} has no sale {sale_id!r}")
+            raise CommerceError("unknown_sale", f"room {room!r} has no sale {sale_id!r}")
         return snap
 
     async def of_room(self, room: str, limit: int = 5) -> list[dict[str, Any]]:
@@ -185,7 +185,7 @@ class Sales:
         self, room: str, sale_id: str, *, user: str, idempotency_key: str, quantity: int, ip: str
     ) -> Reserved:
         if not keys.SALE_ID.match(sale_id):
-            raise CommerceError(404, "unknown_sale", f"room {room!r} has no sale {sale_id!r}")
+            raise CommerceError("unknown_sale", f"room {room!r} has no sale {sale_id!r}")
         user_key, ip_key = keys.sale(sale_id, "rl:u:" + user), keys.sale(sale_id, "rl:ip:" + ip)
         rid = f"{sale_id}-{secrets.token_hex(8)}"
         script = self._scripts.reserve
@@ -240,13 +240,13 @@ class Sales:
     async def settle(self, reservation_id: str, mode: str) -> Settled:
         sale_id = keys.sale_of(reservation_id)
         if sale_id is None:
-            raise CommerceError(404, "unknown_reservation", f"no reservation {reservation_id!r}")
+            raise CommerceError("unknown_reservation", f"no reservation {reservation_id!r}")
         result = await self._batch(
             self._scripts.settle, self._settle_keys(sale_id), [mode, reservation_id]
         )
         outcome = _s(result[0])
         if outcome == "unknown_reservation":
-            raise CommerceError(404, "unknown_reservation", f"no reservation {reservation_id!r}")
+            raise CommerceError("unknown_reservation", f"no reservation {reservation_id!r}")
         return Settled(outcome, json.loads(result[1]), int(result[2]))
 
     async def sweep(self, sale_id: str) -> Swept:
@@ -271,7 +271,7 @@ class Sales:
         sale_id = keys.sale_of(reservation_id)
         raw = await self._redis.hget(keys.sale(sale_id, "res"), reservation_id) if sale_id else None
         if raw is None:
-            raise CommerceError(404, "unknown_reservation", f"no reservation {reservation_id!r}")
+            raise CommerceError("unknown_reservation", f"no reservation {reservation_id!r}")
         data: dict[str, Any] = json.loads(raw)
         return data
 
@@ -286,29 +286,26 @@ class Sales:
 def _reserve_refusal(outcome: str, info: list[str], room: str, sale_id: str) -> CommerceError:
     if outcome == "rate_limited":
         retry_after = max(1, math.ceil(int(info[0]) / 1000))
-        exc = CommerceError(
-            429, "rate_limited", "too many reservation attempts; retry later",
-            retry_after_s=retry_after,
+        # The wait also goes in the body, for clients that cannot read headers.
+        return CommerceError(
+            "rate_limited", "too many reservation attempts; retry later",
+            retry_after=retry_after, retry_after_s=retry_after,
         )  # fmt: skip
-        exc.headers["Retry-After"] = str(retry_after)
-        return exc
     if outcome == "unknown_sale":
-        return CommerceError(404, "unknown_sale", f"room {room!r} has no sale {sale_id!r}")
+        return CommerceError("unknown_sale", f"room {room!r} has no sale {sale_id!r}")
     if outcome == "sale_not_active":
-        return CommerceError(409, "sale_not_active", "the sale has not started or has ended")
+        return CommerceError("sale_not_active", "the sale has not started or has ended")
     if outcome == "invalid_quantity":
         return CommerceError(
-            400, "invalid_quantity", f"at most {info[0]} per buyer", per_user_limit=int(info[0])
+            "invalid_quantity", f"at most {info[0]} per buyer", per_user_limit=int(info[0])
         )
     if outcome == "sold_out":
-        return CommerceError(409, "sold_out", "the sale is sold out", stock_left=0)
+        return CommerceError("sold_out", "the sale is sold out", stock_left=0)
     if outcome == "insufficient_stock":
-        return CommerceError(
-            409, "insufficient_stock", f"only {info[0]} left", stock_left=int(info[0])
-        )
+        return CommerceError("insufficient_stock", f"only {info[0]} left", stock_left=int(info[0]))
     if outcome == "limit_reached":
         return CommerceError(
-            409, "limit_reached", "you reached the per-buyer limit of this sale",
+            "limit_reached", "you reached the per-buyer limit of this sale",
             remaining=max(0, int(info[0])),
         )  # fmt: skip
-    return CommerceError(500, "internal", f"unexpected reservation outcome {outcome!r}")
+    return CommerceError("internal", f"unexpected reservation outcome {outcome!r}")

@@ -209,7 +209,6 @@ class Commerce:
         if settled.outcome in ("ok", "same"):
             return r
         raise CommerceError(
-            409,
             f"reservation_{r['state']}",
             f"the reservation is already {r['state']}",
             reservation=r,

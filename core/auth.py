@@ -8,7 +8,7 @@ from typing import Any, Literal, get_args
 
 import jwt
 
-from core.errors import ApiError
+from core.errors import DomainError
 
 TokenRole = Literal["host", "moderator", "viewer", "orders", "node"]
 ROLES: tuple[str, ...] = get_args(TokenRole)
@@ -19,9 +19,8 @@ CACHE_SIZE = 16_384
 CACHE_TOKEN_MAX = 2048
 
 
-class AuthError(ApiError):
-    def __init__(self, code: str, detail: str, status: int = 401) -> None:
-        super().__init__(status, code, detail)
+class AuthError(DomainError):
+    """A token missing, expired or not valid."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +144,6 @@ def _claims_from(payload: dict[str, Any]) -> Claims:
 def require_role(claims: Claims, room: str | None, *roles: str) -> None:
     """Refuse with 403 unless the caller has one of `roles` (for `room`, when given)."""
     if claims.role not in roles:
-        raise ApiError(403, "forbidden", f"this needs role {' or '.join(roles)}")
+        raise DomainError("forbidden", f"this needs role {' or '.join(roles)}")
     if room is not None and not claims.in_room(room):
-        raise ApiError(403, "forbidden", f"the token does not grant room {room!r}")
+        raise DomainError("forbidden", f"the token does not grant room {room!r}")

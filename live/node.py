@@ -12,7 +12,7 @@ from chat.server import ChatConfig, ChatServer
 from commerce import Commerce, CommerceConfig
 from core.auth import TokenAuthority
 from core.config import Settings
-from core.errors import ApiError
+from core.errors import unknown_room
 from core.events import RoomStateSource
 from core.metrics import Metrics
 from core.rooms import RoomStore
@@ -65,7 +65,7 @@ class Node:
     async def base_room_state(self, room_id: str) -> dict[str, Any]:
         room = await self.rooms.get(room_id)
         if room is None:
-            raise ApiError(404, "unknown_room", f"there is no room {room_id!r}")
+            raise unknown_room(room_id)
         state: dict[str, Any] = {"room_id": room.room_id, "title": room.title, "live": room.live}
         for source in self.state_sources:
             state.update(await source(room_id))

@@ -9,7 +9,7 @@ from aiohttp import web
 from commerce import Commerce
 from commerce.schemas import PinIn, ProductIn, ReserveIn, SaleIn
 from core.auth import Claims, require_role
-from core.errors import ApiError
+from core.errors import DomainError, unknown_room
 from live.http.common import claims_of, read_json
 from live.node import NODE
 
@@ -26,14 +26,14 @@ def _commerce(request: web.Request) -> Commerce:
 async def _room(request: web.Request) -> str:
     room = request.match_info["room"]
     if not await request.app[NODE].rooms.exists(room):
-        raise ApiError(404, "unknown_room", f"there is no room {room!r}")
+        raise unknown_room(room)
     return room
 
 
 def _moderator(request: web.Request, room: str) -> Claims:
     claims = claims_of(request)
     if not claims.can_moderate(room):
-        raise ApiError(403, "forbidden", "this needs role host or moderator in this room")
+        raise DomainError("forbidden", "this needs role host or moderator in this room")
     return claims
 
 
@@ -46,12 +46,12 @@ async def reserve(request: web.Request) -> web.Response:
     require_role(claims, room, *BUYER_ROLES)
     key = request.headers.get("Idempotency-Key")
     if not key:
-        raise ApiError(
-            400, "missing_idempotency_key", "send an Idempotency-Key header (one per Buy press)"
+        raise DomainError(
+            "missing_idempotency_key", "send an Idempotency-Key header (one per Buy press)"
         )
     if not IDEMPOTENCY_KEY.match(key):
-        raise ApiError(
-            400, "invalid_idempotency_key", "Idempotency-Key must be 8-128 of [A-Za-z0-9._:-]"
+        raise DomainError(
+            "invalid_idempotency_key", "Idempotency-Key must be 8-128 of [A-Za-z0-9._:-]"
         )
     body = await read_json(request, ReserveIn)
     result = await _commerce(request).reserve(
@@ -137,7 +137,7 @@ async def get_reservation(request: web.Request) -> web.Response:
     reservation = await _commerce(request).reservation(request.match_info["id"])
     if claims.role != "orders" and claims.sub != reservation["user_id"]:
         # Someone else's reservation looks exactly like a missing one.
-        raise ApiError(404, "unknown_reservation", f"no reservation {request.match_info['id']!r}")
+        raise DomainError("unknown_reservation", f"no reservation {request.match_info['id']!r}")
     return web.json_response(reservation)
 
 

@@ -14,8 +14,9 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from core.auth import Claims, TokenAuthority
-from core.errors import ApiError
+from core.errors import DomainError
 from core.metrics import Metrics
+from live.http.errors import error_response, internal, mapped
 
 if TYPE_CHECKING:
     from prometheus_client.metrics import Counter
@@ -80,9 +81,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     route_name = route.canonical if route is not None else "unmatched"
     try:
         response = await handler(request)
-    except ApiError as exc:
-        response = web.json_response(exc.body(), status=exc.status, headers=exc.headers)
-        _count_error(metrics, exc.code)
+    except DomainError as exc:
+        error = mapped(exc)
+        response = error_response(error)
+        _count_error(metrics, error.code)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -93,12 +95,13 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         _count_error(metrics, code)
     except (RedisConnectionError, RedisTimeoutError, ConnectionRefusedError) as exc:
         log.warning("redis unavailable: %s", exc)
-        response = json_error(503, "store_unavailable", "the shared store is unreachable; retry")
-        response.headers["Retry-After"] = "1"
+        response = error_response(
+            DomainError("store_unavailable", "the shared store is unreachable; retry")
+        )
         _count_error(metrics, "store_unavailable")
     except Exception:
         log.exception("unhandled error in %s %s", request.method, request.path)
-        response = json_error(500, "internal", "an internal error occurred")
+        response = error_response(internal())
         _count_error(metrics, "internal")
     _count_request(metrics, route_name, response.status)
     return response
@@ -120,13 +123,13 @@ async def read_json(request: web.Request, model: type[M]) -> M:
         try:
             raw = json.loads(body.decode(request.charset or "utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError):
-            raise ApiError(400, "invalid_json", "the request body is not valid JSON") from None
+            raise DomainError("invalid_json", "the request body is not valid JSON") from None
     if not isinstance(raw, dict):
-        raise ApiError(400, "invalid_json", "the request body must be a JSON object")
+        raise DomainError("invalid_json", "the request body must be a JSON object")
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
-        raise ApiError(400, "invalid_request", validation_detail(exc)) from None
+        raise DomainError("invalid_request", validation_detail(exc)) from None
 
 
 def claims_of(request: web.Request) -> Claims:

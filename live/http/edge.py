@@ -14,7 +14,7 @@ from prometheus_client.registry import Collector
 from redis.exceptions import RedisError
 
 from core.auth import require_role
-from core.errors import ApiError
+from core.errors import DomainError, unknown_room
 from edge.selection import REGION, RegionDistances, select
 from edge.upstream import UpstreamConfig, UpstreamManager, UpstreamUnavailable
 from live.http.common import Handler, claims_of
@@ -124,12 +124,10 @@ async def viewer_admission(request: web.Request, handler: Handler) -> web.Stream
     upstreams = request.app.get(UPSTREAMS)
     if request.path.startswith("/whip/"):
         if upstreams is not None:
-            raise ApiError(409, "not_origin", f"publish to the origin, {node.settings.origin_url}")
+            raise DomainError("not_origin", f"publish to the origin, {node.settings.origin_url}")
         return await handler(request)
     if node.registry.draining:
-        error = ApiError(503, "draining", "this node takes no new viewers: ask for an edge again")
-        error.headers["Retry-After"] = "0"
-        raise error
+        raise DomainError("draining", "this node takes no new viewers: ask for an edge again")
     room_id = request.match_info.get("room", "")
     if upstreams is None:
         return await handler(request)
@@ -141,10 +139,8 @@ async def viewer_admission(request: web.Request, handler: Handler) -> web.Stream
             return await handler(request)
     except UpstreamUnavailable as exc:
         if exc.status == 404:
-            raise ApiError(404, "unknown_room", f"the origin has no room {room_id!r}") from None
-        error = ApiError(502, "upstream_unavailable", f"cannot pull the room: {exc.detail}")
-        error.headers["Retry-After"] = "1"
-        raise error from None
+            raise unknown_room(room_id, at_origin=True) from None
+        raise DomainError("upstream_unavailable", f"cannot pull the room: {exc.detail}") from None
 
 
 class UpstreamCollector(Collector):
@@ -177,21 +173,19 @@ async def room_edge(request: web.Request) -> web.Response:
     room_id = request.match_info["room"]
     region = request.query.get("region") or node.settings.region
     if not REGION.match(region):
-        raise ApiError(400, "invalid_region", "region must be 1-32 of a-z, 0-9 and '-'")
+        raise DomainError("invalid_region", "region must be 1-32 of a-z, 0-9 and '-'")
     if not await node.rooms.exists(room_id):
-        raise ApiError(404, "unknown_room", f"there is no room {room_id!r}")
+        raise unknown_room(room_id)
     distances = request.app[DISTANCES]
     nodes = await node.registry.nodes()
     known = distances.regions | {n.region for n in nodes}
     if region not in known:
-        raise ApiError(
-            400, "unknown_region", f"unknown region {region!r}; known: {', '.join(sorted(known))}"
+        raise DomainError(
+            "unknown_region", f"unknown region {region!r}; known: {', '.join(sorted(known))}"
         )
     choice = select(nodes, region, distances)
     if choice is None:
-        error = ApiError(503, "no_node_available", "no live node takes viewers right now")
-        error.headers["Retry-After"] = "1"
-        raise error
+        raise DomainError("no_node_available", "no live node takes viewers right now")
     return web.json_response(choice.to_json(), headers={"Cache-Control": "no-store"})
 
 
@@ -205,7 +199,7 @@ async def _order_drain(request: web.Request, drain: bool) -> web.Response:
     require_role(claims_of(request), None, "node")
     node_id = request.match_info["node"]
     if not await request.app[NODE].registry.order_drain(node_id, drain):
-        raise ApiError(404, "unknown_node", f"no live node {node_id!r}")
+        raise DomainError("unknown_node", f"no live node {node_id!r}")
     return web.json_response({"node_id": node_id, "draining": drain})
 
 

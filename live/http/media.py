@@ -14,25 +14,15 @@ from aiohttp import web
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from core.errors import ApiError
+from core.errors import DomainError, unknown_room
 from live.http.common import claims_of
 from live.node import NODE, Node
-from media import MediaConfig, MediaError, MediaEvent, MediaServer
+from media import MediaConfig, MediaEvent, MediaServer
 
 log = logging.getLogger(__name__)
 
 MEDIA = web.AppKey("media", MediaServer)
 SDP = "application/sdp"
-
-_STATUS = {
-    "invalid_sdp": 400,
-    "unsupported_codec": 400,
-    "no_media": 400,
-    "publisher_exists": 409,
-    "session_not_found": 404,
-    "closed": 503,
-    "full": 503,
-}
 
 routes = web.RouteTableDef()
 
@@ -81,26 +71,19 @@ async def _announce(node: Node, event: MediaEvent) -> None:
         log.exception("announcing %s of room %s failed", event.kind, event.room_id)
 
 
-def _media_error(exc: MediaError) -> ApiError:
-    error = ApiError(_STATUS.get(exc.code, 400), exc.code, exc.detail)
-    if exc.code == "full":
-        error.headers["Retry-After"] = "2"  # or ask GET /api/rooms/{room}/edge for another node
-    return error
-
-
 async def _offer(request: web.Request) -> str:
     if request.content_type != SDP:
-        raise ApiError(415, "unsupported_media_type", f"the body must be {SDP}")
+        raise DomainError("unsupported_media_type", f"the body must be {SDP}")
     try:
         return await request.text()
     except UnicodeDecodeError:
-        raise ApiError(400, "invalid_sdp", "the SDP offer is not UTF-8 text") from None
+        raise DomainError("invalid_sdp", "the SDP offer is not UTF-8 text") from None
 
 
 async def _known_room(request: web.Request) -> str:
     room_id = request.match_info["room"]
     if not await request.app[NODE].rooms.exists(room_id):
-        raise ApiError(404, "unknown_room", f"there is no room {room_id!r}")
+        raise unknown_room(room_id)
     return room_id
 
 
@@ -113,13 +96,10 @@ async def whip(request: web.Request) -> web.Response:
     claims = claims_of(request)
     room_id = request.match_info["room"]
     if claims.role != "host" or not claims.in_room(room_id):
-        raise ApiError(403, "forbidden", "publishing needs a host token for this room")
+        raise DomainError("forbidden", "publishing needs a host token for this room")
     await _known_room(request)
     offer = await _offer(request)
-    try:
-        session_id, answer = await request.app[MEDIA].publish(room_id, offer, owner=claims.sub)
-    except MediaError as exc:
-        raise _media_error(exc) from None
+    session_id, answer = await request.app[MEDIA].publish(room_id, offer, owner=claims.sub)
     return _answer(answer, f"/whip/{room_id}/{session_id}")
 
 
@@ -128,16 +108,13 @@ async def whep(request: web.Request) -> web.Response:
     claims = claims_of(request)
     room_id = request.match_info["room"]
     if not claims.in_room(room_id):
-        raise ApiError(403, "forbidden", f"the token does not grant room {room_id!r}")
+        raise DomainError("forbidden", f"the token does not grant room {room_id!r}")
     await _known_room(request)
     offer = await _offer(request)
-    try:
-        # An edge's upstream (node token) is one session carrying a whole edge's viewers.
-        session_id, answer = await request.app[MEDIA].play(
-            room_id, offer, owner=claims.sub, beyond_limit=claims.role == "node"
-        )
-    except MediaError as exc:
-        raise _media_error(exc) from None
+    # An edge's upstream (node token) is one session carrying a whole edge's viewers.
+    session_id, answer = await request.app[MEDIA].play(
+        room_id, offer, owner=claims.sub, beyond_limit=claims.role == "node"
+    )
     return _answer(answer, f"/whep/{room_id}/{session_id}")
 
 
@@ -149,13 +126,10 @@ async def end_session(request: web.Request) -> web.Response:
     session = media.session(request.match_info["session"])
     kind = "publisher" if request.path.startswith("/whip/") else "viewer"
     if session is None or session.room_id != request.match_info["room"] or session.role != kind:
-        raise ApiError(404, "session_not_found", "there is no such media session")
+        raise DomainError("session_not_found", "there is no such media session")
     if session.owner != claims.sub:
-        raise ApiError(403, "forbidden", "this session belongs to someone else")
-    try:
-        await media.close(session.id)
-    except MediaError as exc:
-        raise _media_error(exc) from None
+        raise DomainError("forbidden", "this session belongs to someone else")
+    await media.close(session.id)
     return web.Response(status=200)
 
 

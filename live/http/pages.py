@@ -6,7 +6,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from core.errors import ApiError
+from core.errors import DomainError
 
 WEB = Path(__file__).resolve().parents[1] / "web"
 # `npm ci` puts the client here; the node serves it so pages need no CDN.
@@ -40,7 +40,7 @@ async def studio(request: web.Request) -> web.StreamResponse:
 async def vendor(request: web.Request) -> web.StreamResponse:
     path = VENDOR.get(request.match_info["name"])
     if path is None or not path.exists():
-        raise ApiError(404, "not_found", "unknown vendor file (did `npm ci` run?)")
+        raise DomainError("not_found", "unknown vendor file (did `npm ci` run?)")
     return web.FileResponse(path)
 
 

@@ -8,7 +8,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, StringConstraints
 
 from core.auth import require_role
-from core.errors import ApiError
+from core.errors import DomainError, unknown_room
 from core.rooms import RoomExists
 from live.http.common import METRICS, claims_of, read_json
 from live.node import NODE
@@ -46,13 +46,13 @@ async def create_room(request: web.Request) -> web.Response:
     require_role(claims, None, "host")
     body = await read_json(request, CreateRoom)
     if body.room_id is not None and not claims.in_room(body.room_id):
-        raise ApiError(403, "forbidden", f"the token does not grant room {body.room_id!r}")
+        raise DomainError("forbidden", f"the token does not grant room {body.room_id!r}")
     try:
         room = await request.app[NODE].rooms.create(
             title=body.title, owner=claims.sub, room_id=body.room_id
         )
     except RoomExists:
-        raise ApiError(409, "room_exists", f"room {body.room_id!r} already exists") from None
+        raise DomainError("room_exists", f"room {body.room_id!r} already exists") from None
     return web.json_response(room.to_json(), status=201)
 
 
@@ -61,5 +61,5 @@ async def get_room(request: web.Request) -> web.Response:
     node = request.app[NODE]
     room_id = request.match_info["room"]
     if not await node.rooms.exists(room_id):
-        raise ApiError(404, "unknown_room", f"there is no room {room_id!r}")
+        raise unknown_room(room_id)
     return web.json_response(await node.chat.room_state(room_id))
