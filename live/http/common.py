@@ -61,8 +61,8 @@ def _count_request(metrics: Metrics, route: str, status: int) -> None:
     child.inc()
 
 
-def json_error(status: int, code: str, detail: str, **extra: Any) -> web.Response:
-    return web.json_response({"error": code, "detail": detail, **extra}, status=status)
+def json_error(status: int, code: str, detail: str) -> web.Response:
+    return web.json_response({"error": code, "detail": detail}, status=status)
 
 
 def validation_detail(exc: ValidationError) -> str:
