@@ -24,6 +24,7 @@ from redis.exceptions import RedisError
 
 from chat import schemas
 from chat.bus import Envelope, RoomBus
+from chat.config import ChatSettings
 from chat.counters import LikeCounter, ViewerCounter
 from chat.errors import ChatError, ack
 from chat.fanout import FanoutManager
@@ -40,18 +41,6 @@ log = logging.getLogger(__name__)
 NAMESPACE = "/live"
 DEFAULT_MUTE_S = 300
 Handler = Callable[[str, Any], Awaitable[dict[str, Any]]]
-
-
-@dataclass
-class ChatConfig:
-    node_id: str
-    max_chars: int = 500
-    history_len: int = 1000
-    rate_count: int = 20
-    rate_window_s: float = 30.0
-    likes_flush_ms: int = 200
-    viewer_interval_s: float = 1.0
-    max_client_queue: int = 1000
 
 
 @dataclass
@@ -72,7 +61,8 @@ class ChatServer:
         redis: aioredis.Redis,
         auth: TokenAuthority,
         metrics: Metrics,
-        config: ChatConfig,
+        config: ChatSettings,
+        node_id: str,
         room_exists: Callable[[str], Awaitable[bool]],
         room_state: RoomStateSource,
     ) -> None:
@@ -93,8 +83,8 @@ class ChatServer:
         self.history = History(redis, config.history_len)
         self.moderation = Moderation(redis, config.rate_count, config.rate_window_s)
         self.likes = LikeCounter(redis)
-        self.viewers = ViewerCounter(redis, config.node_id)
-        self.bus = RoomBus(redis, config.node_id, self._deliver, self._resync)
+        self.viewers = ViewerCounter(redis, node_id)
+        self.bus = RoomBus(redis, node_id, self._deliver, self._resync)
         self._sockets: dict[str, _Socket] = {}
         self._members: defaultdict[str, set[str]] = defaultdict(set)
         self._user_sids: defaultdict[tuple[str, str], set[str]] = defaultdict(set)
@@ -498,7 +488,7 @@ class ChatServer:
                     await self.sio.emit("viewers", data, room=room, namespace=NAMESPACE)
             except (RedisError, OSError) as exc:
                 log.warning("viewer count update failed: %s", exc)
-            await asyncio.sleep(self.config.viewer_interval_s)
+            await asyncio.sleep(self.config.viewer_count_interval_s)
 
 
 _MOD_ACTIONS: dict[

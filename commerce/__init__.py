@@ -4,8 +4,8 @@ The public face is `Commerce` (one per node); it announces room events through t
 `RoomBroadcast` port and never imports chat.
 """
 
-from commerce.config import CommerceConfig
+from commerce.config import CommerceSettings
 from commerce.errors import CommerceError
 from commerce.service import Commerce
 
-__all__ = ["Commerce", "CommerceConfig", "CommerceError"]
+__all__ = ["Commerce", "CommerceError", "CommerceSettings"]

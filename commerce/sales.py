@@ -14,7 +14,7 @@ import redis.asyncio as aioredis
 from commerce import keys
 from commerce.batching import EvalshaTemplate, ScriptBatcher
 from commerce.catalogue import Product
-from commerce.config import CommerceConfig
+from commerce.config import CommerceSettings
 from commerce.errors import CommerceError
 from commerce.schemas import SaleIn
 from commerce.scripts import Scripts
@@ -77,7 +77,7 @@ def _s(value: Any) -> str:
 
 
 class Sales:
-    def __init__(self, redis: aioredis.Redis, config: CommerceConfig) -> None:
+    def __init__(self, redis: aioredis.Redis, config: CommerceSettings) -> None:
         self._redis = redis
         self._config = config
         self._scripts = Scripts(redis)

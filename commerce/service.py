@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from commerce.announcer import Announcer
 from commerce.catalogue import Catalogue, Product
-from commerce.config import CommerceConfig
+from commerce.config import CommerceSettings
 from commerce.delivery import StreamConsumer
 from commerce.errors import CommerceError, unavailable
 from commerce.outbox import OutboxRelay
@@ -58,10 +58,12 @@ class Commerce:
         self,
         redis: aioredis.Redis,
         broadcast: RoomBroadcast,
-        config: CommerceConfig,
+        config: CommerceSettings,
+        node_id: str,
         registry: CollectorRegistry | None = None,
     ) -> None:
         self.config = config
+        self.node_id = node_id
         self._redis = redis
         self.catalogue = Catalogue(redis)
         self.sales = Sales(redis, config)
@@ -84,18 +86,19 @@ class Commerce:
         self._spawn(self.sweeper.run(), "commerce-sweeper")
         cfg = self.config
         if cfg.outbox:
-            relay = OutboxRelay(self._redis, cfg.purchase_stream, cfg.node_id)
+            relay = OutboxRelay(self._redis, cfg.purchase_stream, self.node_id)
             self._spawn(relay.run(), "commerce-outbox-relay")
         if cfg.webhook_url:
+            secret = cfg.webhook_secret.get_secret_value() if cfg.webhook_secret else ""
             self._session = aiohttp.ClientSession()
             self.webhooks = WebhookSender(
-                self._redis, self._session, url=cfg.webhook_url, secret=cfg.webhook_secret,
+                self._redis, self._session, url=cfg.webhook_url, secret=secret,
                 dead_letter_stream=cfg.dead_letter_stream, max_attempts=cfg.webhook_max_attempts,
                 backoff_s=cfg.webhook_backoff_s, backoff_max_s=cfg.webhook_backoff_max_s,
                 timeout_s=cfg.webhook_timeout_s,
             )  # fmt: skip
             consumer = StreamConsumer(
-                self._redis, cfg.purchase_stream, "webhooks", cfg.node_id, self.webhooks
+                self._redis, cfg.purchase_stream, "webhooks", self.node_id, self.webhooks
             )
             self._spawn(consumer.run(), "commerce-webhooks")
 

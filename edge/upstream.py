@@ -15,12 +15,12 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from urllib.parse import urljoin
 
 import aiohttp
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
+from edge.config import EdgeSettings
 from media import MediaError, MediaServer
 
 log = logging.getLogger(__name__)
@@ -28,15 +28,8 @@ log = logging.getLogger(__name__)
 SDP = "application/sdp"
 
 
-@dataclass(frozen=True, slots=True)
-class UpstreamConfig:
-    origin_url: str
-    node_id: str
-    grace_s: float = 10.0  # kept this long after the last viewer left
-    wait_s: float = 5.0  # a joining viewer waits this long for the upstream to be negotiated
-    retries: int = 60  # reconnect attempts in a row while viewers are watching or waiting
-    check_s: float = 0.25  # how often the viewer count and the origin's instance are looked at
-    backoff_max_s: float = 2.0
+CHECK_S = 0.25  # how often the viewer count and the origin's instance are looked at
+BACKOFF_MAX_S = 2.0
 
 
 class UpstreamUnavailable(Exception):
@@ -75,7 +68,7 @@ class Upstream:
         cfg = self.manager.config
         failures = 0
         try:
-            while failures <= cfg.retries:
+            while failures <= cfg.upstream_retries:
                 try:
                     await self._connect()
                     failures = 0
@@ -92,7 +85,7 @@ class Upstream:
                 await self._disconnect()
                 failures += 1
                 log.info("upstream %s lost (%s), reconnect #%d", self.room_id, reason, failures)
-                await asyncio.sleep(min(cfg.backoff_max_s, 0.05 * 2**failures))
+                await asyncio.sleep(min(BACKOFF_MAX_S, 0.05 * 2**failures))
             log.warning("upstream %s gave up after %d attempts", self.room_id, failures)
         finally:
             self.manager.forget(self)
@@ -116,13 +109,13 @@ class Upstream:
             else:
                 now = time.monotonic()
                 idle_since = idle_since or now
-                if now - idle_since >= cfg.grace_s:
+                if now - idle_since >= cfg.upstream_grace_s:
                     return "idle"
             current = self.manager.origin_started
             if None not in (current, self._origin_started) and current != self._origin_started:
                 return "origin restarted"
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._broken.wait(), cfg.check_s)
+                await asyncio.wait_for(self._broken.wait(), CHECK_S)
 
     # -- WHEP client ----------------------------------------------------------------------------
 
@@ -142,7 +135,7 @@ class Upstream:
         self._origin_started = m.origin_started
         await pc.setLocalDescription(await pc.createOffer())
         assert pc.localDescription is not None
-        url = f"{m.config.origin_url.rstrip('/')}/whep/{self.room_id}"
+        url = f"{m.origin_url.rstrip('/')}/whep/{self.room_id}"
         headers = {"Content-Type": SDP, "Authorization": f"Bearer {m.token()}"}
         try:
             async with m.http.post(url, data=pc.localDescription.sdp, headers=headers) as r:
@@ -151,7 +144,7 @@ class Upstream:
                     raise UpstreamUnavailable(f"origin answered {r.status}: {body[:200]}", r.status)
                 self._location = urljoin(url, r.headers.get("Location", ""))
             await pc.setRemoteDescription(RTCSessionDescription(sdp=body, type="answer"))
-            self.session_id = m.media.relay(self.room_id, pc, owner=m.config.node_id)
+            self.session_id = m.media.relay(self.room_id, pc, owner=m.node_id)
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             raise UpstreamUnavailable(f"origin unreachable: {exc!r}") from None
         except (MediaError, ValueError) as exc:
@@ -181,9 +174,13 @@ class Upstream:
 class UpstreamManager:
     """Every upstream of this edge node, one per room at most."""
 
-    def __init__(self, media: MediaServer, config: UpstreamConfig, token: Token) -> None:
+    def __init__(
+        self, media: MediaServer, config: EdgeSettings, origin_url: str, node_id: str, token: Token
+    ) -> None:
         self.media = media
         self.config = config
+        self.origin_url = origin_url
+        self.node_id = node_id
         self.token = token
         self.upstreams: dict[str, Upstream] = {}
         self.origin_started: float | None = None  # the origin's instance, kept fresh by the node
@@ -205,7 +202,7 @@ class UpstreamManager:
     @contextlib.asynccontextmanager
     async def hold(self, room_id: str) -> AsyncIterator[Upstream]:
         """Keep `room_id`'s upstream open (opening it if needed) while a viewer joins; raises
-        UpstreamUnavailable if it is not negotiated within `wait_s`."""
+        UpstreamUnavailable if it is not negotiated within `upstream_timeout_s`."""
         if self.closing:
             raise UpstreamUnavailable("the node is shutting down")
         upstream = self.upstreams.get(room_id)
@@ -215,7 +212,7 @@ class UpstreamManager:
         upstream.pending += 1
         try:
             try:
-                await asyncio.wait_for(upstream.ready.wait(), self.config.wait_s)
+                await asyncio.wait_for(upstream.ready.wait(), self.config.upstream_timeout_s)
             except TimeoutError:
                 last = upstream.last_error
                 raise UpstreamUnavailable(

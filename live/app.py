@@ -12,7 +12,6 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 from aiohttp import web
 
-from core.config import Settings
 from core.store import embedded_valkey, redis_client
 from live.http import commerce as api_commerce
 from live.http import edge as api_edge
@@ -21,6 +20,7 @@ from live.http import pages
 from live.http import rooms as api_rooms
 from live.http.common import AUTH, METRICS, error_middleware
 from live.node import NODE, Node
+from live.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -53,23 +53,24 @@ class RunningNode:
 
 @contextlib.asynccontextmanager
 async def serve(settings: Settings, redis: aioredis.Redis) -> AsyncIterator[RunningNode]:
-    """Run a node on `settings.host:port` (port 0 picks a free one) until the block exits."""
+    """Run a node on `settings.server.host:port` (port 0 picks a free one) until the block exits."""
     node = Node(settings, redis)
     # Clients were told to go in on_shutdown; do not wait long for their handlers to end.
     runner = web.AppRunner(
         build_app(node), handle_signals=False, access_log=None, shutdown_timeout=2.0
     )
     await runner.setup()
-    site = web.TCPSite(runner, settings.host, settings.port, backlog=settings.listen_backlog)
+    server = settings.server
+    site = web.TCPSite(runner, server.host, server.port, backlog=server.listen_backlog)
     await site.start()
     sockets = getattr(site._server, "sockets", None) or []
-    port = sockets[0].getsockname()[1] if sockets else settings.port
-    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    port = sockets[0].getsockname()[1] if sockets else server.port
+    host = f"[{server.host}]" if ":" in server.host else server.host
     url = f"http://{host}:{port}"
-    if settings.public_url is None:
-        settings.public_url = url
+    if server.public_url is None:
+        node.settings = settings.replace(public_url=url)
     node.registry.wake()  # register now that the URL is known
-    log.info("node %s serving on %s (role %s)", settings.node_id, url, settings.role)
+    log.info("node %s serving on %s (role %s)", server.node_id, url, server.role)
     try:
         yield RunningNode(node, runner, url)
     finally:
@@ -80,8 +81,9 @@ async def serve(settings: Settings, redis: aioredis.Redis) -> AsyncIterator[Runn
 async def shared_store(settings: Settings) -> AsyncIterator[aioredis.Redis]:
     """The configured Redis, or an embedded Valkey for the lifetime of the block."""
     with contextlib.ExitStack() as stack:
-        url = settings.redis_url or stack.enter_context(embedded_valkey(settings.data_dir))
-        async with redis_client(url, cluster=settings.redis_cluster) as redis:
+        store = settings.store
+        url = store.redis_url or stack.enter_context(embedded_valkey(store.data_dir))
+        async with redis_client(url, cluster=store.redis_cluster) as redis:
             yield redis
 
 

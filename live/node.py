@@ -8,15 +8,15 @@ from typing import Any
 import redis.asyncio as aioredis
 from aiohttp import web
 
-from chat.server import ChatConfig, ChatServer
-from commerce import Commerce, CommerceConfig
+from chat.server import ChatServer
+from commerce import Commerce
 from core.auth import TokenAuthority
-from core.config import Settings
 from core.errors import unknown_room
 from core.events import RoomStateSource
 from core.metrics import Metrics
 from core.rooms import RoomStore
 from edge.registry import NodeRegistry
+from live.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -25,40 +25,35 @@ class Node:
     def __init__(self, settings: Settings, redis: aioredis.Redis) -> None:
         self.settings = settings
         self.redis = redis
-        self.metrics = Metrics(settings.node_id)
-        self.auth = TokenAuthority(settings.jwt_secret.get_secret_value(), settings.jwt_public_key)
+        self.metrics = Metrics(settings.server.node_id)
+        self.auth = TokenAuthority(
+            settings.auth.jwt_secret.get_secret_value(), settings.auth.jwt_public_key
+        )
         self.rooms = RoomStore(redis)
         self.state_sources: list[RoomStateSource] = []
         self.chat = ChatServer(
             redis,
             self.auth,
             self.metrics,
-            ChatConfig(
-                node_id=settings.node_id,
-                max_chars=settings.chat_max_chars,
-                history_len=settings.chat_history_len,
-                rate_count=settings.chat_rate_count,
-                rate_window_s=settings.chat_rate_window_s,
-                likes_flush_ms=settings.likes_flush_ms,
-                viewer_interval_s=settings.viewer_count_interval_s,
-                max_client_queue=settings.chat_max_client_queue,
-            ),
+            settings.chat,
+            settings.server.node_id,
             room_exists=self.rooms.exists,
             room_state=self.base_room_state,
         )
         self.commerce = Commerce(
-            redis, self.chat, CommerceConfig.from_settings(settings), self.metrics.registry
+            redis, self.chat, settings.commerce, settings.server.node_id, self.metrics.registry
         )
         self.state_sources.append(self.commerce.room_state)
         self.registry = NodeRegistry(
             redis,
-            node_id=settings.node_id,
-            role=settings.role,
-            region=settings.region,
+            node_id=settings.server.node_id,
+            role=settings.server.role,
+            region=settings.server.region,
             capacity=settings.viewer_capacity,
-            url=lambda: settings.public_url,
-            heartbeat_s=settings.node_heartbeat_s,
-            ttl_s=settings.node_ttl_s,
+            # Read at each heartbeat: `serve` fills it in once the port is known.
+            url=lambda: self.settings.server.public_url,
+            heartbeat_s=settings.edge.node_heartbeat_s,
+            ttl_s=settings.edge.node_ttl_s,
         )
         self.registry.count_sockets = lambda: len(self.chat.sio.eio.sockets)
 

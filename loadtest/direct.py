@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 import redis.asyncio as aioredis
 
 from commerce import keys
-from commerce.config import CommerceConfig
+from commerce.config import PURCHASE_STREAM
 from commerce.scripts import LUA
 from core.store import redis_client
 from loadtest.histogram import Histogram
@@ -46,7 +46,7 @@ def script_keys(sale_id: str, user: str, ip: str) -> list[str]:
     k = keys.sale
     return [
         k(sale_id, "meta"), k(sale_id, "users"), k(sale_id, "idem"), k(sale_id, "holds"),
-        k(sale_id, "res"), CommerceConfig().purchase_stream,
+        k(sale_id, "res"), PURCHASE_STREAM,
         k(sale_id, "rl:u:" + user), k(sale_id, "rl:ip:" + ip),
     ]  # fmt: skip
 

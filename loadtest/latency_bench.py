@@ -36,10 +36,10 @@ from aiortc.mediastreams import VIDEO_CLOCK_RATE, VIDEO_TIME_BASE, MediaStreamEr
 from av import VideoFrame
 
 from core.auth import TokenAuthority
-from core.config import Settings
 from core.rooms import RoomStore
 from core.store import embedded_valkey, redis_client
 from devtools import wan as wan_net
+from edge.config import EdgeSettings
 from edge.selection import RegionDistances
 from live.cli.cluster import child_env, start_cluster, stop_all, valkey_on
 from media import aiortc_hooks
@@ -180,7 +180,7 @@ async def run(viewers: int, seconds: float, wan: bool) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
         net: wan_net.Wan | None = None
         if wan:
-            distances = RegionDistances(Settings().region_distances)
+            distances = RegionDistances(EdgeSettings().region_distances)
             net = stack.enter_context(wan_net.wan({"origin": "na", "edge-eu": "eu"}, distances))
             url = stack.enter_context(valkey_on(Path(tmp), net.host_address))
         else:

@@ -18,7 +18,7 @@ from typing import Any
 import aiohttp
 
 from commerce import keys
-from commerce.config import CommerceConfig
+from commerce.config import PURCHASE_STREAM
 from core.auth import TokenAuthority
 from core.store import redis_client
 from loadtest import buyer, procstat
@@ -284,7 +284,7 @@ async def check_invariants(
     check("no_user_over_limit_http", worst <= per_user_limit, max_units=worst,
           limit=per_user_limit)  # fmt: skip
     if redis_url is not None:
-        stream = events_stream or CommerceConfig().purchase_stream
+        stream = events_stream or PURCHASE_STREAM
         async with redis_client(redis_url) as redis:
             per_user = await redis.hgetall(keys.sale(sale_id, "users"))
             reservations = await redis.hlen(keys.sale(sale_id, "res"))

@@ -4,9 +4,17 @@ no transcoding.
 Knows nothing of Redis, HTTP routes or chat; an HTTP adapter drives `MediaServer`.
 """
 
-from media.config import MediaConfig
+from media.config import MediaConfig, MediaSettings
 from media.errors import MediaError, MediaErrorCode
 from media.server import MediaEvent, MediaServer
 from media.stats import MediaStats
 
-__all__ = ["MediaConfig", "MediaError", "MediaErrorCode", "MediaEvent", "MediaServer", "MediaStats"]
+__all__ = [
+    "MediaConfig",
+    "MediaError",
+    "MediaErrorCode",
+    "MediaEvent",
+    "MediaServer",
+    "MediaSettings",
+    "MediaStats",
+]

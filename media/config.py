@@ -1,9 +1,23 @@
-"""Media settings: plain values the composition root fills from the node's Settings."""
+"""Media's settings section (`LIVE_MEDIA_*`, `LIVE_ICE_ADDRESSES`) and the `MediaConfig` it
+resolves into for a `MediaServer` (which tests and benchmarks also build directly)."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import SettingsConfigDict
+
+from core.config import Section
+
+# Viewers per process serving them for `max_viewers=auto`; why 300: docs/media.md.
+VIEWERS_PER_PROCESS = 300
+
+
+def _loopback() -> list[str]:
+    return ["127.0.0.1"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -11,7 +25,7 @@ class MediaConfig:
     """How a node's media behaves; defaults suit one machine and the tests."""
 
     # ICE host candidates offered; aioice leaves loopback out unless named here. [] = aioice's own.
-    ice_addresses: list[str] = field(default_factory=lambda: ["127.0.0.1"])
+    ice_addresses: list[str] = field(default_factory=_loopback)
     # Video codecs forwarded, in order of preference (no transcoding: viewers get the host's).
     video_codecs: tuple[str, ...] = ("VP8", "H264")
     # Per-viewer bounds: past these a video viewer skips to the next keyframe.
@@ -43,3 +57,57 @@ class MediaConfig:
     worker_stats_interval_s: float = 0.5
     # A worker not ready this long after its start counts as failed (and is started again).
     worker_start_timeout_s: float = 20.0
+
+
+class MediaSettings(Section):
+    model_config = SettingsConfigDict(env_prefix="LIVE_MEDIA_")
+
+    # The addresses aioice offers as host candidates (loopback for tests and demos).
+    ice_addresses: list[str] = Field(
+        default_factory=_loopback, validation_alias="LIVE_ICE_ADDRESSES"
+    )
+    # Media worker processes serving the viewers' peer connections (the ingest stays in the node):
+    # 0 = in the node process; "auto" = one per usable core when there is more than one
+    # (`live serve`/`demo` default to "auto" unless this or --media-workers says otherwise:
+    # live/cli/options.py).
+    workers: int | Literal["auto"] = 0
+    # Viewers a node takes at most before WHEP answers 503 "full" (0 = no limit); "auto" =
+    # VIEWERS_PER_PROCESS per process serving viewers (the node itself, or each media worker).
+    max_viewers: int | Literal["auto"] = "auto"
+
+    @field_validator("workers")
+    @classmethod
+    def _workers(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and not 0 <= value <= 256:
+            raise ValueError("LIVE_MEDIA_WORKERS must be 0-256 or auto")
+        return value
+
+    @field_validator("max_viewers")
+    @classmethod
+    def _max_viewers(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value < 0:
+            raise ValueError("LIVE_MEDIA_MAX_VIEWERS must be 0 (no limit), a count or auto")
+        return value
+
+    @property
+    def worker_count(self) -> int:
+        """How many media worker processes to run (`auto` resolved against the usable cores)."""
+        if self.workers != "auto":
+            return self.workers
+        cores = len(os.sched_getaffinity(0))
+        return cores if cores > 1 else 0
+
+    @property
+    def viewer_limit(self) -> int:
+        """The viewer limit, `auto` resolved (0 = none)."""
+        if self.max_viewers != "auto":
+            return self.max_viewers
+        return VIEWERS_PER_PROCESS * max(1, self.worker_count)
+
+    def config(self) -> MediaConfig:
+        """The `MediaServer` configuration these settings make."""
+        return MediaConfig(
+            ice_addresses=list(self.ice_addresses),
+            workers=self.worker_count,
+            max_viewers=self.viewer_limit,
+        )

@@ -17,10 +17,10 @@ import socketio
 from pydantic import SecretStr
 
 from core.auth import TokenAuthority
-from core.config import Settings
 from core.store import connect as connect_redis
 from core.store import embedded_valkey
 from live.app import RunningNode, serve
+from live.settings import Settings
 
 SECRET = "test-secret-" + "x" * 32
 # Nodes the tests start as processes (`live serve`, loadtest servers) serve viewers in-process
@@ -59,7 +59,7 @@ def make_settings(valkey_url: str, **overrides: Any) -> Settings:
         "viewer_count_interval_s": 0.1,
         **overrides,
     }
-    return Settings(**values)
+    return Settings.of(**values)
 
 
 NodeFactory = Callable[..., Awaitable[RunningNode]]
@@ -72,7 +72,7 @@ async def start_node(valkey_url: str, redis: aioredis.Redis) -> AsyncIterator[No
 
         async def start(**overrides: Any) -> RunningNode:
             settings = make_settings(valkey_url, **overrides)
-            client = connect_redis(settings.redis_url or valkey_url)
+            client = connect_redis(settings.store.redis_url or valkey_url)
             stack.push_async_callback(client.aclose)
             return await stack.enter_async_context(serve(settings, client))
 

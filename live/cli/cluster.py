@@ -26,9 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from core.auth import TokenAuthority
-from core.config import Settings
 from core.store import embedded_valkey, redis_client
 from devtools import wan as wan_net
+from edge.config import EdgeSettings
 from edge.selection import RegionDistances
 from live import demo_data
 from live.cli.options import count_or_auto
@@ -309,7 +309,7 @@ async def run(args: argparse.Namespace) -> int:
         if args.wan:
             origin_region = args.origin_region or regions[0]
             placement = {"origin": origin_region, **{f"edge-{r}": r for r in regions}}
-            distances = RegionDistances(Settings().region_distances)
+            distances = RegionDistances(EdgeSettings().region_distances)
             wan = stack.enter_context(wan_net.wan(placement, distances))
         if not redis_url:
             with _own_session():

@@ -19,16 +19,14 @@ async def run(args: argparse.Namespace) -> int:
     origin = settings_from(
         args, node_id="origin", role="origin", data_dir=args.data_dir or "var/demo"
     )
-    logs.configure(origin.log_level, json=False)
+    logs.configure(origin.log.level, json=False)
     async with shared_store(origin) as redis, serve(origin, redis) as first:
-        edge = origin.model_copy(
-            update={
-                "node_id": "edge-1",
-                "role": "edge",
-                "port": origin.port + 1 if origin.port else 0,
-                "public_url": None,
-                "origin_url": first.url,
-            }
+        edge = origin.replace(
+            node_id="edge-1",
+            role="edge",
+            port=origin.server.port + 1 if origin.server.port else 0,
+            public_url=None,
+            origin_url=first.url,
         )
         async with serve(edge, redis) as second:
             await demo_data.seed(redis, args.room, "Saturday night live sale")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from core.config import Settings
+from live.settings import Settings
+from media.config import MediaSettings
 
 
 def node_flags(p: argparse.ArgumentParser) -> None:
@@ -46,7 +47,7 @@ def count_or_auto(text: str) -> int | str:
 
 
 def settings_from(args: argparse.Namespace, **overrides: Any) -> Settings:
-    """Environment first, then flags that were given, then `overrides`."""
+    """Environment first, then flags that were given, then `overrides` (flat names)."""
     values = {
         k: v
         for k, v in {
@@ -63,8 +64,10 @@ def settings_from(args: argparse.Namespace, **overrides: Any) -> Settings:
         if v is not None
     }
     values.update(overrides)
-    settings = Settings(**values)
-    if "media_workers" not in settings.model_fields_set:
-        # Commands that run nodes for real use the cores; Settings' own default (0) suits tests.
-        settings.media_workers = "auto"
-    return settings
+    sections = Settings.sectioned(values)
+    media = MediaSettings(**sections.get("media", {}))
+    if "workers" not in media.model_fields_set:
+        # Commands that run nodes for real use the cores; the section's own default (0) suits
+        # tests. (`live cluster` gives its nodes 0 through the environment: they share a machine.)
+        sections["media"] = {**sections.get("media", {}), "workers": "auto"}
+    return Settings(**sections)

@@ -14,8 +14,8 @@ import aiohttp
 
 from core import logs
 from core.auth import TokenAuthority
-from core.config import Settings
 from core.store import redis_client
+from live.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +34,9 @@ def register(sub: Any) -> None:
 
 async def run(args: argparse.Namespace) -> int:
     settings = Settings()
-    logs.configure(settings.log_level, json=settings.log_json)
-    if not settings.redis_url:
+    logs.configure(settings.log.level, json=settings.log.json_lines)
+    store = settings.store
+    if not store.redis_url:
         print("live orders: set REDIS_URL to the Redis the nodes use")
         return 2
     if not 0.0 <= args.failure_rate <= 1.0:
@@ -43,18 +44,19 @@ async def run(args: argparse.Namespace) -> int:
         return 2
     from commerce.orders import ReferenceOrderSystem
 
-    secret = settings.jwt_secret.get_secret_value()
+    secret = settings.auth.jwt_secret.get_secret_value()
     token = args.token or TokenAuthority(secret).issue(user="orders", role="orders", ttl_s=86400)
-    url = args.url or settings.public_url or "http://127.0.0.1:8080"
+    url = args.url or settings.server.public_url or "http://127.0.0.1:8080"
     async with (
-        redis_client(settings.redis_url, cluster=settings.redis_cluster) as redis,
+        redis_client(store.redis_url, cluster=store.redis_cluster) as redis,
         aiohttp.ClientSession() as session,
     ):
+        stream = settings.commerce.purchase_stream
         orders = ReferenceOrderSystem(
-            redis, session, stream=settings.purchase_stream, base_url=url, token=token,
+            redis, session, stream=stream, base_url=url, token=token,
             failure_rate=args.failure_rate, group=args.group, consumer=args.consumer,
         )  # fmt: skip
-        print(f"orders: consuming {settings.purchase_stream} as {args.group}/{args.consumer}, "
+        print(f"orders: consuming {stream} as {args.group}/{args.consumer}, "
               f"confirming via {url} (failure rate {args.failure_rate})", flush=True)  # fmt: skip
         task = asyncio.ensure_future(orders.run())
         try:

@@ -15,11 +15,11 @@ from live.cli.options import settings_from
 
 async def run(args: argparse.Namespace) -> int:
     settings = settings_from(args)
-    logs.configure(settings.log_level, settings.log_json)
+    logs.configure(settings.log.level, settings.log.json_lines)
     async with shared_store(settings) as redis, serve(settings, redis) as running:
-        print(f"node {settings.node_id} listening on {running.url}", flush=True)
+        print(f"node {settings.server.node_id} listening on {running.url}", flush=True)
         await wait_for_shutdown()
         # Drain: selection stops offering this node while its viewers still play.
         await running.node.registry.drain()
-        await asyncio.sleep(settings.drain_s)
+        await asyncio.sleep(settings.server.drain_s)
     return 0

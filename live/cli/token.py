@@ -5,12 +5,11 @@ from __future__ import annotations
 import argparse
 
 from core.auth import TokenAuthority
-from core.config import Settings
+from core.config import AuthSettings
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = Settings()
-    authority = TokenAuthority(settings.jwt_secret.get_secret_value())
+    authority = TokenAuthority(AuthSettings().jwt_secret.get_secret_value())
     print(
         authority.issue(
             user=args.user, role=args.role, name=args.name, rooms=args.room, ttl_s=args.ttl

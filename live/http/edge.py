@@ -16,7 +16,7 @@ from redis.exceptions import RedisError
 from core.auth import require_role
 from core.errors import DomainError, unknown_room
 from edge.selection import REGION, RegionDistances, select
-from edge.upstream import UpstreamConfig, UpstreamManager, UpstreamUnavailable
+from edge.upstream import UpstreamManager, UpstreamUnavailable
 from live.http.common import Handler, claims_of
 from live.http.media import MEDIA
 from live.node import NODE, Node
@@ -32,27 +32,23 @@ def setup(app: web.Application, node: Node) -> None:
     """Add the edge routes; on edge nodes the upstream manager; make shutdown start with draining
     (no new viewers)."""
     s = node.settings
-    app[DISTANCES] = RegionDistances(s.region_distances)
+    app[DISTANCES] = RegionDistances(s.edge.region_distances)
     app.add_routes(routes)
     media = app[MEDIA]
     node.registry.count_viewers = lambda: media.stats().viewers
     app.middlewares.append(viewer_admission)
     app.on_response_prepare.append(_allow_cross_origin)
     upstreams: UpstreamManager | None = None
-    if s.role == "edge":
-        if not s.origin_url:
+    if s.server.role == "edge":
+        if not s.edge.origin_url:
             raise ValueError("an edge node needs the origin's URL (--origin or LIVE_ORIGIN_URL)")
-        config = UpstreamConfig(
-            origin_url=s.origin_url,
-            node_id=s.node_id,
-            grace_s=s.edge_upstream_grace_s,
-            wait_s=s.edge_upstream_timeout_s,
-            retries=s.edge_upstream_retries,
-        )
+        node_id = s.server.node_id
         upstreams = app[UPSTREAMS] = UpstreamManager(
             media,
-            config,
-            lambda: node.auth.issue(user=s.node_id, role="node", name=s.node_id, ttl_s=600),
+            s.edge,
+            s.edge.origin_url,
+            node_id,
+            lambda: node.auth.issue(user=node_id, role="node", name=node_id, ttl_s=600),
         )
         node.metrics.registry.register(UpstreamCollector(upstreams))
         watch: list[asyncio.Task[None]] = []
@@ -82,7 +78,7 @@ def setup(app: web.Application, node: Node) -> None:
 async def _watch_origin(node: Node, upstreams: UpstreamManager, stop: asyncio.Event) -> None:
     """Keep the origin's instance (its registry `started_at`) fresh: when it changes the origin
     restarted, and upstreams to it are redone even if their connection has not noticed yet."""
-    origin = (node.settings.origin_url or "").rstrip("/")
+    origin = (node.settings.edge.origin_url or "").rstrip("/")
     while not stop.is_set():
         try:
             found = [n for n in await node.registry.nodes() if n.url.rstrip("/") == origin]
@@ -90,7 +86,7 @@ async def _watch_origin(node: Node, upstreams: UpstreamManager, stop: asyncio.Ev
         except (RedisError, OSError) as exc:
             log.warning("origin watch: registry unreadable: %s", exc)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), node.settings.node_heartbeat_s)
+            await asyncio.wait_for(stop.wait(), node.settings.edge.node_heartbeat_s)
 
 
 def _cross_origin(request: web.Request) -> bool:
@@ -124,7 +120,9 @@ async def viewer_admission(request: web.Request, handler: Handler) -> web.Stream
     upstreams = request.app.get(UPSTREAMS)
     if request.path.startswith("/whip/"):
         if upstreams is not None:
-            raise DomainError("not_origin", f"publish to the origin, {node.settings.origin_url}")
+            raise DomainError(
+                "not_origin", f"publish to the origin, {node.settings.edge.origin_url}"
+            )
         return await handler(request)
     if node.registry.draining:
         raise DomainError("draining", "this node takes no new viewers: ask for an edge again")
@@ -171,7 +169,7 @@ class UpstreamCollector(Collector):
 async def room_edge(request: web.Request) -> web.Response:
     node = request.app[NODE]
     room_id = request.match_info["room"]
-    region = request.query.get("region") or node.settings.region
+    region = request.query.get("region") or node.settings.server.region
     if not REGION.match(region):
         raise DomainError("invalid_region", "region must be 1-32 of a-z, 0-9 and '-'")
     if not await node.rooms.exists(room_id):

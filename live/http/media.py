@@ -17,7 +17,7 @@ from prometheus_client.registry import Collector
 from core.errors import DomainError, unknown_room
 from live.http.common import claims_of
 from live.node import NODE, Node
-from media import MediaConfig, MediaEvent, MediaServer
+from media import MediaEvent, MediaServer
 
 log = logging.getLogger(__name__)
 
@@ -29,13 +29,7 @@ routes = web.RouteTableDef()
 
 def setup(app: web.Application, node: Node) -> MediaServer:
     """Add the WHIP/WHEP routes, the media metrics and the live/ended notices to `app`."""
-    media = MediaServer(
-        MediaConfig(
-            ice_addresses=list(node.settings.ice_addresses),
-            workers=node.settings.media_worker_count,
-            max_viewers=node.settings.media_viewer_limit,
-        )
-    )
+    media = MediaServer(node.settings.media.config())
     app[MEDIA] = media
     app.add_routes(routes)
     node.metrics.registry.register(MediaCollector(media))

@@ -25,7 +25,7 @@ class CreateRoom(BaseModel):
 @routes.get("/healthz")
 async def healthz(request: web.Request) -> web.Response:
     node = request.app[NODE]
-    s = node.settings
+    s = node.settings.server
     body = {"status": "ok", "node": s.node_id, "role": s.role, "region": s.region}
     try:
         await node.redis.ping()

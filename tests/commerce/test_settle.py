@@ -9,7 +9,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from commerce.catalogue import Product
-from commerce.config import CommerceConfig
+from commerce.config import CommerceSettings
 from commerce.sales import Sales, Swept
 from commerce.schemas import SaleIn
 from commerce.sweeper import Sweeper
@@ -76,7 +76,7 @@ async def test_holds_expire_once_with_two_sweepers(make_shop: Any) -> None:
 
 
 async def test_direct_concurrent_sweeps_expire_once(valkey_url: str, redis: aioredis.Redis) -> None:
-    config = CommerceConfig(user_rate=1000)
+    config = CommerceSettings(user_rate=1000)
     clients = [aioredis.Redis.from_url(valkey_url) for _ in range(2)]
     try:
         sales = [Sales(c, config) for c in clients]

@@ -18,8 +18,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from core.config import Settings
 from devtools import wan as wan_net
+from edge.config import EdgeSettings
 from edge.selection import RegionDistances
 from tests.conftest import SECRET
 from tests.edge.conftest import eventually
@@ -149,7 +149,7 @@ async def test_wan_cluster_answers_from_the_host_with_delays_between_regions(
         address, port = origin.group(1), int(origin.group(2))
         expected = 2 * c.one_way_ms[frozenset({"edge-eu", "origin"})]
         # The table (Settings' default) reads as RTTs; each direction carries half.
-        assert expected == RegionDistances(Settings().region_distances).distance("na", "eu")
+        assert expected == RegionDistances(EdgeSettings().region_distances).distance("na", "eu")
         far = await rtt_ms(f"{c.tag}-edge-eu", address, port)
         near = await rtt_ms(f"{c.tag}-edge-na", address, port)
         assert expected <= far < expected + 25, (far, expected)

@@ -27,7 +27,7 @@ async def test_healthz_and_metrics(node: RunningNode, http: aiohttp.ClientSessio
         body = await resp.json()
     assert body == {
         "status": "ok",
-        "node": node.node.settings.node_id,
+        "node": node.node.settings.server.node_id,
         "role": "all",
         "region": "local",
     }

@@ -10,10 +10,10 @@ import aiohttp
 import pytest
 
 from core.auth import TokenAuthority
-from core.config import Settings
 from live.app import RunningNode
 from live.http.media import MEDIA
 from media import MediaServer
+from media.config import MediaSettings
 from tests.conftest import ClientFactory, NodeFactory
 from tests.media.conftest import open_peer_connections
 from tests.media.peers import Host, Viewer, accept, offer
@@ -206,9 +206,9 @@ async def test_a_full_node_refuses_viewers_but_not_an_edge_upstream(
 
 
 def test_the_viewer_limit_follows_the_processes_serving_viewers() -> None:
-    assert Settings(media_max_viewers="auto", media_workers=0).media_viewer_limit == 300
-    assert Settings(media_max_viewers="auto", media_workers=3).media_viewer_limit == 900
-    assert Settings(media_max_viewers=0).media_viewer_limit == 0
-    assert Settings(media_max_viewers=42, media_workers=3).media_viewer_limit == 42
+    assert MediaSettings(max_viewers="auto", workers=0).viewer_limit == 300
+    assert MediaSettings(max_viewers="auto", workers=3).viewer_limit == 900
+    assert MediaSettings(max_viewers=0).viewer_limit == 0
+    assert MediaSettings(max_viewers=42, workers=3).viewer_limit == 42
     with pytest.raises(ValueError, match="LIVE_MEDIA_MAX_VIEWERS"):
-        Settings(media_max_viewers=-1)
+        MediaSettings(max_viewers=-1)
