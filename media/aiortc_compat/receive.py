@@ -118,10 +118,6 @@ class ReceiverTap:
         # gets the None that ends it.
         return self._decoder_queue.get()
 
-    @property
-    def media_ssrc(self) -> int | None:
-        return self._media_ssrc
-
     async def request_keyframe(self) -> bool:
         """Send a PLI to the publisher; False when its SSRC is not known yet."""
         if self._kind != "video" or self._media_ssrc is None:
