@@ -136,7 +136,10 @@ class MediaServer:
     # -- sessions -----------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Start the media workers, if any, and wait until they are ready."""
+        """Check the aiortc internals the forwarding relies on (AiortcInternalsError names any
+        missing: the node refuses to start), then start the media workers, if any, and wait until
+        they are ready."""
+        compat.check_internals()
         if self.workers is not None:
             await self.workers.start()
 

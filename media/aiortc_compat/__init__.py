@@ -7,13 +7,14 @@ checked on (version.py), one module per concern:
 - fast_path.py: a viewer's RTP written, SRTP-protected and sent without the sender's RTP loop;
 - sdp.py: codecs a transceiver negotiated, what an offer asks for;
 - ice.py: the node's ICE host addresses (aioice leaves loopback out);
-- internals.py: the private names the others read or replace.
+- internals.py: the private names the others read or replace, checked when a node starts.
 
 aiortc decodes what it receives and encodes what it sends; we forward instead.
 """
 
 from media.aiortc_compat.fast_path import ForwardSender, IdleTrack, SrtpUdpSink
 from media.aiortc_compat.ice import set_ice_addresses
+from media.aiortc_compat.internals import AiortcInternalsError, check_internals
 from media.aiortc_compat.packer import ForwardTrack, FramePacker, attach_sender, packetize_once
 from media.aiortc_compat.receive import MarkerJitterBuffer, ReceiverTap, enlarge_receive_buffers
 from media.aiortc_compat.sdp import negotiated_codec, offer_media, restrict_codecs
@@ -22,6 +23,7 @@ from media.aiortc_compat.version import check_aiortc_version
 check_aiortc_version()
 
 __all__ = [
+    "AiortcInternalsError",
     "ForwardSender",
     "ForwardTrack",
     "FramePacker",
@@ -31,6 +33,7 @@ __all__ = [
     "SrtpUdpSink",
     "attach_sender",
     "check_aiortc_version",
+    "check_internals",
     "enlarge_receive_buffers",
     "negotiated_codec",
     "offer_media",

@@ -1,17 +1,29 @@
-"""The hooks into aiortc internals: version pinning, packetising, codec choice, PLI, ICE."""
+"""The hooks into aiortc internals: version pinning, the start-up check of every private name,
+packetising, codec choice, PLI, ICE."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import aioice.ice
+import aiortc
 import pytest
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+from aiortc import (
+    RTCConfiguration,
+    RTCPeerConnection,
+    RTCRtpReceiver,
+    RTCRtpSender,
+    RTCSessionDescription,
+)
 from aiortc.codecs import depayload
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import RTCP_PSFB_FIR, RTCP_PSFB_PLI, RtcpPsfbPacket, RtpPacket
 
 from media import aiortc_compat as compat
 from media.aiortc_compat import ice
+from media.aiortc_compat.internals import INTERNALS, SENDER_ENCODER, AiortcInternalsError
 from media.frames import EncodedFrame
+from tests.conftest import NodeFactory
 from tests.media.test_rtp_path import Link
 
 
@@ -21,6 +33,34 @@ def test_supported_versions() -> None:
     for version in ("1.8.0", "1.17.0", "2.0.0"):
         with pytest.raises(RuntimeError, match="supports aiortc"):
             compat.check_aiortc_version(version)
+
+
+async def test_every_listed_internal_is_in_the_installed_releases() -> None:
+    compat.check_internals()
+    assert len({(i.owner, i.name) for i in INTERNALS}) == len(INTERNALS)
+
+
+async def test_a_node_refuses_to_start_without_an_internal(
+    start_node: NodeFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delattr(RTCRtpReceiver, "_send_rtcp_pli")
+    with pytest.raises(AiortcInternalsError) as refused:
+        await start_node()
+    assert "aiortc.RTCRtpReceiver._send_rtcp_pli" in str(refused.value)
+    assert f"aiortc {aiortc.__version__}" in str(refused.value)
+
+
+async def test_a_missing_instance_attribute_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Name-mangled attributes are set in __init__: the check reads them on a sender it builds.
+    init = RTCRtpSender.__init__
+
+    def without_encoder_slot(self: RTCRtpSender, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        delattr(self, SENDER_ENCODER)
+
+    monkeypatch.setattr(RTCRtpSender, "__init__", without_encoder_slot)
+    with pytest.raises(AiortcInternalsError, match=f"RTCRtpSender.{SENDER_ENCODER}"):
+        compat.check_internals()
 
 
 @pytest.mark.parametrize("size", [1, 1200, 5000])
