@@ -25,7 +25,7 @@ from media.forwarder import Downtrack
 from media.frames import EncodedFrame
 from media.keyframes import Send
 from media.room import Room, Session
-from media.stats import MediaStats
+from media.stats import MediaStats, add_counts
 from media.workers.pool import IngestHooks, RemoteViewer, WorkerPool
 
 logger = logging.getLogger(__name__)
@@ -111,6 +111,8 @@ class MediaServer:
         s = MediaStats(**{k: getattr(self._totals, k) for k in _TOTAL_FIELDS})
         s.rooms = len(self.rooms)
         s.ttff_seconds = list(self._ttff)
+        s.fast_path_fallbacks = dict.fromkeys(compat.FALLBACK_REASONS, 0)
+        add_counts(s.fast_path_fallbacks, self._totals.fast_path_fallbacks)
         for room in self.rooms.values():
             if room.publisher is not None:
                 s.publishers += 1
@@ -410,7 +412,7 @@ class MediaServer:
                 continue
             try:
                 session.senders[transceiver.kind] = compat.ForwardSender(
-                    transceiver, downtrack, self._record_ttff
+                    transceiver, downtrack, self._record_ttff, on_fallback=self._fast_path_fell_back
                 )
             except ConnectionError:
                 logger.info("viewer %s connected without a usable transport", session.id)
@@ -477,6 +479,9 @@ class MediaServer:
             self._totals.bytes_out += d.bytes_out
             self._totals.frames_dropped += d.dropped
             self._totals.viewer_skips += d.skips
+
+    def _fast_path_fell_back(self, reason: str) -> None:
+        add_counts(self._totals.fast_path_fallbacks, {reason: 1})
 
     def _record_ttff(self, downtrack: Downtrack) -> None:
         if downtrack.kind == "video" and downtrack.first_frame_at is not None:

@@ -12,7 +12,12 @@ checked on (version.py), one module per concern:
 aiortc decodes what it receives and encodes what it sends; we forward instead.
 """
 
-from media.aiortc_compat.fast_path import ForwardSender, IdleTrack, SrtpUdpSink
+from media.aiortc_compat.fast_path import (
+    FALLBACK_REASONS,
+    ForwardSender,
+    IdleTrack,
+    SrtpUdpSink,
+)
 from media.aiortc_compat.ice import set_ice_addresses
 from media.aiortc_compat.internals import AiortcInternalsError, check_internals
 from media.aiortc_compat.packer import ForwardTrack, FramePacker, attach_sender, packetize_once
@@ -23,6 +28,7 @@ from media.aiortc_compat.version import check_aiortc_version
 check_aiortc_version()
 
 __all__ = [
+    "FALLBACK_REASONS",
     "AiortcInternalsError",
     "ForwardSender",
     "ForwardTrack",

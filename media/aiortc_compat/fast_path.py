@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import logging
 import os
 import socket
 import struct
@@ -29,6 +30,8 @@ from media.forwarder import Downtrack
 from media.frames import EncodedFrame
 from media.rtp_writer import PacketSink, RtpWriter, RtxParameters, ntp_time
 
+logger = logging.getLogger(__name__)
+
 
 class IdleTrack(MediaStreamTrack):
     """A sender's track that never yields: the sender's own RTP loop idles, ForwardSender sends."""
@@ -50,6 +53,21 @@ class IdleTrack(MediaStreamTrack):
             self._ended.set_result(None)
 
 
+# Why a viewer's sink left the direct path (libsrtp into our buffer, UDP GSO): each is logged once
+# per process and counted per node (MediaStats.fast_path_fallbacks).
+FALLBACK_REASONS = {
+    "pylibsrtp_internals": "pylibsrtp lacks _binding or Session._srtp: each packet is copied "
+    "through Session.protect and sent alone",
+    "pylibsrtp_version": f"pylibsrtp is not in {SUPPORTED_PYLIBSRTP}: each packet is copied "
+    "through Session.protect and sent alone",
+    "no_socket": "the ICE transport exposes no socket: each packet is copied through "
+    "Session.protect and the transport's sendto",
+    "no_gso": "no UDP GSO on this socket or device: one sendto per packet",
+}
+FallbackListener = Callable[[str], None]
+_logged_fallbacks: set[str] = set()
+
+
 class SrtpUdpSink:
     """Protects RTP with a viewer's SRTP session and sends it on the viewer's ICE socket.
 
@@ -62,7 +80,9 @@ class SrtpUdpSink:
     _BATCH_BYTES = 60_000  # a GSO send stays under 64 KiB
     _BATCH_PACKETS = 64  # the kernel's UDP_MAX_SEGMENTS
 
-    def __init__(self, dtls: Any, gso: bool = True) -> None:
+    def __init__(
+        self, dtls: Any, gso: bool = True, on_fallback: FallbackListener | None = None
+    ) -> None:
         session = dtls._tx_srtp
         pair = dtls.transport._connection._nominated.get(1)
         if session is None or pair is None or pair.protocol.transport is None:
@@ -71,15 +91,22 @@ class SrtpUdpSink:
         self._transport: Any = pair.protocol.transport
         self._session: Any = session
         self._sock, self._own_sock = _udp_socket(self._transport)
+        self._on_fallback = on_fallback
         binding: Any = getattr(pylibsrtp, "_binding", None)
         low, high = SUPPORTED_PYLIBSRTP
-        self._direct = (
-            binding is not None
-            and hasattr(session, "_srtp")
-            and low <= pylibsrtp_version() <= high
-            and self._sock is not None
-        )
+        fallback = None
+        if binding is None or not hasattr(session, "_srtp"):
+            fallback = "pylibsrtp_internals"
+        elif not low <= pylibsrtp_version() <= high:
+            fallback = "pylibsrtp_version"
+        elif self._sock is None:
+            fallback = "no_socket"
+        if fallback is not None:
+            self._fall_back(fallback)
+        self._direct = fallback is None
         self._gso = gso and self._direct and hasattr(socket, "SOL_UDP")
+        if gso and self._direct and not self._gso:
+            self._fall_back("no_gso")
         if self._direct:
             self._cdata, self._view, self._length = _shared_buffer(binding)
             self._srtp: Any = session._srtp[0]
@@ -154,8 +181,21 @@ class SrtpUdpSink:
                 raise ConnectionError(str(exc)) from None
             # No UDP GSO on this socket or device: send them one by one from now on.
             self._gso = False
+            self._fall_back("no_gso")
             for pos in range(0, end, segment):
                 self._send_datagram(data[pos : min(end, pos + segment)])
+
+    def _fall_back(self, reason: str) -> None:
+        if reason not in _logged_fallbacks:
+            _logged_fallbacks.add(reason)
+            logger.warning(
+                "SRTP fast path: %s (once per process; counted in /metrics as "
+                'live_media_fast_path_fallbacks_total{reason="%s"})',
+                FALLBACK_REASONS[reason],
+                reason,
+            )
+        if self._on_fallback is not None:
+            self._on_fallback(reason)
 
     def _send_datagram(self, data: Any) -> None:
         sock = self._sock
@@ -241,12 +281,17 @@ class ForwardSender:
         on_first_frame: Callable[[Downtrack], None] | None = None,
         sink: PacketSink | None = None,
         gso: bool = True,
+        on_fallback: FallbackListener | None = None,
     ) -> None:
         sender = transceiver.sender
         codecs: list[Any] = transceiver._codecs
         if not codecs:
             raise ConnectionError("no codec negotiated")
-        self._udp = SrtpUdpSink(sender.transport, gso=gso) if sink is None else None
+        self._udp = (
+            SrtpUdpSink(sender.transport, gso=gso, on_fallback=on_fallback)
+            if sink is None
+            else None
+        )
         self._sink: PacketSink = sink if sink is not None else self._udp  # type: ignore[assignment]
         self._congested: Callable[[], bool] = getattr(self._sink, "congested", lambda: False)
         self.writer = RtpWriter(

@@ -3,6 +3,12 @@ packetising, codec choice, PLI, ICE."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import AsyncIterator
+from types import SimpleNamespace
 from typing import Any
 
 import aioice.ice
@@ -18,11 +24,13 @@ from aiortc import (
 from aiortc.codecs import depayload
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import RTCP_PSFB_FIR, RTCP_PSFB_PLI, RtcpPsfbPacket, RtpPacket
+from pylibsrtp import Policy, Session
 
 from media import aiortc_compat as compat
-from media.aiortc_compat import ice
+from media.aiortc_compat import fast_path, ice
 from media.aiortc_compat.internals import INTERNALS, SENDER_ENCODER, AiortcInternalsError
 from media.frames import EncodedFrame
+from media.rtp_writer import RtpWriter
 from tests.conftest import NodeFactory
 from tests.media.test_rtp_path import Link
 
@@ -156,18 +164,9 @@ async def test_candidates_are_the_configured_addresses() -> None:
         await pc.close()
 
 
-async def test_srtp_udp_sink_batches_a_frame_and_each_datagram_decrypts() -> None:
-    import asyncio
-    import socket
-    from types import SimpleNamespace
-
-    from pylibsrtp import Policy, Session
-
-    from media.rtp_writer import RtpWriter
-
-    key = bytes(range(30))
-    tx = Session(Policy(key=key, ssrc_type=Policy.SSRC_ANY_OUTBOUND))
-    rx = Session(Policy(key=key, ssrc_type=Policy.SSRC_ANY_INBOUND))
+@contextlib.asynccontextmanager
+async def udp_viewer(session: Any) -> AsyncIterator[tuple[Any, socket.socket]]:
+    """(a DTLS transport as SrtpUdpSink reads it, sending on a UDP socket, the viewer's socket)."""
     receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     receiver.bind(("127.0.0.1", 0))
     receiver.settimeout(2)
@@ -180,22 +179,61 @@ async def test_srtp_udp_sink_batches_a_frame_and_each_datagram_decrypts() -> Non
             remote_addr=receiver.getsockname(), protocol=SimpleNamespace(transport=transport)
         )
         dtls = SimpleNamespace(
-            _tx_srtp=tx,
+            _tx_srtp=session,
             transport=SimpleNamespace(_connection=SimpleNamespace(_nominated={1: pair})),
         )
+        yield dtls, receiver
+    finally:
+        transport.close()
+        receiver.close()
+
+
+def srtp_sessions() -> tuple[Session, Session]:
+    key = bytes(range(30))
+    tx = Session(Policy(key=key, ssrc_type=Policy.SSRC_ANY_OUTBOUND))
+    rx = Session(Policy(key=key, ssrc_type=Policy.SSRC_ANY_INBOUND))
+    return tx, rx
+
+
+def received_frame(receiver: socket.socket, rx: Session, frame: EncodedFrame) -> bytes:
+    got = [rx.unprotect(receiver.recv(2048)) for _ in frame.payloads]
+    codec = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96)
+    return b"".join(depayload(codec, p[12:]) for p in got)
+
+
+async def test_srtp_udp_sink_batches_a_frame_and_each_datagram_decrypts() -> None:
+    tx, rx = srtp_sessions()
+    async with udp_viewer(tx) as (dtls, receiver):
         sink = compat.SrtpUdpSink(dtls)
         writer = RtpWriter(codec="VP8", ssrc=1, payload_type=96, sink=sink)
         frame = compat.packetize_once(EncodedFrame("VP8", bytes(range(256)) * 30, 0, True))
         writer.write(frame)
-        got = [rx.unprotect(receiver.recv(2048)) for _ in frame.payloads]
-        codec = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96)
-        assert b"".join(depayload(codec, p[12:]) for p in got) == frame.data
+        assert received_frame(receiver, rx, frame) == frame.data
         # one sendmsg for the frame's packets when the kernel has UDP GSO, else one each
         assert sink.sends in (1, len(frame.payloads))
         sink.close()
-    finally:
-        transport.close()
-        receiver.close()
+
+
+async def test_srtp_fast_path_fallback_is_logged_once_and_reported(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(fast_path, "_logged_fallbacks", set())
+    tx, rx = srtp_sessions()
+    # A session without pylibsrtp's private srtp_t: the sink protects through the public API.
+    public_only = SimpleNamespace(protect=tx.protect)
+    reasons: list[str] = []
+    frame = compat.packetize_once(EncodedFrame("VP8", bytes(range(256)) * 30, 0, True))
+    with caplog.at_level(logging.WARNING, logger=fast_path.__name__):
+        for _ in range(2):
+            async with udp_viewer(public_only) as (dtls, receiver):
+                sink = compat.SrtpUdpSink(dtls, on_fallback=reasons.append)
+                RtpWriter(codec="VP8", ssrc=1, payload_type=96, sink=sink).write(frame)
+                assert received_frame(receiver, rx, frame) == frame.data
+                assert sink.sends == len(frame.payloads)
+                sink.close()
+    assert reasons == ["pylibsrtp_internals"] * 2
+    logged = [r.getMessage() for r in caplog.records if r.name == fast_path.__name__]
+    assert len(logged) == 1 and 'reason="pylibsrtp_internals"' in logged[0]
 
 
 async def test_publisher_sockets_get_a_large_receive_buffer() -> None:
