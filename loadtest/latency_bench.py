@@ -42,7 +42,7 @@ from devtools import wan as wan_net
 from edge.config import EdgeSettings
 from edge.selection import RegionDistances
 from live.cli.cluster import child_env, start_cluster, stop_all, valkey_on
-from media import aiortc_hooks
+from media import aiortc_compat
 
 WIDTH, HEIGHT, FPS = 320, 240, 30
 BITS = 10  # counter bits, one 32-pixel column each
@@ -185,7 +185,7 @@ async def run(viewers: int, seconds: float, wan: bool) -> dict[str, Any]:
             url = stack.enter_context(valkey_on(Path(tmp), net.host_address))
         else:
             url = stack.enter_context(embedded_valkey(Path(tmp)))
-        aiortc_hooks.set_ice_addresses([net.host_address if net else "127.0.0.1"])
+        aiortc_compat.set_ice_addresses([net.host_address if net else "127.0.0.1"])
         one_way_ms = net.delays_ms["origin", "edge-eu"] if net else 0.0
         async with redis_client(url) as r:
             await RoomStore(r).create(title="bench", owner="h", room_id="b")

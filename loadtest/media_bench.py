@@ -51,7 +51,7 @@ from aiortc.contrib.media import MediaRelay
 from loadtest import janus_ref
 from loadtest.benchcli import MODES
 from media import MediaConfig, MediaServer
-from media import aiortc_hooks as hooks
+from media import aiortc_compat as hooks
 from media.frames import EncodedFrame
 
 VIDEO_TB = fractions.Fraction(1, 90000)

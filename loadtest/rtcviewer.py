@@ -1,6 +1,6 @@
 """WebRTC viewers for the load generator: receive-only WHEP players that never decode.
 
-Each viewer's receivers carry a `media.aiortc_hooks.ReceiverTap`, which takes the frames aiortc
+Each viewer's receivers carry a `media.aiortc_compat.ReceiverTap`, which takes the frames aiortc
 assembles instead of its decoder: the viewer counts RTP packets, payload bytes and whole frames,
 notes when the first video frame arrived, and reads loss from aiortc's receiver statistics.
 
@@ -28,7 +28,7 @@ from core.limits import raise_open_files_limit
 from loadtest.arrivals import TokenBucket
 from loadtest.fleet import Commands, worker_signals
 from loadtest.histogram import Histogram
-from media.aiortc_hooks import ReceiverTap, set_ice_addresses
+from media.aiortc_compat import ReceiverTap, set_ice_addresses
 from media.frames import EncodedFrame
 
 GO_TIMEOUT_S = 600.0

@@ -33,7 +33,7 @@ from loadtest.display import Monitor
 from loadtest.fleet import Fleet
 from loadtest.histogram import Histogram
 from loadtest.rtcviewer import RtcPlan
-from media.aiortc_hooks import set_ice_addresses
+from media.aiortc_compat import set_ice_addresses
 
 START_DELAY_S = 1.0
 WIDTH, HEIGHT, FPS = 320, 240, 30

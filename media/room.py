@@ -9,7 +9,7 @@ from typing import Literal, Protocol
 
 from aiortc import RTCPeerConnection
 
-from media.aiortc_hooks import ForwardSender, ReceiverTap, packetize_once
+from media.aiortc_compat import ForwardSender, ReceiverTap, packetize_once
 from media.config import MediaConfig
 from media.forwarder import Downtrack, Forwarder
 from media.frames import EncodedFrame

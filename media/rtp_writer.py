@@ -249,7 +249,7 @@ def packetize(frame: EncodedFrame) -> tuple[bytes, ...]:
     """The payload bodies of `frame` for a writer: VP8 without its descriptor, Opus as is.
 
     H.264 needs aiortc's FU-A/STAP-A packetiser, so rooms fill `frame.payloads` through
-    `media.aiortc_hooks.packetize_once`; this fallback covers VP8 and audio only.
+    `media.aiortc_compat.packetize_once`; this fallback covers VP8 and audio only.
     """
     if frame.codec == "VP8":
         return vp8_bodies(frame.data)

@@ -18,14 +18,14 @@ from aiortc import (
     RTCSessionDescription,
 )
 
-from media import aiortc_hooks as hooks
+from media import aiortc_compat as compat
 from media.config import MediaConfig
 from media.errors import MediaError
 from media.forwarder import Downtrack
 from media.frames import EncodedFrame
 from media.keyframes import Send
 from media.room import Room, Session
-from media.stats import MediaStats
+from media.stats import MediaStats, add_counts
 from media.workers.pool import IngestHooks, RemoteViewer, WorkerPool
 
 logger = logging.getLogger(__name__)
@@ -54,7 +54,7 @@ class MediaServer:
 
     def __init__(self, config: MediaConfig | None = None) -> None:
         self.config = config or MediaConfig()
-        hooks.set_ice_addresses(list(self.config.ice_addresses))
+        compat.set_ice_addresses(list(self.config.ice_addresses))
         self.rooms: dict[str, Room] = {}
         self.sessions: dict[str, Session] = {}
         self.workers: WorkerPool | None = None
@@ -111,6 +111,8 @@ class MediaServer:
         s = MediaStats(**{k: getattr(self._totals, k) for k in _TOTAL_FIELDS})
         s.rooms = len(self.rooms)
         s.ttff_seconds = list(self._ttff)
+        s.fast_path_fallbacks = dict.fromkeys(compat.FALLBACK_REASONS, 0)
+        add_counts(s.fast_path_fallbacks, self._totals.fast_path_fallbacks)
         for room in self.rooms.values():
             if room.publisher is not None:
                 s.publishers += 1
@@ -136,7 +138,10 @@ class MediaServer:
     # -- sessions -----------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Start the media workers, if any, and wait until they are ready."""
+        """Check the aiortc internals the forwarding relies on (AiortcInternalsError names any
+        missing: the node refuses to start), then start the media workers, if any, and wait until
+        they are ready."""
+        compat.check_internals()
         if self.workers is not None:
             await self.workers.start()
 
@@ -163,11 +168,11 @@ class MediaServer:
                 if (kind, "recvonly") in media or (kind, "inactive") in media:
                     continue
                 prefs = video_prefs if kind == "video" else AUDIO_CODECS
-                codec = hooks.restrict_codecs(transceiver, prefs)
+                codec = compat.restrict_codecs(transceiver, prefs)
                 if codec is None:
                     raise MediaError("unsupported_codec", f"no {'/'.join(prefs)} {kind} offered")
                 transceiver.direction = "recvonly"
-                session.taps[kind] = hooks.ReceiverTap(
+                session.taps[kind] = compat.ReceiverTap(
                     transceiver.receiver, kind, room.on_frame, session.epoch
                 )
                 if kind == "video":
@@ -200,10 +205,10 @@ class MediaServer:
         )
         session.epoch = room.next_epoch()
         for transceiver in pc.getTransceivers():
-            codec = hooks.negotiated_codec(transceiver)
+            codec = compat.negotiated_codec(transceiver)
             if transceiver.direction not in ("recvonly", "sendrecv") or codec is None:
                 continue
-            session.taps[transceiver.kind] = hooks.ReceiverTap(
+            session.taps[transceiver.kind] = compat.ReceiverTap(
                 transceiver.receiver, transceiver.kind, room.on_frame, session.epoch
             )
             if transceiver.kind == "video":
@@ -248,7 +253,7 @@ class MediaServer:
                     prefs = _preferred(room.video_codec, self.config.video_codecs)
                 else:
                     prefs = AUDIO_CODECS
-                codec = hooks.restrict_codecs(transceiver, prefs)
+                codec = compat.restrict_codecs(transceiver, prefs)
                 if codec is None:
                     raise MediaError("unsupported_codec", f"no {'/'.join(prefs)} {kind} offered")
                 if kind == "video" and room.video_codec is None:
@@ -264,12 +269,12 @@ class MediaServer:
                 session.downtracks[kind] = downtrack
                 track: MediaStreamTrack
                 if self.config.send_path == "fast":
-                    track = hooks.IdleTrack(kind)
+                    track = compat.IdleTrack(kind)
                 else:
-                    track = hooks.ForwardTrack(downtrack, self._record_ttff)
+                    track = compat.ForwardTrack(downtrack, self._record_ttff)
                 transceiver.sender.replaceTrack(track)
                 transceiver.direction = "sendonly"
-                hooks.attach_sender(transceiver.sender, room.keyframes.request)
+                compat.attach_sender(transceiver.sender, room.keyframes.request)
             if not session.downtracks:
                 raise MediaError("no_media", "the offer receives no audio or video")
             answer = await _answer(session.pc)
@@ -393,7 +398,7 @@ class MediaServer:
         elif room.publisher is session and not session.live:
             session.live = True
             for transceiver in session.pc.getTransceivers():
-                hooks.enlarge_receive_buffers(
+                compat.enlarge_receive_buffers(
                     transceiver.receiver, self.config.ingest_receive_buffer
                 )
             if not session.relay:
@@ -406,8 +411,8 @@ class MediaServer:
             if downtrack is None or transceiver.kind in session.senders:
                 continue
             try:
-                session.senders[transceiver.kind] = hooks.ForwardSender(
-                    transceiver, downtrack, self._record_ttff
+                session.senders[transceiver.kind] = compat.ForwardSender(
+                    transceiver, downtrack, self._record_ttff, on_fallback=self._fast_path_fell_back
                 )
             except ConnectionError:
                 logger.info("viewer %s connected without a usable transport", session.id)
@@ -475,6 +480,9 @@ class MediaServer:
             self._totals.frames_dropped += d.dropped
             self._totals.viewer_skips += d.skips
 
+    def _fast_path_fell_back(self, reason: str) -> None:
+        add_counts(self._totals.fast_path_fallbacks, {reason: 1})
+
     def _record_ttff(self, downtrack: Downtrack) -> None:
         if downtrack.kind == "video" and downtrack.first_frame_at is not None:
             self._ttff.append(downtrack.first_frame_at - downtrack.created_at)
@@ -512,7 +520,7 @@ def _validate_offer(sdp: str, wanted: tuple[str, ...], what: str) -> list[tuple[
     if not sdp.lstrip().startswith("v=0"):
         raise MediaError("invalid_sdp", "the body is not an SDP offer")
     try:
-        media = hooks.offer_media(sdp)
+        media = compat.offer_media(sdp)
     except ValueError as exc:
         raise MediaError("invalid_sdp", str(exc)) from None
     if not any(direction in wanted for _, direction in media):

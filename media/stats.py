@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +38,9 @@ class MediaStats:
     keyframe_requests_coalesced: int = 0
     ttff_seconds: list[float] = field(default_factory=list)
     workers: list[WorkerStats] = field(default_factory=list)
+    # Viewer tracks whose fast send path fell back to a slower way, by reason
+    # (media.aiortc_compat.fast_path.FALLBACK_REASONS).
+    fast_path_fallbacks: dict[str, int] = field(default_factory=dict)
 
 
 # What a worker's viewers add to the node's totals (its rooms, ingest and PLIs are the node's).
@@ -49,3 +53,9 @@ def add_viewer_counters(total: MediaStats, report: dict[str, Any]) -> None:
         setattr(total, name, getattr(total, name) + int(report.get(name, 0)))
     total.keyframe_requests_coalesced += int(report.get("keyframe_requests_coalesced", 0))
     total.peer_connections += int(report.get("peer_connections", 0))
+    add_counts(total.fast_path_fallbacks, report.get("fast_path_fallbacks", {}))
+
+
+def add_counts(total: dict[str, int], counts: Mapping[str, int]) -> None:
+    for key, count in counts.items():
+        total[key] = total.get(key, 0) + int(count)

@@ -168,6 +168,14 @@ class MediaCollector(Collector):
             for q in (0.5, 0.95, 1.0):
                 ttff.add_metric([str(q)], samples[min(len(samples) - 1, int(q * len(samples)))])
         yield ttff
+        fallbacks = CounterMetricFamily(
+            "live_media_fast_path_fallbacks",
+            "Viewer tracks whose fast send path fell back to a slower way, by reason",
+            labels=["reason"],
+        )
+        for reason, count in s.fast_path_fallbacks.items():
+            fallbacks.add_metric([reason], count)
+        yield fallbacks
         if s.workers:
             viewers = GaugeMetricFamily(
                 "live_media_worker_viewers", "Viewer sessions per media worker", labels=["worker"]

@@ -4,7 +4,8 @@ stream socket.
 A record is a 4-byte big-endian length (of what follows), a type byte and a body:
 - FRAME: a fixed header (room id length, codec, flags, epoch, timestamp), the room id and the
   encoded frame's bytes. Encoded once per frame: the same bytes go to every worker that needs them.
-- CONTROL: a msgpack map with an `op` (requests, replies, notices; see media.workers.link/main).
+- CONTROL: a msgpack map with an `op` (requests, replies, notices; see media.workers.link and
+  media.worker_process).
 """
 
 from __future__ import annotations

@@ -75,7 +75,7 @@ class WorkerLink:
             self.process = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",
-                "media.workers.main",
+                "media.worker_process",
                 "--fd",
                 str(theirs.fileno()),
                 "--index",

@@ -16,7 +16,7 @@ from typing import Literal
 from media.config import MediaConfig
 from media.errors import MediaError
 from media.frames import EncodedFrame
-from media.stats import VIEWER_COUNTERS, MediaStats, WorkerStats, add_viewer_counters
+from media.stats import VIEWER_COUNTERS, MediaStats, WorkerStats, add_counts, add_viewer_counters
 from media.workers.channel import Control, frame_record
 from media.workers.link import WorkerLink
 
@@ -62,6 +62,7 @@ class WorkerPool:
         self._ended_early: set[str] = set()
         self._retired: Counter[str] = Counter()  # counters of workers that ended
         self._retired_dropped = [0] * config.workers
+        self._retired_fallbacks: dict[str, int] = {}
         self._changed = asyncio.Event()  # set on each change: a worker ready, ended, reporting
         self._tasks: list[asyncio.Task[None]] = []
         self._closing = False
@@ -127,6 +128,7 @@ class WorkerPool:
         if link.stats:
             for name in (*VIEWER_COUNTERS, "keyframe_requests_coalesced"):
                 self._retired[name] += int(link.stats.get(name, 0))
+            add_counts(self._retired_fallbacks, link.stats.get("fast_path_fallbacks", {}))
             link.stats = {}
         self._retired["viewer_skips"] += link.skips
         self._retired_dropped[link.index] += link.frames_dropped
@@ -279,6 +281,7 @@ class WorkerPool:
         """Add the workers' viewers and counters (their last reports) into the node's `total`."""
         for name, value in self._retired.items():
             setattr(total, name, getattr(total, name) + value)
+        add_counts(total.fast_path_fallbacks, self._retired_fallbacks)
         for i, link in enumerate(self.links):
             dropped = self._retired_dropped[i]
             if link is not None:

@@ -20,7 +20,7 @@ import redis.asyncio as aioredis
 from core.auth import TokenAuthority
 from core.rooms import RoomStore
 from live.cli.cluster import NodeProcess, child_env, spawn_node, stop_all
-from media import aiortc_hooks
+from media import aiortc_compat
 from tests.conftest import SECRET, Client
 from tests.edge.conftest import eventually
 from tests.edge.media_peers import metric, whep, whip
@@ -86,7 +86,7 @@ async def _spawn(
 @pytest.fixture
 async def cluster(valkey_url: str, tmp_path: Path) -> AsyncIterator[Cluster]:
     # This process's host and viewers: aioice offers no loopback candidate unless told to.
-    aiortc_hooks.set_ice_addresses(["127.0.0.1"])
+    aiortc_compat.set_ice_addresses(["127.0.0.1"])
     client = aioredis.Redis.from_url(valkey_url)
     await client.flushall()
     await RoomStore(client).create(title="Cluster room", owner="host", room_id=ROOM)

@@ -36,7 +36,7 @@ def media_worker_pids(parent: int) -> list[int]:
     pids = []
     for task in Path(f"/proc/{parent}/task").iterdir():
         for pid in (task / "children").read_text().split():
-            if "media.workers.main" in Path(f"/proc/{pid}/cmdline").read_text():
+            if "media.worker_process" in Path(f"/proc/{pid}/cmdline").read_text():
                 pids.append(int(pid))
     return pids
 

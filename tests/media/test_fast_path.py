@@ -25,7 +25,7 @@ from aiortc.rtcrtpparameters import (
 )
 from aiortc.rtcrtpreceiver import RemoteStreamTrack
 
-from media.aiortc_hooks import ForwardSender, IdleTrack, ReceiverTap, attach_sender, packetize_once
+from media.aiortc_compat import ForwardSender, IdleTrack, ReceiverTap, attach_sender, packetize_once
 from media.forwarder import Downtrack
 from media.frames import VIDEO_FRAME_TICKS, EncodedFrame
 from tests.media.peers import Signal

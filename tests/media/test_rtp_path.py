@@ -23,7 +23,7 @@ from aiortc.rtcrtpparameters import (
 from aiortc.rtcrtpreceiver import RemoteStreamTrack
 from aiortc.rtp import RTCP_RTPFB_NACK, RtcpPacket, RtcpRtpfbPacket, RtpPacket, is_rtcp
 
-from media.aiortc_hooks import ForwardTrack, ReceiverTap, attach_sender
+from media.aiortc_compat import ForwardTrack, ReceiverTap, attach_sender
 from media.forwarder import Downtrack
 from media.frames import VIDEO_FRAME_TICKS, EncodedFrame
 from tests.media.peers import Signal

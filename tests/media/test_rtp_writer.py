@@ -16,7 +16,7 @@ from aiortc.rtcrtpparameters import (
 )
 from aiortc.rtp import HeaderExtensionsMap, RtpPacket, pack_header_extensions, unwrap_rtx
 
-from media import aiortc_hooks as hooks
+from media import aiortc_compat as compat
 from media.frames import VIDEO_FRAME_TICKS, EncodedFrame
 from media.rtp_writer import (
     HISTORY_SIZE,
@@ -71,7 +71,7 @@ def writer(sink: ListSink, codec: str = "VP8", rtx: bool = False) -> RtpWriter:
 
 def vp8(index: int, size: int = 4000) -> EncodedFrame:
     data = bytes([index % 256]) * size
-    return hooks.packetize_once(EncodedFrame("VP8", data, index * VIDEO_FRAME_TICKS, index == 0))
+    return compat.packetize_once(EncodedFrame("VP8", data, index * VIDEO_FRAME_TICKS, index == 0))
 
 
 def test_one_byte_extensions_match_aiortc() -> None:
@@ -121,19 +121,19 @@ def test_vp8_payloads_match_aiortcs_packetiser() -> None:
     sink = ListSink()
     writer(sink).write(frame)
     ours = [RtpPacket.parse(p, extensions_map()).payload for p in sink.packets]
-    packer = hooks.FramePacker()
+    packer = compat.FramePacker()
     assert ours == packer.pack(frame)[0]
 
 
 def test_h264_and_opus_payloads_are_cut_once_per_room() -> None:
     nalus = [b"\x67" + b"s" * 10, b"\x68" + b"p" * 4, b"\x65" + bytes(range(256)) * 20]
     data = b"".join(b"\x00\x00\x00\x01" + n for n in nalus)
-    frame = hooks.packetize_once(EncodedFrame("H264", data, 0, True))
-    assert list(frame.payloads) == hooks.FramePacker().pack(frame)[0]
+    frame = compat.packetize_once(EncodedFrame("H264", data, 0, True))
+    assert list(frame.payloads) == compat.FramePacker().pack(frame)[0]
     sink = ListSink()
     writer(sink, "H264").write(frame)
     assert [RtpPacket.parse(p).payload for p in sink.packets] == list(frame.payloads)
-    audio = hooks.packetize_once(EncodedFrame("opus", b"abc", 960, True))
+    audio = compat.packetize_once(EncodedFrame("opus", b"abc", 960, True))
     assert audio.payloads == (b"abc",)
 
 
@@ -166,7 +166,7 @@ def test_history_is_bounded() -> None:
     w = writer(sink, "opus")
     start = w.sequence_number
     for i in range(HISTORY_SIZE + 10):
-        w.write(hooks.packetize_once(EncodedFrame("opus", bytes([i % 256]), i * 960, True)))
+        w.write(compat.packetize_once(EncodedFrame("opus", bytes([i % 256]), i * 960, True)))
     assert not w.retransmit(start)  # overwritten
     assert w.retransmit((start + HISTORY_SIZE + 9) % 65536)
     assert not w.retransmit((start + HISTORY_SIZE + 50) % 65536)  # never sent

@@ -7,13 +7,15 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
+import pylibsrtp
 import pytest
 
 from core.auth import TokenAuthority
 from live.app import RunningNode
 from live.http.media import MEDIA
-from media import MediaServer
+from media import MediaServer, MediaStats
 from media.config import MediaSettings
+from media.stats import add_viewer_counters
 from tests.conftest import ClientFactory, NodeFactory
 from tests.media.conftest import open_peer_connections
 from tests.media.peers import Host, Viewer, accept, offer
@@ -212,3 +214,39 @@ def test_the_viewer_limit_follows_the_processes_serving_viewers() -> None:
     assert MediaSettings(max_viewers=42, workers=3).viewer_limit == 42
     with pytest.raises(ValueError, match="LIVE_MEDIA_MAX_VIEWERS"):
         MediaSettings(max_viewers=-1)
+
+
+async def test_fast_path_fallbacks_are_counted_in_metrics(
+    node: RunningNode,
+    http: aiohttp.ClientSession,
+    tokens: TokenAuthority,
+    media: MediaServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A pylibsrtp release the fast path was not checked on: each viewer track protects through
+    # pylibsrtp's public API instead, and says so.
+    monkeypatch.setattr(pylibsrtp, "__version__", "0.9.0")
+    viewer = Viewer()
+    try:
+        async with asyncio.timeout(15):
+            status, _, answer = await post(
+                http, f"{node.url}/whep/r1", await offer(viewer.pc), bearer(tokens, "v", "viewer")
+            )
+            assert status == 201
+            await accept(viewer.pc, answer)
+            wanted = 'live_media_fast_path_fallbacks_total{reason="pylibsrtp_version"} 2.0'
+            while True:
+                async with http.get(f"{node.url}/metrics") as r:
+                    text = await r.text()
+                if wanted in text:
+                    break
+                await asyncio.sleep(0.05)
+            assert 'live_media_fast_path_fallbacks_total{reason="no_gso"} 0.0' in text
+    finally:
+        await viewer.close()
+
+
+def test_workers_fast_path_fallbacks_add_into_the_nodes() -> None:
+    total = MediaStats(fast_path_fallbacks={"no_gso": 1})
+    add_viewer_counters(total, {"fast_path_fallbacks": {"no_gso": 2, "no_socket": 1}})
+    assert total.fast_path_fallbacks == {"no_gso": 3, "no_socket": 1}

@@ -1,5 +1,5 @@
 """A media worker process: serves viewers' peer connections with the frames the node's ingest
-sends over the channel (`python -m media.workers.main --fd N --index I --config JSON`).
+sends over the channel (`python -m media.worker_process --fd N --index I --config JSON`).
 
 Its rooms are fed rooms of an ordinary MediaServer (same Forwarder/Downtrack/ForwardSender, own
 GOP cache); keyframe requests go back to the node, which coalesces them per room. It ends when the
