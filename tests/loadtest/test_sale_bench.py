@@ -14,9 +14,9 @@ from aiohttp import web
 from commerce import keys
 from live.app import RunningNode
 from live.cli.main import parser
-from loadtest.buyer import Buyers
-from loadtest.plan import BuyerPlan, SaleWorkload
-from loadtest.sale import SaleSpec, check_invariants, start_sale
+from loadtest.benches.sale_driver import SaleSpec, check_invariants, start_sale
+from loadtest.fleet.buyer_worker import Buyers
+from loadtest.plan.workloads import BuyerPlan, SaleWorkload
 from tests.conftest import SECRET
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from live.app import RunningNode
 from live.cli.main import parser
-from loadtest import thresholds
+from loadtest.report import thresholds
 from tests.conftest import SECRET
 
 

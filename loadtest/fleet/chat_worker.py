@@ -20,11 +20,11 @@ from typing import Any
 
 from core.auth import TokenAuthority
 from core.limits import raise_open_files_limit
-from loadtest.arrivals import TokenBucket
-from loadtest.fleet import Commands, worker_signals
-from loadtest.histogram import Histogram, Timeline
-from loadtest.plan import NAMESPACE, WorkerPlan
-from loadtest.sioclient import SioError, Viewer, chat_text, open_viewer
+from loadtest.clients.sioclient import SioError, Viewer, chat_text, open_viewer
+from loadtest.fleet.control import Commands, worker_signals
+from loadtest.plan.arrivals import TokenBucket
+from loadtest.plan.workloads import NAMESPACE, WorkerPlan
+from loadtest.report.histogram import Histogram, Timeline
 
 GO_TIMEOUT_S = 600.0
 PROGRESS_EVERY_S = 1.0

@@ -1,6 +1,6 @@
 """`live loadtest media` and `live loadtest latency`: the WebRTC benchmarks' command lines.
 
-Kept apart from their drivers (`loadtest.media_bench`, `loadtest.latency_bench`) so that `live`
+Kept apart from their drivers (`loadtest.benches.media`, `loadtest.benches.latency`) so that `live`
 starts without importing aiortc and av; the drivers are imported when a benchmark runs.
 """
 
@@ -196,9 +196,9 @@ def _warn_unless_loopback_only() -> None:
 
 def _janus_missing() -> str | None:
     """Why the janus modes cannot run here, or None."""
-    from loadtest import janus_ref
+    from loadtest.benches import janus
 
-    if not janus_ref.available():
+    if not janus.available():
         return "Janus is not installed (Debian/Ubuntu: apt-get install janus)"
     if not loopback_only():
         return "the janus modes run only under scripts/loopback-only"
@@ -234,7 +234,7 @@ def _write_json(doc: dict[str, Any], path: Path) -> None:
 
 
 def run_media_command(args: argparse.Namespace) -> int:
-    from loadtest import media_bench
+    from loadtest.benches import media
 
     args.viewers = [n for group in args.viewers for n in group]
     args.modes = [m for group in args.modes for m in group]
@@ -256,7 +256,7 @@ def run_media_command(args: argparse.Namespace) -> int:
     if not args.modes:
         print("live loadtest: no mode left to run", file=sys.stderr)
         return 2
-    runs = media_bench.run_matrix(args)
+    runs = media.run_matrix(args)
     print()
     print(media_table(runs))
     if args.json:
@@ -270,7 +270,7 @@ def run_media_command(args: argparse.Namespace) -> int:
 def run_latency_command(args: argparse.Namespace) -> int:
     import asyncio
 
-    from loadtest import latency_bench
+    from loadtest.benches import latency
 
     if args.viewers < 1 or args.seconds <= 0:
         print("live loadtest: --viewers and --seconds must be positive", file=sys.stderr)
@@ -281,7 +281,7 @@ def run_latency_command(args: argparse.Namespace) -> int:
     if not args.wan:
         _warn_unless_loopback_only()
     os.environ.setdefault("LIVE_LOG_JSON", "false")
-    doc = asyncio.run(latency_bench.run(args.viewers, args.seconds, args.wan))
+    doc = asyncio.run(latency.run(args.viewers, args.seconds, args.wan))
     print(json.dumps(doc, indent=2))
     if args.json:
         _write_json({"benchmark": "latency", **doc}, args.json)

@@ -13,13 +13,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from loadtest.plan import MAX_VIEWERS, ChatWorkload, senders_for
-from loadtest.safety import UnsafeTarget, check_targets
+from loadtest.plan.safety import UnsafeTarget, check_targets
+from loadtest.plan.workloads import MAX_VIEWERS, ChatWorkload, senders_for
 
 
 def register(sub: Any) -> None:
     """Add `loadtest` (with its `chat` subcommand) to the `live` command."""
-    from loadtest import benchcli
+    from loadtest.cli import media as benchcli
 
     loadtest = sub.add_parser(
         "loadtest",
@@ -151,7 +151,7 @@ scripts/loopback-only together with the target."""
 
 
 def _register_sale(kinds: Any) -> None:
-    from loadtest import salebench
+    from loadtest.benches import sale as salebench
 
     sale = kinds.add_parser(
         "sale",
@@ -204,9 +204,9 @@ def _cpu_list(text: str) -> list[int]:
 
 
 async def run_chat_command(args: argparse.Namespace) -> int:
-    from loadtest import report
-    from loadtest.servers import default_pinning
-    from loadtest.suite import Session, run_session
+    from loadtest.benches.chat_session import Session, run_session
+    from loadtest.fleet.servers import default_pinning
+    from loadtest.report import tables
 
     try:
         check_targets(args.target, args.allow_remote)
@@ -250,20 +250,20 @@ async def run_chat_command(args: argparse.Namespace) -> int:
     )
     doc = await run_session(session, progress=lambda line: print(line, flush=True))
     print()
-    print(report.table(doc))
+    print(tables.table(doc))
     if args.json:
-        report.write_json(doc, args.json)
+        tables.write_json(doc, args.json)
         print(f"\nJSON written to {args.json}")
     return 0
 
 
 async def run_sale_command(args: argparse.Namespace) -> int:
     """Exit 0 when every invariant holds, 1 on a breach, 2 on bad arguments."""
-    from loadtest import report
-    from loadtest.plan import SaleWorkload
-    from loadtest.sale import SaleSpec
-    from loadtest.salebench import SaleSession, run_sale_session, table
-    from loadtest.servers import default_pinning
+    from loadtest.benches.sale import SaleSession, run_sale_session, table
+    from loadtest.benches.sale_driver import SaleSpec
+    from loadtest.fleet.servers import default_pinning
+    from loadtest.plan.workloads import SaleWorkload
+    from loadtest.report import tables
 
     try:
         check_targets(args.target, args.allow_remote)
@@ -306,7 +306,7 @@ async def run_sale_command(args: argparse.Namespace) -> int:
     print()
     print(table(doc))
     if args.json:
-        report.write_json(doc, args.json)
+        tables.write_json(doc, args.json)
         print(f"\nJSON written to {args.json}")
     if not doc["ok"]:
         print("live loadtest: an invariant of the sale was breached", file=sys.stderr)
@@ -320,8 +320,9 @@ async def run_scenario_command(args: argparse.Namespace) -> int:
     import asyncio
     import signal
 
-    from loadtest import html, report, scenario
-    from loadtest.display import Display, Monitor
+    from loadtest.report import html, tables
+    from loadtest.report.display import Display, Monitor
+    from loadtest.scenario import runner as scenario
 
     try:
         plan = scenario.load(args.scenario)
@@ -352,7 +353,7 @@ async def run_scenario_command(args: argparse.Namespace) -> int:
             loop.remove_signal_handler(sig)
     print(scenario.summary(doc))
     if args.json:
-        report.write_json(doc, args.json)
+        tables.write_json(doc, args.json)
         print(f"JSON written to {args.json}")
     if args.html:
         args.html.parent.mkdir(parents=True, exist_ok=True)

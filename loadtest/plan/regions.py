@@ -25,7 +25,7 @@ from typing import Any
 import aiohttp
 
 from edge.selection import REGION
-from loadtest.safety import UnsafeTarget, check_targets
+from loadtest.plan.safety import UnsafeTarget, check_targets
 
 MAX_WEIGHT = 100
 MAX_SLOTS = 200

@@ -1,8 +1,8 @@
 """The WebRTC part of a scenario: a synthetic publisher makes the room live, viewers watch it.
 
 The publisher sends VP8 over WHIP (a moving bar on grey, encoded by aiortc; no camera, no file).
-The viewers (`loadtest.rtcviewer`) run in worker processes and never decode. ICE offers loopback
-candidates only; run WebRTC scenarios in a loopback-only network namespace
+The viewers (`loadtest.fleet.rtc_worker`) run in worker processes and never decode. ICE offers
+loopback candidates only; run WebRTC scenarios in a loopback-only network namespace
 (`scripts/loopback-only live loadtest run ...`).
 """
 
@@ -28,11 +28,12 @@ from aiortc.mediastreams import VIDEO_CLOCK_RATE, VIDEO_TIME_BASE, MediaStreamEr
 from av import VideoFrame
 
 from core.auth import TokenAuthority
-from loadtest import procstat, rtcviewer
-from loadtest.display import Monitor
-from loadtest.fleet import Fleet
-from loadtest.histogram import Histogram
-from loadtest.rtcviewer import RtcPlan
+from loadtest.fleet import rtc_worker
+from loadtest.fleet.control import Fleet
+from loadtest.fleet.rtc_worker import RtcPlan
+from loadtest.report import procfs
+from loadtest.report.display import Monitor
+from loadtest.report.histogram import Histogram
 from media.aiortc_hooks import set_ice_addresses
 
 START_DELAY_S = 1.0
@@ -74,7 +75,7 @@ class SyntheticVideoTrack(MediaStreamTrack):
 @contextlib.asynccontextmanager
 async def publishing(url: str, secret: str, room: str, seconds: float) -> AsyncIterator[Any]:
     """A WHIP publisher live in `room` for the block (at most `seconds` of frames)."""
-    set_ice_addresses(rtcviewer.ICE_ADDRESSES)
+    set_ice_addresses(rtc_worker.ICE_ADDRESSES)
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     track = SyntheticVideoTrack(limit=int(seconds * FPS))
     transceiver = pc.addTransceiver(track, direction="sendonly")
@@ -138,7 +139,7 @@ async def run_viewers(
                 tuple(client_cpus or ()), tag, regions=regions)
         for i in range(workers)
     ]  # fmt: skip
-    fleet = Fleet.spawn(rtcviewer.main, plans)
+    fleet = Fleet.spawn(rtc_worker.main, plans)
     stop = monitor.stop if monitor is not None else None
     every = 0.5 if monitor is not None else 2.0
 
@@ -161,7 +162,7 @@ async def run_viewers(
                 raise RuntimeError("WebRTC workers were not ready within 60 s")
             monitor.request_stop(f"[{label}] WebRTC workers were not ready within 60 s")
         pids = fleet.pids
-        start = {n: procstat.sample(p) for n, p in pids.items()}
+        start = {n: procfs.sample(p) for n, p in pids.items()}
         if ready:
             t0 = time.time() + START_DELAY_S
             fleet.broadcast({"kind": "go", "t0": t0})
@@ -170,7 +171,7 @@ async def run_viewers(
         if not done:
             fleet.broadcast({"kind": "stop"})
             await fleet.until(lambda: len(fleet.done) + len(fleet.dead) >= workers, 20.0)
-        end = {n: procstat.sample(p) for n, p in pids.items()}
+        end = {n: procfs.sample(p) for n, p in pids.items()}
         wall = max(1e-3, time.time() - t0)
     finally:
         await fleet.reap()
@@ -178,7 +179,7 @@ async def run_viewers(
     result["partial"] = len(fleet.done) < workers or any(
         p.get("partial") for p in fleet.done.values()
     )
-    cpu = sum(procstat.cpu_percent(start.get(n), end.get(n), wall) for n in pids)
+    cpu = sum(procfs.cpu_percent(start.get(n), end.get(n), wall) for n in pids)
     result["generator"] = {"workers": workers, "cpu_pct": round(cpu, 1)}
     return result
 

@@ -20,10 +20,10 @@ import aiohttp
 
 from core.auth import TokenAuthority
 from core.store import embedded_valkey, redis_client
-from loadtest import servers
-from loadtest.chat import Progress, run_chat
-from loadtest.plan import ChatWorkload
-from loadtest.procstat import available_cpus
+from loadtest.benches.chat import Progress, run_chat
+from loadtest.fleet import servers
+from loadtest.plan.workloads import ChatWorkload
+from loadtest.report.procfs import available_cpus
 
 
 @dataclass

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 
-REFERENCE_JS = Path(__file__).parent / "reference" / "server.js"
+REFERENCE_JS = Path(__file__).parents[1] / "reference" / "server.js"
 _LISTENING = re.compile(r"listening on (http://\S+)")
 START_TIMEOUT_S = 60.0  # a `live serve` start (imports, media workers) on a busy machine
 
@@ -155,7 +155,7 @@ def _spawn(cmd: list[str], env: dict[str, str], log_path: Path) -> subprocess.Po
     with open(log_path, "wb") as log:
         return subprocess.Popen(
             cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-            cwd=Path(__file__).resolve().parent.parent, start_new_session=True,
+            cwd=Path(__file__).resolve().parents[2], start_new_session=True,
         )  # fmt: skip
 
 

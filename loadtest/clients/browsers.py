@@ -29,10 +29,10 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from core.auth import TokenAuthority
-from loadtest.display import Monitor
-from loadtest.histogram import Histogram
-from loadtest.regions import Placement
-from loadtest.safety import is_loopback
+from loadtest.plan.regions import Placement
+from loadtest.plan.safety import is_loopback
+from loadtest.report.display import Monitor
+from loadtest.report.histogram import Histogram
 
 if TYPE_CHECKING:
     from playwright.async_api import Browser, Page, Route

@@ -6,7 +6,7 @@
 The server runs pinned to one core (taskset), the host and the receive-only viewers to another.
 Modes: `forward` (the fast send path: media.rtp_writer), `aiortc` (forwarding through each
 viewer's aiortc RTCRtpSender), `relay` (aiortc's MediaRelay: decode once, encode per viewer),
-`janus` and `janus1` (the Debian Janus streaming plugin as a reference, see loadtest.janus_ref).
+`janus` and `janus1` (the Debian Janus streaming plugin as a reference, see loadtest.benches.janus).
 Viewers (`--viewer lean`, the default) let aiortc do ICE and DTLS, then SRTP-decrypt each datagram
 and read its RTP header in one plain callback: sequence gaps are loss, marker bits are frames;
 nothing is decoded. `--viewer aiortc` counts through aiortc's receivers instead (heavier).
@@ -14,7 +14,7 @@ Only loopback is used; every loop is bounded by --seconds and setup timeouts. On
 run is printed; --out appends them to a file, --json writes them as one document.
 
 The server, host and client processes are this module's own roles
-(`python -m loadtest.media_bench server|host|client ...`), started by the driver (`run_matrix`).
+(`python -m loadtest.benches.media server|host|client ...`), started by the driver (`run_matrix`).
 """
 
 from __future__ import annotations
@@ -48,8 +48,8 @@ from aiortc import (
 )
 from aiortc.contrib.media import MediaRelay
 
-from loadtest import janus_ref
-from loadtest.benchcli import MODES
+from loadtest.benches import janus
+from loadtest.cli.media import MODES
 from media import MediaConfig, MediaServer
 from media import aiortc_hooks as hooks
 from media.frames import EncodedFrame
@@ -428,7 +428,7 @@ async def negotiate(http: ClientSession, url: str, pc: RTCPeerConnection) -> Non
     await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
 
 
-async def janus_negotiate(api: janus_ref.JanusApi, viewer: Viewer) -> None:
+async def janus_negotiate(api: janus.JanusApi, viewer: Viewer) -> None:
     path, offer = await api.watch()
     await viewer.pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
     viewer.tap()
@@ -476,7 +476,7 @@ async def run_janus_feed(limit_s: float) -> None:
     video = [d for d, _ in video_frames]
     bitrate = sum(len(d) for d in video) * 8 / (len(video) / 30)
     stop = asyncio.Event()
-    feeding = asyncio.ensure_future(janus_ref.feed(video, audio, limit_s, stop))
+    feeding = asyncio.ensure_future(janus.feed(video, audio, limit_s, stop))
     await asyncio.sleep(2.0)
     print(json.dumps({"live": True, "stream_kbps": round(bitrate / 1000)}), flush=True)
     with contextlib.suppress(TimeoutError):
@@ -515,7 +515,7 @@ async def run_host(base: str, limit_s: float) -> None:
 
 async def run_client(base: str, viewers: int, seconds: float, batch: int) -> dict[str, Any]:
     # Janus's libnice ignores a loopback-interface peer: its viewers use Janus's 127.0.0.2 too.
-    hooks.set_ice_addresses([janus_ref.ADDRESS if JANUS_PID else "127.0.0.1"])
+    hooks.set_ice_addresses([janus.ADDRESS if JANUS_PID else "127.0.0.1"])
     peers: list[Viewer] = []
     async with ClientSession() as http:
         idle = await server_stats(http, base)
@@ -526,7 +526,7 @@ async def run_client(base: str, viewers: int, seconds: float, batch: int) -> dic
             peers += group
             async with asyncio.timeout(120):
                 if JANUS_PID:
-                    api = janus_ref.JanusApi(http, base)
+                    api = janus.JanusApi(http, base)
                     await asyncio.gather(*(janus_negotiate(api, v) for v in group))
                 else:
                     await asyncio.gather(*(negotiate(http, f"{base}/whep", v.pc) for v in group))
@@ -647,7 +647,7 @@ def main(argv: list[str] | None = None) -> None:
 def run_matrix(args: argparse.Namespace) -> list[dict[str, Any]]:
     """Each viewer count with each mode, one after another; one JSON line printed per run (and
     appended to --out). `args` holds the options of `live loadtest media`."""
-    me = [sys.executable, "-m", "loadtest.media_bench"]
+    me = [sys.executable, "-m", "loadtest.benches.media"]
     if os.geteuid() == 0:
         # With autogroup scheduling nice only ranks processes within a session: raise this
         # session's group (all the bench processes) above unrelated work sharing the machine.
@@ -677,14 +677,14 @@ MODES_WITH_WORKERS = ("forward", "aiortc")  # our MediaServer's send paths
 def start_server(args: argparse.Namespace, me: list[str], mode: str) -> subprocess.Popen[str]:
     """Our server (prints "ready"), or Janus configured in JANUS_DIR."""
     if mode.startswith("janus"):
-        janus_ref.add_loopback_alias()
+        janus.add_loopback_alias()
         RESULTS.mkdir(exist_ok=True)
         folder = RESULTS / JANUS_DIR
         shutil.rmtree(folder, ignore_errors=True)  # the previous run's configuration and log
         folder.mkdir()
         # "janus": stock (a thread per session); "janus1": event_loops = 1, fairer on one core
-        janus_ref.write_config(folder, args.port, event_loops=1 if mode == "janus1" else 0)
-        janus = subprocess.Popen(
+        janus.write_config(folder, args.port, event_loops=1 if mode == "janus1" else 0)
+        proc = subprocess.Popen(
             [*taskset(args.server_cpu), "janus", "-F", str(folder), "-C", f"{folder}/janus.jcfg"],
             stdout=open(folder / "janus.log", "w"),  # noqa: SIM115 (lives as long as janus)
             stderr=subprocess.STDOUT,
@@ -694,9 +694,9 @@ def start_server(args: argparse.Namespace, me: list[str], mode: str) -> subproce
         while True:
             with contextlib.suppress(OSError):
                 urllib.request.urlopen(f"http://127.0.0.1:{args.port}/janus/info", timeout=2)
-                return janus
-            if time.monotonic() > deadline or janus.poll() is not None:
-                janus.kill()
+                return proc
+            if time.monotonic() > deadline or proc.poll() is not None:
+                proc.kill()
                 raise RuntimeError(f"janus did not start, see {folder}/janus.log")
             time.sleep(0.2)
     server = subprocess.Popen(
@@ -730,9 +730,9 @@ def run_one(args: argparse.Namespace, me: list[str], mode: str, n: int) -> str:
     host: subprocess.Popen[str] | None = None
     url = f"http://127.0.0.1:{args.port}"
     try:
-        janus = ["--janus"] if mode.startswith("janus") else []
+        janus_feed = ["--janus"] if mode.startswith("janus") else []
         host = subprocess.Popen(
-            [*taskset(args.client_cpu, nice=-20), *me, "host", "--url", url, *janus],
+            [*taskset(args.client_cpu, nice=-20), *me, "host", "--url", url, *janus_feed],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,

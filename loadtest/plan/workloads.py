@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from loadtest.arrivals import Arrivals
+from loadtest.plan.arrivals import Arrivals
 
 NAMESPACE = "/live"
 MAX_VIEWERS = 50_000
@@ -90,7 +90,7 @@ class WorkerPlan:
     workload: ChatWorkload
     cpus: tuple[int, ...] = ()
     run_tag: str = "lt"
-    regions: tuple[str, ...] = ()  # the region of each target (`loadtest.regions`); () none
+    regions: tuple[str, ...] = ()  # the region of each target (`loadtest.plan.regions`); () none
 
     def viewer_indices(self) -> range:
         return range(self.index, self.workload.viewers, self.workers)

@@ -20,7 +20,7 @@ from commerce import keys
 from commerce.config import CommerceConfig
 from commerce.scripts import LUA
 from core.store import redis_client
-from loadtest.histogram import Histogram
+from loadtest.report.histogram import Histogram
 
 # Rate limits as the benchmark nodes run them: high enough never to refuse.
 UNLIMITED = 1_000_000_000

@@ -11,7 +11,7 @@ import sys
 import time
 from typing import TextIO
 
-from loadtest import thresholds
+from loadtest.report import thresholds
 
 REDRAW_S = 0.5
 LOG_EVERY_S = 2.0

@@ -5,8 +5,8 @@ assembles instead of its decoder: the viewer counts RTP packets, payload bytes a
 notes when the first video frame arrived, and reads loss from aiortc's receiver statistics.
 
 A worker process (`main`) runs its share of the viewers on one event loop and speaks the
-`loadtest.fleet` protocol: `ready`, then after `go` it joins its viewers at its share of the join
-rate, holds them until the end, and sends `done` with merged figures.
+`loadtest.fleet.control` protocol: `ready`, then after `go` it joins its viewers at its share of the
+join rate, holds them until the end, and sends `done` with merged figures.
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
 from core.auth import TokenAuthority
 from core.limits import raise_open_files_limit
-from loadtest.arrivals import TokenBucket
-from loadtest.fleet import Commands, worker_signals
-from loadtest.histogram import Histogram
+from loadtest.fleet.control import Commands, worker_signals
+from loadtest.plan.arrivals import TokenBucket
+from loadtest.report.histogram import Histogram
 from media.aiortc_hooks import ReceiverTap, set_ice_addresses
 from media.frames import EncodedFrame
 
@@ -51,7 +51,7 @@ class RtcPlan:
     cpus: tuple[int, ...] = ()
     run_tag: str = "lt"
     setup_timeout_s: float = 15.0
-    regions: tuple[str, ...] = ()  # the region of each target (`loadtest.regions`); () none
+    regions: tuple[str, ...] = ()  # the region of each target (`loadtest.plan.regions`); () none
 
     def viewer_indices(self) -> range:
         return range(self.index, self.viewers, self.workers)

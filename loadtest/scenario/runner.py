@@ -39,7 +39,7 @@ the rules' verdicts. Ctrl-C or an abort rule stops the run with a partial report
 
 Running nodes instead of started ones: `[target] urls` (the first is where the room is created,
 the sale started and the publisher sends: the origin), and optionally a region map that spreads
-the viewers and buyers by weight (`loadtest.regions`): `regions = {na = URL, eu = URL}`,
+the viewers and buyers by weight (`loadtest.plan.regions`): `regions = {na = URL, eu = URL}`,
 `weights = {na = 3, eu = 1}`, `select = true` to ask each region's URL for the node the
 deployment's selection API names. Results then come per region too (`regions` in the document,
 `region.<name>.chat.delivery.p99` and the like in rules).
@@ -57,20 +57,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from loadtest import browsers as browser_role
-from loadtest import regions as region_map
-from loadtest import scrape, servers, thresholds
-from loadtest.arrivals import Arrivals
-from loadtest.chat import Progress, run_chat
-from loadtest.display import Display, Monitor
-from loadtest.histogram import Histogram
-from loadtest.plan import ChatWorkload, SaleWorkload, senders_for
-from loadtest.procstat import available_cpus
-from loadtest.regions import Placement, RegionMap
-from loadtest.sale import SaleSpec, check_invariants, run_buyers, start_sale
-from loadtest.salebench import RAISED_LIMITS
-from loadtest.suite import create_room, store
-from loadtest.webrtc import publishing, run_viewers
+from loadtest.benches.chat import Progress, run_chat
+from loadtest.benches.chat_session import create_room, store
+from loadtest.benches.sale import RAISED_LIMITS
+from loadtest.benches.sale_driver import SaleSpec, check_invariants, run_buyers, start_sale
+from loadtest.benches.webrtc import publishing, run_viewers
+from loadtest.clients import browsers as browser_role
+from loadtest.fleet import servers
+from loadtest.plan import regions as region_map
+from loadtest.plan.arrivals import Arrivals
+from loadtest.plan.regions import Placement, RegionMap
+from loadtest.plan.workloads import ChatWorkload, SaleWorkload, senders_for
+from loadtest.report import scrape, thresholds
+from loadtest.report.display import Display, Monitor
+from loadtest.report.histogram import Histogram
+from loadtest.report.procfs import available_cpus
 
 
 class ScenarioError(ValueError):

@@ -12,11 +12,9 @@ import secrets
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from loadtest import servers
-from loadtest.direct import UNLIMITED, DirectSpec, run_direct
-from loadtest.plan import SaleWorkload
-from loadtest.procstat import available_cpus
-from loadtest.sale import (
+from loadtest.benches.chat_session import store
+from loadtest.benches.direct import UNLIMITED, DirectSpec, run_direct
+from loadtest.benches.sale_driver import (
     TARGET_P99_MS,
     TARGET_PER_S,
     Progress,
@@ -25,7 +23,9 @@ from loadtest.sale import (
     run_buyers,
     start_sale,
 )
-from loadtest.suite import store
+from loadtest.fleet import servers
+from loadtest.plan.workloads import SaleWorkload
+from loadtest.report.procfs import available_cpus
 
 # The commerce layer's per-user and per-IP reservation limits would refuse most of a benchmark
 # crowd (every simulated buyer comes from 127.0.0.1); the nodes we start run with them raised.

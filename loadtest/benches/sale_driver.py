@@ -21,12 +21,13 @@ from commerce import keys
 from commerce.config import CommerceConfig
 from core.auth import TokenAuthority
 from core.store import redis_client
-from loadtest import buyer, procstat
-from loadtest.display import Monitor
-from loadtest.fleet import Fleet
-from loadtest.histogram import Histogram, merge_timelines
-from loadtest.plan import BuyerPlan, SaleWorkload
-from loadtest.suite import create_room
+from loadtest.benches.chat_session import create_room
+from loadtest.fleet import buyer_worker
+from loadtest.fleet.control import Fleet
+from loadtest.plan.workloads import BuyerPlan, SaleWorkload
+from loadtest.report import procfs
+from loadtest.report.display import Monitor
+from loadtest.report.histogram import Histogram, merge_timelines
 
 START_DELAY_S = 1.0
 TARGET_PER_S = 10_000.0
@@ -110,7 +111,7 @@ async def run_buyers(
     tag = f"lt{time.time_ns() % 10**9:x}"
     cpus = tuple(client_cpus or ())
     plans = [BuyerPlan(i, workers, tuple(urls), secret, work, cpus, tag) for i in range(workers)]
-    fleet = Fleet.spawn(buyer.main, plans)
+    fleet = Fleet.spawn(buyer_worker.main, plans)
 
     stop = monitor.stop if monitor is not None else None
     every = 0.5 if monitor is not None else 2.0
@@ -137,7 +138,7 @@ async def run_buyers(
         return stop is not None and stop.is_set()
 
     pids = {**server_pids, **fleet.pids}
-    start = end = {n: procstat.sample(p) for n, p in pids.items()}
+    start = end = {n: procfs.sample(p) for n, p in pids.items()}
     t0 = time.time()
     try:
         ready = await fleet.until(lambda: len(fleet.ready) == workers, 60, tick, every, stop)
@@ -149,7 +150,7 @@ async def run_buyers(
             t0 = time.time() + START_DELAY_S
             fleet.broadcast({"kind": "go", "t0": t0})
             await fleet.until(lambda: False, max(0.0, t0 - time.time()), tick, every, stop)
-            start = {n: procstat.sample(p) for n, p in pids.items()}
+            start = {n: procfs.sample(p) for n, p in pids.items()}
         budget = work.duration_s + work.timeout_s + 30
         done = await fleet.until(lambda: len(fleet.done) == workers, budget, tick, every, stop)
         if not done and not stopped():
@@ -159,7 +160,7 @@ async def run_buyers(
         if len(fleet.done) < workers:
             fleet.broadcast({"kind": "stop"})
             await fleet.until(lambda: len(fleet.done) + len(fleet.dead) >= workers, 10.0)
-        end = {n: procstat.sample(p) for n, p in pids.items()}
+        end = {n: procfs.sample(p) for n, p in pids.items()}
         wall = time.time() - t0
     finally:
         await fleet.reap()
@@ -167,7 +168,7 @@ async def run_buyers(
     result["partial"] = len(fleet.done) < workers or any(
         p.get("partial") for p in fleet.done.values()
     )
-    cpu = {n: procstat.cpu_percent(start.get(n), end.get(n), wall) for n in pids}
+    cpu = {n: procfs.cpu_percent(start.get(n), end.get(n), wall) for n in pids}
     result["cpu_pct"] = {
         "nodes": round(sum(v for n, v in cpu.items() if n in server_pids and n != "valkey"), 1),
         "valkey": cpu.get("valkey"),

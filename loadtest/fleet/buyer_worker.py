@@ -1,7 +1,7 @@
 """A buyer worker process: its share of a flash-sale crowd pressing Buy, over keep-alive pools.
 
-Speaks the `loadtest.fleet` protocol: `ready` once tokens and connection pools are set up, then,
-after `go`, fires its attempts (paced at its share of the rate, or as fast as its share of the
+Speaks the `loadtest.fleet.control` protocol: `ready` once tokens and connection pools are set up,
+then, after `go`, fires its attempts (paced at its share of the rate, or as fast as its share of the
 in-flight budget allows) until they are all answered or the duration is up, and sends `done`
 with latency histograms (overall and per second), outcomes by code and units per user.
 """
@@ -19,10 +19,10 @@ from typing import Any
 
 from core.auth import TokenAuthority
 from core.limits import raise_open_files_limit
-from loadtest.fleet import Commands, worker_signals
-from loadtest.histogram import Histogram, Timeline
-from loadtest.plan import BuyerPlan, SaleWorkload
-from loadtest.rawhttp import HttpError, Pool
+from loadtest.clients.rawhttp import HttpError, Pool
+from loadtest.fleet.control import Commands, worker_signals
+from loadtest.plan.workloads import BuyerPlan, SaleWorkload
+from loadtest.report.histogram import Histogram, Timeline
 
 GO_TIMEOUT_S = 600.0
 PROGRESS_EVERY_S = 1.0
@@ -71,8 +71,8 @@ class Buyers:
         self.last_answer_us = 0
         self._unanswered: list[tuple[int, int]] = []  # (j, k) of attempts with no HTTP answer
         self.recovered = 0  # of those, answered by a retry with the same Idempotency-Key
-        # Lean keep-alive pools (`loadtest.rawhttp`): aiohttp's client would cost the generator
-        # about as much CPU per attempt as the node spends answering it.
+        # Lean keep-alive pools (`loadtest.clients.rawhttp`): aiohttp's client would cost the
+        # generator about as much CPU per attempt as the node spends answering it.
         self._pools: list[Pool] = []
         self._body = json.dumps({"quantity": self.work.quantity}).encode()
 

@@ -9,11 +9,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from core.limits import raise_open_files_limit
-from loadtest import procstat, worker
-from loadtest.display import Monitor
-from loadtest.fleet import Fleet
-from loadtest.histogram import Histogram, merge_timelines
-from loadtest.plan import ChatWorkload, WorkerPlan
+from loadtest.fleet import chat_worker
+from loadtest.fleet.control import Fleet
+from loadtest.plan.workloads import ChatWorkload, WorkerPlan
+from loadtest.report import procfs
+from loadtest.report.display import Monitor
+from loadtest.report.histogram import Histogram, merge_timelines
 
 START_DELAY_S = 1.0
 TARGET_P99_MS = 500.0
@@ -57,7 +58,7 @@ async def run_chat(
         )
         for index in range(workers)
     ]
-    fleet = Fleet.spawn(worker.main, plans)
+    fleet = Fleet.spawn(chat_worker.main, plans)
     try:
         return await _drive(fleet, workload, server_pids, before, label, progress, monitor)
     finally:
@@ -68,7 +69,7 @@ async def _drive(
     fleet: Fleet,
     work: ChatWorkload,
     server_pids: dict[str, int],
-    before: dict[str, procstat.ProcSample | None],
+    before: dict[str, procfs.ProcSample | None],
     label: str,
     progress: Progress,
     monitor: Monitor | None,
@@ -122,7 +123,7 @@ async def _drive(
         server_pids, before, joined_sample, start, end, final, wall, result["connections"]["held"]
     )
     result["generator"]["cpu_pct"] = round(
-        sum(procstat.cpu_percent(start.get(n), end.get(n), wall) for n in worker_pids), 1
+        sum(procfs.cpu_percent(start.get(n), end.get(n), wall) for n in worker_pids), 1
     )
     result["generator"]["workers"] = workers
     return result
@@ -206,8 +207,8 @@ def _ticker(
     return tick
 
 
-def _sample(pids: dict[str, int]) -> dict[str, procstat.ProcSample | None]:
-    return {name: procstat.sample(pid) for name, pid in pids.items()}
+def _sample(pids: dict[str, int]) -> dict[str, procfs.ProcSample | None]:
+    return {name: procfs.sample(pid) for name, pid in pids.items()}
 
 
 def _merge(work: ChatWorkload, parts: list[dict[str, Any]], t0: float) -> dict[str, Any]:
@@ -325,11 +326,11 @@ def _merge(work: ChatWorkload, parts: list[dict[str, Any]], t0: float) -> dict[s
 
 def _server_figures(
     pids: dict[str, int],
-    before: dict[str, procstat.ProcSample | None],
-    joined: dict[str, procstat.ProcSample | None],
-    start: dict[str, procstat.ProcSample | None],
-    end: dict[str, procstat.ProcSample | None],
-    final: dict[str, procstat.ProcSample | None],
+    before: dict[str, procfs.ProcSample | None],
+    joined: dict[str, procfs.ProcSample | None],
+    start: dict[str, procfs.ProcSample | None],
+    end: dict[str, procfs.ProcSample | None],
+    final: dict[str, procfs.ProcSample | None],
     wall: float,
     held: int,
 ) -> dict[str, Any]:
@@ -338,7 +339,7 @@ def _server_figures(
     node_cpu = 0.0
     for name in pids:
         b, j, f = before.get(name), joined.get(name), final.get(name)
-        cpu = procstat.cpu_percent(start.get(name), end.get(name), wall)
+        cpu = procfs.cpu_percent(start.get(name), end.get(name), wall)
         processes[name] = {
             "pid": pids[name],
             "rss_before_mb": round(b.rss_kb / 1024, 1) if b else None,
