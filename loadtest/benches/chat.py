@@ -1,25 +1,254 @@
-"""The chat benchmark coordinator: start workers, synchronise them, sample servers, merge."""
+"""`live loadtest chat`: a crowd in one chat room, measured end to end, optionally beside Node.
+
+The session (`run_session`): unless targets are given, an embedded Valkey and 1 or 2 `live serve`
+nodes pinned to CPUs apart from the load generator; for every (nodes, viewers) pair the Python
+nodes run the workload, then, with `--reference`, the Node.js reference on the same Valkey with
+the same workload, so the two sit side by side. Each run gets fresh server processes and a fresh
+room, so no run inherits another's memory. `table` prints the runs for people.
+
+The driver (`run_chat`, also the scenario's lurkers, chatters and likers): worker processes
+(`loadtest.fleet.chat_worker`) connect the crowd, start sending together, report; the servers
+are sampled meanwhile. Merged: deliveries, losses, latency percentiles, RSS per connection, CPU.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from core.limits import raise_open_files_limit
-from loadtest.fleet import chat_worker
+from loadtest.clients.rest import create_room
+from loadtest.fleet import chat_worker, servers
 from loadtest.fleet.control import Fleet
 from loadtest.plan.workloads import ChatWorkload, WorkerPlan
 from loadtest.report import procfs
-from loadtest.report.display import Monitor
+from loadtest.report.display import Monitor, Progress
 from loadtest.report.histogram import Histogram, merge_timelines
 
 START_DELAY_S = 1.0
 TARGET_P99_MS = 500.0
 
-Progress = Callable[[str], None]
+
+# -- session ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Session:
+    """What the CLI asked for."""
+
+    workload: ChatWorkload
+    viewers: list[int]
+    nodes: list[int]
+    reference: bool = False
+    targets: list[str] = field(default_factory=list)
+    secret: str | None = None
+    workers: int = 1
+    server_cpus: list[int] | None = None
+    client_cpus: list[int] | None = None
+    redis_url: str | None = None
+    work_dir: Path | None = None
+
+
+async def run_session(session: Session, progress: Progress = print) -> dict[str, Any]:
+    """Every run of the session; returns the JSON document."""
+    pinning = servers.default_pinning(procfs.available_cpus())
+    if session.server_cpus is not None:
+        pinning.server_cpus = session.server_cpus
+    if session.client_cpus is not None:
+        pinning.client_cpus = session.client_cpus
+    runs: list[dict[str, Any]] = []
+    started = time.time()
+    if session.targets:
+        secret = session.secret
+        if not secret:
+            raise ValueError("--target needs the nodes' token secret (LIVE_JWT_SECRET or --secret)")
+        progress(f"targets {' '.join(session.targets)}; generator on CPU {pinning.client_cpus}")
+        for viewers in session.viewers:
+            work = replace(session.workload, viewers=viewers, room=_room())
+            await create_room(session.targets[0], secret, work.room, required=False)
+            runs.append(
+                await _one(session, work, "target", session.targets, {}, secret, pinning, progress)
+            )
+    else:
+        progress(pinning.describe())
+        sut = servers.store(session.work_dir, session.redis_url, pinning)
+        async with sut as (redis_url, valkey_pid, work_dir):
+            secret = session.secret or secrets.token_urlsafe(32)
+            kinds = ["python", "node"] if session.reference else ["python"]
+            for nodes in session.nodes:
+                for viewers in session.viewers:
+                    for kind in kinds:
+                        work = replace(session.workload, viewers=viewers, room=_room())
+                        runs.append(await _with_servers(
+                            session, work, kind, nodes, redis_url, valkey_pid, secret,
+                            pinning, work_dir, progress,
+                        ))  # fmt: skip
+    return {
+        "benchmark": "chat",
+        "started": started,
+        "pinning": {
+            "server_cpus": pinning.server_cpus,
+            "client_cpus": pinning.client_cpus,
+            "tool": pinning.tool,
+            "note": pinning.describe(),
+        },
+        "runs": runs,
+        "ratios": ratios(runs),
+    }
+
+
+def _room() -> str:
+    return "bench-" + secrets.token_hex(4)
+
+
+async def _with_servers(
+    session: Session,
+    work: ChatWorkload,
+    kind: str,
+    nodes: int,
+    redis_url: str,
+    valkey_pid: int | None,
+    secret: str,
+    pinning: servers.Pinning,
+    work_dir: Path,
+    progress: Progress,
+) -> dict[str, Any]:
+    started: list[servers.ServerProcess] = []
+    try:
+        for i in range(nodes):
+            name = f"{kind}-{i + 1}"
+            if kind == "python":
+                proc = await servers.start_python_node(
+                    name, redis_url, secret, pinning.server_cpus, work_dir / "logs", {}
+                )
+            else:
+                proc = await servers.start_reference_node(
+                    name, redis_url, secret, pinning.server_cpus, work_dir / "logs"
+                )
+            started.append(proc)
+        urls = [s.url for s in started]
+        if kind == "python":
+            await create_room(urls[0], secret, work.room, required=True)
+        pids = {s.name: s.pid for s in started}
+        if valkey_pid is not None:
+            pids["valkey"] = valkey_pid
+        return await _one(session, work, kind, urls, pids, secret, pinning, progress, nodes)
+    finally:
+        for proc in started:
+            servers.stop(proc)
+
+
+async def _one(
+    session: Session,
+    work: ChatWorkload,
+    kind: str,
+    urls: list[str],
+    pids: dict[str, int],
+    secret: str,
+    pinning: servers.Pinning,
+    progress: Progress,
+    nodes: int | None = None,
+) -> dict[str, Any]:
+    nodes = nodes or len(urls)
+    label = f"{kind} {nodes}n {work.viewers}v"
+    progress(f"run {label}: {work.viewers} viewers, {work.rate:g} msg/s for {work.duration_s:g} s")
+    result = await run_chat(
+        work, urls, secret, server_pids=pids,
+        workers=session.workers, client_cpus=pinning.client_cpus, label=label, progress=progress,
+    )  # fmt: skip
+    result.update({"server": kind, "nodes": nodes, "label": label, "urls": urls})
+    return result
+
+
+def ratios(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Python over Node for every (nodes, viewers) pair run against both."""
+    by_key = {(r["server"], r["nodes"], r["workload"]["viewers"]): r for r in runs}
+    out = []
+    for (kind, nodes, viewers), py in by_key.items():
+        ref = by_key.get(("node", nodes, viewers))
+        if kind != "python" or ref is None:
+            continue
+        out.append({
+            "nodes": nodes,
+            "viewers": viewers,
+            "p50_latency": _ratio(py["latency_ms"]["p50"], ref["latency_ms"]["p50"]),
+            "p99_latency": _ratio(py["latency_ms"]["p99"], ref["latency_ms"]["p99"]),
+            "deliveries_per_s": _ratio(py["deliveries"]["per_s"], ref["deliveries"]["per_s"]),
+            "rss_per_connection": _ratio(
+                py["servers"]["rss_per_connection_kb"], ref["servers"]["rss_per_connection_kb"]
+            ),
+            "nodes_cpu": _ratio(py["servers"]["nodes_cpu_pct"], ref["servers"]["nodes_cpu_pct"]),
+        })  # fmt: skip
+    return out
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    if a is None or b is None or b == 0:
+        return None
+    return round(a / b, 2)
+
+
+_COLUMNS: list[tuple[str, int, Callable[[dict[str, Any]], Any]]] = [
+    ("run", 18, lambda r: r["label"]),
+    ("held", 6, lambda r: r["connections"]["held"]),
+    ("deliv/s", 9, lambda r: f"{r['deliveries']['per_s']:.0f}"),
+    ("p50 ms", 8, lambda r: r["latency_ms"]["p50"]),
+    ("p95 ms", 8, lambda r: r["latency_ms"]["p95"]),
+    ("p99 ms", 8, lambda r: r["latency_ms"]["p99"]),
+    ("max ms", 8, lambda r: r["latency_ms"]["max"]),
+    ("missing", 8, lambda r: r["deliveries"]["missing"]),
+    ("acked", 6, lambda r: f"{r['messages']['acked_ok']}/{r['messages']['scheduled']}"),
+    ("RSS/conn KB", 11, lambda r: r["servers"]["rss_per_connection_kb"]),
+    ("node CPU%", 9, lambda r: r["servers"]["nodes_cpu_pct"]),
+    ("valkey%", 7, lambda r: r["servers"]["valkey_cpu_pct"]),
+    ("gen CPU%", 8, lambda r: r["generator"]["cpu_pct"]),
+    ("conn p50", 8, lambda r: r["connections"]["connect_ms"]["p50"]),
+    ("join p50", 8, lambda r: r["connections"]["join_ms"]["p50"]),
+    ("target", 6, lambda r: "met" if r["target_met"] else "MISSED"),
+]
+
+
+def table(doc: dict[str, Any]) -> str:
+    """Runs as rows, the figures the issue asks for as columns, then Python/Node ratios."""
+    lines = [doc["pinning"]["note"], ""]
+    lines.append("  ".join(f"{name:>{width}}" for name, width, _ in _COLUMNS))
+    for run in doc["runs"]:
+        cells = []
+        for _, width, get in _COLUMNS:
+            value = get(run)
+            cells.append(f"{'-' if value is None else value!s:>{width}}")
+        lines.append("  ".join(cells))
+    for run in doc["runs"]:
+        if run["errors"]:
+            errors = ", ".join(f"{k}={v}" for k, v in sorted(run["errors"].items()))
+            lines.append(f"  {run['label']}: errors {errors}")
+        outcomes = {k: v for k, v in run["messages"]["outcomes"].items() if k != "ok"}
+        if outcomes:
+            lines.append(f"  {run['label']}: send outcomes {outcomes}")
+    if doc["ratios"]:
+        lines.append("")
+        lines.append("Python / Node reference (same workload; >1 means Python is higher):")
+        for r in doc["ratios"]:
+            lines.append(
+                f"  {r['nodes']} node(s), {r['viewers']} viewers: p50 x{r['p50_latency']}, "
+                f"p99 x{r['p99_latency']}, deliveries/s x{r['deliveries_per_s']}, "
+                f"RSS/conn x{r['rss_per_connection']}, node CPU x{r['nodes_cpu']}"
+            )
+    lines.append("")
+    lines.append(
+        "deliv/s counts every receipt of every message by every viewer; missing = acked messages "
+        "a joined viewer never got before the drain ended; CPU% is per core, over the send window."
+    )
+    return "\n".join(lines)
+
+
+# -- driver -------------------------------------------------------------------------------------
 
 
 async def run_chat(

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -28,18 +28,17 @@ from aiortc.mediastreams import VIDEO_CLOCK_RATE, VIDEO_TIME_BASE, MediaStreamEr
 from av import VideoFrame
 
 from core.auth import TokenAuthority
+from loadtest.clients.whep import ICE_ADDRESSES
 from loadtest.fleet import rtc_worker
 from loadtest.fleet.control import Fleet
 from loadtest.fleet.rtc_worker import RtcPlan
 from loadtest.report import procfs
-from loadtest.report.display import Monitor
+from loadtest.report.display import Monitor, Progress
 from loadtest.report.histogram import Histogram
 from media.aiortc_hooks import set_ice_addresses
 
 START_DELAY_S = 1.0
 WIDTH, HEIGHT, FPS = 320, 240, 30
-
-Progress = Callable[[str], None]
 
 
 class SyntheticVideoTrack(MediaStreamTrack):
@@ -75,7 +74,7 @@ class SyntheticVideoTrack(MediaStreamTrack):
 @contextlib.asynccontextmanager
 async def publishing(url: str, secret: str, room: str, seconds: float) -> AsyncIterator[Any]:
     """A WHIP publisher live in `room` for the block (at most `seconds` of frames)."""
-    set_ice_addresses(rtc_worker.ICE_ADDRESSES)
+    set_ice_addresses(ICE_ADDRESSES)
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     track = SyntheticVideoTrack(limit=int(seconds * FPS))
     transceiver = pc.addTransceiver(track, direction="sendonly")

@@ -1,38 +1,17 @@
-"""`live loadtest media` and `live loadtest latency`: the WebRTC benchmarks' command lines.
-
-Kept apart from their drivers (`loadtest.benches.media`, `loadtest.benches.latency`) so that `live`
-starts without importing aiortc and av; the drivers are imported when a benchmark runs.
-"""
+"""`live loadtest media`: WebRTC fan-out, one host stream to N viewers, per mode."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
 from typing import Any
 
+from loadtest.cli.options import refuse, warn_unless_loopback_only, write_json
+from loadtest.report import procfs
+
 MODES = ("forward", "aiortc", "relay", "janus", "janus1")
-
-OVERVIEW = """\
-The crowd simulator and the benchmarks; each KIND has its own --help.
-
-  chat     N Socket.IO viewers in one room at a room-wide chat rate: deliveries, loss, latency
-           percentiles, server RSS per connection and CPU; 1 or 2 nodes, optionally beside
-           the Node.js reference server
-  sale     a flash-sale crowd pressing Buy: attempts per second, latency, the sale's
-           invariants; the reservation script called directly on Valkey as the ceiling
-  media    WebRTC fan-out of one host stream to N viewers, per send path (and Janus as the
-           reference): server CPU per viewer, fps, loss, time to first frame
-  latency  glass-to-glass video latency on an origin and through an edge node: the edge hop
-  run      a scenario file: mixed roles, thresholds, JSON and HTML reports
-
-chat, sale and media start their own servers on loopback, pinned with taskset to CPUs apart
-from the load generator (chat, sale: upper half / lower half; media: one CPU / another).
-WebRTC (media, latency, the WebRTC roles of run) offers loopback ICE candidates only: run it
-under scripts/loopback-only (as root for the media benchmark's priorities and Janus modes).
-`make bench` runs chat, sale, media and latency briefly; JSON goes to bench-results/."""
 
 _MEDIA_HELP = """\
 Media fan-out: one host stream (pre-encoded VP8 640x480 30 fps at ~1.5 Mbps + Opus, encoded
@@ -58,28 +37,9 @@ loopback-only namespace):
 
 Exit status: 0, or 1 when a run failed (its JSON line then holds "error")."""
 
-_LATENCY_HELP = """\
-Edge hop latency and origin egress: Valkey, an origin node (region na) and an edge node (region
-eu) as `live serve` processes; a synthetic host publishes counter-stamped VP8 video to the
-origin over WHIP; --viewers viewers on the origin and as many on the edge play it over WHEP and
-decode every frame. Latency per frame = decode time - capture time (one process clock), as p50,
-p95 and mean for each side after 2 s of warm-up; the edge hop is the edge viewers' latency minus
-the origin viewers' minus the one-way delay origin -> edge. Also the origin's forwarded kbit/s.
-
-No pinning: everything shares the machine's CPUs (run it on an otherwise idle one).
-
-WebRTC: run it loopback-only (scripts/loopback-only; as root or in a user namespace):
-
-    scripts/loopback-only .venv/bin/live loadtest latency --viewers 4 --seconds 10
-
-With --wan (root, not under scripts/loopback-only: it builds its own network namespaces, see
-edge/wan.py) the nodes sit in namespaces with the na-eu delay between them; the host and the
-viewers are on the host's end of the WAN, next to both nodes, so only the origin -> edge path
-carries the inter-region delay."""
-
 
 def register(kinds: Any) -> None:
-    """Add the `media` and `latency` kinds to `live loadtest`."""
+    """Add `live loadtest media`."""
     media = kinds.add_parser(
         "media",
         help="WebRTC fan-out: one host stream to N viewers, per mode (loopback-only)",
@@ -143,22 +103,7 @@ def register(kinds: Any) -> None:
         help="leave out the janus modes, with a message, when Janus is not installed or this is "
         "not a loopback-only namespace (instead of failing those runs)",
     )
-    media.set_defaults(run=run_media_command)
-
-    latency = kinds.add_parser(
-        "latency",
-        help="glass-to-glass latency through an edge node (loopback-only)",
-        description=_LATENCY_HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    latency.add_argument("--viewers", type=int, default=4, help="viewers on each node")
-    latency.add_argument("--seconds", type=float, default=10.0, help="measured seconds")
-    latency.add_argument(
-        "--wan", action="store_true", help="nodes in network namespaces with delays (root)"
-    )
-    latency.add_argument("--json", type=Path, default=None, metavar="PATH",
-                         help="write the results here")  # fmt: skip
-    latency.set_defaults(run=run_latency_command)
+    media.set_defaults(run=run)
 
 
 def _int_list(text: str) -> list[int]:
@@ -179,28 +124,13 @@ def _mode_list(text: str) -> list[str]:
     return modes
 
 
-def loopback_only() -> bool:
-    """Whether this network namespace holds the loopback interface alone."""
-    lines = Path("/proc/net/dev").read_text().splitlines()[2:]
-    return {line.split(":")[0].strip() for line in lines} == {"lo"}
-
-
-def _warn_unless_loopback_only() -> None:
-    if not loopback_only():
-        print(
-            "live loadtest: not in a loopback-only network namespace; run WebRTC benchmarks "
-            "under scripts/loopback-only",
-            file=sys.stderr,
-        )
-
-
 def _janus_missing() -> str | None:
     """Why the janus modes cannot run here, or None."""
     from loadtest.benches import janus
 
     if not janus.available():
         return "Janus is not installed (Debian/Ubuntu: apt-get install janus)"
-    if not loopback_only():
+    if not procfs.loopback_only():
         return "the janus modes run only under scripts/loopback-only"
     return None
 
@@ -227,62 +157,33 @@ def media_table(runs: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def _write_json(doc: dict[str, Any], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(doc, indent=2) + "\n")
-    print(f"JSON written to {path}")
-
-
-def run_media_command(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     from loadtest.benches import media
 
     args.viewers = [n for group in args.viewers for n in group]
     args.modes = [m for group in args.modes for m in group]
     if args.seconds <= 0 or args.batch < 1:
-        print("live loadtest: --seconds and --batch must be positive", file=sys.stderr)
-        return 2
+        return refuse("--seconds and --batch must be positive")
     cpus = sorted(os.sched_getaffinity(0))
     args.server_cpu = args.server_cpu or str(cpus[0])
     args.client_cpu = args.client_cpu or str(cpus[1] if len(cpus) > 1 else cpus[0])
-    _warn_unless_loopback_only()
+    warn_unless_loopback_only()
     if any(m.startswith("janus") for m in args.modes):
         missing = _janus_missing()
         if missing and args.skip_unavailable:
             print(f"live loadtest: skipping the Janus reference: {missing}", flush=True)
             args.modes = [m for m in args.modes if not m.startswith("janus")]
         elif missing:
-            print(f"live loadtest: {missing}", file=sys.stderr)
-            return 2
+            return refuse(missing)
     if not args.modes:
-        print("live loadtest: no mode left to run", file=sys.stderr)
-        return 2
+        return refuse("no mode left to run")
     runs = media.run_matrix(args)
     print()
     print(media_table(runs))
     if args.json:
-        _write_json({"benchmark": "media", "root": os.geteuid() == 0, "runs": runs}, args.json)
-    if any("error" in run for run in runs):
+        write_json({"benchmark": "media", "root": os.geteuid() == 0, "runs": runs}, args.json)
+        print(f"JSON written to {args.json}")
+    if any("error" in r for r in runs):
         print('live loadtest: a media run failed (see its "error")', file=sys.stderr)
         return 1
-    return 0
-
-
-def run_latency_command(args: argparse.Namespace) -> int:
-    import asyncio
-
-    from loadtest.benches import latency
-
-    if args.viewers < 1 or args.seconds <= 0:
-        print("live loadtest: --viewers and --seconds must be positive", file=sys.stderr)
-        return 2
-    if args.wan and os.geteuid() != 0:
-        print("live loadtest: --wan needs root (network namespaces)", file=sys.stderr)
-        return 2
-    if not args.wan:
-        _warn_unless_loopback_only()
-    os.environ.setdefault("LIVE_LOG_JSON", "false")
-    doc = asyncio.run(latency.run(args.viewers, args.seconds, args.wan))
-    print(json.dumps(doc, indent=2))
-    if args.json:
-        _write_json({"benchmark": "latency", **doc}, args.json)
     return 0

@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 from core.auth import TokenAuthority
 from loadtest.plan.regions import Placement
 from loadtest.plan.safety import is_loopback
-from loadtest.report.display import Monitor
+from loadtest.report.display import Monitor, Progress
 from loadtest.report.histogram import Histogram
 
 if TYPE_CHECKING:
@@ -61,8 +61,6 @@ ARGS = [
     "--disable-background-timer-throttling",
     "--autoplay-policy=no-user-gesture-required",
 ]
-
-Progress = Callable[[str], None]
 
 # Runs in every page before its own scripts. Times: `performance.now()` (ms since navigation
 # start) for the page's own milestones, wall-clock microseconds for chat delivery.

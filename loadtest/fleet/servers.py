@@ -15,10 +15,14 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis.asyncio as aioredis
+
+from core.store import embedded_valkey, redis_client
 
 REFERENCE_JS = Path(__file__).parents[1] / "reference" / "server.js"
 _LISTENING = re.compile(r"listening on (http://\S+)")
@@ -174,3 +178,19 @@ def stop(server: ServerProcess, timeout: float = 10.0) -> None:
     except subprocess.TimeoutExpired:
         popen.kill()
         popen.wait(timeout=5)
+
+
+@contextlib.asynccontextmanager
+async def store(
+    work_dir: Path | None, redis_url: str | None, pinning: Pinning
+) -> AsyncIterator[tuple[str, int | None, Path]]:
+    """`redis_url`, else an embedded Valkey pinned to the server CPUs: (url, pid, work dir)."""
+    with contextlib.ExitStack() as stack:
+        if work_dir is None:
+            work_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="loadtest-")))
+        url = redis_url or stack.enter_context(embedded_valkey(work_dir / "store"))
+        async with redis_client(url) as redis:
+            pid = await valkey_pid(redis) if redis_url is None else None
+        if pid is not None:
+            pin(pid, pinning.server_cpus)
+        yield url, pid, work_dir

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 from loadtest.plan.arrivals import Arrivals
 
@@ -159,3 +160,21 @@ class BuyerPlan:
 
     def user_id(self, index: int) -> str:
         return f"{self.run_tag}-b{index}"
+
+
+@dataclass(frozen=True, slots=True)
+class SaleSpec:
+    """The sale the benchmark starts (POST /api/rooms/{room}/sales)."""
+
+    quantity: int
+    per_user_limit: int = 1
+    duration_s: float = 600.0
+    hold_s: float = 3600.0  # longer than the run: nothing expires before the check
+    price_minor: int = 999
+
+    def body(self, product_id: str) -> dict[str, Any]:
+        return {
+            "product_id": product_id, "quantity": self.quantity, "price_minor": self.price_minor,
+            "duration_s": float(self.duration_s), "per_user_limit": self.per_user_limit,
+            "hold_s": float(self.hold_s),
+        }  # fmt: skip

@@ -9,12 +9,16 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
+from collections.abc import Callable
 from typing import TextIO
 
 from loadtest.report import thresholds
 
 REDRAW_S = 0.5
 LOG_EVERY_S = 2.0
+
+# Where a driver writes its progress lines without a `Monitor` (`print`, `Display.log`).
+Progress = Callable[[str], None]
 
 
 class Display:

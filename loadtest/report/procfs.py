@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 _TICK = os.sysconf("SC_CLK_TCK")
 
@@ -52,3 +53,15 @@ def cpu_percent(before: ProcSample | None, after: ProcSample | None, wall_s: flo
 
 def available_cpus() -> list[int]:
     return sorted(os.sched_getaffinity(0))
+
+
+def interfaces() -> set[str]:
+    """The network interfaces of this network namespace (/proc/net/dev is per namespace; sysfs
+    may still show the host's)."""
+    lines = Path("/proc/net/dev").read_text().splitlines()[2:]
+    return {line.split(":")[0].strip() for line in lines}
+
+
+def loopback_only() -> bool:
+    """Whether this network namespace holds the loopback interface alone."""
+    return interfaces() == {"lo"}
