@@ -1,5 +1,5 @@
 """Janus (Debian package `janus`) as the reference SFU for `live loadtest media`
-(loadtest/media_bench.py).
+(loadtest/benches/media.py).
 
 The streaming plugin's RTP mountpoint is fed the same pre-encoded VP8 + Opus over plain RTP on
 loopback; viewers watch it over Janus's HTTP API (Janus offers, the viewer answers). Only the

@@ -1,4 +1,4 @@
-"""`live loadtest latency`: edge hop latency and origin egress (driver; options in benchcli).
+"""`live loadtest latency`: edge hop latency and origin egress (options in cli/latency.py).
 
 A synthetic host (counter-stamped video) publishes to an origin process (region na); N viewers on
 the origin and N on an edge process (region eu) decode the counters. Latency per frame = decode

@@ -8,10 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from loadtest.benches.media import MODES, MediaBench, missing_janus, run_matrix, table
 from loadtest.cli.options import refuse, warn_unless_loopback_only, write_json
-from loadtest.report import procfs
-
-MODES = ("forward", "aiortc", "relay", "janus", "janus1")
 
 _MEDIA_HELP = """\
 Media fan-out: one host stream (pre-encoded VP8 640x480 30 fps at ~1.5 Mbps + Opus, encoded
@@ -124,62 +122,39 @@ def _mode_list(text: str) -> list[str]:
     return modes
 
 
-def _janus_missing() -> str | None:
-    """Why the janus modes cannot run here, or None."""
-    from loadtest.benches import janus
-
-    if not janus.available():
-        return "Janus is not installed (Debian/Ubuntu: apt-get install janus)"
-    if not procfs.loopback_only():
-        return "the janus modes run only under scripts/loopback-only"
-    return None
-
-
-def media_table(runs: list[dict[str, Any]]) -> str:
-    """One row per run: the figures `docs/media.md` tabulates."""
-    head = (
-        f"{'mode':>8} {'N':>5} {'cores':>6} {'%/viewer':>8} {'N/core':>6} {'fps min/med':>11}"
-        f" {'loss max':>8} {'ttff med/max ms':>15} {'rss/viewer':>10} {'rq wait':>7}  ok"
-    )
-    lines = [head]
-    for r in runs:
-        if "error" in r:
-            last = (str(r["error"]).strip().splitlines() or ["?"])[-1]
-            lines.append(f"{r['mode']:>8} {r['viewers']:>5}  error: {last}")
-            continue
-        lines.append(
-            f"{r['mode']:>8} {r['viewers']:>5} {r['server_cpu_cores']:>6.3f}"
-            f" {r['server_cpu_per_viewer_pct']:>7.2f}% {r['viewers_per_core'] or '-'!s:>6}"
-            f" {r['fps_min']:>5.1f}/{r['fps_median']:<5.1f} {r['loss_pct_max']:>7.2f}%"
-            f" {r['ttff_median_ms']:>7}/{r['ttff_max_ms']:<7} {r['rss_per_viewer_kb']:>7.0f} KB"
-            f" {r['server_runqueue_wait_pct']:>6.1f}%  {'yes' if r['all_viewers_ok'] else 'no'}"
-        )
-    return "\n".join(lines)
-
-
 def run(args: argparse.Namespace) -> int:
-    from loadtest.benches import media
-
-    args.viewers = [n for group in args.viewers for n in group]
-    args.modes = [m for group in args.modes for m in group]
+    viewers = [n for group in args.viewers for n in group]
+    modes = [m for group in args.modes for m in group]
     if args.seconds <= 0 or args.batch < 1:
         return refuse("--seconds and --batch must be positive")
     cpus = sorted(os.sched_getaffinity(0))
-    args.server_cpu = args.server_cpu or str(cpus[0])
-    args.client_cpu = args.client_cpu or str(cpus[1] if len(cpus) > 1 else cpus[0])
     warn_unless_loopback_only()
-    if any(m.startswith("janus") for m in args.modes):
-        missing = _janus_missing()
+    if any(m.startswith("janus") for m in modes):
+        missing = missing_janus()
         if missing and args.skip_unavailable:
             print(f"live loadtest: skipping the Janus reference: {missing}", flush=True)
-            args.modes = [m for m in args.modes if not m.startswith("janus")]
+            modes = [m for m in modes if not m.startswith("janus")]
         elif missing:
             return refuse(missing)
-    if not args.modes:
+    if not modes:
         return refuse("no mode left to run")
-    runs = media.run_matrix(args)
+    bench = MediaBench(
+        viewers=viewers,
+        modes=modes,
+        seconds=args.seconds,
+        server_cpu=args.server_cpu or str(cpus[0]),
+        client_cpu=args.client_cpu or str(cpus[1] if len(cpus) > 1 else cpus[0]),
+        results=Path("bench-results").resolve(),
+        viewer=args.viewer,
+        loop=args.loop,
+        media_workers=args.media_workers,
+        port=args.port,
+        batch=args.batch,
+        out=args.out,
+    )
+    runs = run_matrix(bench)
     print()
-    print(media_table(runs))
+    print(table(runs))
     if args.json:
         write_json({"benchmark": "media", "root": os.geteuid() == 0, "runs": runs}, args.json)
         print(f"JSON written to {args.json}")
