@@ -20,6 +20,7 @@ from typing import Any
 
 from aiohttp import ClientSession
 
+from loadtest.report import procfs
 from media.frames import EncodedFrame
 from media.rtp_writer import RtpWriter
 
@@ -41,9 +42,7 @@ def add_loopback_alias() -> None:
     """Janus gathers no candidates on `lo` (it skips loopback interfaces): inside the bench's
     loopback-only network namespace give it a veth interface holding 127.0.0.2. Refused
     outside such a namespace so the host's network is never touched."""
-    # /proc/net/dev is per network namespace (sysfs may still show the host's)
-    lines = Path("/proc/net/dev").read_text().splitlines()[2:]
-    interfaces = {line.split(":")[0].strip() for line in lines}
+    interfaces = procfs.interfaces()
     if INTERFACE in interfaces:
         return
     if interfaces != {"lo"}:

@@ -38,6 +38,7 @@ from aiortc.contrib.media import MediaRelay
 from loadtest.benches import janus
 from loadtest.benches.media import ClientRole, HostRole, ServerRole, role_from
 from loadtest.benches.media_patches import payload_types, take_over_receive
+from loadtest.report import procfs
 from media import MediaConfig, MediaServer
 from media import aiortc_hooks as hooks
 from media.frames import EncodedFrame
@@ -49,20 +50,12 @@ AUDIO_TB = fractions.Fraction(1, 48000)
 # -- server -------------------------------------------------------------------------------------
 
 
-TICKS = os.sysconf("SC_CLK_TCK")
-PAGE = os.sysconf("SC_PAGE_SIZE")
-
-
-def process_figures(pid: int) -> tuple[float, float, int, float]:
-    """(user+system CPU s, system CPU s, RSS bytes, seconds its threads were runnable but
-    waiting for a CPU) of one process, from /proc."""
-    stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    user, system = int(stat[11]) / TICKS, int(stat[12]) / TICKS
-    wait = 0
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        with contextlib.suppress(OSError):
-            wait += int((task / "schedstat").read_text().split()[1])
-    return user + system, system, int(stat[21]) * PAGE, wait / 1e9
+def process_figures(pid: int) -> procfs.ProcSample:
+    """CPU, RSS and run-queue wait of a process of the run (gone: the run failed)."""
+    sample = procfs.sample(pid, run_queue=True)
+    if sample is None:
+        raise RuntimeError(f"process {pid} is gone")
+    return sample
 
 
 def sdp_response(sdp: str) -> web.Response:
@@ -135,11 +128,11 @@ async def run_server(role: ServerRole) -> None:
         s = media.stats()
         return web.json_response(
             {
-                "cpu": sum(f[0] for f in figures),
-                "cpu_sys": sum(f[1] for f in figures),
+                "cpu": sum(f.cpu_s for f in figures),
+                "cpu_sys": sum(f.system_s for f in figures),
                 "wall": time.monotonic(),
-                "rss": sum(f[2] for f in figures),
-                "runqueue_wait": sum(f[3] for f in figures),
+                "rss": sum(f.rss_kb * 1024 for f in figures),
+                "runqueue_wait": sum(f.runqueue_wait_s for f in figures),
                 "workers": [w.viewers for w in s.workers],
                 "viewers": s.viewers,
                 "frames_in": s.frames_in,
@@ -376,23 +369,13 @@ async def janus_negotiate(api: janus.JanusApi, viewer: Viewer) -> None:
 
 def proc_stats(pid: int) -> dict[str, Any]:
     """What /stats reports, read from /proc for a server we do not run (Janus)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    tick = os.sysconf("SC_CLK_TCK")
-    utime, stime = int(fields[11]) / tick, int(fields[12]) / tick
-    rss = 0
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            rss = int(line.split()[1]) * 1024
-    wait = 0
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        with contextlib.suppress(OSError):
-            wait += int((task / "schedstat").read_text().split()[1])
+    f = process_figures(pid)
     return {
-        "cpu": utime + stime,
-        "cpu_sys": stime,
+        "cpu": f.cpu_s,
+        "cpu_sys": f.system_s,
         "wall": time.monotonic(),
-        "rss": rss,
-        "runqueue_wait": wait / 1e9,
+        "rss": f.rss_kb * 1024,
+        "runqueue_wait": f.runqueue_wait_s,
         "video_frames_in": 0,
         "udp_send_drops": 0,
         "dropped": None,
