@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import numpy as np
 from aiortc import (
     MediaStreamTrack,
     RTCConfiguration,
@@ -32,7 +31,7 @@ from aiortc import (
     RTCRtpSender,
     RTCSessionDescription,
 )
-from aiortc.mediastreams import VIDEO_CLOCK_RATE, VIDEO_TIME_BASE, MediaStreamError
+from aiortc.mediastreams import MediaStreamError
 from av import VideoFrame
 
 from core.auth import TokenAuthority
@@ -40,66 +39,22 @@ from core.config import Settings
 from core.rooms import RoomStore
 from core.store import embedded_valkey, redis_client
 from devtools import wan as wan_net
+from devtools.synthetic import BITS, SyntheticVideoTrack, counter_bits, read_counter
 from edge.selection import RegionDistances
 from live.cli.cluster import child_env, start_cluster, stop_all, valkey_on
 from media import aiortc_hooks
 
-WIDTH, HEIGHT, FPS = 320, 240, 30
-BITS = 10  # counter bits, one 32-pixel column each
 WARMUP_S = 2.0  # first keyframe, jitter buffers
 SETUP_TIMEOUT_S = 60.0
 
 
-def draw_counter(counter: int) -> np.ndarray[Any, np.dtype[np.uint8]]:
-    """A grey picture whose columns spell `counter` in binary (robust to lossy coding)."""
-    y = np.full((HEIGHT, WIDTH), 16, dtype=np.uint8)
-    column = WIDTH // BITS
-    for bit in range(BITS):
-        if counter >> bit & 1:
-            y[:, bit * column : (bit + 1) * column] = 235
-    bar = (counter * 7) % (HEIGHT - 8)  # a moving bar: consecutive frames differ beyond the bits
-    y[bar : bar + 8, :] = 128
-    return y
+def stamped_track(captured: dict[int, float]) -> SyntheticVideoTrack:
+    """Counter-stamped frames (`counter_bits`); notes each counter's capture time in `captured`."""
 
+    def capture(counter: int) -> None:
+        captured[counter % (1 << BITS)] = time.monotonic()
 
-def read_counter(frame: VideoFrame) -> int:
-    gray = frame.to_ndarray(format="gray")
-    column = gray.shape[1] // BITS
-    value = 0
-    for bit in range(BITS):
-        strip = gray[:, bit * column + column // 4 : (bit + 1) * column - column // 4]
-        if float(np.median(strip)) > 128:
-            value |= 1 << bit
-    return value
-
-
-class StampedTrack(MediaStreamTrack):
-    """Counter-stamped frames at FPS, paced by the loop clock; notes each counter's capture time."""
-
-    kind = "video"
-
-    def __init__(self, captured: dict[int, float]) -> None:
-        super().__init__()
-        self.captured = captured
-        self.sent = 0
-        self._t0: float | None = None
-
-    async def recv(self) -> VideoFrame:
-        loop = asyncio.get_running_loop()
-        if self._t0 is None:
-            self._t0 = loop.time()
-        wait = self._t0 + self.sent / FPS - loop.time()
-        if wait > 0:
-            await asyncio.sleep(wait)
-        counter = self.sent % (1 << BITS)
-        yuv = np.full((HEIGHT * 3 // 2, WIDTH), 128, dtype=np.uint8)
-        yuv[:HEIGHT] = draw_counter(counter)
-        frame = VideoFrame.from_ndarray(yuv, format="yuv420p")
-        frame.pts = int(self.sent * VIDEO_CLOCK_RATE / FPS)
-        frame.time_base = VIDEO_TIME_BASE
-        self.sent += 1
-        self.captured[counter] = time.monotonic()
-        return frame
+    return SyntheticVideoTrack(counter_bits, on_frame=capture)
 
 
 class TimedViewer:
@@ -194,7 +149,7 @@ async def run(viewers: int, seconds: float, wan: bool) -> dict[str, Any]:
         env = child_env(url, secret, extra)
         origin, edge = await start_cluster(["eu"], env, origin_region="na", wan=net)
         host = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-        sender = host.addTransceiver(StampedTrack(captured), direction="sendonly")
+        sender = host.addTransceiver(stamped_track(captured), direction="sendonly")
         sender.setCodecPreferences(
             [c for c in RTCRtpSender.getCapabilities("video").codecs if c.mimeType == "video/VP8"]
         )

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fractions
 import json
 import os
 import pickle
@@ -23,8 +22,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import av
-import numpy as np
 from aiohttp import ClientSession, web
 from aiortc import (
     MediaStreamTrack,
@@ -35,6 +32,7 @@ from aiortc import (
 )
 from aiortc.contrib.media import MediaRelay
 
+from devtools.synthetic import ReplayTrack, encode_opus, encode_vp8
 from loadtest.benches import janus
 from loadtest.benches.media import ClientRole, HostRole, ServerRole, role_from
 from loadtest.benches.media_patches import payload_types, take_over_receive
@@ -42,10 +40,6 @@ from loadtest.report import procfs
 from media import MediaConfig, MediaServer
 from media import aiortc_hooks as hooks
 from media.frames import EncodedFrame
-
-VIDEO_TB = fractions.Fraction(1, 90000)
-AUDIO_TB = fractions.Fraction(1, 48000)
-
 
 # -- server -------------------------------------------------------------------------------------
 
@@ -182,40 +176,6 @@ async def run_server(role: ServerRole) -> None:
 # -- host ---------------------------------------------------------------------------------------
 
 
-def encode_vp8(frames: int, width: int = 640, height: int = 480) -> list[tuple[bytes, bool]]:
-    """Pre-encode a changing picture once, so the host costs no encoding during the run."""
-    ctx = av.CodecContext.create("libvpx", "w")
-    ctx.width, ctx.height, ctx.pix_fmt = width, height, "yuv420p"
-    ctx.time_base = fractions.Fraction(1, 30)
-    ctx.framerate = fractions.Fraction(30, 1)
-    ctx.bit_rate = 1_500_000
-    ctx.gop_size = 60
-    ctx.options = {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0"}
-    rng = np.random.default_rng(1)
-    noise = rng.integers(0, 255, (height, width, 3), dtype=np.uint8)
-    out: list[tuple[bytes, bool]] = []
-    for i in range(frames):
-        img = np.roll(noise, i * 4, axis=1)
-        frame = av.VideoFrame.from_ndarray(img, format="rgb24").reformat(format="yuv420p")
-        frame.pts = i
-        out += [(bytes(p), p.is_keyframe) for p in ctx.encode(frame)]
-    return out
-
-
-def encode_opus(frames: int) -> list[bytes]:
-    ctx = av.CodecContext.create("libopus", "w")
-    ctx.sample_rate, ctx.format, ctx.layout = 48000, "s16", "stereo"
-    ctx.bit_rate = 64000
-    out: list[bytes] = []
-    for i in range(frames):
-        t = (np.arange(960) + i * 960) / 48000
-        pcm = (np.sin(2 * np.pi * 440 * t) * 8000).astype(np.int16)
-        frame = av.AudioFrame.from_ndarray(np.repeat(pcm, 2).reshape(1, -1), layout="stereo")
-        frame.sample_rate, frame.pts = 48000, i * 960
-        out += [bytes(p) for p in ctx.encode(frame)]
-    return out
-
-
 def stream(results: Path) -> tuple[list[tuple[bytes, bool]], list[bytes]]:
     """The pre-encoded stream, encoded once and kept under `results` (bench-results/) so every run
     and mode sends the same bytes (libvpx's realtime mode adapts its output to the CPU it gets)."""
@@ -227,35 +187,6 @@ def stream(results: Path) -> tuple[list[tuple[bytes, bool]], list[bytes]]:
     results.mkdir(exist_ok=True)
     cache.write_bytes(pickle.dumps((video, audio)))
     return video, audio
-
-
-class LoopTrack(MediaStreamTrack):
-    """Replays pre-encoded packets in real time; the sender packs them (no encoder)."""
-
-    def __init__(self, kind: str, packets: list[bytes], interval: float, ticks: int) -> None:
-        super().__init__()
-        self.kind = kind
-        self._packets = packets
-        self._interval = interval
-        self._ticks = ticks
-        self._i = 0
-        self._t0: float | None = None
-
-    async def recv(self) -> av.Packet:  # type: ignore[type-arg]
-        loop = asyncio.get_running_loop()
-        if self._t0 is None:
-            self._t0 = loop.time()
-        wait = self._t0 + self._i * self._interval - loop.time()
-        if wait > 0:
-            await asyncio.sleep(wait)
-        elif wait < -3 * self._interval:
-            # Starved by the shared core: resume at the frame rate instead of bursting to catch up.
-            self._t0 -= wait
-        packet = av.Packet(self._packets[self._i % len(self._packets)])
-        packet.pts = self._i * self._ticks
-        packet.time_base = VIDEO_TB if self.kind == "video" else AUDIO_TB
-        self._i += 1
-        return packet
 
 
 # -- viewers ------------------------------------------------------------------------------------
@@ -415,12 +346,12 @@ async def run_host(role: HostRole) -> None:
     video, audio = stream(Path(role.results))
     host = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     vt = host.addTransceiver(
-        LoopTrack("video", [d for d, _ in video], 1 / 30, 3000), direction="sendonly"
+        ReplayTrack("video", [d for d, _ in video], 30, 3000), direction="sendonly"
     )
     vt.setCodecPreferences(
         [c for c in RTCRtpSender.getCapabilities("video").codecs if c.mimeType == "video/VP8"]
     )
-    host.addTransceiver(LoopTrack("audio", audio, 0.02, 960), direction="sendonly")
+    host.addTransceiver(ReplayTrack("audio", audio, 50, 960), direction="sendonly")
     bitrate = sum(len(d) for d, _ in video) * 8 / (len(video) / 30)
     host.on(
         "connectionstatechange",

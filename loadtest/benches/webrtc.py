@@ -16,18 +16,15 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
-import numpy as np
 from aiortc import (
-    MediaStreamTrack,
     RTCConfiguration,
     RTCPeerConnection,
     RTCRtpSender,
     RTCSessionDescription,
 )
-from aiortc.mediastreams import VIDEO_CLOCK_RATE, VIDEO_TIME_BASE, MediaStreamError
-from av import VideoFrame
 
 from core.auth import TokenAuthority
+from devtools.synthetic import FPS, SyntheticVideoTrack, moving_bar
 from loadtest.clients.whep import ICE_ADDRESSES
 from loadtest.fleet import rtc_worker
 from loadtest.fleet.control import Fleet
@@ -38,37 +35,6 @@ from loadtest.report.histogram import Histogram
 from media.aiortc_hooks import set_ice_addresses
 
 START_DELAY_S = 1.0
-WIDTH, HEIGHT, FPS = 320, 240, 30
-
-
-class SyntheticVideoTrack(MediaStreamTrack):
-    """Grey frames with a moving bar at `FPS`, paced by the loop clock, at most `limit` frames."""
-
-    kind = "video"
-
-    def __init__(self, limit: int) -> None:
-        super().__init__()
-        self.sent = 0
-        self._limit = limit
-        self._t0: float | None = None
-
-    async def recv(self) -> VideoFrame:
-        loop = asyncio.get_running_loop()
-        if self._t0 is None:
-            self._t0 = loop.time()
-        if self.sent >= self._limit:
-            raise MediaStreamError
-        wait = self._t0 + self.sent / FPS - loop.time()
-        if wait > 0:
-            await asyncio.sleep(wait)
-        yuv = np.full((HEIGHT * 3 // 2, WIDTH), 128, dtype=np.uint8)
-        bar = (self.sent * 4) % (HEIGHT - 16)
-        yuv[bar : bar + 16, :] = 235
-        frame = VideoFrame.from_ndarray(yuv, format="yuv420p")
-        frame.pts = int(self.sent * VIDEO_CLOCK_RATE / FPS)
-        frame.time_base = VIDEO_TIME_BASE
-        self.sent += 1
-        return frame
 
 
 @contextlib.asynccontextmanager
@@ -76,7 +42,7 @@ async def publishing(url: str, secret: str, room: str, seconds: float) -> AsyncI
     """A WHIP publisher live in `room` for the block (at most `seconds` of frames)."""
     set_ice_addresses(ICE_ADDRESSES)
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-    track = SyntheticVideoTrack(limit=int(seconds * FPS))
+    track = SyntheticVideoTrack(moving_bar, limit=int(seconds * FPS))
     transceiver = pc.addTransceiver(track, direction="sendonly")
     vp8 = [c for c in RTCRtpSender.getCapabilities("video").codecs
            if c.mimeType.lower() in ("video/vp8", "video/rtx")]  # fmt: skip
