@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from core.limits import raise_open_files_limit
+from devtools.spawn import NodeProcess, stop_all
 from loadtest.clients.rest import create_room
 from loadtest.fleet import chat_worker, servers
 from loadtest.fleet.control import Fleet
@@ -119,7 +120,7 @@ async def _with_servers(
     work_dir: Path,
     progress: Progress,
 ) -> dict[str, Any]:
-    started: list[servers.ServerProcess] = []
+    started: list[NodeProcess] = []
     try:
         for i in range(nodes):
             name = f"{kind}-{i + 1}"
@@ -135,13 +136,12 @@ async def _with_servers(
         urls = [s.url for s in started]
         if kind == "python":
             await create_room(urls[0], secret, work.room, required=True)
-        pids = {s.name: s.pid for s in started}
+        pids = {s.node_id: s.pid for s in started}
         if valkey_pid is not None:
             pids["valkey"] = valkey_pid
         return await _one(session, work, kind, urls, pids, secret, pinning, progress, nodes)
     finally:
-        for proc in started:
-            servers.stop(proc)
+        await stop_all(started)
 
 
 async def _one(

@@ -39,9 +39,9 @@ from core.config import Settings
 from core.rooms import RoomStore
 from core.store import embedded_valkey, redis_client
 from devtools import wan as wan_net
+from devtools.spawn import child_env, start_cluster, stop_all, valkey_on
 from devtools.synthetic import BITS, SyntheticVideoTrack, counter_bits, read_counter
 from edge.selection import RegionDistances
-from live.cli.cluster import child_env, start_cluster, stop_all, valkey_on
 from media import aiortc_hooks
 
 WARMUP_S = 2.0  # first keyframe, jitter buffers

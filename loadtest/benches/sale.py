@@ -25,6 +25,7 @@ from typing import Any
 from commerce import keys
 from commerce.config import CommerceConfig
 from core.store import redis_client
+from devtools.spawn import NodeProcess, stop_all
 from loadtest.benches.direct import UNLIMITED, DirectSpec, run_direct
 from loadtest.clients.rest import get_sale, start_sale
 from loadtest.fleet import buyer_worker, servers
@@ -83,22 +84,21 @@ async def run_sale_session(session: SaleSession, progress: Progress = print) -> 
         async with servers.store(None, None, pinning) as (redis_url, valkey_pid, work_dir):
             secret = session.secret or secrets.token_urlsafe(32)
             for nodes in session.nodes:
-                started: list[servers.ServerProcess] = []
+                started: list[NodeProcess] = []
                 try:
                     for i in range(nodes):
                         started.append(await servers.start_python_node(
                             f"python-{i + 1}", redis_url, secret, pinning.server_cpus,
                             work_dir / "logs", RAISED_LIMITS,
                         ))  # fmt: skip
-                    pids = {s.name: s.pid for s in started}
+                    pids = {s.node_id: s.pid for s in started}
                     if valkey_pid is not None:
                         pids["valkey"] = valkey_pid
                     urls = [s.url for s in started]
                     runs.append(await _run(session, urls, pids, secret, redis_url, pinning,
                                            progress, f"{nodes}n"))  # fmt: skip
                 finally:
-                    for proc in started:
-                        servers.stop(proc)
+                    await stop_all(started)
     return {
         "benchmark": "sale",
         "ok": all(r["invariants"]["ok"] for r in runs),

@@ -1,20 +1,16 @@
-"""The system under test, started by the benchmark: Valkey and node processes pinned to CPUs.
+"""The system under test, started by a benchmark: Valkey and node processes pinned to CPUs.
 
 Python nodes are `live serve` processes; the reference is `loadtest/reference/server.js` under
 Node.js. Both get the same Redis, the same token secret and a free loopback port, and are pinned
 (`taskset`) to CPUs apart from the load generator's so the two do not steal each other's time.
+They are started and stopped by `devtools.spawn`, as `live cluster` starts its nodes.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
-import re
 import shutil
-import signal
-import subprocess
-import sys
 import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -23,26 +19,11 @@ from pathlib import Path
 import redis.asyncio as aioredis
 
 from core.store import embedded_valkey, redis_client
+from devtools.spawn import NodeProcess, SpawnError, spawn, spawn_node
 
-REFERENCE_JS = Path(__file__).parents[1] / "reference" / "server.js"
-_LISTENING = re.compile(r"listening on (http://\S+)")
+LOADTEST = Path(__file__).resolve().parents[1]
+REFERENCE_JS = LOADTEST / "reference" / "server.js"
 START_TIMEOUT_S = 60.0  # a `live serve` start (imports, media workers) on a busy machine
-
-
-class ServerStartError(RuntimeError):
-    pass
-
-
-@dataclass
-class ServerProcess:
-    """One node of the system under test."""
-
-    name: str
-    kind: str  # "python" | "node"
-    url: str
-    pid: int
-    popen: subprocess.Popen[bytes] | None = None
-    log_path: Path | None = None
 
 
 @dataclass
@@ -72,13 +53,6 @@ def _cpus(cpus: list[int]) -> str:
     return ",".join(str(c) for c in cpus)
 
 
-def _pin_prefix(cpus: list[int]) -> list[str]:
-    taskset = shutil.which("taskset")
-    if not cpus or taskset is None:
-        return []
-    return [taskset, "-c", _cpus(cpus)]
-
-
 def pin(pid: int, cpus: list[int]) -> None:
     """Pin a process we did not start ourselves (the embedded Valkey)."""
     if cpus:
@@ -92,38 +66,31 @@ async def valkey_pid(redis: aioredis.Redis) -> int | None:
     return int(pid) if pid is not None else None
 
 
-def _live_command() -> list[str]:
-    exe = Path(sys.executable).parent / "live"
-    if exe.exists():
-        return [str(exe)]
-    return [sys.executable, "-m", "live.cli.main"]
-
-
 async def start_python_node(
     name: str, redis_url: str, secret: str, cpus: list[int], log_dir: Path, env: dict[str, str]
-) -> ServerProcess:
+) -> NodeProcess:
     """`live serve` on a free loopback port, logging at WARNING so logs do not skew figures."""
-    cmd = [*_pin_prefix(cpus), *_live_command(), "serve", "--host", "127.0.0.1", "--port", "0"]
     node_env = {
         **os.environ,
         "REDIS_URL": redis_url,
         "LIVE_JWT_SECRET": secret,
-        "LIVE_NODE_ID": name,
         "LIVE_LOG_LEVEL": "WARNING",
         "LIVE_DATA_DIR": str(log_dir / name),
         **env,
     }
-    return await _start(name, "python", cmd, node_env, cpus, log_dir)
+    return await spawn_node(
+        node_id=name, env=node_env, log=log_dir / f"{name}.log", cpus=cpus,
+        start_within_s=START_TIMEOUT_S, cwd=LOADTEST.parent,
+    )  # fmt: skip
 
 
 async def start_reference_node(
     name: str, redis_url: str, secret: str, cpus: list[int], log_dir: Path
-) -> ServerProcess:
+) -> NodeProcess:
     """The Node.js reference server (socket.io + @socket.io/redis-adapter) on a free port."""
     node = shutil.which("node")
     if node is None:
-        raise ServerStartError("node (Node.js) is not installed; --reference needs it")
-    cmd = [*_pin_prefix(cpus), node, str(REFERENCE_JS)]
+        raise SpawnError("node (Node.js) is not installed; --reference needs it")
     env = {
         **os.environ,
         "REDIS_URL": redis_url,
@@ -132,52 +99,10 @@ async def start_reference_node(
         "PORT": "0",
         "NODE_ID": name,
     }
-    return await _start(name, "node", cmd, env, cpus, log_dir)
-
-
-async def _start(
-    name: str, kind: str, cmd: list[str], env: dict[str, str], cpus: list[int], log_dir: Path
-) -> ServerProcess:
-    log_path = log_dir / f"{name}.log"
-    popen = _spawn(cmd, env, log_path)
-    if not _pin_prefix(cpus):
-        pin(popen.pid, cpus)
-    for _ in range(int(START_TIMEOUT_S / 0.05)):
-        text = _read(log_path)
-        match = _LISTENING.search(text)
-        if match:
-            return ServerProcess(name, kind, match.group(1), popen.pid, popen, log_path)
-        if popen.poll() is not None:
-            raise ServerStartError(f"{name} exited with {popen.returncode}:\n{text[-2000:]}")
-        await asyncio.sleep(0.05)
-    stop(ServerProcess(name, kind, "", popen.pid, popen, log_path))
-    raise ServerStartError(f"{name} did not report 'listening on' within {START_TIMEOUT_S:.0f} s")
-
-
-def _spawn(cmd: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "wb") as log:
-        return subprocess.Popen(
-            cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-            cwd=Path(__file__).resolve().parents[2], start_new_session=True,
-        )  # fmt: skip
-
-
-def _read(path: Path) -> str:
-    return path.read_text(errors="replace")
-
-
-def stop(server: ServerProcess, timeout: float = 10.0) -> None:
-    """SIGTERM, then SIGKILL after `timeout`; only the process we started."""
-    popen = server.popen
-    if popen is None or popen.poll() is not None:
-        return
-    popen.send_signal(signal.SIGTERM)
-    try:
-        popen.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        popen.kill()
-        popen.wait(timeout=5)
+    return await spawn(
+        name, [node, str(REFERENCE_JS)], env, log=log_dir / f"{name}.log", cpus=cpus,
+        start_within_s=START_TIMEOUT_S, cwd=LOADTEST.parent,
+    )  # fmt: skip
 
 
 @contextlib.asynccontextmanager

@@ -17,6 +17,7 @@ import secrets
 from collections.abc import AsyncIterator
 from typing import Any
 
+from devtools.spawn import NodeProcess, stop_all
 from loadtest.benches.chat import run_chat
 from loadtest.benches.sale import RAISED_LIMITS, check_invariants, run_buyers
 from loadtest.benches.webrtc import publishing, run_viewers
@@ -281,17 +282,16 @@ async def _system(
     progress(pinning.describe() + "; nodes run with the commerce rate limits raised")
     async with servers.store(None, None, pinning) as (redis_url, valkey_pid, work_dir):
         secret = s.secret or secrets.token_urlsafe(32)
-        started: list[servers.ServerProcess] = []
+        started: list[NodeProcess] = []
         try:
             for i in range(s.nodes):
                 started.append(await servers.start_python_node(
                     f"python-{i + 1}", redis_url, secret, pinning.server_cpus,
                     work_dir / "logs", RAISED_LIMITS,
                 ))  # fmt: skip
-            pids = {p.name: p.pid for p in started}
+            pids = {p.node_id: p.pid for p in started}
             if valkey_pid is not None:
                 pids["valkey"] = valkey_pid
             yield [p.url for p in started], pids, secret, redis_url
         finally:
-            for proc in started:
-                servers.stop(proc)
+            await stop_all(started)
