@@ -53,6 +53,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, ValidationError
+
 from loadtest.clients import browsers as browser_role
 from loadtest.fleet import servers
 from loadtest.plan import regions as region_map
@@ -66,16 +68,118 @@ class ScenarioError(ValueError):
     """A scenario file that cannot be run as written."""
 
 
-_TOP = {"name", "duration_s", "target", "roles", "sale", "thresholds", "generator", "arrival",
-        "webrtc", "browser"}  # fmt: skip
-_ARRIVAL = {"model", "steps", "rate", "join_rate"}
-_TARGET = {"urls", "nodes", "secret", "redis_url", "regions", "weights", "select"}
-_ROLES = {"lurkers", "chatters", "chat_rate", "likers", "like_rate", "buyers", "webrtc_viewers",
-          "browsers"}  # fmt: skip
-_WEBRTC = {"join_rate"}
-_BROWSER = {"executable", "join_rate"}
-_SALE = {"quantity", "per_user_limit", "attempts", "rate", "concurrency"}
-_GENERATOR = {"workers", "drain_s", "connect_rate", "nice"}
+# -- the file, table by table: a key not named here is refused -----------------------------------
+
+
+class _Table(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TargetTable(_Table):
+    urls: list[str] = []
+    nodes: int = 1
+    secret: str | None = None
+    redis_url: str | None = None
+    # A region map, checked by `RegionMap.parse` (its own messages).
+    regions: Any = None
+    weights: Any = None
+    select: Any = None
+
+
+class RolesTable(_Table):
+    lurkers: int = 0
+    chatters: int = 0
+    chat_rate: float = 0.0
+    likers: int = 0
+    like_rate: float = 0.0
+    buyers: int = 0
+    webrtc_viewers: int = 0
+    browsers: int = 0
+
+
+class SaleTable(_Table):
+    quantity: int | None = None  # needed when there are buyers
+    per_user_limit: int = 1
+    attempts: int = 0
+    rate: float = 0.0
+    concurrency: int = 64
+
+
+class GeneratorTable(_Table):
+    workers: int = 0  # 0: one per generator CPU
+    drain_s: float = 3.0
+    connect_rate: float = 1000.0
+    nice: int | None = None
+
+
+class ThresholdsTable(_Table):
+    rules: list[str] = []
+    abort_after: str | float | None = None
+
+
+class ArrivalTable(_Table):
+    model: str = "closed"
+    steps: list[tuple[float, float]] | None = None
+    rate: float | None = None
+    join_rate: float | None = None  # default: [generator] connect_rate
+
+
+class WebrtcTable(_Table):
+    join_rate: float = 20.0
+
+
+class BrowserTable(_Table):
+    executable: str | None = None
+    join_rate: float = 5.0
+
+
+class ScenarioFile(_Table):
+    """A scenario file as written."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
+
+    name: str | None = None  # default: the file's name
+    duration_s: float = 10.0
+    target: TargetTable = TargetTable()
+    roles: RolesTable = RolesTable()
+    sale: SaleTable = SaleTable()
+    thresholds: ThresholdsTable = ThresholdsTable()
+    generator: GeneratorTable = GeneratorTable()
+    arrival: ArrivalTable = ArrivalTable()
+    webrtc: WebrtcTable = WebrtcTable()
+    browser: BrowserTable = BrowserTable()
+
+
+_TABLES: dict[str, type[_Table]] = {
+    "target": TargetTable, "roles": RolesTable, "sale": SaleTable, "generator": GeneratorTable,
+    "thresholds": ThresholdsTable, "arrival": ArrivalTable, "webrtc": WebrtcTable,
+    "browser": BrowserTable,
+}  # fmt: skip
+
+
+def _refusal(exc: ValidationError, path: Path) -> ScenarioError:
+    """The first problem of the file in one line naming the key (and its table)."""
+    errors = exc.errors()
+    top = sorted(str(e["loc"][0]) for e in errors if len(e["loc"]) == 1
+                 and e["type"] == "extra_forbidden")  # fmt: skip
+    if top:
+        known = sorted(ScenarioFile.model_fields)
+        return ScenarioError(f"unknown top-level keys {top}; known: {known}")
+    for table, model in _TABLES.items():
+        mine = [e for e in errors if e["loc"][:1] == (table,)]
+        if any(len(e["loc"]) == 1 for e in mine):
+            return ScenarioError(f"[{table}] must be a table")
+        unknown = sorted(str(e["loc"][1]) for e in mine if e["type"] == "extra_forbidden")
+        if unknown:
+            known = sorted(model.model_fields)
+            return ScenarioError(f"[{table}] has unknown keys {unknown}; known: {known}")
+    first = errors[0]
+    head, *rest = (str(part) for part in first["loc"])
+    where = f"[{head}] {'.'.join(rest)}" if head in _TABLES and rest else ".".join([head, *rest])
+    return ScenarioError(f"{path}: {where}: {first['msg']}")
+
+
+# -- what a run gets ------------------------------------------------------------------------------
 
 
 @dataclass
@@ -116,71 +220,55 @@ class Scenario:
         return self.urls + (list(self.regions.urls.values()) if self.regions else [])
 
 
-def _table(doc: dict[str, Any], key: str, allowed: set[str]) -> dict[str, Any]:
-    value = doc.get(key, {})
-    if not isinstance(value, dict):
-        raise ScenarioError(f"[{key}] must be a table")
-    unknown = set(value) - allowed
-    if unknown:
-        raise ScenarioError(f"[{key}] has unknown keys {sorted(unknown)}; known: {sorted(allowed)}")
-    return value
-
-
 def load(path: Path) -> Scenario:
     """Read and check a scenario file; every rule is parsed (an unknown metric is an error)."""
     try:
         doc = tomllib.loads(path.read_text())
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ScenarioError(f"{path}: {exc}") from None
-    unknown = set(doc) - _TOP
-    if unknown:
-        raise ScenarioError(f"unknown top-level keys {sorted(unknown)}; known: {sorted(_TOP)}")
-    target = _table(doc, "target", _TARGET)
-    roles = _table(doc, "roles", _ROLES)
-    sale = _table(doc, "sale", _SALE)
-    gen = _table(doc, "generator", _GENERATOR)
-    rules_doc = _table(doc, "thresholds", {"rules", "abort_after"})
-    arrival = _table(doc, "arrival", _ARRIVAL)
-    rtc = _table(doc, "webrtc", _WEBRTC)
-    chromium = _table(doc, "browser", _BROWSER)
     try:
-        rules = [thresholds.parse(r) for r in rules_doc.get("rules", [])]
+        f = ScenarioFile.model_validate(doc)
+    except ValidationError as exc:
+        raise _refusal(exc, path) from None
+    target, roles, sale, gen = f.target, f.roles, f.sale, f.generator
+    if roles.buyers and sale.quantity is None:
+        raise ScenarioError("buyers need [sale] quantity")
+    try:
         s = Scenario(
-            name=str(doc.get("name", path.stem)),
-            duration_s=float(doc.get("duration_s", 10)),
-            urls=list(target.get("urls", [])),
-            nodes=int(target.get("nodes", 1)),
-            secret=target.get("secret") or os.environ.get("LIVE_JWT_SECRET"),
-            redis_url=target.get("redis_url"),
-            lurkers=int(roles.get("lurkers", 0)),
-            chatters=int(roles.get("chatters", 0)),
-            chat_rate=float(roles.get("chat_rate", 0)),
-            likers=int(roles.get("likers", 0)),
-            like_rate=float(roles.get("like_rate", 0)),
-            buyers=int(roles.get("buyers", 0)),
-            webrtc_viewers=int(roles.get("webrtc_viewers", 0)),
-            webrtc_join_rate=float(rtc.get("join_rate", 20.0)),
-            browsers=int(roles.get("browsers", 0)),
-            browser_executable=str(chromium.get("executable")
-                                   or browser_role.default_executable()),
-            browser_join_rate=float(chromium.get("join_rate", 5.0)),
-            regions=RegionMap.parse(target["regions"], target.get("weights", {}),
-                                    target.get("select", False))
-            if "regions" in target else None,
-            sale=SaleSpec(quantity=int(sale["quantity"]),
-                          per_user_limit=int(sale.get("per_user_limit", 1)))
-            if roles.get("buyers") else None,
-            attempts=int(sale.get("attempts", 0)),
-            sale_rate=float(sale.get("rate", 0)),
-            concurrency=int(sale.get("concurrency", 64)),
-            rules=rules,
-            workers=int(gen.get("workers", 0)) or max(1, len(_client_cpus())),
-            nice=int(gen["nice"]) if "nice" in gen else None,
-            drain_s=float(gen.get("drain_s", 3.0)),
-            connect_rate=float(arrival.get("join_rate", gen.get("connect_rate", 1000.0))),
-            arrivals=_arrivals(arrival, gen),
-            abort_after_s=_seconds(rules_doc["abort_after"]) if "abort_after" in rules_doc
-            else None,
+            name=f.name if f.name is not None else path.stem,
+            duration_s=f.duration_s,
+            urls=list(target.urls),
+            nodes=target.nodes,
+            secret=target.secret or os.environ.get("LIVE_JWT_SECRET"),
+            redis_url=target.redis_url,
+            lurkers=roles.lurkers,
+            chatters=roles.chatters,
+            chat_rate=roles.chat_rate,
+            likers=roles.likers,
+            like_rate=roles.like_rate,
+            buyers=roles.buyers,
+            webrtc_viewers=roles.webrtc_viewers,
+            webrtc_join_rate=f.webrtc.join_rate,
+            browsers=roles.browsers,
+            browser_executable=f.browser.executable or browser_role.default_executable(),
+            browser_join_rate=f.browser.join_rate,
+            regions=RegionMap.parse(target.regions,
+                                    {} if target.weights is None else target.weights,
+                                    False if target.select is None else target.select)
+            if target.regions is not None else None,
+            sale=SaleSpec(quantity=sale.quantity, per_user_limit=sale.per_user_limit)
+            if roles.buyers and sale.quantity is not None else None,
+            attempts=sale.attempts,
+            sale_rate=sale.rate,
+            concurrency=sale.concurrency,
+            rules=[thresholds.parse(r) for r in f.thresholds.rules],
+            workers=gen.workers or max(1, len(_client_cpus())),
+            nice=gen.nice,
+            drain_s=gen.drain_s,
+            connect_rate=_join_rate(f.arrival, gen),
+            arrivals=_arrivals(f.arrival, gen),
+            abort_after_s=None if f.thresholds.abort_after is None
+            else _seconds(f.thresholds.abort_after),
         )  # fmt: skip
         s.arrivals.validate()
     except ScenarioError:
@@ -189,7 +277,7 @@ def load(path: Path) -> Scenario:
         raise ScenarioError(str(exc)) from None
     except thresholds.ThresholdError as exc:
         raise ScenarioError(str(exc)) from None
-    except (KeyError, TypeError, ValueError) as exc:
+    except (TypeError, ValueError) as exc:
         raise ScenarioError(f"{path}: {exc!r}") from None
     if not 0 < s.duration_s <= 600:
         raise ScenarioError("duration_s must be above 0 and at most 600")
@@ -217,27 +305,29 @@ def load(path: Path) -> Scenario:
             browser_role.check_available(s.browser_executable)
         except browser_role.BrowserUnavailable as exc:
             raise ScenarioError(str(exc)) from None
-    if ("weights" in target or "select" in target) and s.regions is None:
+    if (target.weights is not None or target.select is not None) and s.regions is None:
         raise ScenarioError("[target] weights and select need a region map: regions = {na = URL}")
-    if s.regions is not None and "nodes" in target:
+    if s.regions is not None and "nodes" in target.model_fields_set:
         raise ScenarioError("[target] regions name running nodes: drop `nodes`")
     if not (s.lurkers + s.chatters + s.likers or s.buyers or s.webrtc_viewers or s.browsers):
         raise ScenarioError("the scenario has no roles")
     return s
 
 
-def _arrivals(arrival: dict[str, Any], gen: dict[str, Any]) -> Arrivals:
-    join_rate = float(arrival.get("join_rate", gen.get("connect_rate", 1000.0)))
-    model = str(arrival.get("model", "closed"))
-    if "rate" in arrival and "steps" in arrival:
+def _join_rate(arrival: ArrivalTable, gen: GeneratorTable) -> float:
+    return gen.connect_rate if arrival.join_rate is None else arrival.join_rate
+
+
+def _arrivals(arrival: ArrivalTable, gen: GeneratorTable) -> Arrivals:
+    if arrival.rate is not None and arrival.steps is not None:
         raise ScenarioError("[arrival] takes `rate` or `steps`, not both")
-    if "rate" in arrival:
-        steps: tuple[tuple[float, float], ...] = ((0.0, float(arrival["rate"])),)
+    if arrival.rate is not None:
+        steps: tuple[tuple[float, float], ...] = ((0.0, arrival.rate),)
     else:
-        steps = tuple((float(t), float(r)) for t, r in arrival.get("steps", []))
-    if model == "closed" and steps:
+        steps = tuple(arrival.steps or ())
+    if arrival.model == "closed" and steps:
         raise ScenarioError("closed arrivals take `join_rate`; `rate`/`steps` need model = 'open'")
-    return Arrivals(model=model, join_rate=join_rate, steps=steps)
+    return Arrivals(model=arrival.model, join_rate=_join_rate(arrival, gen), steps=steps)
 
 
 def _seconds(text: object) -> float:
