@@ -47,7 +47,6 @@ class NodeProcess:
     region: str
     url: str
     proc: asyncio.subprocess.Process
-    log_path: Path | None = None  # where its output goes, if not to a pipe
     _pump: asyncio.Task[None] | None = field(default=None, repr=False)
 
     @property
@@ -138,7 +137,7 @@ async def spawn(
             tail = f":\n{_tail(log)}" if log else ""
             raise SpawnError(f"{node_id} exited with {code}{tail}") from None
         raise
-    node = NodeProcess(node_id, role, region, url, proc, log)
+    node = NodeProcess(node_id, role, region, url, proc)
     if proc.stdout is not None:
         node._pump = asyncio.ensure_future(_pump(proc.stdout, f"[{node_id}]", echo))
     return node

@@ -63,7 +63,6 @@ class Viewer(asyncio.Protocol):
         self._ns = ns
         self._event_prefix = b"42" + ns
         self._chat_prefix = b"42" + ns + b'["chat",'
-        self._ack_prefix = b"43" + ns
         self._likes_prefix: bytes | None = None
         self._key = base64.b64encode(os.urandom(16))
         self._transport: asyncio.Transport | None = None

@@ -124,16 +124,3 @@ class Monitor:
                     f"rule {rule.text!r} failed for {self.abort_after_s:g} s "
                     f"(now {metrics[rule.metric]:.4g})"
                 )
-
-
-async def wait_or_stop(monitor: Monitor | None, seconds: float) -> bool:
-    """Sleep `seconds`; False (early) when the monitor's stop is set."""
-    if monitor is None:
-        await asyncio.sleep(seconds)
-        return True
-    try:
-        async with asyncio.timeout(seconds):
-            await monitor.stop.wait()
-    except TimeoutError:
-        return True
-    return False
