@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from loadtest.cli.options import refuse, warn_unless_loopback_only, write_json
+from loadtest.cli.options import missing_extra, refuse, warn_unless_loopback_only, write_json
 
 _LATENCY_HELP = """\
 Edge hop latency and origin egress: Valkey, an origin node (region na) and an edge node (region
@@ -51,6 +51,8 @@ def register(kinds: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     import asyncio
 
+    if missing := missing_extra():
+        return refuse(missing)
     from loadtest.benches import latency
 
     if args.viewers < 1 or args.seconds <= 0:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from loadtest.benches.media import MODES, MediaBench, missing_janus, run_matrix, table
-from loadtest.cli.options import refuse, warn_unless_loopback_only, write_json
+from loadtest.cli.options import missing_extra, refuse, warn_unless_loopback_only, write_json
 
 _MEDIA_HELP = """\
 Media fan-out: one host stream (pre-encoded VP8 640x480 30 fps at ~1.5 Mbps + Opus, encoded
@@ -123,6 +123,8 @@ def _mode_list(text: str) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    if missing := missing_extra():
+        return refuse(missing)
     viewers = [n for group in args.viewers for n in group]
     modes = [m for group in args.modes for m in group]
     if args.seconds <= 0 or args.batch < 1:

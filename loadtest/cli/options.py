@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -36,3 +37,11 @@ def warn_unless_loopback_only() -> None:
             "under scripts/loopback-only",
             file=sys.stderr,
         )
+
+
+def missing_extra() -> str | None:
+    """Why the WebRTC parts (synthetic media) cannot run here: the load tester's extra is not
+    installed with the server."""
+    if importlib.util.find_spec("numpy") is None:
+        return "this needs the load tester's extra: pip install 'live-commerce[loadtest]'"
+    return None

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from loadtest.cli.options import refuse, write_json
+from loadtest.cli.options import missing_extra, refuse, write_json
 from loadtest.plan.safety import UnsafeTarget, check_targets
 
 _SCENARIO_HELP = """\
@@ -55,6 +55,8 @@ async def run(args: argparse.Namespace) -> int:
     import asyncio
     import signal
 
+    if missing := missing_extra():
+        return refuse(missing)
     from loadtest.report import html
     from loadtest.report.display import Display, Monitor
     from loadtest.scenario import runner
