@@ -45,7 +45,7 @@ SENDER_OCTET_COUNT = "_RTCRtpSender__octet_count"
 
 STATIC = "static"
 INSTANCE = "instance"
-BENCH = "used by the media benchmark (loadtest/media_bench.py)"
+BENCH = "used by the media benchmark's lean viewers (lean_receive.py)"
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,7 @@ from engineio import packet as eio_packet
 from chat import wsdirect
 from chat.server import NAMESPACE
 from core.auth import TokenAuthority
-from loadtest.sioclient import open_viewer
+from loadtest.clients.sioclient import open_viewer
 from tests.conftest import Client, ClientFactory, NodeFactory, RunningNode
 
 

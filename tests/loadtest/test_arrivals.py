@@ -7,9 +7,9 @@ import io
 
 import pytest
 
-from loadtest import thresholds
-from loadtest.arrivals import Arrivals, TokenBucket
-from loadtest.display import Display, Monitor
+from loadtest.plan.arrivals import Arrivals, TokenBucket
+from loadtest.report import thresholds
+from loadtest.report.display import Display, Monitor
 
 
 async def test_token_bucket_paces_takes_at_its_rate() -> None:

@@ -13,7 +13,7 @@ import pytest
 
 from live.app import RunningNode
 from live.cli.main import parser
-from loadtest.regions import RegionError, RegionMap
+from loadtest.plan.regions import RegionError, RegionMap
 from tests.conftest import SECRET, NodeFactory
 from tests.edge.conftest import eventually
 

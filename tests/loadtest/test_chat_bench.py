@@ -10,8 +10,8 @@ import pytest
 
 from live.app import RunningNode
 from live.cli.main import parser
-from loadtest.histogram import Histogram
-from loadtest.safety import UnsafeTarget, check_targets
+from loadtest.plan.safety import UnsafeTarget, check_targets
+from loadtest.report.histogram import Histogram
 from tests.conftest import SECRET
 
 

@@ -7,9 +7,9 @@ from multiprocessing.connection import Connection
 
 import pytest
 
-from loadtest import chat
-from loadtest.fleet import Fleet
-from loadtest.plan import ChatWorkload
+from loadtest.benches import chat
+from loadtest.fleet.control import Fleet
+from loadtest.plan.workloads import ChatWorkload
 
 
 def reports_then_exits(plan: str, conn: Connection) -> None:

@@ -14,9 +14,10 @@ from aiohttp import web
 from commerce import keys
 from live.app import RunningNode
 from live.cli.main import parser
-from loadtest.buyer import Buyers
-from loadtest.plan import BuyerPlan, SaleWorkload
-from loadtest.sale import SaleSpec, check_invariants, start_sale
+from loadtest.benches.sale import check_invariants
+from loadtest.clients.rest import start_sale
+from loadtest.fleet.buyer_worker import Buyers
+from loadtest.plan.workloads import BuyerPlan, SaleSpec, SaleWorkload
 from tests.conftest import SECRET
 
 

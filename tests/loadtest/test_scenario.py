@@ -10,7 +10,8 @@ import pytest
 
 from live.app import RunningNode
 from live.cli.main import parser
-from loadtest import thresholds
+from loadtest.report import thresholds
+from loadtest.scenario.spec import ScenarioError, load
 from tests.conftest import SECRET
 
 
@@ -94,3 +95,24 @@ async def test_unknown_metric_is_an_error(
         thresholds.parse("errors.rate < 5ms")
     assert thresholds.parse("errors.rate < 0.1%").value == pytest.approx(0.001)
     assert thresholds.parse("chat.delivery.p99 < 0.25s").value == pytest.approx(250)
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ('colour = "red"\n[roles]\nlurkers = 1\n', "unknown top-level keys ['colour']; known: "),
+        ("[roles]\nlurkers = 1\nviewers = 3\n", "[roles] has unknown keys ['viewers']; known: "),
+        ('[target]\nurl = "x"\n[roles]\nlurkers = 1\n', "[target] has unknown keys ['url']"),
+        ("target = 3\n[roles]\nlurkers = 1\n", "[target] must be a table"),
+        ('[roles]\nlurkers = "many"\n', "[roles] lurkers: Input should be a valid integer"),
+        ("[roles]\nbuyers = 5\n[sale]\nattempts = 10\n", "buyers need [sale] quantity"),
+    ],
+)
+def test_scenario_files_are_refused_naming_the_key_and_its_table(
+    tmp_path: Path, body: str, message: str
+) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(body)
+    with pytest.raises(ScenarioError) as refused:
+        load(path)
+    assert message in str(refused.value)

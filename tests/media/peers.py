@@ -15,38 +15,11 @@ from aiortc import (
     RTCRtpSender,
     RTCSessionDescription,
 )
-from aiortc.mediastreams import AUDIO_PTIME, VIDEO_CLOCK_RATE, VIDEO_TIME_BASE, MediaStreamError
+from aiortc.mediastreams import AUDIO_PTIME, MediaStreamError
 from av import AudioFrame, VideoFrame
 
+from devtools.synthetic import SyntheticVideoTrack, counter_bits, read_counter
 from media import MediaServer
-
-WIDTH, HEIGHT = 320, 240
-BITS = 10  # counter bits, one 32-pixel column each
-FPS = 30
-
-
-def draw_counter(counter: int) -> np.ndarray:
-    """A grey picture whose columns spell `counter` in binary (robust to lossy coding)."""
-    y = np.full((HEIGHT, WIDTH), 16, dtype=np.uint8)
-    column = WIDTH // BITS
-    for bit in range(BITS):
-        if counter >> bit & 1:
-            y[:, bit * column : (bit + 1) * column] = 235
-    # A moving bar so consecutive frames differ beyond the counter.
-    bar = (counter * 7) % (HEIGHT - 8)
-    y[bar : bar + 8, :] = 128
-    return y
-
-
-def read_counter(frame: VideoFrame) -> int:
-    gray = frame.to_ndarray(format="gray")
-    column = gray.shape[1] // BITS
-    value = 0
-    for bit in range(BITS):
-        strip = gray[:, bit * column + column // 4 : (bit + 1) * column - column // 4]
-        if float(np.median(strip)) > 128:
-            value |= 1 << bit
-    return value
 
 
 class Signal:
@@ -65,37 +38,15 @@ class Signal:
             await self._changed.wait()
 
 
-class CounterVideoTrack(MediaStreamTrack):
-    """30 fps frames numbered from `start`; paced by the loop clock, bounded by `limit` frames."""
-
-    kind = "video"
+class CounterVideoTrack(SyntheticVideoTrack):
+    """30 fps counter-stamped frames (devtools.synthetic) numbered from `start`, bounded by `limit`
+    frames; `progress` is notified as each leaves."""
 
     def __init__(self, start: int = 0, limit: int = 100_000) -> None:
-        super().__init__()
-        self.counter = start
-        self.sent = 0
         self.progress = Signal()
-        self._limit = limit
-        self._t0: float | None = None
-
-    async def recv(self) -> VideoFrame:
-        loop = asyncio.get_running_loop()
-        if self._t0 is None:
-            self._t0 = loop.time()
-        if self.sent >= self._limit:
-            raise MediaStreamError
-        wait = self._t0 + self.sent / FPS - loop.time()
-        if wait > 0:
-            await asyncio.sleep(wait)
-        yuv = np.full((HEIGHT * 3 // 2, WIDTH), 128, dtype=np.uint8)
-        yuv[:HEIGHT] = draw_counter(self.counter % (1 << BITS))
-        frame = VideoFrame.from_ndarray(yuv, format="yuv420p")
-        frame.pts = int(self.sent * VIDEO_CLOCK_RATE / FPS)
-        frame.time_base = VIDEO_TIME_BASE
-        self.counter += 1
-        self.sent += 1
-        self.progress.notify()
-        return frame
+        super().__init__(
+            counter_bits, start=start, limit=limit, on_frame=lambda _: self.progress.notify()
+        )
 
 
 class ToneAudioTrack(MediaStreamTrack):

@@ -1,0 +1,1 @@
+"""One module per benchmark, each with its session and driver."""

@@ -1,0 +1,189 @@
+"""The WebRTC part of a scenario: a synthetic publisher makes the room live, viewers watch it.
+
+The publisher sends VP8 over WHIP (a moving bar on grey, encoded by aiortc; no camera, no file).
+The viewers (`loadtest.fleet.rtc_worker`) run in worker processes and never decode. ICE offers
+loopback candidates only; run WebRTC scenarios in a loopback-only network namespace
+(`scripts/loopback-only live loadtest run ...`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import Counter
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+from aiortc import (
+    RTCConfiguration,
+    RTCPeerConnection,
+    RTCRtpSender,
+    RTCSessionDescription,
+)
+
+from core.auth import TokenAuthority
+from devtools.synthetic import FPS, SyntheticVideoTrack, moving_bar
+from loadtest.clients.whep import ICE_ADDRESSES
+from loadtest.fleet import rtc_worker
+from loadtest.fleet.control import Fleet
+from loadtest.fleet.rtc_worker import RtcPlan
+from loadtest.report import procfs
+from loadtest.report.display import Monitor, Progress
+from loadtest.report.histogram import Histogram
+from media.aiortc_compat import set_ice_addresses
+
+START_DELAY_S = 1.0
+
+
+@contextlib.asynccontextmanager
+async def publishing(url: str, secret: str, room: str, seconds: float) -> AsyncIterator[Any]:
+    """A WHIP publisher live in `room` for the block (at most `seconds` of frames)."""
+    set_ice_addresses(ICE_ADDRESSES)
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    track = SyntheticVideoTrack(moving_bar, limit=int(seconds * FPS))
+    transceiver = pc.addTransceiver(track, direction="sendonly")
+    vp8 = [c for c in RTCRtpSender.getCapabilities("video").codecs
+           if c.mimeType.lower() in ("video/vp8", "video/rtx")]  # fmt: skip
+    transceiver.setCodecPreferences(vp8)
+    token = TokenAuthority(secret).issue(user="loadtest-publisher", role="host", rooms=[room])
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/sdp"}
+    location: str | None = None
+    timeout = aiohttp.ClientTimeout(total=15)
+    async with aiohttp.ClientSession(timeout=timeout) as http:
+        try:
+            await pc.setLocalDescription(await pc.createOffer())
+            body = pc.localDescription.sdp
+            async with http.post(f"{url.rstrip('/')}/whip/{room}", data=body,
+                                 headers=headers) as resp:  # fmt: skip
+                if resp.status != 201:
+                    raise RuntimeError(f"WHIP publish: {resp.status} {await resp.text()}")
+                answer = await resp.text()
+                location = resp.headers.get("Location")
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+            for _ in range(200):  # up to 10 s for ICE, DTLS and the first frames
+                if pc.connectionState == "connected" and track.sent >= 5:
+                    break
+                if pc.connectionState == "failed":
+                    raise RuntimeError("WHIP publish: the connection failed (ICE on loopback?)")
+                await asyncio.sleep(0.05)
+            else:
+                raise RuntimeError("WHIP publish: not connected within 10 s")
+            yield track
+        finally:
+            if location:
+                with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                    async with http.delete(url.rstrip("/") + location, headers=headers):
+                        pass
+            await pc.close()
+
+
+async def run_viewers(
+    urls: list[str],
+    secret: str,
+    room: str,
+    viewers: int,
+    duration_s: float,
+    *,
+    join_rate: float,
+    workers: int,
+    client_cpus: list[int] | None,
+    label: str = "webrtc",
+    progress: Progress = print,
+    monitor: Monitor | None = None,
+    regions: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """`viewers` WHEP viewers of `room` for `duration_s` from `workers` processes; merged.
+
+    Viewer `i` watches from `urls[i % n]`, in region `regions[i % n]` when given."""
+    workers = max(1, min(workers, viewers))
+    tag = f"lt{time.time_ns() % 10**9:x}"
+    plans = [
+        RtcPlan(i, workers, tuple(urls), secret, room, viewers, duration_s, join_rate,
+                tuple(client_cpus or ()), tag, regions=regions)
+        for i in range(workers)
+    ]  # fmt: skip
+    fleet = Fleet.spawn(rtc_worker.main, plans)
+    stop = monitor.stop if monitor is not None else None
+    every = 0.5 if monitor is not None else 2.0
+
+    def tick() -> None:
+        line = (
+            f"started {fleet.total('started')} watching {fleet.total('watching')}"
+            f" frames {fleet.total('frames')} packets {fleet.total('packets')}"
+            f" errors {fleet.total('errors')}"
+        )
+        if monitor is None:
+            progress(f"  [{label}] {line}")
+        else:
+            monitor.status(label, line)
+
+    t0 = time.time()
+    try:
+        ready = await fleet.until(lambda: len(fleet.ready) == workers, 60, tick, every, stop)
+        if not ready and not (stop is not None and stop.is_set()):
+            if monitor is None:
+                raise RuntimeError("WebRTC workers were not ready within 60 s")
+            monitor.request_stop(f"[{label}] WebRTC workers were not ready within 60 s")
+        pids = fleet.pids
+        start = {n: procfs.sample(p) for n, p in pids.items()}
+        if ready:
+            t0 = time.time() + START_DELAY_S
+            fleet.broadcast({"kind": "go", "t0": t0})
+        budget = START_DELAY_S + duration_s + 60
+        done = await fleet.until(lambda: len(fleet.done) == workers, budget, tick, every, stop)
+        if not done:
+            fleet.broadcast({"kind": "stop"})
+            await fleet.until(lambda: len(fleet.done) + len(fleet.dead) >= workers, 20.0)
+        end = {n: procfs.sample(p) for n, p in pids.items()}
+        wall = max(1e-3, time.time() - t0)
+    finally:
+        await fleet.reap()
+    result = merge(viewers, list(fleet.done.values()))
+    result["partial"] = len(fleet.done) < workers or any(
+        p.get("partial") for p in fleet.done.values()
+    )
+    cpu = sum(procfs.cpu_percent(start.get(n), end.get(n), wall) for n in pids)
+    result["generator"] = {"workers": workers, "cpu_pct": round(cpu, 1)}
+    return result
+
+
+def merge(viewers: int, parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """The workers' figures added up: loss as a fraction, bitrate per watching viewer."""
+    setup, first = Histogram(), Histogram()
+    by_region: dict[str, tuple[list[int], Histogram]] = {}
+    errors: Counter[str] = Counter()
+    frames_per_s: list[int] = []
+    for part in parts:
+        setup.merge(Histogram.from_wire(part["setup"]))
+        first.merge(Histogram.from_wire(part["first_frame"]))
+        errors.update(part["errors"])
+        for region, figures in part.get("regions", {}).items():
+            watching, hist = by_region.setdefault(region, ([0], Histogram()))
+            watching[0] += figures["watching"]
+            hist.merge(Histogram.from_wire(figures["first_frame"]))
+        for s, n in enumerate(part["frames_per_s"]):
+            if s >= len(frames_per_s):
+                frames_per_s.append(0)
+            frames_per_s[s] += n
+    total = {k: sum(p[k] for p in parts)
+             for k in ("started", "watching", "packets", "bytes", "frames", "keyframes",
+                       "rtp_received", "rtp_lost", "watch_s")}  # fmt: skip
+    expected = total["rtp_received"] + total["rtp_lost"]
+    watch_s = total["watch_s"]
+    return {
+        "viewers": viewers,
+        **{k: v for k, v in total.items() if k != "watch_s"},
+        "loss": round(total["rtp_lost"] / expected, 6) if expected else 0.0,
+        "bitrate_kbps": round(total["bytes"] * 8 / 1000 / watch_s, 1) if watch_s else 0.0,
+        "fps": round(total["frames"] / watch_s, 2) if watch_s else 0.0,
+        "setup_ms": setup.summary_ms(),
+        "first_frame_ms": first.summary_ms(),
+        "regions": {
+            r: {"watching": w[0], "first_frame_ms": h.summary_ms()}
+            for r, (w, h) in sorted(by_region.items())
+        },
+        "frames_per_s": frames_per_s,
+        "errors": dict(errors),
+    }

@@ -1,0 +1,43 @@
+"""`live loadtest`: one module per KIND (chat, sale, media, latency, run), registered here.
+
+The benchmarks themselves are imported when one runs (`loadtest.benches`, `loadtest.scenario`).
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from loadtest.cli import chat, latency, media, run, sale
+
+OVERVIEW = """\
+The crowd simulator and the benchmarks; each KIND has its own --help.
+
+  chat     N Socket.IO viewers in one room at a room-wide chat rate: deliveries, loss, latency
+           percentiles, server RSS per connection and CPU; 1 or 2 nodes, optionally beside
+           the Node.js reference server
+  sale     a flash-sale crowd pressing Buy: attempts per second, latency, the sale's
+           invariants; the reservation script called directly on Valkey as the ceiling
+  media    WebRTC fan-out of one host stream to N viewers, per send path (and Janus as the
+           reference): server CPU per viewer, fps, loss, time to first frame
+  latency  glass-to-glass video latency on an origin and through an edge node: the edge hop
+  run      a scenario file: mixed roles, thresholds, JSON and HTML reports
+
+chat, sale and media start their own servers on loopback, pinned with taskset to CPUs apart
+from the load generator (chat, sale: upper half / lower half; media: one CPU / another).
+WebRTC (media, latency, the WebRTC roles of run) offers loopback ICE candidates only: run it
+under scripts/loopback-only (as root for the media benchmark's priorities and Janus modes).
+`make bench` runs chat, sale, media and latency briefly; JSON goes to bench-results/."""
+
+
+def register(sub: Any) -> None:
+    """Add `loadtest` and its kinds to the `live` command."""
+    loadtest = sub.add_parser(
+        "loadtest",
+        help="load-test a deployment; the chat, sale, media and latency benchmarks",
+        description=OVERVIEW,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    kinds = loadtest.add_subparsers(dest="loadtest_kind", required=True, metavar="KIND")
+    for kind in (chat, sale, media, latency, run):
+        kind.register(kinds)

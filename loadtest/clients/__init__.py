@@ -1,0 +1,1 @@
+"""Clients of a node, one viewer, buyer or page at a time."""

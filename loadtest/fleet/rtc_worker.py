@@ -1,0 +1,205 @@
+"""A WebRTC viewer worker process: its share of the receive-only WHEP viewers
+(`loadtest.clients.whep`), which never decode.
+
+A worker process (`main`) runs its share of the viewers on one event loop and speaks the
+`loadtest.fleet.control` protocol: `ready`, then after `go` it joins its viewers at its share of the
+join rate, holds them until the end, and sends `done` with merged figures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from collections import Counter
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import Any
+
+import aiohttp
+
+from core.auth import TokenAuthority
+from core.limits import raise_open_files_limit
+from loadtest.clients.whep import ICE_ADDRESSES, MediaViewer, WhepError
+from loadtest.fleet.control import Commands, worker_signals
+from loadtest.plan.arrivals import TokenBucket
+from loadtest.report.histogram import Histogram
+from media.aiortc_compat import set_ice_addresses
+
+GO_TIMEOUT_S = 600.0
+PROGRESS_EVERY_S = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class RtcPlan:
+    """One worker's share of the WebRTC viewers: `index, index + workers, ...` over `targets`."""
+
+    index: int
+    workers: int
+    targets: tuple[str, ...]
+    secret: str
+    room: str
+    viewers: int
+    duration_s: float
+    join_rate: float = 20.0  # WHEP sessions started per second, across all workers
+    cpus: tuple[int, ...] = ()
+    run_tag: str = "lt"
+    setup_timeout_s: float = 15.0
+    regions: tuple[str, ...] = ()  # the region of each target (`loadtest.plan.regions`); () none
+
+    def viewer_indices(self) -> range:
+        return range(self.index, self.viewers, self.workers)
+
+    def region_of(self, viewer: int) -> str:
+        return self.regions[viewer % len(self.regions)] if self.regions else "-"
+
+
+def main(plan: RtcPlan, conn: Connection) -> None:
+    """Process entry point (multiprocessing `spawn`)."""
+    worker_signals()
+    if plan.cpus:
+        os.sched_setaffinity(0, plan.cpus)
+    raise_open_files_limit()
+    set_ice_addresses(ICE_ADDRESSES)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(RtcCrowd(plan, conn).run())
+
+
+class RtcCrowd:
+    """The WebRTC viewers of one worker."""
+
+    def __init__(self, plan: RtcPlan, conn: Connection) -> None:
+        self.plan = plan
+        self.conn = conn
+        self.viewers: list[MediaViewer] = []
+        self.setup = Histogram()
+        self.first_frame = Histogram()
+        self.region_first_frame: dict[str, Histogram] = {}
+        self.region_watching: Counter[str] = Counter()
+        self.errors: Counter[str] = Counter()
+        self.phase = "setup"
+        self.t0 = 0.0
+        self.ended = 0.0
+
+    async def run(self) -> None:
+        commands = Commands(self.conn)
+        progress = asyncio.create_task(self._progress())
+        timeout = aiohttp.ClientTimeout(total=self.plan.setup_timeout_s)
+        async with aiohttp.ClientSession(timeout=timeout) as http:
+            try:
+                self._send("ready")
+                with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                    async with asyncio.timeout(GO_TIMEOUT_S):
+                        self.t0 = await commands.go
+                    self.phase = "run"
+                    await commands.run_until_stopped(self._watch(http))
+                self.ended = time.time()
+                self.phase = "closing"
+                self._send("done", partial=commands.stop.is_set(), **await self._result())
+            finally:
+                commands.close()
+                progress.cancel()
+                await asyncio.gather(
+                    *(v.close(http, self._target(i), self._token(i))
+                      for i, v in enumerate(self.viewers)),
+                    return_exceptions=True,
+                )  # fmt: skip
+
+    def _target(self, slot: int) -> str:
+        # By the global viewer index, so a region map's weights hold across workers.
+        index = self.plan.viewer_indices()[slot]
+        return self.plan.targets[index % len(self.plan.targets)]
+
+    def _token(self, slot: int) -> str:
+        index = self.plan.viewer_indices()[slot]
+        return TokenAuthority(self.plan.secret).issue(
+            user=f"{self.plan.run_tag}-w{index}", role="viewer", rooms=[self.plan.room],
+            ttl_s=int(self.plan.duration_s) + 3600,
+        )  # fmt: skip
+
+    async def _watch(self, http: aiohttp.ClientSession) -> None:
+        plan = self.plan
+        delay = self.t0 - time.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        end = self.t0 + plan.duration_s
+        bucket = TokenBucket(plan.join_rate / plan.workers)
+        tasks = []
+        for slot in range(len(plan.viewer_indices())):
+            if not await bucket.take(max(0.0, end - time.time())) or time.time() >= end:
+                break
+            viewer = MediaViewer(self.t0, int(plan.duration_s) + 1)
+            self.viewers.append(viewer)
+            tasks.append(asyncio.create_task(self._join(http, slot, viewer)))
+        await asyncio.gather(*tasks)
+        await asyncio.sleep(max(0.0, end - time.time()))
+
+    async def _join(self, http: aiohttp.ClientSession, slot: int, viewer: MediaViewer) -> None:
+        began = time.perf_counter()
+        try:
+            async with asyncio.timeout(self.plan.setup_timeout_s):
+                await viewer.play(http, self._target(slot), self.plan.room, self._token(slot))
+        except WhepError as exc:
+            self.errors[str(exc)] += 1
+            return
+        except (TimeoutError, aiohttp.ClientError, OSError, ValueError) as exc:
+            self.errors["whep_" + type(exc).__name__] += 1
+            return
+        self.setup.record(int((time.perf_counter() - began) * 1e6))
+        for _ in range(int(self.plan.setup_timeout_s / 0.05)):
+            if viewer.first_frame_s is not None:
+                self.first_frame.record(int(viewer.first_frame_s * 1e6))
+                region = self.plan.region_of(self.plan.viewer_indices()[slot])
+                self.region_first_frame.setdefault(region, Histogram()).record(
+                    int(viewer.first_frame_s * 1e6)
+                )
+                self.region_watching[region] += 1
+                return
+            await asyncio.sleep(0.05)
+        self.errors["no_first_frame"] += 1
+
+    async def _result(self) -> dict[str, Any]:
+        received = lost = 0
+        for v in self.viewers:
+            r, n = await v.loss()
+            received += r
+            lost += n
+        seconds = int(self.plan.duration_s) + 1
+        per_s = [sum(v.frames_per_s[s] for v in self.viewers) for s in range(seconds)]
+        watched = [v for v in self.viewers if v.first_frame_s is not None]
+        watch_s = sum(max(1e-3, self.ended - (v.started + (v.first_frame_s or 0.0)))
+                      for v in watched)  # fmt: skip
+        return {
+            "started": len(self.viewers),
+            "watching": len(watched),
+            "packets": sum(v.packets for v in self.viewers),
+            "bytes": sum(v.bytes for v in self.viewers),
+            "frames": sum(v.frames for v in self.viewers),
+            "keyframes": sum(v.keyframes for v in self.viewers),
+            "rtp_received": received,
+            "rtp_lost": lost,
+            "watch_s": watch_s,
+            "frames_per_s": per_s,
+            "setup": self.setup.to_wire(),
+            "first_frame": self.first_frame.to_wire(),
+            "regions": {
+                r: {"watching": self.region_watching[r], "first_frame": h.to_wire()}
+                for r, h in self.region_first_frame.items()
+            },
+            "errors": dict(self.errors),
+        }
+
+    def _send(self, kind: str, **body: Any) -> None:
+        self.conn.send({"kind": kind, "worker": self.plan.index, **body})
+
+    async def _progress(self) -> None:
+        for _ in range(int(GO_TIMEOUT_S * 2 / PROGRESS_EVERY_S)):
+            await asyncio.sleep(PROGRESS_EVERY_S)
+            self._send(
+                "progress", phase=self.phase, started=len(self.viewers),
+                watching=sum(1 for v in self.viewers if v.first_frame_s is not None),
+                frames=sum(v.frames for v in self.viewers),
+                packets=sum(v.packets for v in self.viewers),
+                errors=sum(self.errors.values()),
+            )  # fmt: skip

@@ -1,0 +1,2 @@
+"""Measuring and reporting: histograms, /proc samples, /metrics scrapes, rules, live display,
+HTML."""

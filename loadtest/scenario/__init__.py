@@ -1,0 +1,1 @@
+"""Scenario files: their format, their run and its final table."""
