@@ -218,13 +218,15 @@ async def test_srtp_fast_path_fallback_is_logged_once_and_reported(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setattr(fast_path, "_logged_fallbacks", set())
-    tx, rx = srtp_sessions()
-    # A session without pylibsrtp's private srtp_t: the sink protects through the public API.
-    public_only = SimpleNamespace(protect=tx.protect)
     reasons: list[str] = []
     frame = compat.packetize_once(EncodedFrame("VP8", bytes(range(256)) * 30, 0, True))
     with caplog.at_level(logging.WARNING, logger=fast_path.__name__):
         for _ in range(2):
+            # Fresh sessions each time: a second writer starts at another random sequence number,
+            # which the receiving session's replay window would refuse as too old.
+            tx, rx = srtp_sessions()
+            # Without pylibsrtp's private srtp_t the sink protects through the public API.
+            public_only = SimpleNamespace(protect=tx.protect)
             async with udp_viewer(public_only) as (dtls, receiver):
                 sink = compat.SrtpUdpSink(dtls, on_fallback=reasons.append)
                 RtpWriter(codec="VP8", ssrc=1, payload_type=96, sink=sink).write(frame)
