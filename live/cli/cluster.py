@@ -31,7 +31,6 @@ from devtools.spawn import (
     stop_all,
     valkey_on,
 )
-from devtools.spawn import spawn_node as spawn_node  # for tests/edge/test_cluster.py
 from edge.config import EdgeSettings
 from edge.selection import RegionDistances
 from live import demo_data

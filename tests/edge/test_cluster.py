@@ -19,7 +19,7 @@ import redis.asyncio as aioredis
 
 from core.auth import TokenAuthority
 from core.rooms import RoomStore
-from live.cli.cluster import NodeProcess, child_env, spawn_node, stop_all
+from devtools.spawn import NodeProcess, child_env, spawn_node, stop_all
 from media import aiortc_compat
 from tests.conftest import SECRET, Client
 from tests.edge.conftest import eventually
