@@ -12,8 +12,8 @@ import pytest
 from core.auth import TokenAuthority
 from core.store import connect
 from live.app import serve
-from tests.commerce.conftest import PRODUCT, ROOM, Shop
 from tests.conftest import make_settings
+from tests.support.shop import PRODUCT, ROOM, Shop
 
 
 async def _state(shop: Any, sale_id: str) -> tuple[Any, int]:

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from playwright.async_api import Browser, expect
 
-from tests.browser.conftest import browser  # noqa: F401  (fixture)
-from tests.commerce.conftest import ROOM
+from tests.support.browser import browser  # noqa: F401  (fixture)
+from tests.support.shop import ROOM
 
 pytestmark = pytest.mark.browser
 

@@ -10,7 +10,7 @@ import uuid
 from collections import Counter
 from typing import Any
 
-from tests.commerce.conftest import ROOM
+from tests.support.shop import ROOM
 
 USERS, ATTEMPTS, UNITS, LIMIT = 500, 2000, 100, 2
 

@@ -13,8 +13,8 @@ from commerce.config import CommerceSettings
 from commerce.sales import Sales, Swept
 from commerce.schemas import SaleIn
 from commerce.sweeper import Sweeper
-from tests.commerce.conftest import ROOM
 from tests.conftest import ClientFactory
+from tests.support.shop import ROOM
 
 
 async def _events(redis: aioredis.Redis) -> list[tuple[str, dict[str, Any]]]:

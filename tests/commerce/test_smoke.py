@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.commerce.conftest import ROOM
+from tests.support.shop import ROOM
 
 
 async def test_reserve_confirm_cancel(make_shop: Any) -> None:

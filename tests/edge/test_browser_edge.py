@@ -14,9 +14,9 @@ from live.app import RunningNode
 from live.http.media import MEDIA
 from tests.browser.test_media_pages import assert_playing, open_page
 from tests.conftest import NodeFactory
-from tests.edge.conftest import eventually
-from tests.edge.media_peers import whep, whip
-from tests.media.peers import Host, Viewer
+from tests.support.peers import Host, Viewer
+from tests.support.waiting import eventually
+from tests.support.whip_whep import whep, whip
 
 pytestmark = pytest.mark.browser
 FAST = {"node_heartbeat_s": 0.2, "node_ttl_s": 1.0, "edge_upstream_grace_s": 1.0}

@@ -11,9 +11,9 @@ import redis.asyncio as aioredis
 
 from core.auth import TokenAuthority
 from tests.conftest import NodeFactory
-from tests.edge.conftest import eventually
-from tests.edge.media_peers import HttpError, delete, metric, whep, whip
-from tests.media.peers import Host, Viewer
+from tests.support.peers import Host, Viewer
+from tests.support.waiting import eventually
+from tests.support.whip_whep import HttpError, delete, metric, whep, whip
 
 FAST = {"node_heartbeat_s": 0.2, "node_ttl_s": 1.0}
 

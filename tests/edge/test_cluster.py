@@ -22,9 +22,9 @@ from core.rooms import RoomStore
 from devtools.spawn import NodeProcess, child_env, spawn_node, stop_all
 from media import aiortc_compat
 from tests.conftest import SECRET, Client
-from tests.edge.conftest import eventually
-from tests.edge.media_peers import metric, whep, whip
-from tests.media.peers import Host, Viewer
+from tests.support.peers import Host, Viewer
+from tests.support.waiting import eventually
+from tests.support.whip_whep import metric, whep, whip
 
 ROOM = "r1"
 NODE_ENV = {

@@ -6,8 +6,8 @@ from __future__ import annotations
 import aiohttp
 
 from core.auth import TokenAuthority
-from tests.commerce.conftest import PRODUCT, ROOM, Shop
 from tests.conftest import NodeFactory
+from tests.support.shop import PRODUCT, ROOM, Shop
 
 ORIGIN, EDGE = 0, 1
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import redis.asyncio as aioredis
 
 from edge.registry import INDEX, NodeRecord, NodeRegistry, record_key
-from tests.edge.conftest import eventually
+from tests.support.waiting import eventually
 
 
 def registry(redis: aioredis.Redis, node_id: str, **kw: object) -> NodeRegistry:

@@ -13,7 +13,7 @@ from core.auth import TokenAuthority
 from edge.registry import NodeRecord
 from edge.selection import RegionDistances, select
 from tests.conftest import NodeFactory
-from tests.edge.conftest import eventually
+from tests.support.waiting import eventually
 
 DISTANCES = RegionDistances({"na": {"eu": 90, "sea": 180}, "eu": {"sea": 160}})
 

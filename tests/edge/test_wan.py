@@ -22,7 +22,7 @@ from devtools import wan as wan_net
 from edge.config import EdgeSettings
 from edge.selection import RegionDistances
 from tests.conftest import SECRET
-from tests.edge.conftest import eventually
+from tests.support.waiting import eventually
 
 needs_root = pytest.mark.skipif(
     wan_net.available() is not None, reason=f"live cluster --wan {wan_net.available()}"

@@ -15,7 +15,7 @@ from live.app import RunningNode
 from live.cli.main import parser
 from loadtest.plan.regions import RegionError, RegionMap
 from tests.conftest import SECRET, NodeFactory
-from tests.edge.conftest import eventually
+from tests.support.waiting import eventually
 
 FAST = {"node_heartbeat_s": 0.2, "node_ttl_s": 1.0, "edge_upstream_grace_s": 1.0}
 

@@ -17,8 +17,8 @@ from playwright.async_api import Browser
 
 from live.app import RunningNode
 from live.cli.main import parser
-from tests.browser.conftest import browser  # noqa: F401  (the fixture)
 from tests.conftest import SECRET
+from tests.support.browser import browser  # noqa: F401  (the fixture)
 
 
 def _write(tmp_path: Path, node: RunningNode, valkey_url: str, body: str) -> Path:

@@ -2,37 +2,12 @@
 
 from __future__ import annotations
 
-import gc
 from collections.abc import AsyncIterator
 
 import pytest
-from aiortc import RTCPeerConnection
 
-from media import MediaConfig, MediaEvent, MediaServer
-from tests.media.peers import Signal
-
-
-def open_peer_connections() -> int:
-    return sum(
-        1
-        for o in gc.get_objects()
-        if isinstance(o, RTCPeerConnection) and o.connectionState != "closed"
-    )
-
-
-class Events:
-    """Collects MediaEvents."""
-
-    def __init__(self) -> None:
-        self.items: list[MediaEvent] = []
-        self.progress = Signal()
-
-    def __call__(self, event: MediaEvent) -> None:
-        self.items.append(event)
-        self.progress.notify()
-
-    def kinds(self) -> list[str]:
-        return [e.kind for e in self.items]
+from media import MediaConfig, MediaServer
+from tests.support.peers import Events
 
 
 @pytest.fixture

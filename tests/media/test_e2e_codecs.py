@@ -12,8 +12,7 @@ import aiortc.rtcrtpsender
 import pytest
 
 from media import MediaServer
-from tests.media.conftest import Events
-from tests.media.peers import Host, Viewer
+from tests.support.peers import Events, Host, Viewer
 
 
 def consecutive(counters: list[int]) -> bool:

@@ -6,8 +6,7 @@ import asyncio
 import itertools
 
 from media import MediaServer
-from tests.media.conftest import Events
-from tests.media.peers import Host, Viewer
+from tests.support.peers import Events, Host, Viewer
 
 
 def consecutive(counters: list[int]) -> bool:

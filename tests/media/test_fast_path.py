@@ -28,8 +28,8 @@ from aiortc.rtcrtpreceiver import RemoteStreamTrack
 from media.aiortc_compat import ForwardSender, IdleTrack, ReceiverTap, attach_sender, packetize_once
 from media.forwarder import Downtrack
 from media.frames import VIDEO_FRAME_TICKS, EncodedFrame
-from tests.media.peers import Signal
 from tests.media.test_rtp_path import RTX, VP8, Link, index_of, media_packets, timestamp_steps
+from tests.support.peers import Signal
 
 
 class LinkSink:

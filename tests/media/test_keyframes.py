@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from media.keyframes import KeyframeRequester
-from tests.media.peers import Signal
+from tests.support.peers import Signal
 
 
 async def test_requests_are_coalesced_and_the_last_is_deferred() -> None:

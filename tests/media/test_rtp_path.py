@@ -26,7 +26,7 @@ from aiortc.rtp import RTCP_RTPFB_NACK, RtcpPacket, RtcpRtpfbPacket, RtpPacket, 
 from media.aiortc_compat import ForwardTrack, ReceiverTap, attach_sender
 from media.forwarder import Downtrack
 from media.frames import VIDEO_FRAME_TICKS, EncodedFrame
-from tests.media.peers import Signal
+from tests.support.peers import Signal
 
 VP8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=100)
 RTX = RTCRtpCodecParameters(

@@ -10,8 +10,7 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender
 from aiortc.rtcrtpparameters import RTCRtpCodecCapability
 
 from media import MediaError, MediaServer
-from tests.media.conftest import Events, open_peer_connections
-from tests.media.peers import Host, Viewer
+from tests.support.peers import Events, Host, Viewer, open_peer_connections
 
 
 @pytest.fixture(autouse=True)

@@ -17,8 +17,7 @@ from media import MediaServer, MediaStats
 from media.config import MediaSettings
 from media.stats import add_viewer_counters
 from tests.conftest import ClientFactory, NodeFactory
-from tests.media.conftest import open_peer_connections
-from tests.media.peers import Host, Viewer, accept, offer
+from tests.support.peers import Host, Viewer, accept, offer, open_peer_connections
 
 SDP = {"Content-Type": "application/sdp"}
 

@@ -11,8 +11,7 @@ import pytest
 from aiortc import RTCRtpReceiver
 
 from media import MediaConfig, MediaServer
-from tests.media.conftest import Events, open_peer_connections
-from tests.media.peers import Host, Viewer
+from tests.support.peers import Events, Host, Viewer, open_peer_connections
 
 
 def consecutive(counters: list[int]) -> bool:

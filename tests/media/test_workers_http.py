@@ -17,10 +17,9 @@ from live.app import serve
 from live.http.media import MEDIA
 from media import MediaServer
 from tests.conftest import make_settings
-from tests.media.conftest import Events, open_peer_connections
-from tests.media.peers import Host, Viewer, accept, offer
 from tests.media.test_whip_whep_http import bearer, post
 from tests.media.test_workers import alive
+from tests.support.peers import Events, Host, Viewer, accept, offer, open_peer_connections
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import fractions
+import gc
 import math
 from collections.abc import Callable
 
@@ -19,7 +20,7 @@ from aiortc.mediastreams import AUDIO_PTIME, MediaStreamError
 from av import AudioFrame, VideoFrame
 
 from devtools.synthetic import SyntheticVideoTrack, counter_bits, read_counter
-from media import MediaServer
+from media import MediaEvent, MediaServer
 
 
 class Signal:
@@ -160,3 +161,26 @@ class Viewer:
         await self.pc.close()
         for task in self._tasks:
             task.cancel()
+
+
+def open_peer_connections() -> int:
+    return sum(
+        1
+        for o in gc.get_objects()
+        if isinstance(o, RTCPeerConnection) and o.connectionState != "closed"
+    )
+
+
+class Events:
+    """Collects MediaEvents."""
+
+    def __init__(self) -> None:
+        self.items: list[MediaEvent] = []
+        self.progress = Signal()
+
+    def __call__(self, event: MediaEvent) -> None:
+        self.items.append(event)
+        self.progress.notify()
+
+    def kinds(self) -> list[str]:
+        return [e.kind for e in self.items]

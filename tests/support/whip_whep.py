@@ -6,7 +6,7 @@ from urllib.parse import urljoin
 
 import aiohttp
 
-from tests.media.peers import Host, Viewer, accept, offer
+from tests.support.peers import Host, Viewer, accept, offer
 
 SDP = "application/sdp"
 
