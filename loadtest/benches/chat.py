@@ -58,11 +58,7 @@ class Session:
 
 async def run_session(session: Session, progress: Progress = print) -> dict[str, Any]:
     """Every run of the session; returns the JSON document."""
-    pinning = servers.default_pinning(procfs.available_cpus())
-    if session.server_cpus is not None:
-        pinning.server_cpus = session.server_cpus
-    if session.client_cpus is not None:
-        pinning.client_cpus = session.client_cpus
+    pinning = servers.pinning_for(session.server_cpus, session.client_cpus)
     runs: list[dict[str, Any]] = []
     started = time.time()
     if session.targets:
@@ -93,12 +89,7 @@ async def run_session(session: Session, progress: Progress = print) -> dict[str,
     return {
         "benchmark": "chat",
         "started": started,
-        "pinning": {
-            "server_cpus": pinning.server_cpus,
-            "client_cpus": pinning.client_cpus,
-            "tool": pinning.tool,
-            "note": pinning.describe(),
-        },
+        "pinning": pinning.to_json(),
         "runs": runs,
         "ratios": ratios(runs),
     }

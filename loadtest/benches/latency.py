@@ -42,6 +42,7 @@ from devtools.spawn import child_env, start_cluster, stop_all, valkey_on
 from devtools.synthetic import BITS, SyntheticVideoTrack, counter_bits, read_counter
 from edge.config import EdgeSettings
 from edge.selection import RegionDistances
+from loadtest.report.scrape import metric
 from media import aiortc_compat
 
 WARMUP_S = 2.0  # first keyframe, jitter buffers
@@ -98,16 +99,6 @@ async def negotiate(
         if r.status != 201:
             raise RuntimeError(f"POST {url}: {r.status} {answer}")
     await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
-
-
-async def metric(http: aiohttp.ClientSession, node_url: str, name: str) -> float | None:
-    """One unlabelled sample of `/metrics`, None if absent."""
-    async with http.get(f"{node_url}/metrics") as r:
-        text = await r.text()
-    for line in text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    return None
 
 
 def pct(xs: list[float], q: float) -> float:

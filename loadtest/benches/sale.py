@@ -66,11 +66,7 @@ class SaleSession:
 
 async def run_sale_session(session: SaleSession, progress: Progress = print) -> dict[str, Any]:
     """Every run of the session; returns the JSON document (`ok` false on any breach)."""
-    pinning = servers.default_pinning(procfs.available_cpus())
-    if session.server_cpus is not None:
-        pinning.server_cpus = session.server_cpus
-    if session.client_cpus is not None:
-        pinning.client_cpus = session.client_cpus
+    pinning = servers.pinning_for(session.server_cpus, session.client_cpus)
     runs: list[dict[str, Any]] = []
     if session.targets:
         if not session.secret:
@@ -102,12 +98,7 @@ async def run_sale_session(session: SaleSession, progress: Progress = print) -> 
     return {
         "benchmark": "sale",
         "ok": all(r["invariants"]["ok"] for r in runs),
-        "pinning": {
-            "server_cpus": pinning.server_cpus,
-            "client_cpus": pinning.client_cpus,
-            "tool": pinning.tool,
-            "note": pinning.describe(),
-        },
+        "pinning": pinning.to_json(),
         "rate_limits": "raised on the nodes started here: " + ", ".join(
             f"{k}={v}" for k, v in RAISED_LIMITS.items()
         ) if not session.targets else "as configured on the targets",

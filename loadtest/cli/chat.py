@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from loadtest.cli.options import cpu_list, refuse, write_json
+from loadtest.cli.options import pinning_flags, refuse, write_json
 from loadtest.plan.safety import UnsafeTarget, check_targets
 from loadtest.plan.workloads import MAX_VIEWERS, ChatWorkload, senders_for
 
@@ -85,27 +85,13 @@ def register(kinds: Any) -> None:
     chat.add_argument(
         "--connect-rate", type=float, default=1000.0, help="new connections per second"
     )
-    chat.add_argument(
-        "--server-cpus",
-        type=cpu_list,
-        default=None,
-        help="CPUs for servers and Valkey, e.g. 1 or 2,3 (default: upper half)",
-    )
-    chat.add_argument(
-        "--client-cpus",
-        type=cpu_list,
-        default=None,
-        help="CPUs for the load generator (default: lower half)",
-    )
-    chat.add_argument(
-        "--allow-remote", action="store_true", help="allow --target URLs outside loopback"
-    )
+    pinning_flags(chat)
     chat.set_defaults(run=run)
 
 
 async def run(args: argparse.Namespace) -> int:
     from loadtest.benches.chat import Session, run_session, table
-    from loadtest.fleet.servers import default_pinning
+    from loadtest.fleet.servers import pinning_for
 
     try:
         check_targets(args.target, args.allow_remote)
@@ -131,7 +117,7 @@ async def run(args: argparse.Namespace) -> int:
         workload.validate()
     except ValueError as exc:
         return refuse(str(exc))
-    client_cpus = args.client_cpus or default_pinning(sorted(os.sched_getaffinity(0))).client_cpus
+    client_cpus = pinning_for(client_cpus=args.client_cpus or None).client_cpus
     session = Session(
         workload=workload,
         viewers=args.viewers,

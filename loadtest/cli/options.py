@@ -19,6 +19,26 @@ def cpu_list(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"not a CPU list: {text!r}") from None
 
 
+def pinning_flags(parser: argparse.ArgumentParser) -> None:
+    """--server-cpus, --client-cpus and --allow-remote, for the commands that start servers or
+    aim at --target URLs."""
+    parser.add_argument(
+        "--server-cpus",
+        type=cpu_list,
+        default=None,
+        help="CPUs for servers and Valkey, e.g. 1 or 2,3 (default: upper half)",
+    )
+    parser.add_argument(
+        "--client-cpus",
+        type=cpu_list,
+        default=None,
+        help="CPUs for the load generator (default: lower half)",
+    )
+    parser.add_argument(
+        "--allow-remote", action="store_true", help="allow --target URLs outside loopback"
+    )
+
+
 def refuse(message: str) -> int:
     """Say why on stderr; the exit status of a command refused as asked (2)."""
     print(f"live loadtest: {message}", file=sys.stderr)

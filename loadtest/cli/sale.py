@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from loadtest.cli.options import cpu_list, refuse, write_json
+from loadtest.cli.options import pinning_flags, refuse, write_json
 from loadtest.plan.safety import UnsafeTarget, check_targets
 
 
@@ -52,20 +52,14 @@ def register(kinds: Any) -> None:
     sale.add_argument("--direct-calls", type=int, default=200_000, help="direct script calls")
     sale.add_argument("--workers", type=int, default=None, help="load-generator processes")
     sale.add_argument("--json", type=Path, default=None, metavar="PATH", help="write results here")
-    sale.add_argument("--server-cpus", type=cpu_list, default=None,
-                      help="CPUs for servers and Valkey (default: upper half)")  # fmt: skip
-    sale.add_argument("--client-cpus", type=cpu_list, default=None,
-                      help="CPUs for the load generator (default: lower half)")  # fmt: skip
-    sale.add_argument(
-        "--allow-remote", action="store_true", help="allow --target URLs outside loopback"
-    )
+    pinning_flags(sale)
     sale.set_defaults(run=run)
 
 
 async def run(args: argparse.Namespace) -> int:
     """Exit 0 when every invariant holds, 1 on a breach, 2 on bad arguments."""
     from loadtest.benches.sale import SaleSession, run_sale_session, table
-    from loadtest.fleet.servers import default_pinning
+    from loadtest.fleet.servers import pinning_for
     from loadtest.plan.workloads import SaleSpec, SaleWorkload
 
     try:
@@ -89,7 +83,7 @@ async def run(args: argparse.Namespace) -> int:
             raise ValueError("direct calls must be 1..10,000,000")
     except ValueError as exc:
         return refuse(str(exc))
-    client_cpus = args.client_cpus or default_pinning(sorted(os.sched_getaffinity(0))).client_cpus
+    client_cpus = pinning_for(client_cpus=args.client_cpus or None).client_cpus
     session = SaleSession(
         workload=workload,
         sale=SaleSpec(quantity=args.quantity, per_user_limit=args.per_user_limit),

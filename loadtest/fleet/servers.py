@@ -15,11 +15,13 @@ import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import redis.asyncio as aioredis
 
 from core.store import embedded_valkey, redis_client
 from devtools.spawn import NodeProcess, SpawnError, spawn, spawn_node
+from loadtest.report import procfs
 
 LOADTEST = Path(__file__).resolve().parents[1]
 REFERENCE_JS = LOADTEST / "reference" / "server.js"
@@ -40,6 +42,14 @@ class Pinning:
             f"load generator to CPU {_cpus(self.client_cpus)}"
         )
 
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "server_cpus": self.server_cpus,
+            "client_cpus": self.client_cpus,
+            "tool": self.tool,
+            "note": self.describe(),
+        }
+
 
 def default_pinning(cpus: list[int]) -> Pinning:
     """Second half of the CPUs for the servers, first half for the generator."""
@@ -47,6 +57,18 @@ def default_pinning(cpus: list[int]) -> Pinning:
         return Pinning([], [], tool="none")
     half = len(cpus) // 2
     return Pinning(server_cpus=cpus[half:], client_cpus=cpus[:half])
+
+
+def pinning_for(
+    server_cpus: list[int] | None = None, client_cpus: list[int] | None = None
+) -> Pinning:
+    """The default split of the CPUs this process may use, either side as given instead."""
+    pinning = default_pinning(procfs.available_cpus())
+    if server_cpus is not None:
+        pinning.server_cpus = server_cpus
+    if client_cpus is not None:
+        pinning.client_cpus = client_cpus
+    return pinning
 
 
 def _cpus(cpus: list[int]) -> str:

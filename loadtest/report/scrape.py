@@ -38,6 +38,16 @@ def parse(text: str) -> Samples:
     return out
 
 
+async def metric(http: aiohttp.ClientSession, node_url: str, name: str) -> float | None:
+    """One unlabelled sample of a node's `/metrics`, None if absent."""
+    async with http.get(f"{node_url}/metrics") as r:
+        text = await r.text()
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return None
+
+
 async def scrape(urls: list[str]) -> dict[str, Samples | None]:
     """Every node's samples now (None for a node that did not answer)."""
     timeout = aiohttp.ClientTimeout(total=TIMEOUT_S)

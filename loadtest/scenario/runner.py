@@ -53,7 +53,7 @@ async def run(
     if monitor is None:
         monitor = Monitor(Display(), scenario.rules, scenario.abort_after_s)
     progress = monitor.display.log
-    pinning = servers.default_pinning(procfs.available_cpus())
+    pinning = servers.pinning_for()
     async with _system(scenario, pinning, progress) as (urls, pids, secret, redis_url):
         if scenario.nice is not None:
             # After the servers started (they keep theirs); the workers spawned next inherit it.

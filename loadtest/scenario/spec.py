@@ -61,7 +61,7 @@ from loadtest.plan import regions as region_map
 from loadtest.plan.arrivals import Arrivals
 from loadtest.plan.regions import RegionMap
 from loadtest.plan.workloads import SaleSpec
-from loadtest.report import procfs, thresholds
+from loadtest.report import thresholds
 
 
 class ScenarioError(ValueError):
@@ -241,15 +241,8 @@ def load(path: Path) -> Scenario:
             nodes=target.nodes,
             secret=target.secret or os.environ.get("LIVE_JWT_SECRET"),
             redis_url=target.redis_url,
-            lurkers=roles.lurkers,
-            chatters=roles.chatters,
-            chat_rate=roles.chat_rate,
-            likers=roles.likers,
-            like_rate=roles.like_rate,
-            buyers=roles.buyers,
-            webrtc_viewers=roles.webrtc_viewers,
+            **roles.model_dump(),  # the same names: lurkers, chatters, ..., browsers
             webrtc_join_rate=f.webrtc.join_rate,
-            browsers=roles.browsers,
             browser_executable=f.browser.executable or browser_role.default_executable(),
             browser_join_rate=f.browser.join_rate,
             regions=RegionMap.parse(target.regions,
@@ -342,4 +335,4 @@ def _seconds(text: object) -> float:
 
 
 def _client_cpus() -> list[int]:
-    return servers.default_pinning(procfs.available_cpus()).client_cpus
+    return servers.pinning_for().client_cpus

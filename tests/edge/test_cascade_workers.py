@@ -12,10 +12,11 @@ import pytest
 import redis.asyncio as aioredis
 
 from core.auth import TokenAuthority
+from loadtest.report.scrape import metric
 from tests.conftest import NodeFactory
 from tests.support.peers import Host, Viewer
 from tests.support.waiting import eventually
-from tests.support.whip_whep import delete, metric, whep, whip
+from tests.support.whip_whep import delete, whep, whip
 
 FAST = {"node_heartbeat_s": 0.2, "node_ttl_s": 1.0}
 

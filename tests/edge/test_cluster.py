@@ -20,11 +20,12 @@ import redis.asyncio as aioredis
 from core.auth import TokenAuthority
 from core.rooms import RoomStore
 from devtools.spawn import NodeProcess, child_env, spawn_node, stop_all
+from loadtest.report.scrape import metric
 from media import aiortc_compat
 from tests.conftest import SECRET, Client
 from tests.support.peers import Host, Viewer
 from tests.support.waiting import eventually
-from tests.support.whip_whep import metric, whep, whip
+from tests.support.whip_whep import whep, whip
 
 ROOM = "r1"
 NODE_ENV = {

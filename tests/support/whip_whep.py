@@ -54,13 +54,3 @@ async def whep(
 async def delete(http: aiohttp.ClientSession, location: str, token: str) -> int:
     async with http.delete(location, headers={"Authorization": f"Bearer {token}"}) as r:
         return r.status
-
-
-async def metric(http: aiohttp.ClientSession, node_url: str, name: str) -> float | None:
-    """One unlabelled sample of `/metrics`, None if absent."""
-    async with http.get(f"{node_url}/metrics") as r:
-        text = await r.text()
-    for line in text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    return None
