@@ -32,6 +32,13 @@ class Claims:
     role: str
     rooms: tuple[str, ...]
     exp: int
+    # The seller the caller acts for (the `shop` claim); None for a token that names none.
+    shop: str | None = None
+
+    @property
+    def seller(self) -> str:
+        """Who owns what this caller creates: its shop, else (a host without one) its subject."""
+        return self.shop or f"user:{self.sub}"
 
     def in_room(self, room: str) -> bool:
         return "*" in self.rooms or room in self.rooms
@@ -67,6 +74,7 @@ class TokenAuthority:
         name: str | None = None,
         rooms: list[str] | None = None,
         ttl_s: int = 3600,
+        shop: str | None = None,
     ) -> str:
         if role not in ROLES:
             raise ValueError(f"unknown role {role!r}; one of {', '.join(ROLES)}")
@@ -77,6 +85,8 @@ class TokenAuthority:
             "rooms": rooms or ["*"],
             "exp": int(time.time()) + ttl_s,
         }
+        if shop:
+            payload["shop"] = shop
         return jwt.encode(payload, self._secret, algorithm="HS256")
 
     def verify(self, token: object) -> Claims:
@@ -131,13 +141,16 @@ def _claims_from(payload: dict[str, Any]) -> Claims:
         raise AuthError("invalid_token", f"the token's role must be one of {', '.join(ROLES)}")
     if not isinstance(rooms, list) or not all(isinstance(r, str) for r in rooms):
         raise AuthError("invalid_token", "the token's rooms must be a list of room ids")
-    name = payload.get("name")
+    name, shop = payload.get("name"), payload.get("shop")
+    if shop is not None and (not isinstance(shop, str) or not shop):
+        raise AuthError("invalid_token", "the token's shop must be a non-empty string")
     return Claims(
         sub=sub,
         name=name if isinstance(name, str) and name else sub,
         role=str(role),
         rooms=tuple(rooms),
         exp=int(payload.get("exp", 0)),
+        shop=shop,
     )
 
 
