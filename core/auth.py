@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
 import jwt
+from jwt.types import Options
 
 from core.errors import DomainError
 
@@ -17,6 +18,8 @@ MODERATING_ROLES = frozenset({"host", "moderator"})
 # Verified tokens remembered per authority (bounded; longer tokens are not remembered).
 CACHE_SIZE = 16_384
 CACHE_TOKEN_MAX = 2048
+# The furthest `exp` a token may carry (seconds from now), unless the authority is told otherwise.
+MAX_TTL_S = 86_400
 
 
 class AuthError(DomainError):
@@ -58,11 +61,17 @@ class TokenAuthority:
     """
 
     def __init__(
-        self, secret: str, public_key: str | None = None, *, cache_size: int = CACHE_SIZE
+        self,
+        secret: str,
+        public_key: str | None = None,
+        *,
+        cache_size: int = CACHE_SIZE,
+        max_ttl_s: int = MAX_TTL_S,
     ) -> None:
         self._secret = secret
         self._public_key = public_key
         self._cache_size = cache_size
+        self.max_ttl_s = max_ttl_s
         # token -> its claims; only tokens that verified, so a forged one never gets in.
         self._verified: dict[str, Claims] = {}
 
@@ -78,6 +87,8 @@ class TokenAuthority:
     ) -> str:
         if role not in ROLES:
             raise ValueError(f"unknown role {role!r}; one of {', '.join(ROLES)}")
+        if ttl_s > self.max_ttl_s:
+            raise ValueError(f"a token lives at most {self.max_ttl_s} s (LIVE_TOKEN_MAX_TTL_S)")
         payload: dict[str, Any] = {
             "sub": user,
             "name": name or user,
@@ -112,16 +123,15 @@ class TokenAuthority:
             header = jwt.get_unverified_header(token) if self._public_key else {}
             if header.get("alg") == "RS256" and self._public_key:
                 payload = jwt.decode(
-                    token, self._public_key, algorithms=["RS256"], options={"require": ["exp"]}
+                    token, self._public_key, algorithms=["RS256"], options=_DECODE_OPTIONS
                 )
             else:
                 payload = jwt.decode(
-                    token, self._secret, algorithms=["HS256"], options={"require": ["exp"]}
+                    token, self._secret, algorithms=["HS256"], options=_DECODE_OPTIONS
                 )
-        except jwt.ExpiredSignatureError:
-            raise AuthError("token_expired", "the token has expired") from None
         except jwt.PyJWTError as exc:
             raise AuthError("invalid_token", f"the token is not valid: {exc}") from None
+        _check_exp(payload.get("exp"), self.max_ttl_s)
         return _claims_from(payload)
 
     def verify_header(self, authorization: str | None) -> Claims:
@@ -131,6 +141,24 @@ class TokenAuthority:
         if scheme.lower() != "bearer" or not token.strip():
             raise AuthError("invalid_token", "the Authorization header must be 'Bearer <token>'")
         return self.verify(token.strip())
+
+
+# `exp` is checked here (`_check_exp`), not by PyJWT: it takes any `int()`-able value, a string
+# "9999999999" included, and knows no upper bound.
+_DECODE_OPTIONS: Options = {"require": ["exp"], "verify_exp": False}
+
+
+def _check_exp(exp: object, max_ttl_s: int) -> None:
+    """Refuse an `exp` that is not a number, is past, or is more than `max_ttl_s` away."""
+    if isinstance(exp, bool) or not isinstance(exp, int | float):
+        raise AuthError("invalid_token", "the token's exp must be a number (seconds since 1970)")
+    now = time.time()
+    if exp <= now:  # PyJWT's rule: expired once `exp <= now`
+        raise AuthError("token_expired", "the token has expired")
+    if exp - now > max_ttl_s:
+        raise AuthError(
+            "invalid_token", f"the token's exp is more than {max_ttl_s} s away (its maximum)"
+        )
 
 
 def _claims_from(payload: dict[str, Any]) -> Claims:

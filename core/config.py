@@ -76,6 +76,25 @@ class AuthSettings(Section):
         validation_alias=AliasChoices("LIVE_JWT_SECRET", "JWT_SECRET"),
     )
     jwt_public_key: str | None = None  # PEM; when set, RS256 tokens are accepted
+    # A token whose `exp` is further away than this is refused: a leaked token must not be
+    # good for months. Also the longest `live token --ttl`.
+    token_max_ttl_s: int = Field(86_400, ge=60)
+    # OIDC: tokens from the shop's identity provider (RS256/ES256), verified with its JWKS.
+    jwks_url: str | None = None
+    jwt_issuer: str | None = None  # when set, a JWKS token's `iss` must be this
+    jwt_audience: str | None = None  # when set, a JWKS token's `aud` must name this
+    # Where an IdP's token carries what ours call `role`, `rooms` and `shop`.
+    jwt_role_claim: str = "role"
+    jwt_rooms_claim: str = "rooms"
+    jwt_shop_claim: str = "shop"
+    # At most one JWKS fetch per this many seconds for unknown key ids: a flood of tokens with
+    # forged `kid`s must not become a flood of requests to the IdP.
+    jwks_refresh_min_s: float = Field(30.0, ge=0)
+
+    @property
+    def secret_configured(self) -> bool:
+        """Whether the secret was given (else it is random, known to this process only)."""
+        return "jwt_secret" in self.model_fields_set
 
     @field_validator("jwt_secret")
     @classmethod

@@ -27,7 +27,9 @@ class Node:
         self.redis = redis
         self.metrics = Metrics(settings.server.node_id)
         self.auth = TokenAuthority(
-            settings.auth.jwt_secret.get_secret_value(), settings.auth.jwt_public_key
+            settings.auth.jwt_secret.get_secret_value(),
+            settings.auth.jwt_public_key,
+            max_ttl_s=settings.auth.token_max_ttl_s,
         )
         self.rooms = RoomStore(redis)
         self.state_sources: list[RoomStateSource] = []

@@ -38,17 +38,7 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--room", default="demo", help="demo room id (default demo)")
     demo.set_defaults(run=cmd_demo.run)
 
-    token = sub.add_parser("token", help="print a signed token", description=cmd_token.__doc__)
-    token.add_argument(
-        "--role", required=True, choices=["host", "moderator", "viewer", "orders", "node"]
-    )
-    token.add_argument("--user", required=True, help="user id (the token's sub)")
-    token.add_argument("--name", help="display name (default: the user id)")
-    token.add_argument(
-        "--room", action="append", help="room id the token grants (repeat; default all)"
-    )
-    token.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds (default 3600)")
-    token.set_defaults(run=cmd_token.run)
+    cmd_token.register(sub)
 
     _optional_commands(sub)
     return top

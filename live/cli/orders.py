@@ -45,7 +45,10 @@ async def run(args: argparse.Namespace) -> int:
     from commerce.orders import ReferenceOrderSystem
 
     secret = settings.auth.jwt_secret.get_secret_value()
-    token = args.token or TokenAuthority(secret).issue(user="orders", role="orders", ttl_s=86400)
+    ttl = settings.auth.token_max_ttl_s
+    token = args.token or TokenAuthority(secret, max_ttl_s=ttl).issue(
+        user="orders", role="orders", ttl_s=ttl
+    )
     url = args.url or settings.server.public_url or "http://127.0.0.1:8080"
     async with (
         redis_client(store.redis_url, cluster=store.redis_cluster) as redis,

@@ -30,6 +30,8 @@ def test_live_token_prints_a_token_the_node_accepts(monkeypatch: pytest.MonkeyPa
             "r1",
             "--room",
             "r2",
+            "--shop",
+            "acme",
             "--ttl",
             "60",
         ],
@@ -119,11 +121,13 @@ def test_verified_tokens_are_remembered_until_they_expire(
         with pytest.raises(AuthError):
             authority.verify(forged)
     assert calls == 2
-    # Past its exp the remembered token is not answered from memory: PyJWT decides again
-    # (and refuses it, token_expired, on its own clock).
+    # Past its exp the remembered token is not answered from memory: it is decoded again
+    # (and refused, token_expired).
     now = time.time()
     monkeypatch.setattr(time, "time", lambda: now + 61)
-    authority.verify(token)
+    with pytest.raises(AuthError) as expired:
+        authority.verify(token)
+    assert expired.value.code == "token_expired"
     assert calls == 3
     monkeypatch.undo()
     # Bounded: the oldest entry makes room.
