@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Self
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from core.config import Section
 
 PURCHASE_STREAM = "live:purchases"
+# An HMAC-SHA256 key of at least 256 bits (as LIVE_JWT_SECRET).
+WEBHOOK_SECRET_MIN_BYTES = 32
 
 
 class CommerceSettings(Section):
@@ -38,3 +40,15 @@ class CommerceSettings(Section):
     webhook_backoff_s: float = Field(0.5, gt=0, validation_alias="LIVE_WEBHOOK_BACKOFF_S")
     webhook_backoff_max_s: float = Field(30.0, gt=0, validation_alias="LIVE_WEBHOOK_BACKOFF_MAX_S")
     webhook_timeout_s: float = Field(5.0, gt=0, validation_alias="LIVE_WEBHOOK_TIMEOUT_S")
+
+    @model_validator(mode="after")
+    def _webhooks_signed(self) -> Self:
+        # Unsigned (or weakly keyed) webhooks would let anyone who can reach the receiver
+        # confirm orders: a node with a webhook URL and no real secret does not start.
+        secret = self.webhook_secret.get_secret_value() if self.webhook_secret else ""
+        if self.webhook_url and len(secret.encode()) < WEBHOOK_SECRET_MIN_BYTES:
+            raise ValueError(
+                f"LIVE_WEBHOOK_URL needs LIVE_WEBHOOK_SECRET of at least "
+                f"{WEBHOOK_SECRET_MIN_BYTES} bytes (receivers verify the signature with it)"
+            )
+        return self

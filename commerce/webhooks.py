@@ -1,9 +1,11 @@
 """Signed webhooks to the core order system: one POST per purchase event, retried with
-exponential backoff, parked in a dead-letter stream after the last attempt.
+exponential backoff, parked in a dead-letter stream after the last attempt (`replay` re-sends).
 
-Headers: `X-Live-Signature: sha256=<hex HMAC-SHA256 of the raw body>`, `X-Live-Event-Id`,
-`X-Live-Event-Type`, `X-Live-Timestamp` (unix seconds of this attempt), `X-Live-Attempt`.
-The body is the same on every attempt, so receivers dedupe by event id.
+Headers: `X-Live-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>." + raw body>`,
+`X-Live-Event-Id`, `X-Live-Event-Type`, `X-Live-Timestamp` (the same t), `X-Live-Attempt`.
+The timestamp is signed so a captured request cannot be replayed later than the receiver's
+tolerance; the body is the same on every attempt, so receivers dedupe by event id. Redirects are
+not followed: a 3xx is a failed attempt (the signed body goes only where it was configured).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import json
 import logging
 import random
 import time
+from dataclasses import dataclass
 
 import aiohttp
 import redis.asyncio as aioredis
@@ -30,13 +33,33 @@ TIMESTAMP_HEADER = "X-Live-Timestamp"
 ATTEMPT_HEADER = "X-Live-Attempt"
 
 
-def sign(secret: str, body: bytes) -> str:
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+# How far a signature's timestamp may be from the receiver's clock (either way) by default.
+TOLERANCE_S = 300
 
 
-def verify(secret: str, body: bytes, signature: str) -> bool:
-    """Constant-time check of a received signature (for receivers and tests)."""
-    return hmac.compare_digest(sign(secret, body), signature)
+def sign(secret: str, body: bytes, timestamp: int) -> str:
+    """The `X-Live-Signature` value for `body` sent at `timestamp` (unix seconds)."""
+    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
+    return f"t={timestamp},v1={mac.hexdigest()}"
+
+
+def verify(
+    secret: str,
+    body: bytes,
+    signature: str,
+    *,
+    tolerance_s: float = TOLERANCE_S,
+    now: float | None = None,
+) -> bool:
+    """Whether `signature` signs `body` with `secret` at a time within `tolerance_s` of `now`."""
+    parts = dict(p.partition("=")[::2] for p in signature.split(","))
+    try:
+        timestamp = int(parts.get("t", ""))
+    except ValueError:
+        return False
+    if abs((time.time() if now is None else now) - timestamp) > tolerance_s:
+        return False
+    return hmac.compare_digest(sign(secret, body, timestamp), signature)
 
 
 def body_of(event: PurchaseEvent) -> bytes:
@@ -73,16 +96,9 @@ class WebhookSender:
         self.dead_lettered = 0
 
     async def __call__(self, event: PurchaseEvent) -> bool:
-        body = body_of(event)
-        error = ""
-        for attempt in range(1, self._attempts + 1):
-            error = await self._post(event, body, attempt)
-            if not error:
-                self.delivered += 1
-                return True
-            if attempt < self._attempts:
-                delay = min(self._backoff_max, self._backoff * 2 ** (attempt - 1))
-                await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+        error = await self.deliver(event)
+        if not error:
+            return True
         log.warning("webhook for %s dead-lettered after %d attempts: %s", event.event_id,
                     self._attempts, error)  # fmt: skip
         await self._redis.xadd(
@@ -99,20 +115,73 @@ class WebhookSender:
         self.dead_lettered += 1
         return True
 
+    async def deliver(self, event: PurchaseEvent) -> str:
+        """Post `event` until it is accepted or the attempts run out: "" or the last error."""
+        body = body_of(event)
+        error = ""
+        for attempt in range(1, self._attempts + 1):
+            error = await self._post(event, body, attempt)
+            if not error:
+                self.delivered += 1
+                return ""
+            if attempt < self._attempts:
+                delay = min(self._backoff_max, self._backoff * 2 ** (attempt - 1))
+                await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+        return error
+
     async def _post(self, event: PurchaseEvent, body: bytes, attempt: int) -> str:
+        timestamp = int(time.time())
         headers = {
             "Content-Type": "application/json",
-            SIGNATURE_HEADER: sign(self._secret, body),
+            SIGNATURE_HEADER: sign(self._secret, body, timestamp),
             EVENT_ID_HEADER: event.event_id,
             EVENT_TYPE_HEADER: event.type,
-            TIMESTAMP_HEADER: str(int(time.time())),
+            TIMESTAMP_HEADER: str(timestamp),
             ATTEMPT_HEADER: str(attempt),
         }
         try:
             async with self._session.post(
-                self.url, data=body, headers=headers, timeout=self._timeout
+                self.url, data=body, headers=headers, timeout=self._timeout, allow_redirects=False
             ) as response:
                 await response.read()
                 return "" if 200 <= response.status < 300 else f"HTTP {response.status}"
         except (aiohttp.ClientError, TimeoutError) as exc:
             return f"{type(exc).__name__}: {exc}"
+
+
+@dataclass
+class Replayed:
+    """What `replay` did with the dead letters it read."""
+
+    delivered: int = 0
+    failed: int = 0
+    duplicates: int = 0  # entries of an event already delivered in this pass (removed too)
+
+
+async def replay(redis: aioredis.Redis, sender: WebhookSender, stream: str) -> Replayed:
+    """Re-send every dead letter of `stream` once (with the sender's attempts); remove each one
+    delivered. Entries of one event id are sent once: receivers dedupe by it anyway, and a second
+    replay finds only what failed again."""
+    done = Replayed()
+    delivered: set[str] = set()
+    after = "-"
+    while True:
+        entries = await redis.xrange(stream, min=after, count=100)
+        if not entries:
+            return done
+        for entry_id, fields in entries:
+            event = PurchaseEvent.from_entry(entry_id, fields)
+            # The event's id is in its data (the dead letter's own entry id is not the event's).
+            event_id = fields.get(b"event_id", b"").decode() or event.event_id
+            event.data.setdefault("event_id", event_id)
+            if event_id in delivered:
+                done.duplicates += 1
+            elif await sender.deliver(event):
+                done.failed += 1
+                continue
+            else:
+                delivered.add(event_id)
+                done.delivered += 1
+            await redis.xdel(stream, entry_id)
+        last = entries[-1][0]
+        after = "(" + (last.decode() if isinstance(last, bytes) else str(last))

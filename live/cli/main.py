@@ -1,4 +1,4 @@
-"""The `live` command: serve, demo, cluster, token, orders, loadtest."""
+"""The `live` command: serve, demo, cluster, token, orders, webhooks, loadtest."""
 
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ def _optional_commands(sub: Any) -> None:
     """Commands whose parts live in other packages register themselves here."""
     import importlib
 
-    for module in ("live.cli.cluster", "live.cli.orders", "loadtest.cli"):
+    for module in ("live.cli.cluster", "live.cli.orders", "live.cli.webhooks", "loadtest.cli"):
         try:
             importlib.import_module(module).register(sub)
         except ModuleNotFoundError as exc:

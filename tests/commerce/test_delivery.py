@@ -17,7 +17,7 @@ from commerce.delivery import PurchaseEvent, StreamConsumer
 from commerce.orders import ReferenceOrderSystem, fails
 from commerce.webhooks import EVENT_ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 
-SECRET = "hook-secret"
+SECRET = "hook-secret-" + "h" * 32
 
 
 class Receiver:

@@ -71,7 +71,7 @@ ENVIRONMENT: list[tuple[str, str, str, str, Any]] = [
     ("LIVE_COMMERCE_RETENTION_S", "3600", "commerce", "retention_s", 3600),
     ("LIVE_COMMERCE_OUTBOX", "false", "commerce", "outbox", False),
     ("LIVE_WEBHOOK_URL", "http://w:1", "commerce", "webhook_url", "http://w:1"),
-    ("LIVE_WEBHOOK_SECRET", "ws", "commerce", "webhook_secret", SecretStr("ws")),
+    ("LIVE_WEBHOOK_SECRET", "w" * 32, "commerce", "webhook_secret", SecretStr("w" * 32)),
     ("LIVE_WEBHOOK_MAX_ATTEMPTS", "9", "commerce", "webhook_max_attempts", 9),
     ("LIVE_WEBHOOK_BACKOFF_S", "0.25", "commerce", "webhook_backoff_s", 0.25),
     ("LIVE_WEBHOOK_BACKOFF_MAX_S", "31.5", "commerce", "webhook_backoff_max_s", 31.5),
