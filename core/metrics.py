@@ -59,6 +59,12 @@ class Metrics:
             registry=self.registry,
         )
         self.likes = Counter("live_likes_total", "Likes received", registry=self.registry)
+        self.whep_refused = Counter(
+            "live_whep_refused_total",
+            "WHEP offers refused by a limit, by reason (full, too_many_sessions)",
+            ["reason"],
+            registry=self.registry,
+        )
         self.mod_actions = Counter(
             "live_mod_actions_total", "Moderator actions", ["action"], registry=self.registry
         )

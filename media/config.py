@@ -39,8 +39,11 @@ class MediaConfig:
     # Viewers this server (with its workers) takes at most; past it WHEP is refused with "full" so
     # the crowd goes to another node instead of slowing every viewer here down. 0 = no limit.
     max_viewers: int = 0
-    # A session whose ICE/DTLS has not connected by then is closed.
-    connect_timeout_s: float = 20.0
+    # A session whose ICE/DTLS has not connected by then is closed (and its slot freed).
+    connect_timeout_s: float = 10.0
+    # Viewer sessions one owner (the token's `sub`) may hold on this server, those being answered
+    # included; past it WHEP is refused with "too_many_sessions". 0 = no limit.
+    sessions_per_owner: int = 0
     # "fast": viewers' RTP is written per packet header over payloads cut once per room and sent
     # directly (media.rtp_writer); "aiortc": each viewer's RTCRtpSender packetises and sends.
     send_path: Literal["fast", "aiortc"] = "fast"
@@ -74,6 +77,11 @@ class MediaSettings(Section):
     # Viewers a node takes at most before WHEP answers 503 "full" (0 = no limit); "auto" =
     # VIEWERS_PER_PROCESS per process serving viewers (the node itself, or each media worker).
     max_viewers: int | Literal["auto"] = "auto"
+    # WHEP sessions one user (token `sub`) holds on this node at most (a few tabs or devices);
+    # one token must not take a node's viewer slots. 0 = no limit.
+    sessions_per_user: int = Field(3, ge=0, validation_alias="LIVE_WHEP_SESSIONS_PER_USER")
+    # A WHEP/WHIP session not connected (ICE and DTLS) this long after its offer is closed.
+    connect_timeout_s: float = Field(10.0, gt=0)
 
     @field_validator("workers")
     @classmethod
@@ -110,4 +118,6 @@ class MediaSettings(Section):
             ice_addresses=list(self.ice_addresses),
             workers=self.worker_count,
             max_viewers=self.viewer_limit,
+            sessions_per_owner=self.sessions_per_user,
+            connect_timeout_s=self.connect_timeout_s,
         )

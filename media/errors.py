@@ -14,12 +14,15 @@ MediaErrorCode = Literal[
     "session_not_found",
     "closed",  # the media server is shutting down
     "full",  # the node serves as many viewers as it is allowed (MediaConfig.max_viewers)
+    "too_many_sessions",  # the owner holds MediaConfig.sessions_per_owner sessions already
 ]
 
 
 class MediaError(DomainError):
     """A request the media layer refuses, with a stable code and a human-readable detail."""
 
-    def __init__(self, code: MediaErrorCode, detail: str) -> None:
-        super().__init__(code, detail)
+    def __init__(
+        self, code: MediaErrorCode, detail: str, *, retry_after: int | None = None
+    ) -> None:
+        super().__init__(code, detail, retry_after=retry_after)
         self.code: MediaErrorCode = code

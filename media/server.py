@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import uuid
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -74,6 +75,9 @@ class MediaServer:
         self._closed = False
         self._totals = MediaStats()
         self._ttff: deque[float] = deque(maxlen=self.config.ttff_samples)
+        # Viewer sessions per owner, here and on workers, those being answered included: counted
+        # before the first await so a burst of offers from one owner cannot all pass the check.
+        self._owned: Counter[str] = Counter()
 
     # -- events -------------------------------------------------------------------------------
 
@@ -235,14 +239,29 @@ class MediaServer:
         limit = self.config.max_viewers
         if limit and not beyond_limit and self.viewer_total >= limit:
             raise MediaError("full", f"this node serves its limit of {limit} viewers")
+        per_owner = self.config.sessions_per_owner
+        if per_owner and not beyond_limit and owner and self._owned[owner] >= per_owner:
+            # A slot frees when a session ends, at the latest when an unconnected one expires.
+            raise MediaError(
+                "too_many_sessions",
+                f"{owner!r} already has {per_owner} viewer sessions on this node; "
+                "end one (DELETE its Location) first",
+                retry_after=max(1, math.ceil(self.config.connect_timeout_s)),
+            )
         media = _validate_offer(offer_sdp, wanted=("recvonly", "sendrecv"), what="receive")
         if self.workers is not None:
-            return await self._play_on_worker(self.workers, room_id, offer_sdp, owner)
+            self._own(owner)
+            try:
+                return await self._play_on_worker(self.workers, room_id, offer_sdp, owner)
+            except BaseException:
+                self._disown(owner)
+                raise
         room = self._room(room_id)
         session = Session(
             id=_new_id(), room_id=room_id, role="viewer", pc=self._new_pc(), owner=owner
         )
         room.viewers[session.id] = session
+        self._own(owner)
         try:
             await _set_offer(session.pc, offer_sdp)
             for transceiver in session.pc.getTransceivers():
@@ -280,11 +299,26 @@ class MediaServer:
             answer = await _answer(session.pc)
         except BaseException:
             room.viewers.pop(session.id, None)
+            self._disown(owner)
             self._release_if_empty(room)
             await self._discard(session)
             raise
         self._register(session)
         return session.id, answer
+
+    def sessions_of(self, owner: str) -> int:
+        """Viewer sessions `owner` holds (here and on workers, those being answered included)."""
+        return self._owned.get(owner, 0)
+
+    def _own(self, owner: str | None) -> None:
+        if owner is not None:
+            self._owned[owner] += 1
+
+    def _disown(self, owner: str | None) -> None:
+        if owner is not None and self._owned[owner] > 0:
+            self._owned[owner] -= 1
+            if not self._owned[owner]:
+                del self._owned[owner]
 
     async def close(self, session_id: str) -> None:
         """End a WHIP or WHEP session; MediaError session_not_found if there is none."""
@@ -343,6 +377,7 @@ class MediaServer:
         return viewer.id, answer
 
     def _remote_viewer_ended(self, viewer: RemoteViewer) -> None:
+        self._disown(viewer.owner)
         room = self.rooms.get(viewer.room_id)
         if room is not None:
             self._release_if_empty(room)
@@ -424,6 +459,8 @@ class MediaServer:
             await asyncio.wait_for(session.connected.wait(), self.config.connect_timeout_s)
             return
         logger.info("media session %s never connected, closing", session.id)
+        if not session.closed:
+            self._totals.unconnected_closed += 1
         await self._end(session)
 
     async def _end(self, session: Session) -> None:
@@ -431,6 +468,8 @@ class MediaServer:
             return
         session.closed = True
         self.sessions.pop(session.id, None)
+        if session.role == "viewer":
+            self._disown(session.owner)
         if self.session_closed is not None:
             self.session_closed(session)
         room = self.rooms.get(session.room_id)
@@ -503,6 +542,7 @@ _TOTAL_FIELDS = (
     "frames_in",
     "keyframe_requests",
     "keyframe_requests_coalesced",
+    "unconnected_closed",
 )
 
 

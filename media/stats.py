@@ -36,6 +36,8 @@ class MediaStats:
     viewer_skips: int = 0
     keyframe_requests: int = 0
     keyframe_requests_coalesced: int = 0
+    # Sessions closed because ICE/DTLS had not connected within MediaConfig.connect_timeout_s.
+    unconnected_closed: int = 0
     ttff_seconds: list[float] = field(default_factory=list)
     workers: list[WorkerStats] = field(default_factory=list)
     # Viewer tracks whose fast send path fell back to a slower way, by reason
@@ -44,7 +46,13 @@ class MediaStats:
 
 
 # What a worker's viewers add to the node's totals (its rooms, ingest and PLIs are the node's).
-VIEWER_COUNTERS = ("frames_out", "bytes_out", "frames_dropped", "viewer_skips")
+VIEWER_COUNTERS = (
+    "frames_out",
+    "bytes_out",
+    "frames_dropped",
+    "viewer_skips",
+    "unconnected_closed",
+)
 
 
 def add_viewer_counters(total: MediaStats, report: dict[str, Any]) -> None:

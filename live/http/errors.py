@@ -64,6 +64,7 @@ STATUS: dict[str, Http] = {
     # media
     "closed": Http(503),
     "full": Http(503, retry_after=2),  # or ask GET /api/rooms/{room}/edge for another node
+    "too_many_sessions": Http(429),  # Retry-After: the media connect timeout
     "invalid_sdp": Http(400),
     "no_media": Http(400),
     "publisher_exists": Http(409),

@@ -18,6 +18,7 @@ from core.errors import DomainError, unknown_room
 from live.http.common import claims_of
 from live.node import NODE, Node
 from media import MediaEvent, MediaServer
+from media.errors import MediaError
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +26,8 @@ MEDIA = web.AppKey("media", MediaServer)
 SDP = "application/sdp"
 
 routes = web.RouteTableDef()
+# Refusals of a WHEP offer by a limit, counted by code on /metrics (live_whep_refused_total).
+LIMIT_CODES = frozenset({"full", "too_many_sessions"})
 
 
 def setup(app: web.Application, node: Node) -> MediaServer:
@@ -105,10 +108,18 @@ async def whep(request: web.Request) -> web.Response:
         raise DomainError("forbidden", f"the token does not grant room {room_id!r}")
     await _known_room(request)
     offer = await _offer(request)
-    # An edge's upstream (node token) is one session carrying a whole edge's viewers.
-    session_id, answer = await request.app[MEDIA].play(
-        room_id, offer, owner=claims.sub, beyond_limit=claims.role == "node"
-    )
+    node = request.app[NODE]
+    # An edge's upstream (node token) is one session carrying a whole edge's viewers: beyond the
+    # limits, but only for a node the registry knows (a leaked node token is an ordinary viewer).
+    exempt = claims.role == "node" and await node.registry.get(claims.sub) is not None
+    try:
+        session_id, answer = await request.app[MEDIA].play(
+            room_id, offer, owner=claims.sub, beyond_limit=exempt
+        )
+    except MediaError as exc:
+        if exc.code in LIMIT_CODES:
+            node.metrics.whep_refused.labels(exc.code).inc()
+        raise
     return _answer(answer, f"/whep/{room_id}/{session_id}")
 
 
@@ -151,6 +162,11 @@ class MediaCollector(Collector):
             ("live_media_frames_dropped", "Frames dropped for slow viewers", s.frames_dropped),
             ("live_media_viewer_skips", "Slow-viewer skips to a keyframe", s.viewer_skips),
             ("live_media_keyframe_requests", "PLIs sent to publishers", s.keyframe_requests),
+            (
+                "live_media_sessions_unconnected_closed",
+                "Sessions closed (their slot freed) for not connecting in time",
+                s.unconnected_closed,
+            ),
             (
                 "live_media_keyframe_requests_coalesced",
                 "Keyframe requests folded into another",

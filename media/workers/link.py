@@ -66,7 +66,8 @@ class WorkerLink:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         _enlarge(ours, socket.SO_SNDBUF)
         _enlarge(theirs, socket.SO_RCVBUF)
-        worker_config = dataclasses.replace(self.config, workers=0)
+        # The node counts sessions per owner (across workers); a worker sees only its share.
+        worker_config = dataclasses.replace(self.config, workers=0, sessions_per_owner=0)
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (_ROOT, env.get("PYTHONPATH")) if p)
         try:

@@ -11,6 +11,7 @@ import pylibsrtp
 import pytest
 
 from core.auth import TokenAuthority
+from edge.registry import NodeRegistry
 from live.app import RunningNode
 from live.http.media import MEDIA
 from media import MediaServer, MediaStats
@@ -183,7 +184,11 @@ async def test_a_full_node_refuses_viewers_but_not_an_edge_upstream(
             assert "1 viewers" in body["detail"] and headers["Retry-After"] == "2"
             assert media.viewer_total == 1  # the refused offer left nothing behind
 
-            # An edge's upstream carries a crowd of its own: it is let in.
+            # An edge's upstream carries a crowd of its own: it is let in (a registered node).
+            await NodeRegistry(
+                running.node.redis, node_id="edge-1", role="edge", region="local", capacity=10,
+                url=lambda: "http://127.0.0.1:9",
+            ).beat()  # fmt: skip
             status, _, _ = await post(
                 http, url, await offer(upstream.pc), bearer(tokens, "edge-1", "node", ["*"])
             )
