@@ -200,6 +200,7 @@ class ChatServer:
     async def _on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
         token = auth.get("token") if isinstance(auth, dict) else None
         try:
+            await self._auth.prepare(token)  # an IdP token's keys, fetched if its kid is new
             claims = self._auth.verify(token)
         except DomainError as exc:
             raise socketio.exceptions.ConnectionRefusedError(exc.detail, exc.body()) from None

@@ -10,6 +10,7 @@ import jwt
 from jwt.types import Options
 
 from core.errors import DomainError
+from core.jwks import ALGORITHMS, KeySet
 
 TokenRole = Literal["host", "moderator", "viewer", "orders", "node"]
 ROLES: tuple[str, ...] = get_args(TokenRole)
@@ -53,8 +54,21 @@ class Claims:
         return {"id": self.sub, "name": self.name, "role": self.role}
 
 
+@dataclass(frozen=True, slots=True)
+class Oidc:
+    """Tokens of the shop's identity provider: its keys, what it must say, where it says it."""
+
+    keys: KeySet
+    issuer: str | None = None  # when set, `iss` must be this
+    audience: str | None = None  # when set, `aud` must name this
+    role_claim: str = "role"
+    rooms_claim: str = "rooms"
+    shop_claim: str = "shop"
+
+
 class TokenAuthority:
-    """Issues (HS256) and verifies (HS256, or RS256 with a public key) tokens.
+    """Issues (HS256) and verifies tokens: HS256 with the secret, RS256 with a public key, and
+    RS256/ES256 from an identity provider (`oidc`, its keys by the header's `kid`).
 
     Verified tokens are remembered until their `exp`: a client sends the same token with every
     request, and checking its signature again costs more than the rest of a cheap request.
@@ -67,13 +81,42 @@ class TokenAuthority:
         *,
         cache_size: int = CACHE_SIZE,
         max_ttl_s: int = MAX_TTL_S,
+        oidc: Oidc | None = None,
     ) -> None:
         self._secret = secret
         self._public_key = public_key
         self._cache_size = cache_size
         self.max_ttl_s = max_ttl_s
+        self._oidc = oidc
         # token -> its claims; only tokens that verified, so a forged one never gets in.
         self._verified: dict[str, Claims] = {}
+        if oidc is not None:
+            # A key gone from the IdP's set takes the tokens it signed with it.
+            oidc.keys.on_change = self._verified.clear
+
+    async def prepare(self, token: object) -> None:
+        """Fetch the identity provider's keys `token` needs (before the sync `verify`); a no-op
+        without OIDC or for a token already verified."""
+        if self._oidc is None or not isinstance(token, str) or token in self._verified:
+            return
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            return  # verify says what is wrong with it
+        kid = header.get("kid")
+        if header.get("alg") in ALGORITHMS and isinstance(kid, str) and kid:
+            await self._oidc.keys.ensure(kid)
+
+    async def prepare_header(self, authorization: str | None) -> None:
+        """`prepare` for an `Authorization: Bearer` header (anything else is left to verify)."""
+        if self._oidc is not None and authorization:
+            scheme, _, token = authorization.partition(" ")
+            if scheme.lower() == "bearer":
+                await self.prepare(token.strip())
+
+    async def close(self) -> None:
+        if self._oidc is not None:
+            await self._oidc.keys.close()
 
     def issue(
         self,
@@ -118,9 +161,11 @@ class TokenAuthority:
 
     def _decode(self, token: str) -> Claims:
         try:
-            # Without a public key every token is HS256: PyJWT checks the header's alg itself,
-            # so reading the header first (a fifth of a verification) is only needed for RS256.
-            header = jwt.get_unverified_header(token) if self._public_key else {}
+            # Without a public key or an IdP every token is HS256: PyJWT checks the header's alg
+            # itself, so reading the header first (a fifth of a verification) is only needed then.
+            header = jwt.get_unverified_header(token) if self._public_key or self._oidc else {}
+            if self._oidc is not None and header.get("alg") in ALGORITHMS and "kid" in header:
+                return self._decode_oidc(token, header, self._oidc)
             if header.get("alg") == "RS256" and self._public_key:
                 payload = jwt.decode(
                     token, self._public_key, algorithms=["RS256"], options=_DECODE_OPTIONS
@@ -133,6 +178,33 @@ class TokenAuthority:
             raise AuthError("invalid_token", f"the token is not valid: {exc}") from None
         _check_exp(payload.get("exp"), self.max_ttl_s)
         return _claims_from(payload)
+
+    def _decode_oidc(self, token: str, header: dict[str, Any], oidc: Oidc) -> Claims:
+        key = oidc.keys.key(str(header["kid"]))
+        if key is None:
+            raise AuthError("invalid_token", "the token's signing key (kid) is not the IdP's")
+        options: Options = {**_DECODE_OPTIONS, "verify_aud": oidc.audience is not None}
+        try:
+            # The key's own algorithm only: an RSA key never verifies an ES256 header, nor the
+            # reverse, whatever the token claims.
+            payload = jwt.decode(
+                token,
+                key.key,
+                algorithms=[str(key.algorithm_name)],
+                audience=oidc.audience,
+                issuer=oidc.issuer,
+                options=options,
+            )
+        except jwt.PyJWTError as exc:
+            raise AuthError("invalid_token", f"the token is not valid: {exc}") from None
+        _check_exp(payload.get("exp"), self.max_ttl_s)
+        mapped = {
+            **payload,
+            "role": payload.get(oidc.role_claim),
+            "rooms": payload.get(oidc.rooms_claim, []),
+            "shop": payload.get(oidc.shop_claim),
+        }
+        return _claims_from(mapped)
 
     def verify_header(self, authorization: str | None) -> Claims:
         if not authorization:

@@ -18,7 +18,7 @@ from live.http import edge as api_edge
 from live.http import media as media_http
 from live.http import pages
 from live.http import rooms as api_rooms
-from live.http.common import AUTH, METRICS, error_middleware
+from live.http.common import AUTH, METRICS, error_middleware, token_keys
 from live.node import NODE, Node
 from live.settings import Settings
 
@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 
 def build_app(node: Node) -> web.Application:
-    app = web.Application(middlewares=[error_middleware], client_max_size=256 * 1024)
+    app = web.Application(middlewares=[error_middleware, token_keys], client_max_size=256 * 1024)
     app[NODE] = node
     app[METRICS] = node.metrics
     app[AUTH] = node.auth

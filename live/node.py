@@ -10,9 +10,11 @@ from aiohttp import web
 
 from chat.server import ChatServer
 from commerce import Commerce
-from core.auth import TokenAuthority
+from core.auth import Oidc, TokenAuthority
+from core.config import AuthSettings
 from core.errors import unknown_room
 from core.events import RoomStateSource
+from core.jwks import KeySet
 from core.metrics import Metrics
 from core.rooms import RoomStore
 from edge.registry import NodeRegistry
@@ -26,11 +28,7 @@ class Node:
         self.settings = settings
         self.redis = redis
         self.metrics = Metrics(settings.server.node_id)
-        self.auth = TokenAuthority(
-            settings.auth.jwt_secret.get_secret_value(),
-            settings.auth.jwt_public_key,
-            max_ttl_s=settings.auth.token_max_ttl_s,
-        )
+        self.auth = authority_of(settings.auth)
         self.rooms = RoomStore(redis)
         self.state_sources: list[RoomStateSource] = []
         self.chat = ChatServer(
@@ -77,6 +75,27 @@ class Node:
         await self.registry.stop()
         await self.commerce.stop()
         await self.chat.stop()
+        await self.auth.close()
+
+
+def authority_of(auth: AuthSettings) -> TokenAuthority:
+    """The node's token authority: its secret, a PEM public key, the IdP's JWKS, as configured."""
+    oidc = None
+    if auth.jwks_url:
+        oidc = Oidc(
+            KeySet(auth.jwks_url, refresh_min_s=auth.jwks_refresh_min_s),
+            issuer=auth.jwt_issuer,
+            audience=auth.jwt_audience,
+            role_claim=auth.jwt_role_claim,
+            rooms_claim=auth.jwt_rooms_claim,
+            shop_claim=auth.jwt_shop_claim,
+        )
+    return TokenAuthority(
+        auth.jwt_secret.get_secret_value(),
+        auth.jwt_public_key,
+        max_ttl_s=auth.token_max_ttl_s,
+        oidc=oidc,
+    )
 
 
 NODE = web.AppKey("node", Node)

@@ -19,7 +19,8 @@ def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
         prog="live",
         description="Live-commerce streaming server: WebRTC fan-out, chat, flash sales on Redis.",
-        epilog="Environment: REDIS_URL (else embedded Valkey), LIVE_JWT_SECRET, LIVE_* settings.",
+        epilog="Environment: REDIS_URL (else embedded Valkey), LIVE_JWT_SECRET, LIVE_JWKS_URL, "
+        "LIVE_* settings.",
     )
     sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

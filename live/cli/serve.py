@@ -38,13 +38,16 @@ def secret_checked(settings: Settings) -> bool:
     Origins and edges of one deployment must verify the same tokens: a random secret per node
     would accept only tokens nobody else can issue. A single `all` node may run on one (a trial).
     """
-    auth = settings.auth
-    if auth.secret_configured or auth.jwks_url:
+    auth, role = settings.auth, settings.server.role
+    # An edge signs the `node` token of its upstream pull with the secret: an IdP's keys do not
+    # replace it there.
+    if auth.secret_configured or (auth.jwks_url and role != "edge"):
         return True
-    if settings.server.role != "all":
+    if role != "all":
+        needs = "LIVE_JWT_SECRET" if role == "edge" else "LIVE_JWT_SECRET or LIVE_JWKS_URL"
         print(
-            f"live serve: a {settings.server.role} node needs LIVE_JWT_SECRET (at least 32 "
-            "bytes, the same on every node) or LIVE_JWKS_URL",
+            f"live serve: a {role} node needs {needs} (the secret at least 32 bytes and the "
+            "same on every node: origins verify the node tokens edges sign with it)",
             file=sys.stderr,
         )
         return False

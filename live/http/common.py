@@ -107,6 +107,14 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     return response
 
 
+@web.middleware
+async def token_keys(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Fetch the identity provider's keys a bearer token needs before a handler verifies it
+    (verification is sync; a no-op without LIVE_JWKS_URL)."""
+    await request.app[AUTH].prepare_header(request.headers.get("Authorization"))
+    return await handler(request)
+
+
 async def read_json(request: web.Request, model: type[M]) -> M:
     """Parse and validate the JSON body as `model`, or raise a 400 that names the problem."""
     if not request.can_read_body:

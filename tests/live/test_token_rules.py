@@ -89,7 +89,8 @@ def test_origin_and_edge_refuse_a_random_secret(tmp_path: Path) -> None:
             timeout=60,
         )
         assert done.returncode == 2, done
-        assert "LIVE_JWT_SECRET" in done.stderr and "LIVE_JWKS_URL" in done.stderr
+        assert "LIVE_JWT_SECRET" in done.stderr
+        assert ("LIVE_JWKS_URL" in done.stderr) == (role == "origin")
 
 
 def test_an_all_node_warns_once_of_a_random_secret(
@@ -106,5 +107,7 @@ def test_an_all_node_warns_once_of_a_random_secret(
     caplog.clear()
     with caplog.at_level(logging.WARNING):
         assert secret_checked(Settings.of(role="all", jwt_secret=SECRET))
-        assert secret_checked(Settings.of(role="edge", jwks_url="http://idp/jwks"))
+        assert secret_checked(Settings.of(role="origin", jwks_url="http://idp/jwks"))
     assert caplog.records == []
+    # An edge signs its upstream's node token with the secret: JWKS alone is not enough.
+    assert not secret_checked(Settings.of(role="edge", jwks_url="http://idp/jwks"))
