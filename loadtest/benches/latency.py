@@ -151,10 +151,12 @@ async def run(viewers: int, seconds: float, wan: bool) -> dict[str, Any]:
             async with aiohttp.ClientSession() as http, asyncio.timeout(SETUP_TIMEOUT_S):
                 host_token = auth.issue(user="h", role="host")
                 await negotiate(http, f"{origin.url}/whip/b", host_token, host)
-                tok = auth.issue(user="v", role="viewer")
-                for v in on_origin:
+                # One user per viewer: a node takes a few sessions per user (WHEP limits).
+                for i, v in enumerate(on_origin):
+                    tok = auth.issue(user=f"v{i}", role="viewer")
                     await negotiate(http, f"{origin.url}/whep/b", tok, v.pc)
-                for v in on_edge:
+                for i, v in enumerate(on_edge):
+                    tok = auth.issue(user=f"e{i}", role="viewer")
                     await negotiate(http, f"{edge.url}/whep/b", tok, v.pc)
             async with aiohttp.ClientSession() as http:
                 await asyncio.sleep(WARMUP_S)
