@@ -94,6 +94,11 @@ class TokenAuthority:
             # A key gone from the IdP's set takes the tokens it signed with it.
             oidc.keys.on_change = self._verified.clear
 
+    @property
+    def keys(self) -> KeySet | None:
+        """The identity provider's key set, when tokens of one are accepted."""
+        return self._oidc.keys if self._oidc is not None else None
+
     async def prepare(self, token: object) -> None:
         """Fetch the identity provider's keys `token` needs (before the sync `verify`); a no-op
         without OIDC or for a token already verified."""

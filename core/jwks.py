@@ -10,11 +10,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import aiohttp
 import jwt
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +48,7 @@ class KeySet:
         self._lock = asyncio.Lock()
         self._session: aiohttp.ClientSession | None = None
         self.fetches = 0
+        self.throttled = 0  # unknown kids not fetched for (a fetch was too recent)
         # Called when the set of keys changed (a verified-token memory must then forget).
         self.on_change: Callable[[], None] = lambda: None
 
@@ -59,6 +62,7 @@ class KeySet:
         if kid in self._keys and not stale:
             return
         if now - self._fetched_at < self._refresh_min_s:
+            self.throttled += 1
             return  # a recent fetch did not have it: a forged kid must not hammer the IdP
         async with self._lock:
             if (kid in self._keys and not stale) or (
@@ -92,6 +96,23 @@ class KeySet:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+class KeySetCollector(Collector):
+    """The key set's fetches and throttled refreshes, read at scrape time."""
+
+    def __init__(self, keys: KeySet) -> None:
+        self._keys = keys
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        yield CounterMetricFamily(
+            "live_jwks_fetches", "Fetches of the identity provider's JWKS", value=self._keys.fetches
+        )
+        yield CounterMetricFamily(
+            "live_jwks_refreshes_throttled",
+            "Unknown key ids not fetched for: a fetch was more recent than LIVE_JWKS_REFRESH_MIN_S",
+            value=self._keys.throttled,
+        )
 
 
 def _keys_of(doc: Any) -> dict[str, jwt.PyJWK]:

@@ -14,7 +14,7 @@ from core.auth import Oidc, TokenAuthority
 from core.config import AuthSettings
 from core.errors import unknown_room
 from core.events import RoomStateSource
-from core.jwks import KeySet
+from core.jwks import KeySet, KeySetCollector
 from core.metrics import Metrics
 from core.rooms import RoomStore
 from edge.registry import NodeRegistry
@@ -29,6 +29,8 @@ class Node:
         self.redis = redis
         self.metrics = Metrics(settings.server.node_id)
         self.auth = authority_of(settings.auth)
+        if self.auth.keys is not None:
+            self.metrics.registry.register(KeySetCollector(self.auth.keys))
         self.rooms = RoomStore(redis)
         self.state_sources: list[RoomStateSource] = []
         self.chat = ChatServer(

@@ -152,7 +152,7 @@ async def test_forged_kids_do_not_hammer_the_idp(idp: IdP) -> None:
             claims = {"sub": "x", "live_role": "host", "exp": int(time.time()) + 60}
             forged = jwt.encode(claims, stranger, algorithm="ES256", headers={"kid": f"k{i}"})
             await _refused(authority, forged, "kid")
-        assert idp.fetches == 1 and keys.fetches == 1
+        assert idp.fetches == 1 and keys.fetches == 1 and keys.throttled == 50
     finally:
         await authority.close()
 
@@ -183,3 +183,5 @@ async def test_a_node_takes_idp_tokens_over_http_and_socketio(
     finally:
         await client.close()
     assert idp.fetches == 2
+    async with aiohttp.ClientSession() as http, http.get(f"{running.url}/metrics") as r:
+        assert "live_jwks_fetches_total 2.0" in await r.text()
