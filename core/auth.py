@@ -21,6 +21,8 @@ CACHE_SIZE = 16_384
 CACHE_TOKEN_MAX = 2048
 # The furthest `exp` a token may carry (seconds from now), unless the authority is told otherwise.
 MAX_TTL_S = 86_400
+# Slack on that maximum for an issuer whose clock is ahead (a token issued for the maximum).
+CLOCK_LEEWAY_S = 60
 
 
 class AuthError(DomainError):
@@ -232,7 +234,7 @@ def _check_exp(exp: object, max_ttl_s: int) -> None:
     now = time.time()
     if exp <= now:  # PyJWT's rule: expired once `exp <= now`
         raise AuthError("token_expired", "the token has expired")
-    if exp - now > max_ttl_s:
+    if exp - now > max_ttl_s + CLOCK_LEEWAY_S:
         raise AuthError(
             "invalid_token", f"the token's exp is more than {max_ttl_s} s away (its maximum)"
         )

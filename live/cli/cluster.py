@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from core.auth import TokenAuthority
+from core.config import AuthSettings
 from core.store import embedded_valkey, redis_client
 from devtools import wan as wan_net
 from devtools.spawn import (
@@ -155,7 +156,7 @@ def _print_links(
     wan: wan_net.Wan | None,
 ) -> None:
     origin = nodes[0]
-    day = 24 * 3600
+    day = min(24 * 3600, AuthSettings().token_max_ttl_s)  # as long as the nodes accept
     print("\nLive cluster is running:", flush=True)
     for n in nodes:
         print(f"  {n.role:7} {n.node_id:12} region {n.region:6} {n.url}")

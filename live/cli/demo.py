@@ -44,6 +44,7 @@ async def run(args: argparse.Namespace) -> int:
 
 def print_links(room: str, origin: RunningNode, edge: RunningNode) -> None:
     auth = origin.node.auth
+    ttl = min(DAY_S, auth.max_ttl_s)
     links = {
         "host studio": (origin.url, "host", "host", "Host", "/studio"),
         "viewer (Alice, origin)": (origin.url, "viewer", "alice", "Alice", ""),
@@ -52,7 +53,7 @@ def print_links(room: str, origin: RunningNode, edge: RunningNode) -> None:
     }
     print("\nLive demo is running. Open:", flush=True)
     for label, (url, role, user, name, suffix) in links.items():
-        token = auth.issue(user=user, role=role, name=name, rooms=[room], ttl_s=DAY_S)
+        token = auth.issue(user=user, role=role, name=name, rooms=[room], ttl_s=ttl)
         print(f"  {label:24} {url}/rooms/{room}{suffix}#token={token}")
-    api = auth.issue(user="host", role="host", name="Host", rooms=[room], ttl_s=DAY_S)
+    api = auth.issue(user="host", role="host", name="Host", rooms=[room], ttl_s=ttl)
     print(f"\n  host API token: {api}\n  Ctrl-C stops everything.\n", flush=True)
