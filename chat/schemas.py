@@ -4,13 +4,34 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+)
 
 from chat.errors import ChatError
+from chat.history import valid_stream_id
 
 RoomId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
-StreamId = Annotated[str, StringConstraints(pattern=r"^\d{1,20}-\d{1,20}$")]
-MessageId = Annotated[str, StringConstraints(pattern=r"^(\d{1,20}-\d{1,20}|h-[0-9a-f]{32})$")]
+# Checked by History (`invalid_since`), not here: a bad `since` has its own error code.
+Since = Annotated[str, StringConstraints(max_length=64)]
+
+
+def _message_id(value: str) -> str:
+    if value.startswith("h-") or valid_stream_id(value):
+        return value
+    raise ValueError("a message id is 'ms-seq' (unsigned 64-bit parts) or a held id 'h-...'")
+
+
+MessageId = Annotated[
+    str,
+    StringConstraints(pattern=r"^(\d{1,20}-\d{1,20}|h-[0-9a-f]{32})$"),
+    AfterValidator(_message_id),
+]
 UserId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 
 ModAction = Literal[
@@ -36,7 +57,7 @@ class _Payload(BaseModel):
 
 class JoinIn(_Payload):
     room: RoomId
-    since: StreamId | None = None
+    since: Since | None = None
 
 
 class LeaveIn(_Payload):
