@@ -108,6 +108,15 @@ class FanoutManager(socketio.AsyncManager):  # type: ignore[misc]
         self.direct_writes += direct
         self.queued_writes += queued
 
+    async def close_connection(self, eio_sid: str) -> None:
+        """Close an engine.io connection: its close packet, then its transport. engine.io alone
+        leaves a WebSocket open until the client answers the close packet or the ping times out
+        (45 s), so a client that ignores it would keep its connection."""
+        link = self._direct.links.get(eio_sid) if self._direct is not None else None
+        await self.server.eio.disconnect(eio_sid)
+        if link is not None:
+            link.close()
+
     def _drop(self, sid: str, namespace: str, link: wsdirect.Link | None = None) -> None:
         if self._on_drop:
             self._on_drop()

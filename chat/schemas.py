@@ -52,7 +52,8 @@ ModAction = Literal[
 
 
 class _Payload(BaseModel):
-    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+    # Unknown fields are refused (named in the error): a client cannot smuggle bulk past a model.
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
 
 
 class JoinIn(_Payload):
@@ -69,9 +70,12 @@ class ChatIn(_Payload):
     text: str
 
 
+MAX_LIKE_COUNT = 10
+
+
 class LikeIn(_Payload):
     room: RoomId
-    count: int = Field(1, ge=1, le=100)
+    count: int = Field(1, ge=1, le=MAX_LIKE_COUNT)
 
 
 class ModIn(_Payload):
@@ -85,6 +89,10 @@ class ModIn(_Payload):
 
 class RoomIn(_Payload):
     room: RoomId
+
+
+class RefreshTokenIn(_Payload):
+    token: Annotated[str, StringConstraints(min_length=1, max_length=8192)]
 
 
 P = TypeVar("P", bound=_Payload)

@@ -126,6 +126,10 @@ class Link:
         """Drop the connection at once: a graceful close would wait behind the stalled bytes."""
         self._transport.abort()
 
+    def close(self) -> None:
+        """Close the connection once what is buffered is sent (the client may not close it)."""
+        self._transport.close()
+
 
 class DirectWrites:
     """The direct-write links of one engine.io server, by engine.io sid, and their flush.

@@ -58,6 +58,12 @@ class Metrics:
             "Clients disconnected because their send queue was full",
             registry=self.registry,
         )
+        self.chat_limits = Counter(
+            "live_chat_limit_decisions_total",
+            "Decisions of the /live connection and request limits",
+            ["limit", "decision"],
+            registry=self.registry,
+        )
         self.likes = Counter("live_likes_total", "Likes received", registry=self.registry)
         self.mod_actions = Counter(
             "live_mod_actions_total", "Moderator actions", ["action"], registry=self.registry

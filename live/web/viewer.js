@@ -79,7 +79,7 @@ productCard.listen(chat.socket);
 // The chosen node went away: ask again; if another node is offered, move chat and video there
 // (chat re-joins with the last id seen, so nothing is missed).
 chat.socket.on("disconnect", async (reason) => {
-  if (reason === "io client disconnect" || !edge.region) return;
+  if (reason === "io client disconnect" || !edge.region || chat.expired) return;
   const gone = edge.node && edge.node.node_id;
   const node = await edge.choose(gone);
   if (!node || node.node_id === gone) return; // Socket.IO's own reconnection carries on
