@@ -33,6 +33,12 @@ class Metrics:
             ["code"],
             registry=self.registry,
         )
+        self.http_connection_limits = Counter(
+            "live_http_connection_limits_total",
+            "Decisions of the HTTP connection limits (per address, first request's head)",
+            ["limit", "decision"],
+            registry=self.registry,
+        )
         self.sockets = Gauge(
             "live_socketio_connections", "Connected Socket.IO clients", registry=self.registry
         )
