@@ -34,10 +34,16 @@ log = logging.getLogger(__name__)
 
 
 class FanoutManager(socketio.AsyncManager):  # type: ignore[misc]
-    def __init__(self, max_queue: int = 1000, on_drop: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        max_queue: int = 1000,
+        on_drop: Callable[[], None] | None = None,
+        on_oversize: Callable[[], None] | None = None,
+    ) -> None:
         super().__init__()
         self.max_queue = max_queue
         self._on_drop = on_drop
+        self._on_oversize = on_oversize
         self._tasks: set[asyncio.Task[None]] = set()
         self._direct: wsdirect.DirectWrites | None = None
         self.direct_writes = 0  # deliveries written straight to a transport
@@ -45,7 +51,7 @@ class FanoutManager(socketio.AsyncManager):  # type: ignore[misc]
 
     def set_server(self, server: Any) -> None:
         super().set_server(server)
-        self._direct = wsdirect.install(server.eio)
+        self._direct = wsdirect.install(server.eio, on_oversize=self._on_oversize)
 
     def supported(self) -> bool:
         sockets = getattr(getattr(self.server, "eio", None), "sockets", None)

@@ -73,7 +73,11 @@ class ChatServer:
         self._metrics = metrics
         self._room_exists = room_exists
         self._room_state = room_state
-        self.fanout = FanoutManager(config.max_client_queue, metrics.slow_clients_dropped.inc)
+        self.fanout = FanoutManager(
+            config.max_client_queue,
+            metrics.slow_clients_dropped.inc,
+            on_oversize=metrics.chat_limits.labels("frame_size", "closed").inc,
+        )
         self.sio = socketio.AsyncServer(
             async_mode="aiohttp",
             client_manager=self.fanout,

@@ -65,6 +65,8 @@ async def test_a_frame_over_the_cap_closes_the_connection(
     await viewer.join("r1")
     await viewer.sio.emit("like", {"room": "r1", "extra": "x" * 912_000}, namespace="/live")
     await eventually(viewer.disconnected.is_set, within=3)
+    sample = _limit("frame_size", "closed")
+    await eventually(lambda: _metric(node.url, sample), lambda n: n == 1, within=3)
     watcher = await connect(node.url, "bob")
     assert (await watcher.join("r1"))["state"]["likes"] == 0
 
