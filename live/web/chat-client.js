@@ -33,9 +33,16 @@ const connections = new Set();
 
 // The shop hands a fresh token before the old one runs out: `window.liveSetToken(token)`, or
 // from the embedding page `frame.contentWindow.postMessage({type: "live:token", token}, origin)`.
+// Pages' other users of the token (REST, WHIP/WHEP) follow the `live:token` event.
 window.liveSetToken = (token) => {
   for (const connection of connections) connection.setToken(token);
+  window.dispatchEvent(new CustomEvent("live:token", { detail: token }));
 };
+
+// Calls `apply` with each new token the shop hands over (for REST and WHIP/WHEP requests).
+export function onTokenChange(apply) {
+  window.addEventListener("live:token", (event) => apply(event.detail));
+}
 window.addEventListener("message", (event) => {
   const data = event.data;
   if (event.source !== window.parent || window.parent === window) return;

@@ -1,4 +1,4 @@
-import { ChatConnection, el, pageContext, timeOf } from "/static/chat-client.js";
+import { ChatConnection, el, onTokenChange, pageContext, timeOf } from "/static/chat-client.js";
 import { StagePlayer } from "/static/viewer-media.js";
 import { ProductCard } from "/static/commerce.js";
 import { EdgeSelector, pageRegion } from "/static/edge-client.js";
@@ -44,6 +44,7 @@ function renderPinned(m) {
 }
 
 const productCard = new ProductCard($("product"), { room, token });
+onTokenChange((fresh) => { player.token = fresh; productCard.token = fresh; });
 const chat = new ChatConnection({
   room, token, url: edge.node ? edge.url : "",
   onStatus: setStatus,

@@ -109,6 +109,8 @@ async def test_viewer_page_takes_a_new_token_and_tells_when_its_token_ran_out(
     other = await open_page(browser, f"{node.url}/rooms/r1#token={lapsed}", errors)
     fresh = tokens.issue(user="alice", role="viewer", rooms=["r1"], ttl_s=3600)
     await page.evaluate("(token) => window.liveSetToken(token)", fresh)
+    # The page's video follows too (its reservations likewise).
+    assert await page.evaluate("window.liveMedia.token") == fresh
 
     await expect(other.locator("#notice")).to_contain_text("session has expired", timeout=6000)
     await expect(other.locator("#status")).to_have_text("error")
