@@ -12,4 +12,8 @@ class ChatError(DomainError):
 
 
 def ack(exc: DomainError) -> dict[str, Any]:
-    return {"ok": False, **exc.body()}
+    """The `{ok: false, error, detail, ...}` acknowledgement; `retry_after` (s) when it has one."""
+    body = {"ok": False, **exc.body()}
+    if exc.retry_after is not None:
+        body["retry_after"] = exc.retry_after
+    return body

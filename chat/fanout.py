@@ -34,10 +34,16 @@ log = logging.getLogger(__name__)
 
 
 class FanoutManager(socketio.AsyncManager):  # type: ignore[misc]
-    def __init__(self, max_queue: int = 1000, on_drop: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        max_queue: int = 1000,
+        on_drop: Callable[[], None] | None = None,
+        on_oversize: Callable[[], None] | None = None,
+    ) -> None:
         super().__init__()
         self.max_queue = max_queue
         self._on_drop = on_drop
+        self._on_oversize = on_oversize
         self._tasks: set[asyncio.Task[None]] = set()
         self._direct: wsdirect.DirectWrites | None = None
         self.direct_writes = 0  # deliveries written straight to a transport
@@ -45,7 +51,7 @@ class FanoutManager(socketio.AsyncManager):  # type: ignore[misc]
 
     def set_server(self, server: Any) -> None:
         super().set_server(server)
-        self._direct = wsdirect.install(server.eio)
+        self._direct = wsdirect.install(server.eio, on_oversize=self._on_oversize)
 
     def supported(self) -> bool:
         sockets = getattr(getattr(self.server, "eio", None), "sockets", None)
@@ -107,6 +113,15 @@ class FanoutManager(socketio.AsyncManager):  # type: ignore[misc]
             writes.flush_soon()
         self.direct_writes += direct
         self.queued_writes += queued
+
+    async def close_connection(self, eio_sid: str) -> None:
+        """Close an engine.io connection: its close packet, then its transport. engine.io alone
+        leaves a WebSocket open until the client answers the close packet or the ping times out
+        (45 s), so a client that ignores it would keep its connection."""
+        link = self._direct.links.get(eio_sid) if self._direct is not None else None
+        await self.server.eio.disconnect(eio_sid)
+        if link is not None:
+            link.close()
 
     def _drop(self, sid: str, namespace: str, link: wsdirect.Link | None = None) -> None:
         if self._on_drop:

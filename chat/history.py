@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import redis.asyncio as aioredis
 
+from core.errors import DomainError
 from core.store import room_key
 
 RECENT_ON_JOIN = 50
+_U64 = (1 << 64) - 1
+_STREAM_ID = re.compile(r"(\d{1,20})-(\d{1,20})")
+
+
+def valid_stream_id(text: str) -> bool:
+    """Whether `text` is a full stream id `ms-seq` Redis accepts (both parts unsigned 64-bit)."""
+    match = _STREAM_ID.fullmatch(text)
+    return match is not None and all(int(part) <= _U64 for part in match.groups())
 
 
 def _message(entry_id: bytes, fields: dict[bytes, bytes]) -> dict[str, Any]:
@@ -40,6 +50,11 @@ class History:
     async def since(self, room: str, last_seen: str | None) -> list[dict[str, Any]]:
         """Messages after `last_seen` (exclusive), oldest first; the recent ones when it is None."""
         key = self.key(room)
+        if last_seen is not None and not valid_stream_id(last_seen):
+            # Checked here: Redis refuses such an id with an error, which would read as an outage.
+            raise DomainError(
+                "invalid_since", "since must be a message id 'ms-seq' (unsigned 64-bit parts)"
+            )
         if last_seen is None:
             entries = await self._redis.xrevrange(key, count=RECENT_ON_JOIN)
             return [_message(i, f) for i, f in reversed(entries)]

@@ -4,13 +4,34 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+)
 
 from chat.errors import ChatError
+from chat.history import valid_stream_id
 
 RoomId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
-StreamId = Annotated[str, StringConstraints(pattern=r"^\d{1,20}-\d{1,20}$")]
-MessageId = Annotated[str, StringConstraints(pattern=r"^(\d{1,20}-\d{1,20}|h-[0-9a-f]{32})$")]
+# Checked by History (`invalid_since`), not here: a bad `since` has its own error code.
+Since = Annotated[str, StringConstraints(max_length=64)]
+
+
+def _message_id(value: str) -> str:
+    if value.startswith("h-") or valid_stream_id(value):
+        return value
+    raise ValueError("a message id is 'ms-seq' (unsigned 64-bit parts) or a held id 'h-...'")
+
+
+MessageId = Annotated[
+    str,
+    StringConstraints(pattern=r"^(\d{1,20}-\d{1,20}|h-[0-9a-f]{32})$"),
+    AfterValidator(_message_id),
+]
 UserId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 
 ModAction = Literal[
@@ -31,12 +52,13 @@ ModAction = Literal[
 
 
 class _Payload(BaseModel):
-    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+    # Unknown fields are refused (named in the error): a client cannot smuggle bulk past a model.
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
 
 
 class JoinIn(_Payload):
     room: RoomId
-    since: StreamId | None = None
+    since: Since | None = None
 
 
 class LeaveIn(_Payload):
@@ -48,9 +70,12 @@ class ChatIn(_Payload):
     text: str
 
 
+MAX_LIKE_COUNT = 10
+
+
 class LikeIn(_Payload):
     room: RoomId
-    count: int = Field(1, ge=1, le=100)
+    count: int = Field(1, ge=1, le=MAX_LIKE_COUNT)
 
 
 class ModIn(_Payload):
@@ -64,6 +89,10 @@ class ModIn(_Payload):
 
 class RoomIn(_Payload):
     room: RoomId
+
+
+class RefreshTokenIn(_Payload):
+    token: Annotated[str, StringConstraints(min_length=1, max_length=8192)]
 
 
 P = TypeVar("P", bound=_Payload)

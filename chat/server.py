@@ -26,11 +26,13 @@ from chat import schemas
 from chat.bus import Envelope, RoomBus
 from chat.config import ChatSettings
 from chat.counters import LikeCounter, ViewerCounter
+from chat.deadlines import Deadlines
 from chat.errors import ChatError, ack
 from chat.fanout import FanoutManager
 from chat.history import History
 from chat.moderation import Moderation
 from chat.text import clean_text, compile_terms, normalise_term
+from chat.throttle import Buckets, retry_after_s
 from core.auth import Claims, TokenAuthority
 from core.errors import DomainError, unknown_room
 from core.events import RoomStateSource
@@ -71,12 +73,18 @@ class ChatServer:
         self._metrics = metrics
         self._room_exists = room_exists
         self._room_state = room_state
-        self.fanout = FanoutManager(config.max_client_queue, metrics.slow_clients_dropped.inc)
+        self.fanout = FanoutManager(
+            config.max_client_queue,
+            metrics.slow_clients_dropped.inc,
+            on_oversize=metrics.chat_limits.labels("frame_size", "closed").inc,
+        )
         self.sio = socketio.AsyncServer(
             async_mode="aiohttp",
             client_manager=self.fanout,
             cors_allowed_origins="*",
-            max_http_buffer_size=1_000_000,
+            # Engine.IO applies it to polling bodies and (as aiohttp's max_msg_size) to
+            # WebSocket frames: a larger one closes the connection before it is decoded.
+            max_http_buffer_size=config.max_frame_bytes,
             logger=False,
             engineio_logger=False,
         )
@@ -90,6 +98,23 @@ class ChatServer:
         self._user_sids: defaultdict[tuple[str, str], set[str]] = defaultdict(set)
         self._terms: dict[str, Any] = {}  # room -> compiled pattern (or None), refreshed on change
         self._tasks: set[asyncio.Task[None]] = set()
+        # Engine.IO sessions that have not connected to /live yet, and sessions' token expiry.
+        self._join_deadlines = Deadlines(self._join_overdue)
+        self._expiry = Deadlines(self._token_due)
+        self._socket_rate = Buckets(config.socket_rate, config.socket_burst)
+        self._user_rate = Buckets(config.user_rate, config.user_burst)
+        # A second's worth saved up, and never less than one like of the largest count.
+        likes_burst = max(config.user_likes_per_s, schemas.MAX_LIKE_COUNT)
+        self._user_likes = Buckets(config.user_likes_per_s, likes_burst)
+        self._user_sockets: defaultdict[str, int] = defaultdict(int)
+        limits = metrics.chat_limits
+        self._limit_allowed = limits.labels("requests", "allowed")
+        self._limit_socket = limits.labels("socket_rate", "refused")
+        self._limit_user = limits.labels("user_rate", "refused")
+        self._limit_likes = {d: limits.labels("user_likes", d) for d in ("allowed", "clamped")}
+        self._limit_likes_refused = limits.labels("user_likes", "refused")
+        self._limit_join_timeout = limits.labels("join_timeout", "closed")
+        self._limit_expired = limits.labels("token_expiry", "disconnected")
         self._register()
 
     # Lifecycle
@@ -117,6 +142,8 @@ class ChatServer:
         await self.sio.shutdown()
 
     async def stop(self) -> None:
+        self._join_deadlines.cancel_all()
+        self._expiry.cancel_all()
         for task in self._tasks:
             task.cancel()
         for task in list(self._tasks):
@@ -169,6 +196,23 @@ class ChatServer:
 
     # Handlers
     def _register(self) -> None:
+        # Engine.IO's own connect/disconnect (python-socketio's handlers, wrapped): a connection
+        # that opens but never connects to /live would otherwise hold its socket for ever.
+        eio = self.sio.eio
+        on_open, on_close = eio.handlers["connect"], eio.handlers["disconnect"]
+
+        async def eio_connect(eio_sid: str, environ: dict[str, Any]) -> Any:
+            accepted = await on_open(eio_sid, environ)
+            if accepted is not False:
+                self._join_deadlines.set(eio_sid, self.config.join_timeout_s)
+            return accepted
+
+        async def eio_disconnect(eio_sid: str, reason: Any) -> Any:
+            self._join_deadlines.cancel(eio_sid)
+            return await on_close(eio_sid, reason)
+
+        eio.on("connect", eio_connect)
+        eio.on("disconnect", eio_disconnect)
         self.sio.on("connect", self._on_connect, namespace=NAMESPACE)
         self.sio.on("disconnect", self._on_disconnect, namespace=NAMESPACE)
         handlers: dict[str, Handler] = {
@@ -178,13 +222,19 @@ class ChatServer:
             "like": self._on_like,
             "mod": self._on_mod,
             "mod_state": self._on_mod_state,
+            "refresh_token": self._on_refresh_token,
         }
         for event, handler in handlers.items():
-            self.sio.on(event, self._guard(event, handler), namespace=NAMESPACE)
+            # Chat has its own limit (the admission script), which hosts and moderators skip.
+            limited = event != "chat"
+            self.sio.on(event, self._guard(event, handler, limited), namespace=NAMESPACE)
 
-    def _guard(self, event: str, handler: Handler) -> Callable[..., Awaitable[dict[str, Any]]]:
+    def _guard(
+        self, event: str, handler: Handler, limited: bool
+    ) -> Callable[..., Awaitable[dict[str, Any]]]:
         async def guarded(sid: str, data: Any = None, *_extra: Any) -> dict[str, Any]:
             try:
+                self._admit(sid, limited)
                 return await handler(sid, data)
             except DomainError as exc:  # a ChatError, or the kernel's (unknown_room)
                 return ack(exc)
@@ -197,6 +247,44 @@ class ChatServer:
 
         return guarded
 
+    def _admit(self, sid: str, limited: bool) -> None:
+        """Refuse a request of an unknown or expired session, or one over its rate limits."""
+        sock = self._socket(sid)
+        if sock.claims.exp <= time.time():  # its timer may not have fired yet
+            raise ChatError("token_expired", "the token has expired: connect with a new one")
+        if not limited:
+            return
+        wait = self._socket_rate.take(sid)
+        if wait:
+            self._limit_socket.inc()
+            raise _rate_limited("this connection", wait)
+        wait = self._user_rate.take(sock.claims.sub)
+        if wait:
+            self._limit_user.inc()
+            raise _rate_limited("this user", wait)
+        self._limit_allowed.inc()
+
+    def _join_overdue(self, eio_sid: str) -> None:
+        if eio_sid in self.sio.eio.sockets:
+            self._limit_join_timeout.inc()
+            self._spawn(self.fanout.close_connection(eio_sid), "close-unjoined")
+
+    def _token_due(self, sid: str) -> None:
+        self._spawn(self._expire(sid), "token-expired")
+
+    async def _expire(self, sid: str) -> None:
+        sock = self._sockets.get(sid)
+        if sock is None:
+            return
+        if sock.claims.exp > time.time():  # the loop's clock ran ahead of the wall clock
+            self._expiry.set(sid, sock.claims.exp - time.time())
+            return
+        self._limit_expired.inc()
+        detail = "the token has expired: connect with a new one"
+        with contextlib.suppress(Exception):  # it may be gone meanwhile
+            await self.sio.emit("token_expired", {"detail": detail}, to=sid, namespace=NAMESPACE)
+            await self.sio.disconnect(sid, namespace=NAMESPACE)
+
     async def _on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
         token = auth.get("token") if isinstance(auth, dict) else None
         try:
@@ -204,7 +292,12 @@ class ChatServer:
             claims = self._auth.verify(token)
         except DomainError as exc:
             raise socketio.exceptions.ConnectionRefusedError(exc.detail, exc.body()) from None
+        eio_sid = self.sio.manager.eio_sid_from_sid(sid, NAMESPACE)
+        if eio_sid is not None:
+            self._join_deadlines.cancel(eio_sid)
         self._sockets[sid] = _Socket(claims)
+        self._user_sockets[claims.sub] += 1
+        self._expiry.set(sid, claims.exp - time.time())
         self._metrics.sockets.inc()
 
     async def _on_disconnect(self, sid: str, *_reason: Any) -> None:
@@ -214,7 +307,31 @@ class ChatServer:
         for room in list(sock.rooms):
             await self._leave(sid, room)
         del self._sockets[sid]
+        self._expiry.cancel(sid)
+        self._socket_rate.forget(sid)
+        self._forget_user(sock.claims.sub)
         self._metrics.sockets.dec()
+
+    def _forget_user(self, user: str) -> None:
+        self._user_sockets[user] -= 1
+        if self._user_sockets[user] <= 0:
+            del self._user_sockets[user]
+            self._user_rate.forget(user)
+            self._user_likes.forget(user)
+
+    async def _on_refresh_token(self, sid: str, data: Any) -> dict[str, Any]:
+        """Replace the session's token with a newer one for the same user and role."""
+        req = schemas.parse(schemas.RefreshTokenIn, data)
+        sock = self._socket(sid)
+        claims = self._auth.verify(req.token)
+        if (claims.sub, claims.role) != (sock.claims.sub, sock.claims.role):
+            raise ChatError("invalid_token", "the new token must be for the same user and role")
+        for room in list(sock.rooms):
+            if not claims.in_room(room):
+                await self._leave(sid, room)
+        sock.claims = claims
+        self._expiry.set(sid, claims.exp - time.time())
+        return {"ok": True, "exp": claims.exp}
 
     def _socket(self, sid: str) -> _Socket:
         sock = self._sockets.get(sid)
@@ -322,10 +439,15 @@ class ChatServer:
 
     async def _on_like(self, sid: str, data: Any) -> dict[str, Any]:
         req = schemas.parse(schemas.LikeIn, data)
-        self._joined(sid, req.room)
-        self.likes.add(req.room, req.count)
-        self._metrics.likes.inc(req.count)
-        return {"ok": True}
+        sock = self._joined(sid, req.room)
+        count = self._user_likes.take_up_to(sock.claims.sub, req.count)
+        if not count:
+            self._limit_likes_refused.inc()
+            raise _rate_limited("likes of this user", self._user_likes.wait(sock.claims.sub))
+        self._limit_likes["allowed" if count == req.count else "clamped"].inc()
+        self.likes.add(req.room, count)
+        self._metrics.likes.inc(count)
+        return {"ok": True, "count": count}
 
     async def _on_mod_state(self, sid: str, data: Any) -> dict[str, Any]:
         req = schemas.parse(schemas.RoomIn, data)
@@ -523,6 +645,14 @@ def _target_message(req: schemas.ModIn) -> str:
     if not req.message_id:
         raise ChatError("invalid_payload", f"{req.action} needs message_id")
     return req.message_id
+
+
+def _rate_limited(who: str, wait_s: float) -> ChatError:
+    return ChatError(
+        "rate_limited",
+        f"too many requests from {who}: wait before sending again",
+        retry_after=retry_after_s(wait_s),
+    )
 
 
 def _refusal(status: str) -> str:

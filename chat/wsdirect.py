@@ -29,7 +29,7 @@ from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-from aiohttp import web
+from aiohttp import WSCloseCode, web
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +126,10 @@ class Link:
         """Drop the connection at once: a graceful close would wait behind the stalled bytes."""
         self._transport.abort()
 
+    def close(self) -> None:
+        """Close the connection once what is buffered is sent (the client may not close it)."""
+        self._transport.close()
+
 
 class DirectWrites:
     """The direct-write links of one engine.io server, by engine.io sid, and their flush.
@@ -209,8 +213,11 @@ def _link(
     return direct.link(socket, writer, limit)
 
 
-def install(eio: Any, limit: int = WRITE_BUFFER_LIMIT) -> DirectWrites | None:
-    """Hook `eio` (an engineio AsyncServer) to record its WebSocket connections by engine.io sid.
+def install(
+    eio: Any, limit: int = WRITE_BUFFER_LIMIT, on_oversize: Callable[[], None] | None = None
+) -> DirectWrites | None:
+    """Hook `eio` (an engineio AsyncServer) to record its WebSocket connections by engine.io sid;
+    `on_oversize` is called for each connection aiohttp closed for a frame over its size cap.
 
     Returns their `DirectWrites` (links leave when their connection ends), or None if this
     engine.io/aiohttp is not the one this module was written against.
@@ -243,6 +250,9 @@ def install(eio: Any, limit: int = WRITE_BUFFER_LIMIT) -> DirectWrites | None:
             finally:
                 if sid is not None and link is not None and links.get(sid) is link:
                     del links[sid]
+                error = self._sock.exception()
+                if on_oversize and getattr(error, "code", None) == WSCloseCode.MESSAGE_TOO_BIG:
+                    on_oversize()
             return self._sock
 
     eio._async = {**eio._async, "websocket": DirectWebSocket}

@@ -50,6 +50,15 @@ class ServerSettings(Section):
     node_id: str = Field(default_factory=lambda: f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}")
     public_url: str | None = None
     drain_s: float = Field(2.0, ge=0)  # on SIGTERM: draining (no new viewers) this long, then leave
+    # HTTP connection limits (docs/protocol.md, "Connection and Socket.IO limits"). An idle
+    # connection, or one whose next request's head is incomplete, closes after the keep-alive
+    # timeout (aiohttp's default is an hour); a new connection's first request head must arrive
+    # within the header timeout (0: none).
+    keepalive_timeout_s: float = Field(15.0, gt=0)
+    header_timeout_s: float = Field(10.0, ge=0)
+    # Open connections per client address (0: no cap). Behind a proxy every client has the
+    # proxy's address: raise it or set 0 there.
+    max_connections_per_ip: int = Field(256, ge=0)
 
     @property
     def advertised_url(self) -> str:

@@ -33,6 +33,12 @@ class Metrics:
             ["code"],
             registry=self.registry,
         )
+        self.http_connection_limits = Counter(
+            "live_http_connection_limits_total",
+            "Decisions of the HTTP connection limits (per address, first request's head)",
+            ["limit", "decision"],
+            registry=self.registry,
+        )
         self.sockets = Gauge(
             "live_socketio_connections", "Connected Socket.IO clients", registry=self.registry
         )
@@ -56,6 +62,12 @@ class Metrics:
         self.slow_clients_dropped = Counter(
             "live_chat_slow_clients_dropped_total",
             "Clients disconnected because their send queue was full",
+            registry=self.registry,
+        )
+        self.chat_limits = Counter(
+            "live_chat_limit_decisions_total",
+            "Decisions of the /live connection and request limits",
+            ["limit", "decision"],
             registry=self.registry,
         )
         self.likes = Counter("live_likes_total", "Likes received", registry=self.registry)

@@ -19,6 +19,7 @@ from live.http import media as media_http
 from live.http import pages
 from live.http import rooms as api_rooms
 from live.http.common import AUTH, METRICS, error_middleware, token_keys
+from live.http.connections import ConnectionGuard, GuardedSite
 from live.node import NODE, Node
 from live.settings import Settings
 
@@ -56,12 +57,21 @@ async def serve(settings: Settings, redis: aioredis.Redis) -> AsyncIterator[Runn
     """Run a node on `settings.server.host:port` (port 0 picks a free one) until the block exits."""
     node = Node(settings, redis)
     # Clients were told to go in on_shutdown; do not wait long for their handlers to end.
+    server = settings.server
     runner = web.AppRunner(
-        build_app(node), handle_signals=False, access_log=None, shutdown_timeout=2.0
+        build_app(node),
+        handle_signals=False,
+        access_log=None,
+        shutdown_timeout=2.0,
+        keepalive_timeout=server.keepalive_timeout_s,
     )
     await runner.setup()
-    server = settings.server
-    site = web.TCPSite(runner, server.host, server.port, backlog=server.listen_backlog)
+    guard = ConnectionGuard(
+        server.max_connections_per_ip,
+        server.header_timeout_s,
+        node.metrics.http_connection_limits,
+    )
+    site = GuardedSite(runner, server.host, server.port, backlog=server.listen_backlog, guard=guard)
     await site.start()
     sockets = getattr(site._server, "sockets", None) or []
     port = sockets[0].getsockname()[1] if sockets else server.port

@@ -40,6 +40,8 @@ STATUS: dict[str, Http] = {
     "not_found": Http(404),
     "room_exists": Http(409),
     "unsupported_media_type": Http(415),
+    # chat
+    "invalid_since": Http(400),  # a history position that is no stream id
     # edge
     "draining": Http(503, retry_after=0),  # ask for an edge again, at once
     "invalid_region": Http(400),

@@ -28,6 +28,29 @@ export function timeOf(ts) {
   return new Date(ts).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
 }
 
+// Connections of this page, for a new token from the embedding shop (see setToken).
+const connections = new Set();
+
+// The shop hands a fresh token before the old one runs out: `window.liveSetToken(token)`, or
+// from the embedding page `frame.contentWindow.postMessage({type: "live:token", token}, origin)`.
+// Pages' other users of the token (REST, WHIP/WHEP) follow the `live:token` event.
+window.liveSetToken = (token) => {
+  for (const connection of connections) connection.setToken(token);
+  window.dispatchEvent(new CustomEvent("live:token", { detail: token }));
+};
+
+// Calls `apply` with each new token the shop hands over (for REST and WHIP/WHEP requests).
+export function onTokenChange(apply) {
+  window.addEventListener("live:token", (event) => apply(event.detail));
+}
+window.addEventListener("message", (event) => {
+  const data = event.data;
+  if (event.source !== window.parent || window.parent === window) return;
+  if (data && data.type === "live:token" && typeof data.token === "string") {
+    window.liveSetToken(data.token);
+  }
+});
+
 // Connects, joins `room`, and after every reconnect re-joins with the last id seen, so the
 // history in the acknowledgement holds exactly the messages missed meanwhile.
 export class ChatConnection {
@@ -41,11 +64,19 @@ export class ChatConnection {
     // `url`: another node's base URL (an edge); "" is this page's node.
     this.socket = io(`${url}/live`, { auth: { token }, transports: ["websocket", "polling"] });
     this.socket.on("connect", () => this.join());
-    this.socket.on("disconnect", (reason) => onStatus("reconnecting", reason));
+    this.socket.on("disconnect", (reason) => {
+      if (!this.expired) onStatus("reconnecting", reason); // else the expiry notice stays
+    });
     this.socket.on("connect_error", (err) => {
       const data = err && err.data;
       onStatus("error", (data && data.detail) || err.message);
     });
+    // The token ran out: the server disconnects; a new token (setToken) reconnects.
+    this.socket.on("token_expired", () => {
+      this.expired = true;
+      onStatus("error", "Your session has expired: reload the page");
+    });
+    connections.add(this);
     this.socket.on("chat", (m) => this.deliver(m));
     // The node lost its link to other nodes for a while: fetch what was missed.
     this.socket.on("resync", ({ room: r }) => { if (r === this.room) this.join(); });
@@ -74,6 +105,19 @@ export class ChatConnection {
     this.seen.add(message.id);
     this.lastId = message.id;
     this.handlers.chat(message);
+  }
+
+  setToken(token) {
+    this.socket.auth = { token };
+    sessionStorage.setItem(`live-token:${this.room}`, token);
+    if (this.socket.connected) {
+      this.socket.emit("refresh_token", { token }, (ack) => {
+        if (ack && !ack.ok) this.onStatus("error", ack.detail);
+      });
+    } else if (this.expired) {
+      this.expired = false;
+      this.socket.connect();
+    }
   }
 
   request(event, payload) {

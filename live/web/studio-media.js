@@ -1,9 +1,11 @@
 // The studio's camera: preview from getUserMedia, Go live / Stop over WHIP, connection state,
 // and a new WHIP session with backoff when a live connection fails.
-import { pageContext } from "/static/chat-client.js";
+import { onTokenChange, pageContext } from "/static/chat-client.js";
 import { Backoff, publish, whipUrl } from "/static/media-client.js";
 
-const { room, token } = pageContext();
+const { room } = pageContext();
+let { token } = pageContext();
+onTokenChange((fresh) => { token = fresh; });
 const $ = (id) => document.getElementById(id);
 const stage = $("preview-stage");
 const preview = $("preview");

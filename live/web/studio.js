@@ -1,10 +1,12 @@
 // Host studio: save products, pin one in the room, start flash sales, watch stock live.
 "use strict";
 
-import { el, pageContext } from "/static/chat-client.js";
+import { el, onTokenChange, pageContext } from "/static/chat-client.js";
 import { apiPost, formatPrice } from "/static/commerce.js";
 
-const { room, token } = pageContext();
+const { room } = pageContext();
+let { token } = pageContext();
+onTokenChange((fresh) => { token = fresh; });
 const $ = (id) => document.getElementById(id);
 const sales = new Map();
 const notice = (text) => { $("commerce-notice").textContent = text; };

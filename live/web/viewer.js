@@ -1,4 +1,4 @@
-import { ChatConnection, el, pageContext, timeOf } from "/static/chat-client.js";
+import { ChatConnection, el, onTokenChange, pageContext, timeOf } from "/static/chat-client.js";
 import { StagePlayer } from "/static/viewer-media.js";
 import { ProductCard } from "/static/commerce.js";
 import { EdgeSelector, pageRegion } from "/static/edge-client.js";
@@ -44,6 +44,7 @@ function renderPinned(m) {
 }
 
 const productCard = new ProductCard($("product"), { room, token });
+onTokenChange((fresh) => { player.token = fresh; productCard.token = fresh; });
 const chat = new ChatConnection({
   room, token, url: edge.node ? edge.url : "",
   onStatus: setStatus,
@@ -79,7 +80,7 @@ productCard.listen(chat.socket);
 // The chosen node went away: ask again; if another node is offered, move chat and video there
 // (chat re-joins with the last id seen, so nothing is missed).
 chat.socket.on("disconnect", async (reason) => {
-  if (reason === "io client disconnect" || !edge.region) return;
+  if (reason === "io client disconnect" || !edge.region || chat.expired) return;
   const gone = edge.node && edge.node.node_id;
   const node = await edge.choose(gone);
   if (!node || node.node_id === gone) return; // Socket.IO's own reconnection carries on

@@ -98,6 +98,8 @@ async def start_python_node(
         "LIVE_JWT_SECRET": secret,
         "LIVE_LOG_LEVEL": "WARNING",
         "LIVE_DATA_DIR": str(log_dir / name),
+        # The whole crowd comes from this machine's address.
+        "LIVE_MAX_CONNECTIONS_PER_IP": "0",
         **env,
     }
     return await spawn_node(
