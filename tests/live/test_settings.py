@@ -62,6 +62,7 @@ ENVIRONMENT: list[tuple[str, str, str, str, Any]] = [
     ("LIVE_COMMERCE_REDIS_TIMEOUT_S", "2.5", "commerce", "redis_timeout_s", 2.5),
     ("LIVE_COMMERCE_RETENTION_S", "3600", "commerce", "retention_s", 3600),
     ("LIVE_COMMERCE_OUTBOX", "false", "commerce", "outbox", False),
+    ("LIVE_VALKEY_APPENDFSYNC", "everysec", "store", "valkey_appendfsync", "everysec"),
     ("LIVE_COMMERCE_DELIVERY_GROUPS", "orders", "commerce", "delivery_groups", "orders"),
     ("LIVE_COMMERCE_HOLD_MAX_EXTENSION_S", "120", "commerce", "hold_max_extension_s", 120),
     ("LIVE_COMMERCE_STREAM_RETENTION_S", "86400", "commerce", "stream_retention_s", 86400),
