@@ -17,6 +17,8 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from core.store import honour_cancel
+
 log = logging.getLogger(__name__)
 
 StreamId = tuple[int, int]
@@ -114,6 +116,7 @@ class StreamTrimmer:
                 await self.trim_once()
             except (RedisError, OSError) as exc:
                 log.warning("trim failed, retrying next interval: %s", exc)
+            honour_cancel()
             await asyncio.sleep(self._interval)
 
 

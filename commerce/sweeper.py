@@ -14,6 +14,7 @@ from redis.exceptions import RedisError
 
 from commerce import keys, retention
 from commerce.sales import Sales, Swept
+from core.store import honour_cancel
 
 log = logging.getLogger(__name__)
 
@@ -80,4 +81,5 @@ class Sweeper:
                 await self.sweep_once()
             except (RedisError, OSError) as exc:
                 log.warning("sweep failed, retrying next interval: %s", exc)
+            honour_cancel()
             await asyncio.sleep(self._interval)

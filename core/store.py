@@ -6,6 +6,7 @@ one sale `{sale:ID}`, so multi-key scripts run unchanged on Redis Cluster.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Iterator
@@ -27,6 +28,15 @@ Redis: TypeAlias = "aioredis.Redis"
 def room_key(room: str, *parts: str) -> str:
     """`live:{room:ID}:part:...`: all keys of one room land in one cluster slot."""
     return ":".join(("live", "{room:" + room + "}", *parts))
+
+
+def honour_cancel() -> None:
+    """Raise CancelledError in a task that was asked to stop but carries on: a redis-py command
+    cancelled mid-flight can swallow the CancelledError (the request stays in `cancelling()`),
+    and a background loop would then run on, holding up shutdown."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 @contextlib.contextmanager

@@ -17,6 +17,8 @@ from urllib.parse import urlsplit
 import aiohttp
 import pytest
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import AuthenticationError, ResponseError
 
 from core.auth import TokenAuthority
@@ -103,7 +105,9 @@ async def test_the_store_wants_a_password_and_keeps_its_files_private(tmp_path: 
         client = connect(url)
         await client.set("k", "v")  # writes the AOF
         await client.aclose()
-        anonymous = aioredis.Redis(host=parts.hostname or "", port=parts.port or 0)
+        anonymous = aioredis.Redis(
+            host=parts.hostname or "", port=parts.port or 0, retry=Retry(NoBackoff(), 0)
+        )
         with pytest.raises((AuthenticationError, ResponseError)):
             await anonymous.get("k")
         await anonymous.aclose()
