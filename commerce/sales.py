@@ -292,7 +292,7 @@ class Sales:
         k = keys.sale
         return [
             k(sale_id, "meta"), k(sale_id, "users"), k(sale_id, "holds"), k(sale_id, "res"),
-            self.events_key(sale_id),
+            self.events_key(sale_id), k(sale_id, "undelivered"),
         ]  # fmt: skip
 
 

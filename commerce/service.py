@@ -86,6 +86,7 @@ class Commerce:
         self.sweeper = Sweeper(
             redis, self.sales, self._after_sweep, config.sweep_interval_s, config.sweep_batch,
             stream=config.purchase_stream, delivery_groups=config.delivery_group_names,
+            dead_letter_stream=config.dead_letter_stream,
         )  # fmt: skip
         self.metrics = _Metrics(registry)
         self.trimmer = StreamTrimmer(

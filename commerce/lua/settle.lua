@@ -1,6 +1,7 @@
 -- Settle holds of one sale: confirm or cancel one reservation, or sweep the expired ones.
 -- Every transition leaves `held` exactly once, so each purchase.* event is appended once.
--- KEYS: 1 meta, 2 per-user units, 3 holds (zset), 4 reservations, 5 event stream
+-- KEYS: 1 meta, 2 per-user units, 3 holds (zset), 4 reservations, 5 event stream,
+--       6 undelivered (hash: reservation ids whose `purchase.reserved` was dead-lettered)
 -- ARGV: 1 mode (`confirm`, `cancel` or `sweep`), 2 reservation id (sweep: batch size),
 --       3 delivery floor (`ms-seq`: events at or above it are not yet acknowledged by the order
 --       system's consumer group; '' when there is none to wait for), 4 max extension (ms),
@@ -14,6 +15,7 @@ local max_extension = tonumber(ARGV[4] or '0') or 0
 -- A hold whose `purchase.reserved` has not reached the order system does not lapse (up to the
 -- max extension past its expiry): buyers do not lose a hold because delivery was down.
 local function undelivered(r)
+  if redis.call('HEXISTS', KEYS[6], r.reservation_id) == 1 then return true end
   if not floor_ms or not r.stream_id then return false end
   local ms, seq = string.match(r.stream_id, '^(%d+)-(%d+)$')
   ms, seq = tonumber(ms), tonumber(seq)

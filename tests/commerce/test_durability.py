@@ -183,3 +183,26 @@ async def test_the_node_trims_its_streams_and_counts_it(
             await redis.xadd(stream, {"type": "x", "data": "{}"}, id=f"{old + i}-0")
     assert await shop.nodes[0].node.commerce.trimmer.trim_once() == 6
     assert await _metric(shop, "live_commerce_stream_trimmed_total") == 6
+
+
+async def test_a_dead_lettered_hold_waits_for_the_order_system(
+    make_shop: Any, orders: OrderSystem
+) -> None:
+    # The sender gives up fast: the event is dead-lettered (and acknowledged) while the order
+    # system is down. It never got the event, so the hold must not lapse.
+    shop = await make_shop(
+        webhook_url=orders.url, webhook_max_attempts=2, webhook_backoff_s=0.01,
+        webhook_backoff_max_s=0.01, webhook_timeout_s=1.0,
+    )  # fmt: skip
+    sale = await shop.start_sale(quantity=1, per_user_limit=1, hold_s=0.3)
+    status, held = await shop.reserve(sale["sale_id"], "ann")
+    assert status == 201
+    rid = held["reservation_id"]
+    await eventually(lambda: shop.nodes[0].node.commerce.webhooks.dead_lettered >= 1)
+    await eventually(lambda: time.time() * 1000 > held["expires_at"] + 300)
+    await shop.nodes[0].node.commerce.sweeper.wait_passes(2)
+    status, refused = await shop.reserve(sale["sale_id"], "bob")
+    assert (status, refused["error"]) == (409, "sold_out"), refused
+    # The order system, handed the event later (a replay), confirms.
+    status, r = await shop.call("POST", f"/api/reservations/{rid}/confirm", role="orders")
+    assert (status, r["state"]) == (200, "confirmed"), r
