@@ -1,6 +1,7 @@
-"""The embedded Valkey's AOF fsync policy, measured: reservation script calls/s (`direct.py`'s
-driver) with `appendfsync always` and `everysec`, on a fresh server each, Valkey and the driver
-pinned to different CPUs; and what a power loss can cost with each.
+"""The embedded Valkey's AOF fsync policy, measured: reservation script calls/s (`direct.py`:
+`redis-benchmark` when installed, else its Python driver) with `appendfsync always` and
+`everysec`, on a fresh server each, Valkey and the driver pinned to different CPUs; and what a
+power loss can cost with each.
 
 Two shapes per policy: the node's (many clients, pipelined batches, as `ScriptBatcher` sends them)
 and one caller waiting for each answer (the latency floor: one fsync per call with `always`).
@@ -81,7 +82,7 @@ async def _one(policy: Fsync, spec: FsyncSpec, pinning: Pinning, base: Path) -> 
             calls = spec.calls if shape == "batched" else max(1, spec.calls // 10)
             direct = DirectSpec(
                 redis_url=server.url, room=ROOM, sale_id=SALE, calls=calls, clients=clients,
-                pipeline=pipeline, timeout_s=spec.timeout_s, tool="python",
+                pipeline=pipeline, timeout_s=spec.timeout_s, cpus=tuple(pinning.client_cpus),
             )  # fmt: skip
             cpu = _cpu_s(pid)
             with _pinned_self(pinning.client_cpus):
