@@ -4,6 +4,8 @@ the purchase streams are trimmed by age but never past what a consumer group has
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -55,16 +57,31 @@ class OrderSystem:
 @pytest.fixture
 async def orders() -> AsyncIterator[OrderSystem]:
     system = OrderSystem()
+    async with _listening(system, 0):
+        yield system
+
+
+@contextlib.asynccontextmanager
+async def _listening(system: OrderSystem, port: int) -> AsyncIterator[None]:
     app = web.Application()
     app.router.add_post("/hooks", system.handle)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
+    site = web.TCPSite(runner, "127.0.0.1", port, reuse_address=True)
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     system.url = f"http://127.0.0.1:{port}/hooks"
-    yield system
-    await runner.cleanup()
+    try:
+        yield
+    finally:
+        await runner.cleanup()
+
+
+def _unused_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
 
 
 async def _metric(shop: Shop, name: str) -> float:
@@ -77,33 +94,46 @@ async def _metric(shop: Shop, name: str) -> float:
     )
 
 
+@pytest.mark.parametrize("down", ["503", "connection refused"])
 async def test_a_hold_outlives_an_order_system_outage_and_is_confirmed(
-    make_shop: Any, orders: OrderSystem
+    make_shop: Any, down: str
 ) -> None:
-    shop = await make_shop(
-        webhook_url=orders.url, webhook_max_attempts=20, webhook_backoff_s=0.05,
-        webhook_backoff_max_s=0.2, webhook_timeout_s=1.0,
-    )  # fmt: skip
-    orders.shop = shop
-    sale = await shop.start_sale(quantity=1, per_user_limit=1, hold_s=0.5)
-    status, held = await shop.reserve(sale["sale_id"], "ann")
-    assert status == 201, held
-    await orders.wait(lambda: orders.refused >= 1)  # the order system is down
+    orders = OrderSystem()
+    async with contextlib.AsyncExitStack() as stack:
+        if down == "503":
+            await stack.enter_async_context(_listening(orders, 0))
+        else:  # nothing listens on its port until it is back
+            port = _unused_port()
+            orders.url = f"http://127.0.0.1:{port}/hooks"
+        shop = await make_shop(
+            webhook_url=orders.url, webhook_max_attempts=20, webhook_backoff_s=0.05,
+            webhook_backoff_max_s=0.2, webhook_timeout_s=1.0,
+        )  # fmt: skip
+        orders.shop = shop
+        sale = await shop.start_sale(quantity=1, per_user_limit=1, hold_s=0.5)
+        status, held = await shop.reserve(sale["sale_id"], "ann")
+        assert status == 201, held
+        if down == "503":
+            await orders.wait(lambda: orders.refused >= 1)
 
-    # Well past the hold's expiry, with the sweeper having run since: the unit is still held.
-    await eventually(lambda: time.time() * 1000 > held["expires_at"] + 300)
-    await shop.nodes[0].node.commerce.sweeper.wait_passes(2)
-    status, refused = await shop.reserve(sale["sale_id"], "bob")
-    assert (status, refused["error"]) == (409, "sold_out"), refused
-    assert await _metric(shop, "live_commerce_hold_extensions_total") >= 1
+        # Well past the hold's expiry, with the sweeper having run since: the unit is still held.
+        await eventually(lambda: time.time() * 1000 > held["expires_at"] + 300)
+        await shop.nodes[0].node.commerce.sweeper.wait_passes(2)
+        status, refused = await shop.reserve(sale["sale_id"], "bob")
+        assert (status, refused["error"]) == (409, "sold_out"), refused
+        assert await _metric(shop, "live_commerce_hold_extensions_total") >= 1
 
-    orders.up.set()  # back: the retried webhook reaches it, and it confirms
-    await orders.wait(lambda: held["reservation_id"] in orders.confirmed)
-    assert orders.confirmed[held["reservation_id"]] == 200
-    status, r = await shop.call("GET", f"/api/reservations/{held['reservation_id']}", role="orders")
-    assert r["state"] == "confirmed"
-    status, after = await shop.call("GET", f"/api/rooms/shop/sales/{sale['sale_id']}")
-    assert (after["sold"], after["stock_left"], after["reserved"]) == (1, 0, 0)
+        # Back: the retried webhook reaches it, and it confirms.
+        orders.up.set()
+        if down != "503":
+            await stack.enter_async_context(_listening(orders, port))
+        await orders.wait(lambda: held["reservation_id"] in orders.confirmed)
+        assert orders.confirmed[held["reservation_id"]] == 200
+        rid = held["reservation_id"]
+        status, r = await shop.call("GET", f"/api/reservations/{rid}", role="orders")
+        assert r["state"] == "confirmed"
+        status, after = await shop.call("GET", f"/api/rooms/shop/sales/{sale['sale_id']}")
+        assert (after["sold"], after["stock_left"], after["reserved"]) == (1, 0, 0)
 
 
 async def test_confirm_after_expiry_succeeds_while_the_event_is_unacknowledged(
