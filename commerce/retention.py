@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -94,16 +94,19 @@ class StreamTrimmer:
         retention_s: float,
         interval_s: float,
         on_trim: Callable[[str, int], None],
+        more: Callable[[], Awaitable[list[str]]] | None = None,
     ) -> None:
         self._redis = redis
         self.streams = streams
+        self._more = more  # streams found at each pass (cluster mode: the sales' outboxes)
         self._retention = retention_s
         self._interval = interval_s
         self._on_trim = on_trim
 
     async def trim_once(self) -> int:
         total = 0
-        for stream in self.streams:
+        more = await self._more() if self._more is not None else []
+        for stream in (*self.streams, *more):
             removed = await trim(self._redis, stream, self._retention)
             if removed:
                 self._on_trim(stream, removed)

@@ -12,11 +12,13 @@ import aiohttp
 import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from commerce import keys
 from commerce.announcer import Announcer
 from commerce.catalogue import Catalogue, Product
 from commerce.config import CommerceSettings
 from commerce.delivery import StreamConsumer
 from commerce.errors import CommerceError, unavailable
+from commerce.keys import OUTBOXES
 from commerce.outbox import OutboxRelay
 from commerce.retention import StreamTrimmer
 from commerce.sales import Reserved, Sales, Swept
@@ -91,7 +93,7 @@ class Commerce:
         self.metrics = _Metrics(registry)
         self.trimmer = StreamTrimmer(
             redis, (config.purchase_stream, config.dead_letter_stream), config.stream_retention_s,
-            config.trim_interval_s, self._after_trim,
+            config.trim_interval_s, self._after_trim, self._outboxes if config.outbox else None,
         )  # fmt: skip
         self.webhooks: WebhookSender | None = None
         self._session: aiohttp.ClientSession | None = None
@@ -237,8 +239,13 @@ class Commerce:
     async def reservation(self, reservation_id: str) -> dict[str, Any]:
         return await self.sales.reservation(reservation_id)
 
+    async def _outboxes(self) -> list[str]:
+        return [keys.sale(raw.decode(), "outbox") for raw in await self._redis.smembers(OUTBOXES)]
+
     def _after_trim(self, stream: str, removed: int) -> None:
-        self.metrics.stream_trimmed.labels(stream).inc(removed)
+        # One label for every sale's outbox: a label per sale would grow without bound.
+        label = "outbox" if stream.endswith("}:outbox") else stream
+        self.metrics.stream_trimmed.labels(label).inc(removed)
 
     async def _after_sweep(self, sale_id: str, swept: Swept) -> None:
         if swept.extended:

@@ -236,3 +236,23 @@ async def test_a_dead_lettered_hold_waits_for_the_order_system(
     # The order system, handed the event later (a replay), confirms.
     status, r = await shop.call("POST", f"/api/reservations/{rid}/confirm", role="orders")
     assert (status, r["state"]) == (200, "confirmed"), r
+
+
+async def test_outboxes_are_trimmed_once_relayed(make_shop: Any, redis: aioredis.Redis) -> None:
+    shop = await make_shop(commerce_outbox=True, commerce_stream_retention_s=60)
+    sale = await shop.start_sale(quantity=5)
+    outbox = "live:{sale:" + sale["sale_id"] + "}:outbox"
+    old = int((time.time() - 3600) * 1000)
+    for i in range(3):
+        await redis.xadd(outbox, {"type": "x", "data": "{}"}, id=f"{old + i}-0")
+    status, _ = await shop.reserve(sale["sale_id"], "ann")  # a young one, relayed too
+    assert status == 201
+
+    async def relayed() -> bool:
+        floor = await retention.floor(redis, outbox)
+        return floor is not None and floor > retention.parse_id((await redis.xrange(outbox))[-1][0])
+
+    await eventually(relayed)
+    assert await shop.nodes[0].node.commerce.trimmer.trim_once() == 3  # the young one stays
+    assert await redis.xlen(outbox) == 1
+    assert await _metric(shop, 'live_commerce_stream_trimmed_total{stream="outbox"}') == 3
