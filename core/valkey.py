@@ -54,9 +54,17 @@ def _free_port(host: str) -> int:
 class EmbeddedValkey:
     """One embedded Valkey server, restarted when it dies, until `stop()`."""
 
-    def __init__(self, data_dir: Path, *, host: str = "127.0.0.1", appendfsync: Fsync) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        host: str = "127.0.0.1",
+        appendfsync: Fsync,
+        config: dict[str, str] | None = None,
+    ) -> None:
         self.data_dir = Path(data_dir).resolve()
         self.host = host
+        self._config = dict(config or {})  # more valkey.conf directives
         self.appendfsync = appendfsync
         self.password = secrets.token_urlsafe(24)
         self.port = 0
@@ -110,6 +118,7 @@ class EmbeddedValkey:
         self._server = Server(
             port=self.port, host=self.host, data_dir=self.data_dir, persist=True,
             appendonly="yes", appendfsync=self.appendfsync, requirepass=self.password,
+            **self._config,
         )  # fmt: skip
         self._server._binary_path = wrapper
         self._server.start(timeout=timeout)
