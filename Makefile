@@ -40,7 +40,7 @@ lint: install
 # WebRTC ones (media fan-out, edge latency) run in a loopback-only namespace. One step alone:
 # make bench-media. BENCH_SECONDS=30 make bench for steadier figures.
 BENCH_SECONDS ?= 10
-BENCH_STEPS   := bench-chat bench-sale bench-media bench-latency
+BENCH_STEPS   := bench-chat bench-sale bench-media bench-latency bench-fsync
 BENCH_TIMEOUT := timeout --kill-after=20
 
 bench: install
@@ -68,6 +68,9 @@ bench-media: install | bench-results
 bench-latency: install | bench-results
 	$(BENCH_TIMEOUT) 300 scripts/loopback-only $(VENV)/bin/live loadtest latency --viewers 2 \
 		--seconds $(BENCH_SECONDS) --json bench-results/latency.json
+
+bench-fsync: install | bench-results
+	$(BENCH_TIMEOUT) 300 $(VENV)/bin/live loadtest fsync --calls 50000 --json bench-results/fsync.json
 
 clean:
 	rm -rf $(VENV) node_modules var bench-results

@@ -34,6 +34,15 @@ class CommerceSettings(Section):
     rate_window_s: float = Field(10.0, gt=0)
     redis_timeout_s: float = Field(1.0, gt=0)
     retention_s: int = Field(7 * 24 * 3600, ge=60)
+    # Holds wait for their `purchase.reserved` to be acknowledged by these consumer groups of the
+    # purchase stream (those that exist), at most this long past their expiry (0: never wait).
+    delivery_groups: str = "webhooks,orders"
+    hold_max_extension_s: float = Field(900.0, ge=0, le=7 * 24 * 3600)
+    hold_extension_step_s: ClassVar[float] = 2.0  # not a setting: how far one sweep extends
+    # The purchase and dead-letter streams keep entries this long, and never drop one that a
+    # consumer group has not acknowledged; trimmed every `trim_interval_s`.
+    stream_retention_s: float = Field(7 * 24 * 3600, gt=0)
+    trim_interval_s: float = Field(60.0, gt=0)
     webhook_url: str | None = Field(None, validation_alias="LIVE_WEBHOOK_URL")
     webhook_secret: SecretStr | None = Field(None, validation_alias="LIVE_WEBHOOK_SECRET")
     webhook_max_attempts: int = Field(6, ge=1, le=20, validation_alias="LIVE_WEBHOOK_MAX_ATTEMPTS")
@@ -52,3 +61,7 @@ class CommerceSettings(Section):
                 f"{WEBHOOK_SECRET_MIN_BYTES} bytes (receivers verify the signature with it)"
             )
         return self
+
+    @property
+    def delivery_group_names(self) -> tuple[str, ...]:
+        return tuple(g.strip() for g in self.delivery_groups.split(",") if g.strip())

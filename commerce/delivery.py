@@ -13,6 +13,8 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
+from core.store import honour_cancel
+
 log = logging.getLogger(__name__)
 
 
@@ -120,6 +122,7 @@ class StreamConsumer:
                 log.warning("stream %s: %s; retrying", self.stream, exc)
                 self._group_ready = False
                 await asyncio.sleep(1.0)
+            honour_cancel()
 
 
 def _s(value: Any) -> str:

@@ -28,11 +28,12 @@ def room_sales(room: str) -> str:
 
 
 def sale(sale_id: str, part: str) -> str:
-    """`live:{sale:ID}:part`: meta, users, idem, holds, res, outbox, rl:u:USER, rl:ip:IP."""
+    """`live:{sale:ID}:part`: meta, users, idem, holds, res, outbox, undelivered, rl:u:USER,
+    rl:ip:IP."""
     return "live:{sale:" + sale_id + "}:" + part
 
 
-SALE_PARTS = ("meta", "users", "idem", "holds", "res", "outbox")
+SALE_PARTS = ("meta", "users", "idem", "holds", "res", "outbox", "undelivered")
 
 
 def sale_of(reservation_id: str) -> str | None:

@@ -70,6 +70,7 @@ class Swept:
     expired: list[dict[str, Any]] = field(default_factory=list)
     announce: str = ""  # "", "started" or "ended"
     retire: bool = False
+    extended: int = 0  # due holds kept because their event is not yet delivered
 
 
 def _s(value: Any) -> str:
@@ -84,6 +85,9 @@ class Sales:
         # The store's deadline applies per batch (see `batching.py`): TimeoutError past it.
         self._batch = ScriptBatcher(redis, timeout_s=config.redis_timeout_s)
         self._templates: dict[tuple[str, str], EvalshaTemplate] = {}
+        # The delivering groups' floor on the purchase stream (`commerce/retention.py`), kept
+        # current by the sweeper; '' while there is no group to wait for.
+        self.delivery_floor = ""
 
     def events_key(self, sale_id: str) -> str:
         """Where the scripts append purchase events (see `commerce/outbox.py` for cluster mode)."""
@@ -241,23 +245,32 @@ class Sales:
         sale_id = keys.sale_of(reservation_id)
         if sale_id is None:
             raise CommerceError("unknown_reservation", f"no reservation {reservation_id!r}")
-        result = await self._batch(
-            self._scripts.settle, self._settle_keys(sale_id), [mode, reservation_id]
-        )
+        args = [mode, reservation_id, self.delivery_floor, self._max_extension_ms]
+        result = await self._batch(self._scripts.settle, self._settle_keys(sale_id), args)
         outcome = _s(result[0])
         if outcome == "unknown_reservation":
             raise CommerceError("unknown_reservation", f"no reservation {reservation_id!r}")
         return Settled(outcome, json.loads(result[1]), int(result[2]))
 
     async def sweep(self, sale_id: str) -> Swept:
-        result = await self._scripts.settle(
-            keys=self._settle_keys(sale_id), args=["sweep", self._config.sweep_batch]
-        )
+        cfg = self._config
+        args = [
+            "sweep", cfg.sweep_batch, self.delivery_floor, self._max_extension_ms,
+            round(cfg.hold_extension_step_s * 1000),
+        ]  # fmt: skip
+        result = await self._scripts.settle(keys=self._settle_keys(sale_id), args=args)
         return Swept(
-            expired=[json.loads(x) for x in result[3:]],
+            expired=[json.loads(x) for x in result[4:]],
             announce=_s(result[1]),
             retire=_s(result[2]) == "retire",
+            extended=int(result[3]),
         )
+
+    @property
+    def _max_extension_ms(self) -> int:
+        # In outbox mode the recorded stream id is the sale's outbox's, not the purchase
+        # stream's: holds are not extended there (see docs/architecture.md).
+        return 0 if self._config.outbox else round(self._config.hold_max_extension_s * 1000)
 
     async def retire(self, sale_id: str) -> None:
         """The sale is over and holds none: stop sweeping it, let its keys expire later."""
@@ -279,7 +292,7 @@ class Sales:
         k = keys.sale
         return [
             k(sale_id, "meta"), k(sale_id, "users"), k(sale_id, "holds"), k(sale_id, "res"),
-            self.events_key(sale_id),
+            self.events_key(sale_id), k(sale_id, "undelivered"),
         ]  # fmt: skip
 
 

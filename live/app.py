@@ -92,7 +92,9 @@ async def shared_store(settings: Settings) -> AsyncIterator[aioredis.Redis]:
     """The configured Redis, or an embedded Valkey for the lifetime of the block."""
     with contextlib.ExitStack() as stack:
         store = settings.store
-        url = store.redis_url or stack.enter_context(embedded_valkey(store.data_dir))
+        url = store.redis_url or stack.enter_context(
+            embedded_valkey(store.data_dir, store.valkey_appendfsync)
+        )
         async with redis_client(url, cluster=store.redis_cluster) as redis:
             yield redis
 

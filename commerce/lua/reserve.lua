@@ -1,5 +1,6 @@
 -- Reserve units of one flash sale, atomically: replay? rate limit? active? limit? stock?
--- then decrement, record the hold with its expiry, and append `purchase.reserved`.
+-- then decrement, append `purchase.reserved`, and record the hold with its expiry and the
+-- event's stream id.
 -- KEYS: 1 meta (hash), 2 per-user units (hash), 3 idempotency keys (hash), 4 holds (zset by
 --       expiry), 5 reservations (hash id -> JSON), 6 event stream, 7 user rate key, 8 ip rate key
 -- ARGV: 1 room id, 2 user id, 3 idempotency key, 4 quantity, 5 new reservation id,
@@ -45,16 +46,22 @@ redis.call('HINCRBY', KEYS[2], user, qty)
 local rid = ARGV[5]
 local r = {
   reservation_id = rid, sale_id = m[11], room_id = m[1], product_id = m[10], user_id = user,
-  quantity = qty, price_minor = tonumber(m[8]), currency = m[9], state = 'held',
-  created_at = now, expires_at = now + tonumber(m[7]),
+  quantity = qty, price_minor = tonumber(m[8]), currency = m[9],
+  expires_at = now + tonumber(m[7]),
 }
+r.event_id = rid .. '.reserved'
+r.ts = now
+-- The event's stream id goes in the hold: the sweeper lets a hold lapse only once the order
+-- system's consumer group has acknowledged it (commerce/retention.py).
+local stream_id = redis.call('XADD', KEYS[6], '*', 'type', 'purchase.reserved',
+  'data', cjson.encode(r))
+r.event_id = nil
+r.ts = nil
+r.state = 'held'
+r.created_at = now
+r.stream_id = stream_id
 local json = cjson.encode(r)
 redis.call('HSET', KEYS[5], rid, json)
 redis.call('HSET', KEYS[3], idem, rid)
 redis.call('ZADD', KEYS[4], r.expires_at, rid)
-r.event_id = rid .. '.reserved'
-r.ts = now
-r.state = nil
-r.created_at = nil
-redis.call('XADD', KEYS[6], '*', 'type', 'purchase.reserved', 'data', cjson.encode(r))
 return {'ok', json, tostring(stock)}

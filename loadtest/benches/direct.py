@@ -86,6 +86,7 @@ def _redis_benchmark(spec: DirectSpec, sha: str) -> dict[str, Any]:
     pin = [taskset, "-c", ",".join(map(str, spec.cpus))] if taskset and spec.cpus else []
     cmd = [
         *pin, "redis-benchmark", "-h", url.hostname or "127.0.0.1", "-p", str(url.port or 6379),
+        *(["-a", url.password, "--no-auth-warning"] if url.password else []),
         "-n", str(spec.calls), "-c", str(spec.clients), "-P", str(spec.pipeline),
         "-r", str(RAND), "--csv", *args,
     ]  # fmt: skip

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from loadtest.cli import chat, latency, media, run, sale
+from loadtest.cli import chat, fsync, latency, media, run, sale
 
 OVERVIEW = """\
 The crowd simulator and the benchmarks; each KIND has its own --help.
@@ -22,6 +22,8 @@ The crowd simulator and the benchmarks; each KIND has its own --help.
            reference): server CPU per viewer, fps, loss, time to first frame
   latency  glass-to-glass video latency on an origin and through an edge node: the edge hop
   run      a scenario file: mixed roles, thresholds, JSON and HTML reports
+  fsync    the embedded Valkey's appendfsync always vs everysec: reservation script calls/s
+           and the holds a power loss can take
 
 chat, sale and media start their own servers on loopback, pinned with taskset to CPUs apart
 from the load generator (chat, sale: upper half / lower half; media: one CPU / another).
@@ -39,5 +41,5 @@ def register(sub: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     kinds = loadtest.add_subparsers(dest="loadtest_kind", required=True, metavar="KIND")
-    for kind in (chat, sale, media, latency, run):
+    for kind in (chat, sale, media, latency, run, fsync):
         kind.register(kinds)
