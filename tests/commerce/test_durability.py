@@ -106,7 +106,8 @@ async def test_a_hold_outlives_an_order_system_outage_and_is_confirmed(
             port = _unused_port()
             orders.url = f"http://127.0.0.1:{port}/hooks"
         shop = await make_shop(
-            webhook_url=orders.url, webhook_max_attempts=20, webhook_backoff_s=0.05,
+            webhook_url=orders.url, webhook_secret="w" * 32, webhook_max_attempts=20,
+            webhook_backoff_s=0.05,
             webhook_backoff_max_s=0.2, webhook_timeout_s=1.0,
         )  # fmt: skip
         orders.shop = shop
@@ -221,7 +222,8 @@ async def test_a_dead_lettered_hold_waits_for_the_order_system(
     # The sender gives up fast: the event is dead-lettered (and acknowledged) while the order
     # system is down. It never got the event, so the hold must not lapse.
     shop = await make_shop(
-        webhook_url=orders.url, webhook_max_attempts=2, webhook_backoff_s=0.01,
+        webhook_url=orders.url, webhook_secret="w" * 32, webhook_max_attempts=2,
+        webhook_backoff_s=0.01,
         webhook_backoff_max_s=0.01, webhook_timeout_s=1.0,
     )  # fmt: skip
     sale = await shop.start_sale(quantity=1, per_user_limit=1, hold_s=0.3)
