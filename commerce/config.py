@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+import re
+from typing import Annotated, Any, ClassVar
 
-from pydantic import Field, SecretStr
-from pydantic_settings import SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import NoDecode, SettingsConfigDict
 
 from core.config import Section
 
 PURCHASE_STREAM = "live:purchases"
+IMAGE_HOST = re.compile(r"^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?(:[0-9]{1,5})?$")
 
 
 class CommerceSettings(Section):
@@ -38,3 +40,22 @@ class CommerceSettings(Section):
     webhook_backoff_s: float = Field(0.5, gt=0, validation_alias="LIVE_WEBHOOK_BACKOFF_S")
     webhook_backoff_max_s: float = Field(30.0, gt=0, validation_alias="LIVE_WEBHOOK_BACKOFF_MAX_S")
     webhook_timeout_s: float = Field(5.0, gt=0, validation_alias="LIVE_WEBHOOK_TIMEOUT_S")
+    # Hosts (`host` or `host:port`) whose https images products may show; empty: only images
+    # the node serves itself (a path like /static/x.png). A foreign image URL would let anyone
+    # who writes a product track every viewer of the room.
+    image_hosts: Annotated[tuple[str, ...], NoDecode] = Field(
+        (), validation_alias="LIVE_IMAGE_HOSTS"
+    )
+
+    @field_validator("image_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [h for h in value.split(",") if h.strip()]
+        if isinstance(value, (list, tuple)):
+            hosts = tuple(str(h).strip().lower() for h in value)
+            for host in hosts:
+                if not IMAGE_HOST.match(host):
+                    raise ValueError(f"{host!r} is not a host name (comma-separated hosts)")
+            return hosts
+        return value

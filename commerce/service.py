@@ -17,6 +17,7 @@ from commerce.catalogue import Catalogue, Product
 from commerce.config import CommerceSettings
 from commerce.delivery import StreamConsumer
 from commerce.errors import CommerceError, unavailable
+from commerce.images import check_image_url
 from commerce.outbox import OutboxRelay
 from commerce.sales import Reserved, Sales, Swept
 from commerce.schemas import ProductIn, SaleIn
@@ -136,11 +137,15 @@ class Commerce:
         }
 
     # Catalogue and pins
-    async def put_product(self, spec: ProductIn) -> Product:
-        return await self.catalogue.put(spec)
+    async def put_product(self, spec: ProductIn, seller: str) -> Product:
+        """Create or replace `seller`'s product; its image must come from an allowed host."""
+        if spec.image_url is not None:
+            check_image_url(spec.image_url, self.config.image_hosts)
+        return await self.catalogue.put(spec, seller)
 
-    async def pin(self, room: str, product_id: str) -> Product:
-        product = await self.catalogue.pin(room, product_id)
+    async def pin(self, room: str, product_id: str, seller: str) -> Product:
+        """Pin a product of `seller`, the room's seller."""
+        product = await self.catalogue.pin(room, product_id, seller)
         self.announcer.product(room, product.to_json())
         return product
 
@@ -149,8 +154,9 @@ class Commerce:
         self.announcer.product(room, None)
 
     # Sales
-    async def start_sale(self, room: str, spec: SaleIn) -> dict[str, Any]:
-        product = await self.catalogue.require(spec.product_id)
+    async def start_sale(self, room: str, spec: SaleIn, seller: str) -> dict[str, Any]:
+        """Start a sale of a product of `seller`, the room's seller."""
+        product = await self.catalogue.require_of(spec.product_id, seller)
         sale = await self.sales.create(room, spec, product)
         # Scheduled ones too: open pages show the countdown and open the sale at `starts_at`.
         await self.announcer.sale(sale)

@@ -45,7 +45,7 @@ async def run(args: argparse.Namespace) -> int:
 def print_links(room: str, origin: RunningNode, edge: RunningNode) -> None:
     auth = origin.node.auth
     links = {
-        "host studio": (origin.url, "host", "host", "Host", "/studio"),
+        "host studio": (origin.url, "host", demo_data.HOST, "Host", "/studio"),
         "viewer (Alice, origin)": (origin.url, "viewer", "alice", "Alice", ""),
         "viewer (Bob, edge)": (edge.url, "viewer", "bob", "Bob", ""),
         "moderator (Mia)": (origin.url, "moderator", "mia", "Mia", "/moderate"),
@@ -54,5 +54,5 @@ def print_links(room: str, origin: RunningNode, edge: RunningNode) -> None:
     for label, (url, role, user, name, suffix) in links.items():
         token = auth.issue(user=user, role=role, name=name, rooms=[room], ttl_s=DAY_S)
         print(f"  {label:24} {url}/rooms/{room}{suffix}#token={token}")
-    api = auth.issue(user="host", role="host", name="Host", rooms=[room], ttl_s=DAY_S)
+    api = auth.issue(user=demo_data.HOST, role="host", name="Host", rooms=[room], ttl_s=DAY_S)
     print(f"\n  host API token: {api}\n  Ctrl-C stops everything.\n", flush=True)

@@ -48,6 +48,7 @@ def parser() -> argparse.ArgumentParser:
         "--room", action="append", help="room id the token grants (repeat; default all)"
     )
     token.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds (default 3600)")
+    token.add_argument("--shop", help="the seller a host acts for (default: its own account)")
     token.set_defaults(run=cmd_token.run)
 
     _optional_commands(sub)

@@ -12,7 +12,12 @@ def run(args: argparse.Namespace) -> int:
     authority = TokenAuthority(AuthSettings().jwt_secret.get_secret_value())
     print(
         authority.issue(
-            user=args.user, role=args.role, name=args.name, rooms=args.room, ttl_s=args.ttl
+            user=args.user,
+            role=args.role,
+            name=args.name,
+            rooms=args.room,
+            ttl_s=args.ttl,
+            shop=args.shop,
         )
     )
     return 0

@@ -68,6 +68,13 @@ ENVIRONMENT: list[tuple[str, str, str, str, Any]] = [
     ("LIVE_WEBHOOK_BACKOFF_S", "0.25", "commerce", "webhook_backoff_s", 0.25),
     ("LIVE_WEBHOOK_BACKOFF_MAX_S", "31.5", "commerce", "webhook_backoff_max_s", 31.5),
     ("LIVE_WEBHOOK_TIMEOUT_S", "5.5", "commerce", "webhook_timeout_s", 5.5),
+    (
+        "LIVE_IMAGE_HOSTS",
+        "a.example, B.example:8443",
+        "commerce",
+        "image_hosts",
+        ("a.example", "b.example:8443"),
+    ),
 ]
 
 
