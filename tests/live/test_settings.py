@@ -26,6 +26,13 @@ ENVIRONMENT: list[tuple[str, str, str, str, Any]] = [
     ("LIVE_NODE_ID", "n-7", "server", "node_id", "n-7"),
     ("LIVE_PUBLIC_URL", "http://pub:1", "server", "public_url", "http://pub:1"),
     ("LIVE_DRAIN_S", "7.5", "server", "drain_s", 7.5),
+    (
+        "LIVE_FRAME_ANCESTORS",
+        "https://shop.example",
+        "server",
+        "frame_ancestors",
+        "https://shop.example",
+    ),
     ("LIVE_REDIS_URL", "redis://r:1", "store", "redis_url", "redis://r:1"),
     ("LIVE_REDIS_CLUSTER", "1", "store", "redis_cluster", True),
     ("LIVE_DATA_DIR", "/tmp/d", "store", "data_dir", Path("/tmp/d")),
