@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -58,8 +59,15 @@ def now_ms() -> int:
 
 
 class Moderation:
-    def __init__(self, redis: aioredis.Redis, rate_count: int, rate_window_s: float) -> None:
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        rate_count: int,
+        rate_window_s: float,
+        on_refused: Callable[[str], None] = lambda action: None,
+    ) -> None:
         self._redis = redis
+        self._on_refused = on_refused
         self._rooms = RoomStore(redis)
         self._rate = (rate_count, int(rate_window_s * 1000))
         self._admit = redis.register_script(ADMIT_LUA)
@@ -186,6 +194,7 @@ class Moderation:
         target = await self.staff_role(room, user)
         if target is None or (actor_role == "host" and target == "moderator"):
             return
+        self._on_refused(action)
         raise ChatError("forbidden", f"a {actor_role} may not {action} the room's {target}")
 
     async def names(self, room: str, users: list[str]) -> dict[str, str]:

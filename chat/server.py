@@ -81,7 +81,10 @@ class ChatServer:
             engineio_logger=False,
         )
         self.history = History(redis, config.history_len)
-        self.moderation = Moderation(redis, config.rate_count, config.rate_window_s)
+        self.moderation = Moderation(
+            redis, config.rate_count, config.rate_window_s,
+            lambda action: metrics.mod_refusals.labels(action).inc(),
+        )  # fmt: skip
         self.likes = LikeCounter(redis)
         self.viewers = ViewerCounter(redis, node_id)
         self.bus = RoomBus(redis, node_id, self._deliver, self._resync)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Coroutine
+from collections.abc import Awaitable, Coroutine, Iterator
 from typing import Any, TypeVar
 
 import aiohttp
@@ -43,6 +44,11 @@ class _Metrics:
         self.settled = Counter(
             "live_commerce_settled_total", "Reservations leaving the held state", ["state"],
             registry=registry,
+        )  # fmt: skip
+        self.refusals = Counter(
+            "live_commerce_refusals_total",
+            "Refused by tenancy (another seller's product or room) or the image allow-list",
+            ["rule"], registry=registry,
         )  # fmt: skip
         # Bound children: `labels()` validates and locks on every call; outcomes are few.
         self._outcomes: dict[str, Counter] = {}
@@ -128,6 +134,20 @@ class Commerce:
         except TimeoutError:
             raise unavailable() from None
 
+    @contextlib.contextmanager
+    def _refusal(self, rule: str, code: str) -> Iterator[None]:
+        """Count a refusal of `code` on `live_commerce_refusals_total{rule}`."""
+        try:
+            yield
+        except CommerceError as exc:
+            if exc.code == code:
+                self.metrics.refusals.labels(rule).inc()
+            raise
+
+    def refused(self, rule: str) -> None:
+        """Count a refusal decided outside (a host of another seller, in the HTTP adapter)."""
+        self.metrics.refusals.labels(rule).inc()
+
     # Room state (a RoomStateSource)
     async def room_state(self, room: str) -> dict[str, Any]:
         product = await self.catalogue.pinned(room)
@@ -139,13 +159,16 @@ class Commerce:
     # Catalogue and pins
     async def put_product(self, spec: ProductIn, seller: str) -> Product:
         """Create or replace `seller`'s product; its image must come from an allowed host."""
-        if spec.image_url is not None:
-            check_image_url(spec.image_url, self.config.image_hosts)
-        return await self.catalogue.put(spec, seller)
+        with self._refusal("image_url", "invalid_request"):
+            if spec.image_url is not None:
+                check_image_url(spec.image_url, self.config.image_hosts)
+        with self._refusal("product_owner", "not_owner"):
+            return await self.catalogue.put(spec, seller)
 
     async def pin(self, room: str, product_id: str, seller: str) -> Product:
         """Pin a product of `seller`, the room's seller."""
-        product = await self.catalogue.pin(room, product_id, seller)
+        with self._refusal("room_seller", "not_owner"):
+            product = await self.catalogue.pin(room, product_id, seller)
         self.announcer.product(room, product.to_json())
         return product
 
@@ -156,7 +179,8 @@ class Commerce:
     # Sales
     async def start_sale(self, room: str, spec: SaleIn, seller: str) -> dict[str, Any]:
         """Start a sale of a product of `seller`, the room's seller."""
-        product = await self.catalogue.require_of(spec.product_id, seller)
+        with self._refusal("room_seller", "not_owner"):
+            product = await self.catalogue.require_of(spec.product_id, seller)
         sale = await self.sales.create(room, spec, product)
         # Scheduled ones too: open pages show the countdown and open the sale at `starts_at`.
         await self.announcer.sale(sale)

@@ -32,6 +32,7 @@ async def _sellers_room(request: web.Request, claims: Claims) -> Room:
     if room is None:
         raise unknown_room(room_id)
     if (claims.role == "host" or claims.shop is not None) and claims.seller != room.seller:
+        _commerce(request).refused("host_seller")
         raise DomainError("not_owner", f"room {room_id!r} belongs to another seller")
     return room
 

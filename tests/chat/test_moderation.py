@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from loadtest.report.scrape import parse
 from tests.conftest import Client, ClientFactory, RunningNode
 
 
@@ -209,3 +210,6 @@ async def test_moderators_cannot_mute_or_ban_the_host_or_each_other(
     assert (await mod(cohost, "mute", user_id="max", seconds=60))["ok"]
     assert (await mod(moderator, "mute", user_id="alice", seconds=60))["ok"]
     assert (await mod(cohost, "ban", user_id="host"))["error"] == "forbidden"
+    samples = parse(node.node.metrics.render().decode())
+    assert samples['live_mod_refusals_total{action="ban"}'][1] == 4
+    assert samples['live_mod_refusals_total{action="mute"}'][1] == 4

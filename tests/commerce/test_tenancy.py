@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from loadtest.report.scrape import parse
 from tests.support.shop import PRODUCT, ROOM, Shop
 
 OTHER = "other"
@@ -16,6 +17,14 @@ async def call_as(
     headers = {"Authorization": f"Bearer {token}"}
     async with shop.http.request(method, shop.url + path, json=body, headers=headers) as resp:
         return resp.status, await resp.json()
+
+
+async def refusals(shop: Shop) -> dict[str, float]:
+    """`live_commerce_refusals_total` by rule, from the node's /metrics."""
+    async with shop.http.get(shop.url + "/metrics") as resp:
+        samples = parse(await resp.text())
+    prefix = 'live_commerce_refusals_total{rule="'
+    return {k[len(prefix) : -2]: v for k, (_, v) in samples.items() if k.startswith(prefix)}
 
 
 async def other_seller(shop: Shop, rooms: list[str] | None = None) -> str:
@@ -42,6 +51,7 @@ async def test_another_seller_cannot_replace_a_pinned_product(make_shop: Any) ->
     assert state["pinned_product"]["title"] == PRODUCT["title"]
     sale = await shop.start_sale()
     assert sale["title"] == PRODUCT["title"]
+    assert await refusals(shop) == {"product_owner": 1}
     # Its seller may still replace it.
     status, mine = await shop.call("POST", "/api/products", body={**PRODUCT, "price_minor": 1600})
     assert status == 201 and mine["price_minor"] == 1600
@@ -83,6 +93,7 @@ async def test_a_room_pins_and_sells_only_its_sellers_products(make_shop: Any) -
         "POST", f"/api/rooms/{ROOM}/pin", role="moderator", user="mia", body={"product_id": "vase"}
     )
     assert (status, refused["error"]) == (403, "not_owner")
+    assert await refusals(shop) == {"room_seller": 5, "host_seller": 4}
     status, _ = await call_as(shop, "POST", f"/api/rooms/{OTHER}/pin", olga, {"product_id": "vase"})
     assert status == 200
 

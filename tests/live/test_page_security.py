@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from core.auth import TokenAuthority
 from core.config import ServerSettings
 from live.http.pages import WEB
+from loadtest.report.scrape import parse
 from tests.conftest import NodeFactory
 
 SHOP = "https://shop.example"
@@ -137,3 +138,6 @@ async def test_product_images_come_from_the_node_or_an_allowed_host(
     ):
         status, body = await put(accepted)
         assert status == 201 and body["image_url"] == accepted, body
+    async with aiohttp.ClientSession() as http, http.get(node.url + "/metrics") as resp:
+        samples = parse(await resp.text())
+    assert samples['live_commerce_refusals_total{rule="image_url"}'][1] == 6
