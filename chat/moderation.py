@@ -1,14 +1,19 @@
 """Moderation state in Redis, so every node enforces it: bans, timed mutes, slow mode, rate limit,
-blocked terms, the held-for-review queue, the pinned message and the audit stream."""
+blocked terms, the held-for-review queue, the pinned message, the audit stream and the room's
+staff (who may not be muted or banned by whom)."""
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 import redis.asyncio as aioredis
 
+from chat.errors import ChatError
+from core.auth import MODERATING_ROLES
+from core.rooms import RoomStore
 from core.store import room_key
 
 # One round trip decides whether a user may post now. Moderators skip slow mode and the rate
@@ -54,8 +59,16 @@ def now_ms() -> int:
 
 
 class Moderation:
-    def __init__(self, redis: aioredis.Redis, rate_count: int, rate_window_s: float) -> None:
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        rate_count: int,
+        rate_window_s: float,
+        on_refused: Callable[[str], None] = lambda action: None,
+    ) -> None:
         self._redis = redis
+        self._on_refused = on_refused
+        self._rooms = RoomStore(redis)
         self._rate = (rate_count, int(rate_window_s * 1000))
         self._admit = redis.register_script(ADMIT_LUA)
         self._take_held = redis.register_script(TAKE_HELD_LUA)
@@ -158,9 +171,31 @@ class Moderation:
         rows = await self._redis.xrevrange(room_key(room, "audit"), count=count)
         return [{"id": i.decode(), **json.loads(f[b"a"])} for i, f in rows]
 
-    # Display names of users seen in the room, for the console's lists
-    async def remember_user(self, room: str, user: str, name: str) -> None:
-        await self._redis.hset(room_key(room, "names"), user, name)
+    # Display names of users seen in the room, for the console's lists, and its staff: the
+    # moderating role each user last joined with (kept: a moderator who left stays staff).
+    async def remember_user(self, room: str, user: str, name: str, role: str) -> None:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.hset(room_key(room, "names"), user, name)
+            if role in MODERATING_ROLES:
+                pipe.hset(room_key(room, "staff"), user, role)
+            await pipe.execute()
+
+    async def staff_role(self, room: str, user: str) -> str | None:
+        """`owner` for the room's owner, else the moderating role the user joined with."""
+        room_record = await self._rooms.get(room)
+        if room_record is not None and room_record.owner == user:
+            return "owner"
+        role = await self._redis.hget(room_key(room, "staff"), user)
+        return role.decode() if role else None
+
+    async def check_target(self, room: str, actor_role: str, action: str, user: str) -> None:
+        """Refuse (`forbidden`) a mute or ban of the room's owner, of a host, or (unless the
+        actor is a host) of a moderator: staff answer to the seller, not to each other."""
+        target = await self.staff_role(room, user)
+        if target is None or (actor_role == "host" and target == "moderator"):
+            return
+        self._on_refused(action)
+        raise ChatError("forbidden", f"a {actor_role} may not {action} the room's {target}")
 
     async def names(self, room: str, users: list[str]) -> dict[str, str]:
         if not users:

@@ -89,7 +89,10 @@ class ChatServer:
             engineio_logger=False,
         )
         self.history = History(redis, config.history_len)
-        self.moderation = Moderation(redis, config.rate_count, config.rate_window_s)
+        self.moderation = Moderation(
+            redis, config.rate_count, config.rate_window_s,
+            lambda action: metrics.mod_refusals.labels(action).inc(),
+        )  # fmt: skip
         self.likes = LikeCounter(redis)
         self.viewers = ViewerCounter(redis, node_id)
         self.bus = RoomBus(redis, node_id, self._deliver, self._resync)
@@ -365,7 +368,7 @@ class ChatServer:
             self._members[req.room].add(sid)
             self._user_sids[(req.room, claims.sub)].add(sid)
             await self.bus.watch(req.room)
-            await self.moderation.remember_user(req.room, claims.sub, claims.name)
+            await self.moderation.remember_user(req.room, claims.sub, claims.name, claims.role)
         history = await self.history.since(req.room, req.since)
         state = await self.room_state(req.room)
         return {"ok": True, "history": history, "state": state, "user": claims.public_user()}
@@ -496,6 +499,7 @@ class ChatServer:
         seconds = DEFAULT_MUTE_S if req.seconds is None else req.seconds
         if seconds < 1:
             raise ChatError("invalid_payload", "mute needs seconds of at least 1")
+        await self.moderation.check_target(req.room, claims.role, req.action, user)
         until = await self.moderation.mute(req.room, user, seconds)
         await self._fanout(req.room, "muted", {"room": req.room, "until": until}, "user:" + user)
         return {"until": until}
@@ -508,6 +512,7 @@ class ChatServer:
 
     async def _ban(self, req: schemas.ModIn, claims: Claims) -> dict[str, Any]:
         user = _target_user(req, claims)
+        await self.moderation.check_target(req.room, claims.role, req.action, user)
         await self.moderation.ban(req.room, user)
         await self._fanout(req.room, "banned", {"room": req.room}, "kick:" + user)
         return {}

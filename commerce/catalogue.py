@@ -1,4 +1,4 @@
-"""Products (global, by id) and the product pinned in each room."""
+"""Products (global by id, each owned by a seller) and the product pinned in each room."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import redis.asyncio as aioredis
 from commerce import keys
 from commerce.errors import CommerceError
 from commerce.schemas import ProductIn
+from commerce.scripts import Scripts
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,23 +20,32 @@ class Product:
     price_minor: int
     currency: str
     image_url: str | None = None
+    # Who owns it (`Claims.seller` of its creator); None for a product stored before sellers
+    # were recorded. Not part of the public product JSON.
+    seller: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        public = asdict(self)
+        del public["seller"]
+        return public
+
+
+def not_owner(what: str) -> CommerceError:
+    return CommerceError("not_owner", f"{what} belongs to another seller")
 
 
 class Catalogue:
     def __init__(self, redis: aioredis.Redis) -> None:
         self._redis = redis
+        self._put = Scripts(redis).put_product
 
-    async def put(self, spec: ProductIn) -> Product:
-        """Create or replace a product."""
-        product = Product(**spec.model_dump())
-        mapping = {k: str(v) for k, v in product.to_json().items() if v is not None}
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.delete(keys.product(product.product_id))
-            pipe.hset(keys.product(product.product_id), mapping=mapping)
-            await pipe.execute()
+    async def put(self, spec: ProductIn, seller: str) -> Product:
+        """Create or replace a product of `seller`; another seller's product is refused."""
+        product = Product(**spec.model_dump(), seller=seller)
+        fields = [x for k, v in product.to_json().items() if v is not None for x in (k, str(v))]
+        written = await self._put(keys=[keys.product(product.product_id)], args=[seller, *fields])
+        if written != 1:
+            raise not_owner(f"product {product.product_id!r}")
         return product
 
     async def get(self, product_id: str) -> Product | None:
@@ -44,13 +54,14 @@ class Catalogue:
         raw = await self._redis.hgetall(keys.product(product_id))
         if not raw:
             return None
-        image = raw.get(b"image_url")
+        image, seller = raw.get(b"image_url"), raw.get(b"seller")
         return Product(
             product_id=product_id,
             title=raw[b"title"].decode(),
             price_minor=int(raw[b"price_minor"]),
             currency=raw[b"currency"].decode(),
             image_url=image.decode() if image else None,
+            seller=seller.decode() if seller else None,
         )
 
     async def require(self, product_id: str) -> Product:
@@ -59,8 +70,15 @@ class Catalogue:
             raise CommerceError("unknown_product", f"there is no product {product_id!r}")
         return product
 
-    async def pin(self, room: str, product_id: str) -> Product:
+    async def require_of(self, product_id: str, seller: str) -> Product:
+        """The product, if `seller` owns it (a room only shows and sells its seller's products)."""
         product = await self.require(product_id)
+        if product.seller != seller:
+            raise not_owner(f"product {product_id!r}")
+        return product
+
+    async def pin(self, room: str, product_id: str, seller: str) -> Product:
+        product = await self.require_of(product_id, seller)
         await self._redis.set(keys.pinned(room), product_id)
         return product
 

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, Self
+import re
+from typing import Annotated, Any, ClassVar, Self
 
-from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import NoDecode, SettingsConfigDict
 
 from core.config import Section
 
 PURCHASE_STREAM = "live:purchases"
 # An HMAC-SHA256 key of at least 256 bits (as LIVE_JWT_SECRET).
 WEBHOOK_SECRET_MIN_BYTES = 32
+IMAGE_HOST = re.compile(r"^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?(:[0-9]{1,5})?$")
 
 
 class CommerceSettings(Section):
@@ -65,3 +67,22 @@ class CommerceSettings(Section):
     @property
     def delivery_group_names(self) -> tuple[str, ...]:
         return tuple(g.strip() for g in self.delivery_groups.split(",") if g.strip())
+    # Hosts (`host` or `host:port`) whose https images products may show; empty: only images
+    # the node serves itself (a path like /static/x.png). A foreign image URL would let anyone
+    # who writes a product track every viewer of the room.
+    image_hosts: Annotated[tuple[str, ...], NoDecode] = Field(
+        (), validation_alias="LIVE_IMAGE_HOSTS"
+    )
+
+    @field_validator("image_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [h for h in value.split(",") if h.strip()]
+        if isinstance(value, (list, tuple)):
+            hosts = tuple(str(h).strip().lower() for h in value)
+            for host in hosts:
+                if not IMAGE_HOST.match(host):
+                    raise ValueError(f"{host!r} is not a host name (comma-separated hosts)")
+            return hosts
+        return value

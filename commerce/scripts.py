@@ -14,3 +14,4 @@ class Scripts:
     def __init__(self, redis: aioredis.Redis) -> None:
         self.reserve: AsyncScript = redis.register_script((LUA / "reserve.lua").read_text())
         self.settle: AsyncScript = redis.register_script((LUA / "settle.lua").read_text())
+        self.put_product: AsyncScript = redis.register_script((LUA / "put_product.lua").read_text())

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Coroutine
+from collections.abc import Awaitable, Coroutine, Iterator
 from typing import Any, TypeVar
 
 import aiohttp
@@ -19,6 +20,7 @@ from commerce.config import CommerceSettings
 from commerce.delivery import StreamConsumer
 from commerce.errors import CommerceError, unavailable
 from commerce.keys import OUTBOXES
+from commerce.images import check_image_url
 from commerce.outbox import OutboxRelay
 from commerce.retention import StreamTrimmer
 from commerce.sales import Reserved, Sales, Swept
@@ -54,6 +56,11 @@ class _Metrics:
         self.stream_trimmed = Counter(
             "live_commerce_stream_trimmed_total", "Stream entries dropped by retention",
             ["stream"], registry=registry,
+        )  # fmt: skip
+        self.refusals = Counter(
+            "live_commerce_refusals_total",
+            "Refused by tenancy (another seller's product or room) or the image allow-list",
+            ["rule"], registry=registry,
         )  # fmt: skip
         # Bound children: `labels()` validates and locks on every call; outcomes are few.
         self._outcomes: dict[str, Counter] = {}
@@ -146,6 +153,20 @@ class Commerce:
         except TimeoutError:
             raise unavailable() from None
 
+    @contextlib.contextmanager
+    def _refusal(self, rule: str, code: str) -> Iterator[None]:
+        """Count a refusal of `code` on `live_commerce_refusals_total{rule}`."""
+        try:
+            yield
+        except CommerceError as exc:
+            if exc.code == code:
+                self.metrics.refusals.labels(rule).inc()
+            raise
+
+    def refused(self, rule: str) -> None:
+        """Count a refusal decided outside (a host of another seller, in the HTTP adapter)."""
+        self.metrics.refusals.labels(rule).inc()
+
     # Room state (a RoomStateSource)
     async def room_state(self, room: str) -> dict[str, Any]:
         product = await self.catalogue.pinned(room)
@@ -155,11 +176,18 @@ class Commerce:
         }
 
     # Catalogue and pins
-    async def put_product(self, spec: ProductIn) -> Product:
-        return await self.catalogue.put(spec)
+    async def put_product(self, spec: ProductIn, seller: str) -> Product:
+        """Create or replace `seller`'s product; its image must come from an allowed host."""
+        with self._refusal("image_url", "invalid_request"):
+            if spec.image_url is not None:
+                check_image_url(spec.image_url, self.config.image_hosts)
+        with self._refusal("product_owner", "not_owner"):
+            return await self.catalogue.put(spec, seller)
 
-    async def pin(self, room: str, product_id: str) -> Product:
-        product = await self.catalogue.pin(room, product_id)
+    async def pin(self, room: str, product_id: str, seller: str) -> Product:
+        """Pin a product of `seller`, the room's seller."""
+        with self._refusal("room_seller", "not_owner"):
+            product = await self.catalogue.pin(room, product_id, seller)
         self.announcer.product(room, product.to_json())
         return product
 
@@ -168,8 +196,10 @@ class Commerce:
         self.announcer.product(room, None)
 
     # Sales
-    async def start_sale(self, room: str, spec: SaleIn) -> dict[str, Any]:
-        product = await self.catalogue.require(spec.product_id)
+    async def start_sale(self, room: str, spec: SaleIn, seller: str) -> dict[str, Any]:
+        """Start a sale of a product of `seller`, the room's seller."""
+        with self._refusal("room_seller", "not_owner"):
+            product = await self.catalogue.require_of(spec.product_id, seller)
         sale = await self.sales.create(room, spec, product)
         # Scheduled ones too: open pages show the countdown and open the sale at `starts_at`.
         await self.announcer.sale(sale)

@@ -25,6 +25,11 @@ MAX_TTL_S = 86_400
 CLOCK_LEEWAY_S = 60
 
 
+def user_seller(sub: str) -> str:
+    """The seller a user is without a shop (a host selling on its own account)."""
+    return f"user:{sub}"
+
+
 class AuthError(DomainError):
     """A token missing, expired or not valid."""
 
@@ -44,7 +49,7 @@ class Claims:
     @property
     def seller(self) -> str:
         """Who owns what this caller creates: its shop, else (a host without one) its subject."""
-        return self.shop or f"user:{self.sub}"
+        return self.shop or user_seller(self.sub)
 
     def in_room(self, room: str) -> bool:
         return "*" in self.rooms or room in self.rooms

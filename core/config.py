@@ -7,6 +7,7 @@ field's variable is `env_prefix` + its name, or its `validation_alias` where tha
 
 from __future__ import annotations
 
+import re
 import secrets
 import socket
 import uuid
@@ -20,6 +21,11 @@ Role = Literal["all", "origin", "edge"]
 # The embedded Valkey's default AOF fsync policy, from loadtest/benches/fsync.py (see
 # docs/protocol.md "Durability: holds, streams and the store").
 DEFAULT_FSYNC: Literal["always", "everysec"] = "always"
+# A CSP frame-ancestors source: a keyword or an origin (no `;` or `,`: they would end the
+# directive and let a setting add others).
+FRAME_SOURCE = re.compile(
+    r"^('self'|'none'|https?://(\*\.)?[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:[0-9]{1,5})?)$"
+)
 
 
 class Section(BaseSettings):
@@ -62,6 +68,22 @@ class ServerSettings(Section):
     # Open connections per client address (0: no cap). Behind a proxy every client has the
     # proxy's address: raise it or set 0 there.
     max_connections_per_ip: int = Field(256, ge=0)
+    # Who may embed the viewer page in a frame (CSP frame-ancestors sources, space-separated,
+    # e.g. "'self' https://shop.example"); the studio and moderator console are never framed.
+    frame_ancestors: str = "'self'"
+
+    @field_validator("frame_ancestors")
+    @classmethod
+    def _check_ancestors(cls, value: str) -> str:
+        sources = value.split()
+        if not sources or not all(FRAME_SOURCE.match(s) for s in sources):
+            raise ValueError(
+                "frame_ancestors: space-separated 'self', 'none' or origins like "
+                f"https://shop.example or https://*.shop.example, not {value!r}"
+            )
+        if "'none'" in sources and len(sources) > 1:
+            raise ValueError("frame_ancestors: 'none' stands alone")
+        return " ".join(sources)
 
     @property
     def advertised_url(self) -> str:

@@ -80,6 +80,12 @@ class Metrics:
         self.mod_actions = Counter(
             "live_mod_actions_total", "Moderator actions", ["action"], registry=self.registry
         )
+        self.mod_refusals = Counter(
+            "live_mod_refusals_total",
+            "Mutes and bans refused because the target is the room's owner, a host or a moderator",
+            ["action"],
+            registry=self.registry,
+        )
         self.rooms_joined = Gauge(
             "live_rooms_with_local_viewers",
             "Rooms with viewers on this node",

@@ -10,6 +10,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from core.auth import user_seller
 from core.store import room_key
 
 ROOM_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -23,6 +24,9 @@ class Room:
     owner: str
     created_at: float
     live: bool
+    # The seller the room sells for (its creator's `Claims.seller`): only that seller's hosts and
+    # products may be pinned or sold in it.
+    seller: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -36,11 +40,28 @@ class RoomStore:
     def __init__(self, redis: aioredis.Redis) -> None:
         self._redis = redis
 
-    async def create(self, *, title: str, owner: str, room_id: str | None = None) -> Room:
+    async def create(
+        self, *, title: str, owner: str, room_id: str | None = None, seller: str | None = None
+    ) -> Room:
+        """Create a room owned by user `owner`, selling for `seller` (default: the owner's own)."""
         room_id = room_id or secrets.token_urlsafe(6).replace("_", "x").replace("-", "y")
-        room = Room(room_id=room_id, title=title, owner=owner, created_at=time.time(), live=False)
+        seller = seller or user_seller(owner)
+        room = Room(
+            room_id=room_id,
+            title=title,
+            owner=owner,
+            created_at=time.time(),
+            live=False,
+            seller=seller,
+        )
         key = room_key(room_id, "meta")
-        mapping = {"title": title, "owner": owner, "created_at": str(room.created_at), "live": "0"}
+        mapping = {
+            "title": title,
+            "owner": owner,
+            "seller": seller,
+            "created_at": str(room.created_at),
+            "live": "0",
+        }
         # HSETNX on the title decides the race between two creators of the same id.
         if not await self._redis.hsetnx(key, "room_id", room_id):
             raise RoomExists(room_id)
@@ -54,12 +75,16 @@ class RoomStore:
         raw = await self._redis.hgetall(room_key(room_id, "meta"))
         if not raw or b"title" not in raw:
             return None
+        owner = raw.get(b"owner", b"").decode()
+        seller = raw.get(b"seller")
         return Room(
             room_id=room_id,
             title=raw[b"title"].decode(),
-            owner=raw.get(b"owner", b"").decode(),
+            owner=owner,
             created_at=float(raw.get(b"created_at", b"0")),
             live=raw.get(b"live") == b"1",
+            # A room made before sellers were recorded sells for its owner, as a shopless host.
+            seller=seller.decode() if seller else user_seller(owner),
         )
 
     async def exists(self, room_id: str) -> bool:

@@ -10,7 +10,13 @@ import redis.asyncio as aioredis
 from commerce import Commerce
 from commerce.catalogue import Catalogue
 from commerce.schemas import ProductIn, SaleIn
+from core.auth import user_seller
 from core.rooms import RoomExists, RoomStore
+
+# The demo's host (`live demo` and `live cluster` sign its links as user `host`, without a shop):
+# the room and the products belong to its seller, so its studio may pin and sell them.
+HOST = "host"
+SELLER = user_seller(HOST)
 
 PRODUCTS = [
     ProductIn(
@@ -40,16 +46,16 @@ SHOW_SALE = SaleIn(
 async def seed(redis: aioredis.Redis, room: str, title: str) -> None:
     """Create the demo room (if missing) and its products, so a host can pin and sell at once."""
     with contextlib.suppress(RoomExists):
-        await RoomStore(redis).create(title=title, owner="host", room_id=room)
+        await RoomStore(redis).create(title=title, owner=HOST, room_id=room, seller=SELLER)
     catalogue = Catalogue(redis)
     for product in PRODUCTS:
-        await catalogue.put(product)
+        await catalogue.put(product, SELLER)
 
 
 async def open_show(commerce: Commerce, room: str) -> dict[str, Any] | None:
     """Pin the show's product and schedule its flash sale, unless the room already has a sale
     scheduled or running (a restarted demo keeps the one it has). Returns the new sale."""
-    await commerce.pin(room, SHOW_PRODUCT)
+    await commerce.pin(room, SHOW_PRODUCT, SELLER)
     if any(sale["status"] != "ended" for sale in await commerce.sales.of_room(room)):
         return None
-    return await commerce.start_sale(room, SHOW_SALE)
+    return await commerce.start_sale(room, SHOW_SALE, SELLER)

@@ -160,7 +160,7 @@ def _print_links(
     print("\nLive cluster is running:", flush=True)
     for n in nodes:
         print(f"  {n.role:7} {n.node_id:12} region {n.region:6} {n.url}")
-    host = auth.issue(user="host", role="host", name="Host", rooms=[room], ttl_s=day)
+    host = auth.issue(user=demo_data.HOST, role="host", name="Host", rooms=[room], ttl_s=day)
     print(f"\n  host studio      {origin.url}/rooms/{room}/studio#token={host}")
     for i, region in enumerate(regions):
         user = f"viewer-{region}"

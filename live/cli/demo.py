@@ -46,7 +46,7 @@ def print_links(room: str, origin: RunningNode, edge: RunningNode) -> None:
     auth = origin.node.auth
     ttl = min(DAY_S, auth.max_ttl_s)
     links = {
-        "host studio": (origin.url, "host", "host", "Host", "/studio"),
+        "host studio": (origin.url, "host", demo_data.HOST, "Host", "/studio"),
         "viewer (Alice, origin)": (origin.url, "viewer", "alice", "Alice", ""),
         "viewer (Bob, edge)": (edge.url, "viewer", "bob", "Bob", ""),
         "moderator (Mia)": (origin.url, "moderator", "mia", "Mia", "/moderate"),
@@ -55,5 +55,5 @@ def print_links(room: str, origin: RunningNode, edge: RunningNode) -> None:
     for label, (url, role, user, name, suffix) in links.items():
         token = auth.issue(user=user, role=role, name=name, rooms=[room], ttl_s=ttl)
         print(f"  {label:24} {url}/rooms/{room}{suffix}#token={token}")
-    api = auth.issue(user="host", role="host", name="Host", rooms=[room], ttl_s=ttl)
+    api = auth.issue(user=demo_data.HOST, role="host", name="Host", rooms=[room], ttl_s=ttl)
     print(f"\n  host API token: {api}\n  Ctrl-C stops everything.\n", flush=True)

@@ -10,6 +10,7 @@ from commerce import Commerce
 from commerce.schemas import PinIn, ProductIn, ReserveIn, SaleIn
 from core.auth import Claims, require_role
 from core.errors import DomainError, unknown_room
+from core.rooms import Room
 from live.http.common import claims_of, read_json
 from live.node import NODE
 
@@ -23,10 +24,16 @@ def _commerce(request: web.Request) -> Commerce:
     return request.app[NODE].commerce
 
 
-async def _room(request: web.Request) -> str:
-    room = request.match_info["room"]
-    if not await request.app[NODE].rooms.exists(room):
-        raise unknown_room(room)
+async def _sellers_room(request: web.Request, claims: Claims) -> Room:
+    """The room, if the caller may sell in it: hosts (and anyone whose token names a shop) act
+    for their seller, and a room shows and sells only its own seller's products."""
+    room_id = request.match_info["room"]
+    room = await request.app[NODE].rooms.get(room_id)
+    if room is None:
+        raise unknown_room(room_id)
+    if (claims.role == "host" or claims.shop is not None) and claims.seller != room.seller:
+        _commerce(request).refused("host_seller")
+        raise DomainError("not_owner", f"room {room_id!r} belongs to another seller")
     return room
 
 
@@ -75,9 +82,10 @@ async def reserve(request: web.Request) -> web.Response:
 
 @routes.post("/api/products")
 async def put_product(request: web.Request) -> web.Response:
-    require_role(claims_of(request), None, "host")
+    claims = claims_of(request)
+    require_role(claims, None, "host")
     spec = await read_json(request, ProductIn)
-    product = await _commerce(request).put_product(spec)
+    product = await _commerce(request).put_product(spec, claims.seller)
     return web.json_response(product.to_json(), status=201)
 
 
@@ -89,30 +97,29 @@ async def get_product(request: web.Request) -> web.Response:
 
 @routes.post("/api/rooms/{room}/pin")
 async def pin(request: web.Request) -> web.Response:
-    room = request.match_info["room"]
-    _moderator(request, room)
-    room = await _room(request)
+    claims = _moderator(request, request.match_info["room"])
+    room = await _sellers_room(request, claims)
     body = await read_json(request, PinIn)
-    product = await _commerce(request).pin(room, body.product_id)
-    return web.json_response({"room": room, "product": product.to_json()})
+    product = await _commerce(request).pin(room.room_id, body.product_id, room.seller)
+    return web.json_response({"room": room.room_id, "product": product.to_json()})
 
 
 @routes.delete("/api/rooms/{room}/pin")
 async def unpin(request: web.Request) -> web.Response:
-    room = request.match_info["room"]
-    _moderator(request, room)
-    room = await _room(request)
+    claims = _moderator(request, request.match_info["room"])
+    room = (await _sellers_room(request, claims)).room_id
     await _commerce(request).unpin(room)
     return web.json_response({"room": room, "product": None})
 
 
 @routes.post("/api/rooms/{room}/sales")
 async def start_sale(request: web.Request) -> web.Response:
-    room = request.match_info["room"]
-    require_role(claims_of(request), room, "host")
-    room = await _room(request)
+    claims = claims_of(request)
+    require_role(claims, request.match_info["room"], "host")
+    room = await _sellers_room(request, claims)
     spec = await read_json(request, SaleIn)
-    return web.json_response(await _commerce(request).start_sale(room, spec), status=201)
+    sale = await _commerce(request).start_sale(room.room_id, spec, room.seller)
+    return web.json_response(sale, status=201)
 
 
 @routes.get("/api/rooms/{room}/sales/{sale}")
@@ -125,8 +132,9 @@ async def get_sale(request: web.Request) -> web.Response:
 
 @routes.post("/api/rooms/{room}/sales/{sale}/end")
 async def end_sale(request: web.Request) -> web.Response:
-    room = request.match_info["room"]
-    require_role(claims_of(request), room, "host")
+    claims = claims_of(request)
+    require_role(claims, request.match_info["room"], "host")
+    room = (await _sellers_room(request, claims)).room_id
     sale = await _commerce(request).end_sale(room, request.match_info["sale"])
     return web.json_response(sale)
 

@@ -38,6 +38,7 @@ STATUS: dict[str, Http] = {
     "invalid_request": Http(400),
     "missing_idempotency_key": Http(400),
     "not_found": Http(404),
+    "not_owner": Http(403),  # another seller's product or room
     "room_exists": Http(409),
     "unsupported_media_type": Http(415),
     # chat

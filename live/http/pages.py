@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from aiohttp import web
 
 from core.errors import DomainError
+from live.http.security import add_common_headers, page_headers
+from live.node import NODE
 
 WEB = Path(__file__).resolve().parents[1] / "web"
 # `npm ci` puts the client here; the node serves it so pages need no CDN.
@@ -17,24 +20,14 @@ VENDOR = {
 }
 
 
-def _page(name: str) -> web.FileResponse:
-    return web.FileResponse(WEB / name, headers={"Cache-Control": "no-cache"})
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-async def index(request: web.Request) -> web.StreamResponse:
-    return _page("index.html")
+def _page(name: str, headers: dict[str, str]) -> Handler:
+    async def page(request: web.Request) -> web.StreamResponse:
+        return web.FileResponse(WEB / name, headers=headers)
 
-
-async def viewer(request: web.Request) -> web.StreamResponse:
-    return _page("viewer.html")
-
-
-async def moderator(request: web.Request) -> web.StreamResponse:
-    return _page("moderator.html")
-
-
-async def studio(request: web.Request) -> web.StreamResponse:
-    return _page("studio.html")
+    return page
 
 
 async def vendor(request: web.Request) -> web.StreamResponse:
@@ -45,9 +38,16 @@ async def vendor(request: web.Request) -> web.StreamResponse:
 
 
 def setup(app: web.Application) -> None:
-    app.router.add_get("/", index)
-    app.router.add_get("/rooms/{room}", viewer)
-    app.router.add_get("/rooms/{room}/moderate", moderator)
-    app.router.add_get("/rooms/{room}/studio", studio)
+    settings = app[NODE].settings
+    images = settings.commerce.image_hosts
+    # The shop may embed the viewer page (LIVE_FRAME_ANCESTORS); the consoles act with a host's
+    # or moderator's token and are never framed.
+    embeddable = page_headers(frame_ancestors=settings.server.frame_ancestors, image_hosts=images)
+    unframed = page_headers(frame_ancestors="'none'", image_hosts=images)
+    app.router.add_get("/", _page("index.html", unframed))
+    app.router.add_get("/rooms/{room}", _page("viewer.html", embeddable))
+    app.router.add_get("/rooms/{room}/moderate", _page("moderator.html", unframed))
+    app.router.add_get("/rooms/{room}/studio", _page("studio.html", unframed))
     app.router.add_get("/vendor/{name}", vendor)
     app.router.add_static("/static/", WEB, show_index=False)
+    app.on_response_prepare.append(add_common_headers)

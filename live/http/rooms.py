@@ -49,7 +49,7 @@ async def create_room(request: web.Request) -> web.Response:
         raise DomainError("forbidden", f"the token does not grant room {body.room_id!r}")
     try:
         room = await request.app[NODE].rooms.create(
-            title=body.title, owner=claims.sub, room_id=body.room_id
+            title=body.title, owner=claims.sub, room_id=body.room_id, seller=claims.seller
         )
     except RoomExists:
         raise DomainError("room_exists", f"room {body.room_id!r} already exists") from None

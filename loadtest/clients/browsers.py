@@ -315,7 +315,7 @@ async def _open(
         return
     try:
         await page.wait_for_function(
-            "window.__lt.joinedAt !== null", timeout=PAGE_TIMEOUT_S * 1000, polling=50
+            "() => window.__lt.joinedAt !== null", timeout=PAGE_TIMEOUT_S * 1000, polling=50
         )
         p.join_ms = await page.evaluate("window.__lt.joinedAt")
         p.node = await page.evaluate("window.liveEdge && window.liveEdge.url")
@@ -354,7 +354,7 @@ async def _measure(
             # A page that joined late may still be starting its video: give it a little time.
             with contextlib.suppress(PlaywrightError):
                 await p.page.wait_for_function(
-                    "window.__lt.firstFrameAt !== null", timeout=FIRST_FRAME_TIMEOUT_S * 1000
+                    "() => window.__lt.firstFrameAt !== null", timeout=FIRST_FRAME_TIMEOUT_S * 1000
                 )
         state = await p.page.evaluate(
             "async () => ({first: window.__lt.firstFrameAt, joinedWallUs: window.__lt.joinedWallUs,"

@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from loadtest.report.scrape import parse
 from tests.conftest import Client, ClientFactory, RunningNode
 
 
@@ -184,3 +185,31 @@ async def test_every_action_lands_in_the_audit_log(room: tuple[Client, Client, C
     # Refused actions change nothing and are not audited.
     await alice.call("mod", {"room": "r1", "action": "clear"})
     assert len((await moderator.call("mod_state", {"room": "r1"}))["audit"]) == 3
+
+
+async def test_moderators_cannot_mute_or_ban_the_host_or_each_other(
+    node: RunningNode, connect: ClientFactory, room: tuple[Client, Client, Client]
+) -> None:
+    moderator, _, _ = room
+    # `host` owns r1 (tests/conftest.py) and need not be in the room to be protected.
+    for action, fields in (("ban", {}), ("mute", {"seconds": 60}), ("mute", {})):
+        ack = await mod(moderator, action, user_id="host", **fields)
+        assert ack["ok"] is False and ack["error"] == "forbidden", ack
+    # Another moderator and another host of the room, known once they joined it with that role.
+    other = await connect(node.url, "max", role="moderator", rooms=["r1"])
+    cohost = await connect(node.url, "cora", role="host", rooms=["r1"])
+    for client in (other, cohost):
+        await client.join("r1")
+    for target in ("max", "cora"):
+        for action in ("ban", "mute"):
+            ack = await mod(moderator, action, user_id=target, seconds=60)
+            assert ack["error"] == "forbidden", (target, action, ack)
+    assert (await other.call("chat", {"room": "r1", "text": "still here"}))["ok"]
+    assert (await moderator.call("mod_state", {"room": "r1"}))["banned"] == []
+    # Hosts still manage moderators; viewers are moderated as before.
+    assert (await mod(cohost, "mute", user_id="max", seconds=60))["ok"]
+    assert (await mod(moderator, "mute", user_id="alice", seconds=60))["ok"]
+    assert (await mod(cohost, "ban", user_id="host"))["error"] == "forbidden"
+    samples = parse(node.node.metrics.render().decode())
+    assert samples['live_mod_refusals_total{action="ban"}'][1] == 4
+    assert samples['live_mod_refusals_total{action="mute"}'][1] == 4

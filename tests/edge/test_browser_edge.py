@@ -77,7 +77,7 @@ async def play_and_move(
 
     # The eu edge shuts down (drains, closes its connections): the page asks again and moves.
     await eu.runner.cleanup()
-    await page.wait_for_function("window.liveEdge.node.node_id === 'edge-sea'")
+    await page.wait_for_function("() => window.liveEdge.node.node_id === 'edge-sea'")
     await assert_playing(page)
     await expect(page.locator("#status")).to_have_text("connected")
     assert viewers(sea) == 1
@@ -94,7 +94,7 @@ async def test_viewer_page_refused_by_a_full_edge_plays_from_the_next(
     token = tokens.issue(user="vera", role="viewer", name="Vera", rooms=["r1"])
     # Before the show: the page picks the empty eu edge and waits for the stream.
     page = await open_page(browser, f"{origin.url}/rooms/r1?region=eu#token={token}", errors)
-    await page.wait_for_function("window.liveEdge?.node?.node_id === 'edge-eu'")
+    await page.wait_for_function("() => window.liveEdge?.node?.node_id === 'edge-eu'")
     await expect(page.locator("#status")).to_have_text("connected")
     host, early = Host(), Viewer()
     async with aiohttp.ClientSession() as http:
@@ -109,7 +109,7 @@ async def test_viewer_page_refused_by_a_full_edge_plays_from_the_next(
             # The show starts: eu answers the page's WHEP with 503 full; it asks again, is
             # offered the nearest region's edge, and plays from there.
             await whip(http, origin.url, "r1", tokens.issue(user="host", role="host"), host)
-            await page.wait_for_function("window.liveEdge.node.node_id === 'edge-sea'")
+            await page.wait_for_function("() => window.liveEdge.node.node_id === 'edge-sea'")
             await assert_playing(page)
             assert viewers(sea) == 1 and viewers(eu) == 1
         finally:

@@ -34,6 +34,8 @@ def test_live_token_prints_a_token_the_node_accepts(monkeypatch: pytest.MonkeyPa
             "acme",
             "--ttl",
             "60",
+            "--shop",
+            "acme",
         ],
         capture_output=True,
         text=True,
@@ -48,6 +50,7 @@ def test_live_token_prints_a_token_the_node_accepts(monkeypatch: pytest.MonkeyPa
         ("r1", "r2"),
     )
     assert claims.can_moderate("r1") and not claims.can_moderate("r3")
+    assert claims.seller == "acme"
 
 
 def test_every_command_has_help(capsys: pytest.CaptureFixture[str]) -> None:

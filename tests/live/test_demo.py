@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import aiohttp
 import redis.asyncio as aioredis
 
 from live import demo_data
@@ -36,3 +37,22 @@ async def test_demo_opens_with_a_pinned_product_and_a_scheduled_sale(
     # A restarted demo keeps the sale it has rather than stacking another.
     assert await demo_data.open_show(running.node.commerce, ROOM) is None
     assert len((await running.node.base_room_state(ROOM))["sales"]) == 1
+
+
+async def test_the_demo_hosts_studio_may_pin_and_sell_the_demo_products(
+    start_node: NodeFactory, redis: aioredis.Redis
+) -> None:
+    running = await start_node()
+    await demo_data.seed(redis, ROOM, "Demo")
+    # The token `live demo` prints for the host studio.
+    token = running.node.auth.issue(user=demo_data.HOST, role="host", rooms=[ROOM])
+    headers = {"Authorization": f"Bearer {token}"}
+    sale = {"product_id": "silk-scarf", "quantity": 5, "price_minor": 100, "duration_s": 60}
+    async with aiohttp.ClientSession(base_url=running.url, headers=headers) as http:
+        for path, body in (
+            (f"/api/rooms/{ROOM}/pin", {"product_id": "silk-scarf"}),
+            (f"/api/rooms/{ROOM}/sales", sale),
+            ("/api/products", demo_data.PRODUCTS[0].model_dump()),
+        ):
+            async with http.post(path, json=body) as resp:
+                assert resp.status in (200, 201), (path, await resp.text())

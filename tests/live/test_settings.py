@@ -29,6 +29,13 @@ ENVIRONMENT: list[tuple[str, str, str, str, Any]] = [
     ("LIVE_KEEPALIVE_TIMEOUT_S", "3.5", "server", "keepalive_timeout_s", 3.5),
     ("LIVE_HEADER_TIMEOUT_S", "2.5", "server", "header_timeout_s", 2.5),
     ("LIVE_MAX_CONNECTIONS_PER_IP", "9", "server", "max_connections_per_ip", 9),
+    (
+        "LIVE_FRAME_ANCESTORS",
+        "https://shop.example",
+        "server",
+        "frame_ancestors",
+        "https://shop.example",
+    ),
     ("LIVE_REDIS_URL", "redis://r:1", "store", "redis_url", "redis://r:1"),
     ("LIVE_REDIS_CLUSTER", "1", "store", "redis_cluster", True),
     ("LIVE_DATA_DIR", "/tmp/d", "store", "data_dir", Path("/tmp/d")),
@@ -93,6 +100,13 @@ ENVIRONMENT: list[tuple[str, str, str, str, Any]] = [
     ("LIVE_WEBHOOK_BACKOFF_S", "0.25", "commerce", "webhook_backoff_s", 0.25),
     ("LIVE_WEBHOOK_BACKOFF_MAX_S", "31.5", "commerce", "webhook_backoff_max_s", 31.5),
     ("LIVE_WEBHOOK_TIMEOUT_S", "5.5", "commerce", "webhook_timeout_s", 5.5),
+    (
+        "LIVE_IMAGE_HOSTS",
+        "a.example, B.example:8443",
+        "commerce",
+        "image_hosts",
+        ("a.example", "b.example:8443"),
+    ),
 ]
 
 
