@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 
 from chat.errors import ChatError
 from core.auth import MODERATING_ROLES
-from core.rooms import RoomStore
+from core.rooms import Room, RoomStore
 from core.store import room_key
 
 # One round trip decides whether a user may post now. Moderators skip slow mode and the rate
@@ -179,6 +179,9 @@ class Moderation:
             if role in MODERATING_ROLES:
                 pipe.hset(room_key(room, "staff"), user, role)
             await pipe.execute()
+
+    async def room(self, room: str) -> Room | None:
+        return await self._rooms.get(room)
 
     async def staff_role(self, room: str, user: str) -> str | None:
         """`owner` for the room's owner, else the moderating role the user joined with."""

@@ -49,6 +49,8 @@ Handler = Callable[[str, Any], Awaitable[dict[str, Any]]]
 class _Socket:
     claims: Claims
     rooms: set[str] = field(default_factory=set)
+    # Joined rooms this socket moderates (its role there, and its seller's room).
+    moderating: set[str] = field(default_factory=set)
 
 
 def _mods(room: str) -> str:
@@ -363,12 +365,14 @@ class ChatServer:
             # (clients dedupe by id) but is never missed.
             sock.rooms.add(req.room)
             await self.sio.enter_room(sid, req.room, namespace=NAMESPACE)
-            if claims.can_moderate(req.room):
+            if await self._moderates(claims, req.room):
+                sock.moderating.add(req.room)
                 await self.sio.enter_room(sid, _mods(req.room), namespace=NAMESPACE)
             self._members[req.room].add(sid)
             self._user_sids[(req.room, claims.sub)].add(sid)
             await self.bus.watch(req.room)
-            await self.moderation.remember_user(req.room, claims.sub, claims.name, claims.role)
+            role = claims.role if req.room in sock.moderating else "viewer"
+            await self.moderation.remember_user(req.room, claims.sub, claims.name, role)
         history = await self.history.since(req.room, req.since)
         state = await self.room_state(req.room)
         return {"ok": True, "history": history, "state": state, "user": claims.public_user()}
@@ -392,6 +396,7 @@ class ChatServer:
         if sock is None or room not in sock.rooms:
             return
         sock.rooms.discard(room)
+        sock.moderating.discard(room)
         await self.sio.leave_room(sid, room, namespace=NAMESPACE)
         await self.sio.leave_room(sid, _mods(room), namespace=NAMESPACE)
         self._members[room].discard(sid)
@@ -409,9 +414,10 @@ class ChatServer:
     async def _on_chat(self, sid: str, data: Any) -> dict[str, Any]:
         started = time.perf_counter()
         req = schemas.parse(schemas.ChatIn, data)
-        claims = self._joined(sid, req.room).claims
+        sock = self._joined(sid, req.room)
+        claims = sock.claims
         text = clean_text(req.text, self.config.max_chars)
-        privileged = claims.can_moderate(req.room)
+        privileged = req.room in sock.moderating
         status, until = await self.moderation.admit(req.room, claims.sub, privileged)
         if status != "ok":
             self._metrics.chat_messages.labels(status).inc()
@@ -454,7 +460,7 @@ class ChatServer:
 
     async def _on_mod_state(self, sid: str, data: Any) -> dict[str, Any]:
         req = schemas.parse(schemas.RoomIn, data)
-        self._require_moderator(sid, req.room)
+        await self._require_moderator(sid, req.room)
         mod = self.moderation
         muted = await mod.muted(req.room)
         banned = await mod.banned(req.room)
@@ -470,17 +476,25 @@ class ChatServer:
             "pinned_message": await mod.pinned(req.room),
         }
 
-    def _require_moderator(self, sid: str, room: str) -> Claims:
-        claims = self._socket(sid).claims
+    async def _moderates(self, claims: Claims, room: str) -> bool:
+        """A host or moderator granted the room, of the room's seller (a host of another shop
+        whose token grants every room does not moderate this one)."""
         if not claims.can_moderate(room):
+            return False
+        record = await self.moderation.room(room)
+        return record is not None and record.staffed_by(claims)
+
+    async def _require_moderator(self, sid: str, room: str) -> Claims:
+        claims = self._socket(sid).claims
+        if not await self._moderates(claims, room):
             raise ChatError("forbidden", f"only a host or moderator of room {room!r} may do this")
         return claims
 
     async def _on_mod(self, sid: str, data: Any) -> dict[str, Any]:
         req = schemas.parse(schemas.ModIn, data)
-        claims = self._require_moderator(sid, req.room)
         if not await self._room_exists(req.room):
             raise unknown_room(req.room)
+        claims = await self._require_moderator(sid, req.room)
         result = await _MOD_ACTIONS[req.action](self, req, claims)
         entry = {
             "action": req.action,

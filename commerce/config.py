@@ -67,6 +67,7 @@ class CommerceSettings(Section):
     @property
     def delivery_group_names(self) -> tuple[str, ...]:
         return tuple(g.strip() for g in self.delivery_groups.split(",") if g.strip())
+
     # Hosts (`host` or `host:port`) whose https images products may show; empty: only images
     # the node serves itself (a path like /static/x.png). A foreign image URL would let anyone
     # who writes a product track every viewer of the room.

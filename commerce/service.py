@@ -19,8 +19,8 @@ from commerce.catalogue import Catalogue, Product
 from commerce.config import CommerceSettings
 from commerce.delivery import StreamConsumer
 from commerce.errors import CommerceError, unavailable
-from commerce.keys import OUTBOXES
 from commerce.images import check_image_url
+from commerce.keys import OUTBOXES
 from commerce.outbox import OutboxRelay
 from commerce.retention import StreamTrimmer
 from commerce.sales import Reserved, Sales, Swept

@@ -10,7 +10,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from core.auth import user_seller
+from core.auth import Claims, user_seller
 from core.store import room_key
 
 ROOM_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -30,6 +30,11 @@ class Room:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+    def staffed_by(self, claims: Claims) -> bool:
+        """Whether the caller's seller may act here: a host, or any token naming a shop, acts
+        only in its own seller's rooms (its `rooms` grant notwithstanding)."""
+        return (claims.role != "host" and claims.shop is None) or claims.seller == self.seller
 
 
 class RoomExists(Exception):

@@ -162,8 +162,11 @@ async def connect(tokens: TokenAuthority) -> AsyncIterator[ClientFactory]:
         role: str = "viewer",
         rooms: list[str] | None = None,
         name: str | None = None,
+        shop: str | None = None,
     ) -> Client:
-        token = tokens.issue(user=user, role=role, name=name or user.title(), rooms=rooms)
+        token = tokens.issue(
+            user=user, role=role, name=name or user.title(), rooms=rooms, shop=shop
+        )
         client = await Client(url, token).connect()
         clients.append(client)
         return client

@@ -31,7 +31,7 @@ async def _sellers_room(request: web.Request, claims: Claims) -> Room:
     room = await request.app[NODE].rooms.get(room_id)
     if room is None:
         raise unknown_room(room_id)
-    if (claims.role == "host" or claims.shop is not None) and claims.seller != room.seller:
+    if not room.staffed_by(claims):
         _commerce(request).refused("host_seller")
         raise DomainError("not_owner", f"room {room_id!r} belongs to another seller")
     return room

@@ -195,9 +195,10 @@ async def test_moderators_cannot_mute_or_ban_the_host_or_each_other(
     for action, fields in (("ban", {}), ("mute", {"seconds": 60}), ("mute", {})):
         ack = await mod(moderator, action, user_id="host", **fields)
         assert ack["ok"] is False and ack["error"] == "forbidden", ack
-    # Another moderator and another host of the room, known once they joined it with that role.
+    # Another moderator and another host of the room (acting for its seller: `host` has no shop,
+    # so the room sells for user:host), known once they joined it with that role.
     other = await connect(node.url, "max", role="moderator", rooms=["r1"])
-    cohost = await connect(node.url, "cora", role="host", rooms=["r1"])
+    cohost = await connect(node.url, "cora", role="host", rooms=["r1"], shop="user:host")
     for client in (other, cohost):
         await client.join("r1")
     for target in ("max", "cora"):
@@ -213,3 +214,30 @@ async def test_moderators_cannot_mute_or_ban_the_host_or_each_other(
     samples = parse(node.node.metrics.render().decode())
     assert samples['live_mod_refusals_total{action="ban"}'][1] == 4
     assert samples['live_mod_refusals_total{action="mute"}'][1] == 4
+
+
+async def test_a_host_of_another_seller_does_not_moderate_the_room(
+    node: RunningNode, connect: ClientFactory, room: tuple[Client, Client, Client]
+) -> None:
+    moderator, alice, _ = room
+    # Hosts of another shop, and a shopless host who is not r1's owner, though their tokens grant
+    # every room: they may watch and chat like anyone, but hold no power in r1.
+    for rival in (
+        await connect(node.url, "rex", role="host", shop="rival-shop"),
+        await connect(node.url, "ray", role="host"),
+    ):
+        assert (await rival.join("r1"))["ok"]
+        assert (await rival.call("mod", {"room": "r1", "action": "ban", "user_id": "alice"}))[
+            "error"
+        ] == "forbidden"
+        assert (await rival.call("mod_state", {"room": "r1"}))["error"] == "forbidden"
+        assert (await rival.call("mod", {"room": "r1", "action": "clear"}))["error"] == "forbidden"
+    # Nor are they staff the room's moderators must spare.
+    assert (await mod(moderator, "mute", user_id="rex", seconds=60))["ok"]
+    # Slow mode binds them as it binds viewers (staff are exempt).
+    assert (await mod(moderator, "slow", seconds=60))["ok"]
+    ray = await connect(node.url, "ray2", role="host")
+    await ray.join("r1")
+    assert (await ray.call("chat", {"room": "r1", "text": "one"}))["ok"]
+    assert (await ray.call("chat", {"room": "r1", "text": "two"}))["error"] == "slow"
+    assert not alice.disconnected.is_set()
