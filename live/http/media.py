@@ -15,7 +15,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from core.errors import DomainError, unknown_room
-from live.http.common import claims_of
+from live.http.common import claims_of, unknown_charset
 from live.node import NODE, Node
 from media import MediaEvent, MediaServer
 
@@ -70,7 +70,9 @@ async def _offer(request: web.Request) -> str:
         raise DomainError("unsupported_media_type", f"the body must be {SDP}")
     try:
         return await request.text()
-    except UnicodeDecodeError:
+    except LookupError:
+        raise unknown_charset(request.charset) from None
+    except UnicodeError:
         raise DomainError("invalid_sdp", "the SDP offer is not UTF-8 text") from None
 
 
