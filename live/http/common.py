@@ -72,6 +72,10 @@ def _count_request(metrics: Metrics, route: str, status: int) -> None:
     child.inc()
 
 
+# The codes of aiohttp's own refusals (its router, its body limit); any other is `http_error`.
+HTTP_EXCEPTION_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
+
+
 def json_error(status: int, code: str, detail: str) -> web.Response:
     return web.json_response({"error": code, "detail": detail}, status=status)
 
@@ -99,9 +103,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        code = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(
-            exc.status, "http_error"
-        )
+        code = HTTP_EXCEPTION_CODES.get(exc.status, "http_error")
         response = json_error(exc.status, code, exc.reason)
         _count_error(metrics, code)
     except (RedisConnectionError, RedisTimeoutError, ConnectionRefusedError) as exc:
