@@ -57,6 +57,10 @@ class MediaConfig:
     worker_stats_interval_s: float = 0.5
     # A worker not ready this long after its start counts as failed (and is started again).
     worker_start_timeout_s: float = 20.0
+    # WHIP/WHEP offers larger than this (bytes) or with more m-lines are refused (invalid_sdp):
+    # a browser's audio+video offer is 4-8 KiB with 2 m-lines.
+    sdp_max_bytes: int = 64 * 1024
+    sdp_max_media: int = 4
 
 
 class MediaSettings(Section):
@@ -74,6 +78,10 @@ class MediaSettings(Section):
     # Viewers a node takes at most before WHEP answers 503 "full" (0 = no limit); "auto" =
     # VIEWERS_PER_PROCESS per process serving viewers (the node itself, or each media worker).
     max_viewers: int | Literal["auto"] = "auto"
+
+    # WHIP/WHEP offers past these are 400 invalid_sdp (see MediaConfig).
+    sdp_max_bytes: int = Field(default=64 * 1024, ge=1024, le=1024 * 1024)
+    sdp_max_media: int = Field(default=4, ge=1, le=64)
 
     @field_validator("workers")
     @classmethod
@@ -110,4 +118,6 @@ class MediaSettings(Section):
             ice_addresses=list(self.ice_addresses),
             workers=self.worker_count,
             max_viewers=self.viewer_limit,
+            sdp_max_bytes=self.sdp_max_bytes,
+            sdp_max_media=self.sdp_max_media,
         )

@@ -68,6 +68,13 @@ async def _announce(node: Node, event: MediaEvent) -> None:
 async def _offer(request: web.Request) -> str:
     if request.content_type != SDP:
         raise DomainError("unsupported_media_type", f"the body must be {SDP}")
+    limit = request.app[MEDIA].config.sdp_max_bytes
+    if request.content_length is not None and request.content_length > limit:
+        # Refused unread (MediaServer checks the size of what it is given again).
+        request.app[MEDIA].offers_refused["too_large"] += 1
+        raise DomainError(
+            "invalid_sdp", f"the offer has {request.content_length} bytes; at most {limit}"
+        )
     try:
         return await request.text()
     except LookupError:
@@ -170,6 +177,14 @@ class MediaCollector(Collector):
             for q in (0.5, 0.95, 1.0):
                 ttff.add_metric([str(q)], samples[min(len(samples) - 1, int(q * len(samples)))])
         yield ttff
+        refused = CounterMetricFamily(
+            "live_media_offers_refused",
+            "WHIP/WHEP offers refused unparsed, by reason (too_large, too_many_media)",
+            labels=["reason"],
+        )
+        for reason, count in self._media.offers_refused.items():
+            refused.add_metric([reason], count)
+        yield refused
         fallbacks = CounterMetricFamily(
             "live_media_fast_path_fallbacks",
             "Viewer tracks whose fast send path fell back to a slower way, by reason",
