@@ -30,7 +30,7 @@ JSON = "application/json"
 SDP = "application/sdp"
 REF = "#/components/schemas/{model}"
 ANYONE: tuple[str, ...] = ()
-ANY_TOKEN = ("host", "moderator", "viewer", "orders", "node")
+ANY_TOKEN = ("viewer", "host", "moderator", "orders", "node")
 BUYERS = ("viewer", "host", "moderator")
 MODERATORS = ("host", "moderator")
 # What every call with a token may answer, with a JSON body, and touching the store.
