@@ -154,7 +154,6 @@ NUMBER = {"type": "number"}
 INTEGER = {"type": "integer"}
 SALE_STATUS = {"enum": ["scheduled", "active", "sold_out", "ended"]}
 # Bodies the handlers build as dicts (store snapshots): their fields as docs/protocol.md lists.
-# fmt: off
 DICT_SCHEMAS: dict[str, dict[str, Any]] = {
     "Error": _obj(
         ["error", "detail"],
@@ -221,7 +220,6 @@ DICT_SCHEMAS: dict[str, dict[str, Any]] = {
     "Drain": _obj(["node_id", "draining"], node_id=STRING, draining={"type": "boolean"}),
     "OpenAPI": _obj(["openapi", "paths"], openapi=STRING, paths={"type": "object"}),
 }
-# fmt: on
 
 
 def error_status(code: str) -> int:
@@ -351,7 +349,10 @@ async def openapi_json(request: web.Request) -> web.Response:
 
 async def docs(request: web.Request) -> web.StreamResponse:
     # Our own script only: the page renders the document with no CDN and no inline code.
-    csp = "default-src 'self'; script-src 'self'; style-src 'self'; object-src 'none'"
+    csp = (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "object-src 'none'"
+    )
     return web.FileResponse(
         WEB / "api-docs.html", headers={"Content-Security-Policy": csp, "Cache-Control": "no-cache"}
     )
