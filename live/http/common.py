@@ -145,6 +145,8 @@ async def read_json(request: web.Request, model: type[M]) -> M:
             raise DomainError("invalid_json", "the request body is not valid JSON") from None
         except ValueError:  # an integer past Python's digit limit (4300) for int parsing
             raise DomainError("invalid_json", "a number in the request body is too long") from None
+        except RecursionError:  # arrays or objects nested thousands deep
+            raise DomainError("invalid_json", "the request body is nested too deeply") from None
     if not isinstance(raw, dict):
         raise DomainError("invalid_json", "the request body must be a JSON object")
     try:

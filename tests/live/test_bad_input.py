@@ -101,3 +101,13 @@ def test_one_line_per_cause_per_window() -> None:
     assert [r.exc_info is not None for r in records] == [True, False, False, True]
     assert "5 more like it" in records[1].getMessage()
     assert len(suppressed) == 15 - 3
+
+
+async def test_deeply_nested_json_is_400(
+    node: RunningNode, http: aiohttp.ClientSession, tokens: TokenAuthority
+) -> None:
+    data = '{"title": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    headers = {**host(tokens), "Content-Type": "application/json"}
+    async with http.post(node.url + "/api/rooms", data=data, headers=headers) as resp:
+        body = await resp.json()
+    assert (resp.status, body["error"]) == (400, "invalid_json"), body
