@@ -75,3 +75,9 @@ async def test_document_and_docs_page_are_served(
     for asset in ("/static/api-docs.js", "/static/api-docs.css"):
         async with http.get(node.url + asset) as resp:
             assert resp.status == 200, asset
+
+
+def test_document_is_valid_openapi_3_1() -> None:
+    import schemathesis
+
+    schemathesis.openapi.from_dict(document()).validate()  # against the OpenAPI 3.1 meta-schema
