@@ -343,6 +343,21 @@ def document() -> dict[str, Any]:
 _DOCUMENT = json.dumps(document(), separators=(",", ":")).encode()
 
 
+def served(app: web.Application) -> set[str]:
+    """`METHOD path` of every route of `app` (HEAD of a GET is aiohttp's own, not a route)."""
+    return {
+        f"{route.method} {route.resource.canonical}"
+        for route in app.router.routes()
+        if route.resource is not None and route.method != "HEAD"
+    }
+
+
+def without_operation(app: web.Application) -> set[str]:
+    """Routes `app` serves that neither `OPERATIONS` nor `UNDOCUMENTED` names."""
+    documented = {f"{op.method} {op.path}" for op in OPERATIONS} | set(UNDOCUMENTED)
+    return {r for r in served(app) if r not in documented and f"* {r.split()[1]}" not in documented}
+
+
 async def openapi_json(request: web.Request) -> web.Response:
     return web.Response(body=_DOCUMENT, content_type=JSON)
 
