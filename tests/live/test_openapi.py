@@ -20,7 +20,8 @@ async def http() -> aiohttp.ClientSession:
 
 async def test_every_route_served_has_an_operation_and_back(node: RunningNode) -> None:
     app = node.runner.app
-    assert not without_operation(app), "routes with no operation in live/http/openapi.py"
+    missing = sorted(without_operation(app))
+    assert not missing, f"routes with no operation in live/http/openapi.py: {missing}"
     documented = {f"{m.upper()} {path}" for path, ops in document()["paths"].items() for m in ops}
     assert documented <= served(app), f"operations of no route: {documented - served(app)}"
 
