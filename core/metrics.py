@@ -39,6 +39,12 @@ class Metrics:
             ["limit", "decision"],
             registry=self.registry,
         )
+        # Internal errors not logged: the same cause was logged within the minute (live/http/faults)
+        self.http_errors_unlogged = Counter(
+            "live_http_internal_errors_unlogged_total",
+            "Internal errors whose log line was suppressed (same cause logged within a minute)",
+            registry=self.registry,
+        )
         self.sockets = Gauge(
             "live_socketio_connections", "Connected Socket.IO clients", registry=self.registry
         )

@@ -16,7 +16,7 @@ from core.store import embedded_valkey, redis_client
 from live.http import commerce as api_commerce
 from live.http import edge as api_edge
 from live.http import media as media_http
-from live.http import pages
+from live.http import openapi, pages
 from live.http import rooms as api_rooms
 from live.http.common import AUTH, METRICS, error_middleware, token_keys
 from live.http.connections import ConnectionGuard, GuardedSite
@@ -38,6 +38,7 @@ def build_app(node: Node) -> web.Application:
     media_http.setup(app, node)
     api_edge.setup(app, node)
     pages.setup(app)
+    openapi.setup(app)
     node.chat.attach(app)
     app.on_startup.append(node.start)
     app.on_shutdown.append(node.chat.close_connections)

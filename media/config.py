@@ -60,6 +60,10 @@ class MediaConfig:
     worker_stats_interval_s: float = 0.5
     # A worker not ready this long after its start counts as failed (and is started again).
     worker_start_timeout_s: float = 20.0
+    # WHIP/WHEP offers larger than this (bytes) or with more m-lines are refused (invalid_sdp):
+    # a browser's audio+video offer is 4-8 KiB with 2 m-lines.
+    sdp_max_bytes: int = 64 * 1024
+    sdp_max_media: int = 4
 
 
 class MediaSettings(Section):
@@ -82,6 +86,10 @@ class MediaSettings(Section):
     sessions_per_user: int = Field(3, ge=0, validation_alias="LIVE_WHEP_SESSIONS_PER_USER")
     # A WHEP/WHIP session not connected (ICE and DTLS) this long after its offer is closed.
     connect_timeout_s: float = Field(10.0, gt=0)
+
+    # WHIP/WHEP offers past these are 400 invalid_sdp (see MediaConfig).
+    sdp_max_bytes: int = Field(default=64 * 1024, ge=1024, le=1024 * 1024)
+    sdp_max_media: int = Field(default=4, ge=1, le=64)
 
     @field_validator("workers")
     @classmethod
@@ -120,4 +128,6 @@ class MediaSettings(Section):
             max_viewers=self.viewer_limit,
             sessions_per_owner=self.sessions_per_user,
             connect_timeout_s=self.connect_timeout_s,
+            sdp_max_bytes=self.sdp_max_bytes,
+            sdp_max_media=self.sdp_max_media,
         )

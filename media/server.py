@@ -78,6 +78,8 @@ class MediaServer:
         # Viewer sessions per owner, here and on workers, those being answered included: counted
         # before the first await so a burst of offers from one owner cannot all pass the check.
         self._owned: Counter[str] = Counter()
+        # Offers refused before aiortc parses them, by reason (`too_large`, `too_many_media`).
+        self.offers_refused: Counter[str] = Counter()
 
     # -- events -------------------------------------------------------------------------------
 
@@ -154,7 +156,7 @@ class MediaServer:
     ) -> tuple[str, str]:
         """Accept a host's WHIP offer; returns (session id, SDP answer)."""
         self._check_open()
-        media = _validate_offer(offer_sdp, wanted=("sendonly", "sendrecv"), what="send")
+        media = self._validate_offer(offer_sdp, wanted=("sendonly", "sendrecv"), what="send")
         room = self._room(room_id)
         if room.publisher is not None:
             raise MediaError("publisher_exists", f"room {room_id!r} already has a publisher")
@@ -248,7 +250,7 @@ class MediaServer:
                 "end one (DELETE its Location) first",
                 retry_after=max(1, math.ceil(self.config.connect_timeout_s)),
             )
-        media = _validate_offer(offer_sdp, wanted=("recvonly", "sendrecv"), what="receive")
+        media = self._validate_offer(offer_sdp, wanted=("recvonly", "sendrecv"), what="receive")
         if self.workers is not None:
             self._own(owner)
             try:
@@ -392,6 +394,24 @@ class MediaServer:
         return room.video.gop if room is not None else []
 
     # -- internals ----------------------------------------------------------------------------
+
+    def _validate_offer(
+        self, sdp: str, wanted: tuple[str, ...], what: str
+    ) -> list[tuple[str, str]]:
+        # Bounded before aiortc parses it: its parser's work grows with lines and m-sections, and
+        # a WHIP/WHEP session needs at most audio and video (plus what a browser adds).
+        size, limit = len(sdp.encode("utf-8", "surrogatepass")), self.config.sdp_max_bytes
+        if size > limit:
+            self.offers_refused["too_large"] += 1
+            raise MediaError("invalid_sdp", f"the offer has {size} bytes; at most {limit}")
+        sections = sum(1 for line in sdp.split("\n") if line.startswith("m="))
+        if sections > self.config.sdp_max_media:
+            self.offers_refused["too_many_media"] += 1
+            raise MediaError(
+                "invalid_sdp",
+                f"the offer has {sections} m-lines; at most {self.config.sdp_max_media}",
+            )
+        return _validate_offer(sdp, wanted, what)
 
     def _check_open(self) -> None:
         if self._closed:
@@ -580,8 +600,14 @@ async def _set_offer(pc: RTCPeerConnection, sdp: str) -> None:
 
 
 async def _answer(pc: RTCPeerConnection) -> str:
-    answer = await pc.createAnswer()
-    await pc.setLocalDescription(answer)
+    try:
+        answer = await pc.createAnswer()
+        await pc.setLocalDescription(answer)
+    except Exception as exc:
+        # aiortc accepts some offers it cannot answer (an m-section it never made a transceiver
+        # for fails with AttributeError): the offer's fault, not ours.
+        logger.info("no answer to an offer: %r", exc)
+        raise MediaError("invalid_sdp", "the offer cannot be answered") from None
     local = pc.localDescription
     assert local is not None
     return str(local.sdp)

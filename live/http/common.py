@@ -17,6 +17,7 @@ from core.auth import Claims, TokenAuthority
 from core.errors import DomainError
 from core.metrics import Metrics
 from live.http.errors import error_response, internal, mapped
+from live.http.faults import FaultLog
 
 if TYPE_CHECKING:
     from prometheus_client.metrics import Counter
@@ -41,6 +42,16 @@ _error_counters: weakref.WeakKeyDictionary[Metrics, dict[str, Counter]] = (
 )
 
 
+_fault_logs: weakref.WeakKeyDictionary[Metrics, FaultLog] = weakref.WeakKeyDictionary()
+
+
+def _fault_log(metrics: Metrics) -> FaultLog:
+    faults = _fault_logs.get(metrics)
+    if faults is None:
+        faults = _fault_logs[metrics] = FaultLog(on_suppressed=metrics.http_errors_unlogged.inc)
+    return faults
+
+
 def _count_error(metrics: Metrics, code: str) -> None:
     children = _error_counters.get(metrics)
     if children is None:
@@ -59,6 +70,10 @@ def _count_request(metrics: Metrics, route: str, status: int) -> None:
     if child is None:
         child = children[(route, status)] = metrics.http_requests.labels(route, str(status))
     child.inc()
+
+
+# The codes of aiohttp's own refusals (its router, its body limit); any other is `http_error`.
+HTTP_EXCEPTION_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
 
 
 def json_error(status: int, code: str, detail: str) -> web.Response:
@@ -88,9 +103,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        code = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(
-            exc.status, "http_error"
-        )
+        code = HTTP_EXCEPTION_CODES.get(exc.status, "http_error")
         response = json_error(exc.status, code, exc.reason)
         _count_error(metrics, code)
     except (RedisConnectionError, RedisTimeoutError, ConnectionRefusedError) as exc:
@@ -99,8 +112,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             DomainError("store_unavailable", "the shared store is unreachable; retry")
         )
         _count_error(metrics, "store_unavailable")
-    except Exception:
-        log.exception("unhandled error in %s %s", request.method, request.path)
+    except Exception as exc:
+        _fault_log(metrics).report(exc, f"{request.method} {request.path}")
         response = error_response(internal())
         _count_error(metrics, "internal")
     _count_request(metrics, route_name, response.status)
@@ -129,15 +142,29 @@ async def read_json(request: web.Request, model: type[M]) -> M:
             except ValidationError:
                 pass
         try:
-            raw = json.loads(body.decode(request.charset or "utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError):
+            text = body.decode(request.charset or "utf-8")
+        except LookupError:
+            raise unknown_charset(request.charset) from None
+        except UnicodeError:  # not only UnicodeDecodeError: the idna codec raises its parent
             raise DomainError("invalid_json", "the request body is not valid JSON") from None
+        try:
+            raw = json.loads(text)
+        except json.JSONDecodeError:
+            raise DomainError("invalid_json", "the request body is not valid JSON") from None
+        except ValueError:  # an integer past Python's digit limit (4300) for int parsing
+            raise DomainError("invalid_json", "a number in the request body is too long") from None
+        except RecursionError:  # arrays or objects nested thousands deep
+            raise DomainError("invalid_json", "the request body is nested too deeply") from None
     if not isinstance(raw, dict):
         raise DomainError("invalid_json", "the request body must be a JSON object")
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
         raise DomainError("invalid_request", validation_detail(exc)) from None
+
+
+def unknown_charset(charset: str | None) -> DomainError:
+    return DomainError("unsupported_media_type", f"unknown charset {charset!r}")
 
 
 def claims_of(request: web.Request) -> Claims:

@@ -15,7 +15,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from core.errors import DomainError, unknown_room
-from live.http.common import claims_of
+from live.http.common import claims_of, unknown_charset
 from live.node import NODE, Node
 from media import MediaEvent, MediaServer
 from media.errors import MediaError
@@ -71,9 +71,18 @@ async def _announce(node: Node, event: MediaEvent) -> None:
 async def _offer(request: web.Request) -> str:
     if request.content_type != SDP:
         raise DomainError("unsupported_media_type", f"the body must be {SDP}")
+    limit = request.app[MEDIA].config.sdp_max_bytes
+    if request.content_length is not None and request.content_length > limit:
+        # Refused unread (MediaServer checks the size of what it is given again).
+        request.app[MEDIA].offers_refused["too_large"] += 1
+        raise DomainError(
+            "invalid_sdp", f"the offer has {request.content_length} bytes; at most {limit}"
+        )
     try:
         return await request.text()
-    except UnicodeDecodeError:
+    except LookupError:
+        raise unknown_charset(request.charset) from None
+    except UnicodeError:
         raise DomainError("invalid_sdp", "the SDP offer is not UTF-8 text") from None
 
 
@@ -184,6 +193,14 @@ class MediaCollector(Collector):
             for q in (0.5, 0.95, 1.0):
                 ttff.add_metric([str(q)], samples[min(len(samples) - 1, int(q * len(samples)))])
         yield ttff
+        refused = CounterMetricFamily(
+            "live_media_offers_refused",
+            "WHIP/WHEP offers refused unparsed, by reason (too_large, too_many_media)",
+            labels=["reason"],
+        )
+        for reason, count in self._media.offers_refused.items():
+            refused.add_metric([reason], count)
+        yield refused
         fallbacks = CounterMetricFamily(
             "live_media_fast_path_fallbacks",
             "Viewer tracks whose fast send path fell back to a slower way, by reason",

@@ -56,8 +56,9 @@ def offer_media(sdp: str) -> list[tuple[str, str]]:
     """(kind, direction) of each audio/video section of an SDP offer; ValueError if unparsable."""
     try:
         description = aiortc_sdp.SessionDescription.parse(sdp)
-    except (AssertionError, ValueError, IndexError, KeyError, TypeError) as exc:
-        # aiortc's parser asserts on malformed lines
+    except Exception as exc:
+        # aiortc's parser asserts on malformed lines, and fails in other ways on others (an
+        # attribute with no value: AttributeError); any of them means the offer is unparsable.
         raise ValueError(f"unparsable SDP: {exc}") from exc
     return [
         (m.kind, m.direction or "sendrecv")

@@ -70,6 +70,8 @@ ENVIRONMENT: list[tuple[str, str, str, str, Any]] = [
     ("LIVE_MEDIA_MAX_VIEWERS", "17", "media", "max_viewers", 17),
     ("LIVE_WHEP_SESSIONS_PER_USER", "5", "media", "sessions_per_user", 5),
     ("LIVE_MEDIA_CONNECT_TIMEOUT_S", "4.5", "media", "connect_timeout_s", 4.5),
+    ("LIVE_MEDIA_SDP_MAX_BYTES", "2048", "media", "sdp_max_bytes", 2048),
+    ("LIVE_MEDIA_SDP_MAX_MEDIA", "3", "media", "sdp_max_media", 3),
     ("LIVE_ORIGIN_URL", "http://o:1", "edge", "origin_url", "http://o:1"),
     ("LIVE_NODE_HEARTBEAT_S", "0.3", "edge", "node_heartbeat_s", 0.3),
     ("LIVE_NODE_TTL_S", "4.5", "edge", "node_ttl_s", 4.5),
