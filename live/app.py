@@ -27,7 +27,11 @@ log = logging.getLogger(__name__)
 
 
 def build_app(node: Node) -> web.Application:
-    app = web.Application(middlewares=[error_middleware, token_keys], client_max_size=256 * 1024)
+    # The key-fetching middleware only where OIDC is on: every request pays for a middleware.
+    middlewares = (
+        [error_middleware, token_keys] if node.auth.keys is not None else [error_middleware]
+    )
+    app = web.Application(middlewares=middlewares, client_max_size=256 * 1024)
     app[NODE] = node
     app[METRICS] = node.metrics
     app[AUTH] = node.auth
