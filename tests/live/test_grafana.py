@@ -52,8 +52,11 @@ async def test_every_metric_the_dashboard_queries_is_exported(start_node: NodeFa
     exprs = queries(dashboard)
     assert len(exprs) >= 20 and all(METRIC.search(e) for e in exprs), "a query names no metric"
     wanted = {name for expr in exprs for name in METRIC.findall(expr)}
-    # An origin and an edge: the edge exports the upstream metrics.
-    origin = await start_node(node_id="origin", role="origin")
+    # An origin and an edge: the edge exports the upstream metrics, and only a node with an
+    # identity provider the JWKS ones (nothing listens there: keys are fetched only for a token).
+    origin = await start_node(
+        node_id="origin", role="origin", jwks_url="http://127.0.0.1:9/jwks.json"
+    )
     edge = await start_node(node_id="edge-1", role="edge", origin_url=origin.url)
     names: set[str] = set()
     async with aiohttp.ClientSession() as http:
@@ -64,6 +67,6 @@ async def test_every_metric_the_dashboard_queries_is_exported(start_node: NodeFa
     assert sorted(wanted - names) == []
     # Every area of a node has a row.
     rows = {p["title"] for p in dashboard["panels"] if p["type"] == "row"}
-    assert rows >= {"Nodes", "Chat", "Commerce", "Media", "Edges"}
+    assert rows >= {"Nodes", "Chat", "Commerce", "Media", "Edges", "Safety and limits"}
     ids = [p["id"] for p in dashboard["panels"]]
     assert len(ids) == len(set(ids)), "panel ids must be unique"
