@@ -88,7 +88,7 @@ class MediaSettings(Section):
     connect_timeout_s: float = Field(10.0, gt=0)
 
     # WHIP/WHEP offers past these are 400 invalid_sdp (see MediaConfig).
-    sdp_max_bytes: int = Field(default=64 * 1024, ge=1024, le=1024 * 1024)
+    sdp_max_bytes: int = Field(default=64 * 1024, ge=1024, le=256 * 1024)  # <= client_max_size
     sdp_max_media: int = Field(default=4, ge=1, le=64)
 
     @field_validator("workers")
