@@ -58,6 +58,8 @@ class History:
         if last_seen is None:
             entries = await self._redis.xrevrange(key, count=RECENT_ON_JOIN)
             return [_message(i, f) for i, f in reversed(entries)]
+        if last_seen.split("-") == [str(_U64), str(_U64)]:
+            return []  # nothing can follow it (and Redis refuses it as an exclusive start)
         entries = await self._redis.xrange(key, min=f"({last_seen}", count=self._max_len)
         return [_message(i, f) for i, f in entries]
 

@@ -8,6 +8,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from pydantic import ValidationError
+
 from core.limits import raise_open_files_limit
 from live.cli import demo as cmd_demo
 from live.cli import serve as cmd_serve
@@ -60,14 +62,22 @@ def _optional_commands(sub: Any) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     raise_open_files_limit()  # nodes and load generators hold one descriptor per connection
-    result = args.run(args)
-    if asyncio.iscoroutine(result):
-        import uvloop
+    try:
+        result = args.run(args)
+        if asyncio.iscoroutine(result):
+            import uvloop
 
-        try:
-            return int(uvloop.run(result))
-        except KeyboardInterrupt:
-            return 130
+            try:
+                return int(uvloop.run(result))
+            except KeyboardInterrupt:
+                return 130
+    except ValidationError as exc:
+        # Settings refused: say which and why in one line each, never echoing the values (a
+        # too-short secret would otherwise land in the logs nearly whole).
+        for error in exc.errors(include_input=False, include_url=False):
+            where = ".".join(str(part) for part in error["loc"]) or exc.title
+            print(f"live {args.command}: {where}: {error['msg']}", file=sys.stderr)
+        return 2
     assert isinstance(result, int)
     return result
 

@@ -76,8 +76,10 @@ class _Guarded(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         address = str(peer[0]) if isinstance(peer, tuple) and peer else ""
         if not self._guard.admit(address):
-            if isinstance(transport, asyncio.WriteTransport):
-                transport.write(REFUSAL)
+            # Duck-typed: uvloop's TCP transport writes but is no asyncio.WriteTransport.
+            write = getattr(transport, "write", None)
+            if write is not None:
+                write(REFUSAL)
             transport.close()
             return
         self._address = address

@@ -109,3 +109,16 @@ async def test_connect_refused_with_a_reason(
     assert refusal["data"]["error"] == error
     assert refusal["message"] == refusal["data"]["detail"]
     await client.close()
+
+
+async def test_join_since_the_last_possible_id_is_an_empty_history(
+    node: RunningNode, connect: ClientFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The largest id is a valid one, but Redis refuses it as an exclusive range start: the node
+    # answered "store_unavailable" (retry) and logged a store error for every such join.
+    client = await connect(node.url, "alice")
+    last = f"{(1 << 64) - 1}-{(1 << 64) - 1}"
+    with caplog.at_level(logging.WARNING):
+        ack = await client.join("r1", since=last)
+    assert ack["ok"] is True and ack["history"] == [], ack
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
