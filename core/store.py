@@ -15,6 +15,16 @@ from typing import Any, TypeAlias
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import (
+    ClusterDownError,
+    ClusterError,
+    RedisClusterException,
+    RedisError,
+    SlotNotCoveredError,
+    TryAgainError,
+)
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.maint_notifications import MaintNotificationsConfig
 
 from core.config import DEFAULT_FSYNC
@@ -23,6 +33,22 @@ from core.valkey import EmbeddedValkey, Fsync
 log = logging.getLogger(__name__)
 
 Redis: TypeAlias = "aioredis.Redis"
+
+# The store is down, restarting or failing over: a client should retry (503 store_unavailable).
+# On a cluster that is also CLUSTERDOWN (no quorum, or a master lost with no replica yet
+# promoted), TRYAGAIN, redirections past the client's budget, and a slot with no known owner
+# (which redis-py does not raise as a RedisError).
+STORE_DOWN: tuple[type[Exception], ...] = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    ConnectionRefusedError,
+    ClusterDownError,
+    ClusterError,
+    TryAgainError,
+    SlotNotCoveredError,
+)
+# Anything the store or the way to it raises: background loops log it and carry on.
+STORE_ERRORS: tuple[type[Exception], ...] = (RedisError, RedisClusterException, OSError)
 
 
 def room_key(room: str, *parts: str) -> str:

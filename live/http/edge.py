@@ -11,10 +11,10 @@ from collections.abc import Iterator
 from aiohttp import web
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
-from redis.exceptions import RedisError
 
 from core.auth import require_role
 from core.errors import DomainError, unknown_room
+from core.store import STORE_ERRORS
 from edge.selection import REGION, RegionDistances, select
 from edge.upstream import UpstreamManager, UpstreamUnavailable
 from live.http.common import Handler, claims_of
@@ -83,7 +83,7 @@ async def _watch_origin(node: Node, upstreams: UpstreamManager, stop: asyncio.Ev
         try:
             found = [n for n in await node.registry.nodes() if n.url.rstrip("/") == origin]
             upstreams.origin_started = found[0].started_at if found else None
-        except (RedisError, OSError) as exc:
+        except STORE_ERRORS as exc:
             log.warning("origin watch: registry unreadable: %s", exc)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), node.settings.edge.node_heartbeat_s)
