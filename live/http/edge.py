@@ -193,7 +193,8 @@ async def room_edge(request: web.Request) -> web.Response:
         raise DomainError(
             "unknown_region", f"unknown region {region!r}; known: {', '.join(sorted(known))}"
         )
-    choice = select(nodes, region, distances)
+    source = await request.app[SOURCES].get(room_id)
+    choice = select(nodes, region, distances, source.node_id if source else None)
     if choice is None:
         raise DomainError("no_node_available", "no live node takes viewers right now")
     return web.json_response(choice.to_json(), headers={"Cache-Control": "no-store"})
