@@ -1,5 +1,7 @@
 """Which node a viewer should use: a healthy node of its region (least loaded), else the nearest
-region that has one, else the origin. Pure functions over registry records."""
+region that has one, else the origin (the nearest; at equal distance the node holding the room's
+host, which serves without a hop). Pure functions over registry records. Any node serves any room
+(it pulls the room from its source), so the choice is about distance and load only."""
 
 from __future__ import annotations
 
@@ -49,8 +51,14 @@ def least_loaded(nodes: Iterable[NodeRecord]) -> NodeRecord:
     return min(nodes, key=lambda n: (n.load, n.viewers, n.node_id))
 
 
-def select(nodes: Sequence[NodeRecord], region: str, distances: RegionDistances) -> Choice | None:
-    """The node for a viewer in `region`; None when no live node takes viewers."""
+def select(
+    nodes: Sequence[NodeRecord],
+    region: str,
+    distances: RegionDistances,
+    source: str | None = None,
+) -> Choice | None:
+    """The node for a viewer in `region`; None when no live node takes viewers. `source`: the id
+    of the node holding the room's host, if any."""
     open_nodes = [n for n in nodes if n.accepts_viewers]
     edges = [n for n in open_nodes if n.role in VIEWER_ROLES]
     local = [n for n in edges if n.region == region]
@@ -63,6 +71,14 @@ def select(nodes: Sequence[NodeRecord], region: str, distances: RegionDistances)
         return Choice(least_loaded(n for d, n in reachable if d == nearest), "nearest")
     origins = [n for n in open_nodes if n.role in ORIGIN_ROLES]
     if origins:
-        best = min(origins, key=lambda n: (distances.distance(region, n.region), n.load, n.node_id))
+        best = min(
+            origins,
+            key=lambda n: (
+                distances.distance(region, n.region),
+                n.node_id != source,
+                n.load,
+                n.node_id,
+            ),
+        )
         return Choice(best, "origin")
     return None

@@ -36,9 +36,10 @@ AUDIO_CODECS = ("opus",)
 
 @dataclass(frozen=True, slots=True)
 class MediaEvent:
-    """A room went live (its publisher connected) or ended (its publisher left)."""
+    """A room went live (its publisher connected) or ended (its publisher left); `closed`: a host's
+    publishing session ended, whether or not it ever connected (after `ended` if it was live)."""
 
-    kind: Literal["live", "ended"]
+    kind: Literal["live", "ended", "closed"]
     room_id: str
     session_id: str
 
@@ -99,6 +100,11 @@ class MediaServer:
     def is_live(self, room_id: str) -> bool:
         room = self.rooms.get(room_id)
         return room is not None and room.publisher is not None and room.publisher.live
+
+    def publisher(self, room_id: str) -> Session | None:
+        """The room's publisher session on this node (a host's, or a relay from another node)."""
+        room = self.rooms.get(room_id)
+        return room.publisher if room is not None else None
 
     def session(self, session_id: str) -> Session | RemoteViewer | None:
         """A session of this process, or a viewer's held by a worker."""
@@ -500,6 +506,8 @@ class MediaServer:
                 self._fold_publisher(session, room)
                 if was_live and not session.relay:
                     self._emit(MediaEvent("ended", session.room_id, session.id))
+                if not session.relay:
+                    self._emit(MediaEvent("closed", session.room_id, session.id))
             else:
                 room.unsubscribe(session)
                 room.viewers.pop(session.id, None)

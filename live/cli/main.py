@@ -29,7 +29,10 @@ def parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run a node", description=cmd_serve.__doc__)
     node_flags(serve)
     serve.add_argument("--role", choices=["all", "origin", "edge"], help="node role (default all)")
-    serve.add_argument("--origin", help="origin URL an edge pulls from (LIVE_ORIGIN_URL)")
+    serve.add_argument(
+        "--origin",
+        help="origin URL an edge pulls a room from when no node holds its host (LIVE_ORIGIN_URL)",
+    )
     serve.set_defaults(run=cmd_serve.run)
 
     demo = sub.add_parser(

@@ -1,5 +1,6 @@
-"""HTTP adapter of the edge layer: viewer routing, the node registry's admin calls, and on edge
-nodes the upstream that a WHEP viewer's arrival opens to the origin."""
+"""HTTP adapter of the edge layer: viewer routing, the node registry's admin calls, and the
+upstream that a WHEP viewer's arrival opens to the room's source (the node holding its host) or,
+on an edge, to the origin."""
 
 from __future__ import annotations
 
@@ -16,9 +17,9 @@ from core.auth import require_role
 from core.errors import DomainError, unknown_room
 from core.store import STORE_ERRORS
 from edge.selection import REGION, RegionDistances, select
-from edge.upstream import UpstreamManager, UpstreamUnavailable
+from edge.upstream import SourceIsHere, UpstreamManager, UpstreamUnavailable
 from live.http.common import Handler, claims_of
-from live.http.media import MEDIA
+from live.http.media import MEDIA, SOURCES
 from live.node import NODE, Node
 
 log = logging.getLogger(__name__)
@@ -29,8 +30,8 @@ UPSTREAMS = web.AppKey("upstreams", UpstreamManager)
 
 
 def setup(app: web.Application, node: Node) -> None:
-    """Add the edge routes; on edge nodes the upstream manager; make shutdown start with draining
-    (no new viewers)."""
+    """Add the edge routes and the upstream manager; make shutdown start with draining (no new
+    viewers)."""
     s = node.settings
     app[DISTANCES] = RegionDistances(s.edge.region_distances)
     app.add_routes(routes)
@@ -38,53 +39,50 @@ def setup(app: web.Application, node: Node) -> None:
     node.registry.count_viewers = lambda: media.stats().viewers
     app.middlewares.append(viewer_admission)
     app.on_response_prepare.append(_allow_cross_origin)
-    upstreams: UpstreamManager | None = None
-    if s.server.role == "edge":
-        if not s.edge.origin_url:
-            raise ValueError("an edge node needs the origin's URL (--origin or LIVE_ORIGIN_URL)")
-        node_id = s.server.node_id
-        upstreams = app[UPSTREAMS] = UpstreamManager(
-            media,
-            s.edge,
-            s.edge.origin_url,
-            node_id,
-            lambda: node.auth.issue(user=node_id, role="node", name=node_id, ttl_s=600),
-        )
-        node.metrics.registry.register(UpstreamCollector(upstreams))
-        watch: list[asyncio.Task[None]] = []
-        stop = asyncio.Event()
+    if s.server.role == "edge" and not s.edge.origin_url:
+        raise ValueError("an edge node needs the origin's URL (--origin or LIVE_ORIGIN_URL)")
+    node_id = s.server.node_id
+    upstreams = app[UPSTREAMS] = UpstreamManager(
+        media,
+        s.edge,
+        app[SOURCES],
+        node_id,
+        lambda: node.auth.issue(user=node_id, role="node", name=node_id, ttl_s=600),
+        fallback_url=s.edge.origin_url if s.server.role == "edge" else None,
+    )
+    node.metrics.registry.register(UpstreamCollector(upstreams))
+    watch: list[asyncio.Task[None]] = []
+    stop = asyncio.Event()
 
-        async def start_watch(app: web.Application) -> None:
-            watch.append(asyncio.ensure_future(_watch_origin(node, upstreams, stop)))
+    async def start_watch(app: web.Application) -> None:
+        watch.append(asyncio.ensure_future(_watch_sources(node, upstreams, stop)))
 
-        app.on_startup.append(start_watch)
+    app.on_startup.append(start_watch)
 
-        async def stop_watch(app: web.Application) -> None:
-            # Not cancelled: a Redis call cut short would leave its connection behind.
-            stop.set()
-            await asyncio.gather(*watch, return_exceptions=True)
+    async def stop_watch(app: web.Application) -> None:
+        # Not cancelled: a Redis call cut short would leave its connection behind.
+        stop.set()
+        await asyncio.gather(*watch, return_exceptions=True)
 
-        app.on_cleanup.append(stop_watch)
+    app.on_cleanup.append(stop_watch)
 
     async def drain(app: web.Application) -> None:
         await node.registry.drain()
-        if upstreams is not None:
-            await upstreams.close()
+        await upstreams.close()
 
     # First of the shutdown hooks: selection stops offering this node before its sessions close.
     app.on_shutdown.insert(0, drain)
 
 
-async def _watch_origin(node: Node, upstreams: UpstreamManager, stop: asyncio.Event) -> None:
-    """Keep the origin's instance (its registry `started_at`) fresh: when it changes the origin
-    restarted, and upstreams to it are redone even if their connection has not noticed yet."""
-    origin = (node.settings.edge.origin_url or "").rstrip("/")
+async def _watch_sources(node: Node, upstreams: UpstreamManager, stop: asyncio.Event) -> None:
+    """Keep the nodes' instances (registry `started_at`) and the pulled rooms' sources fresh: a
+    source that restarted or moved is pulled again even if the connection has not noticed yet,
+    and viewers who joined here before their host published elsewhere get an upstream."""
     while not stop.is_set():
         try:
-            found = [n for n in await node.registry.nodes() if n.url.rstrip("/") == origin]
-            upstreams.origin_started = found[0].started_at if found else None
+            await upstreams.refresh(await node.registry.nodes())
         except STORE_ERRORS as exc:
-            log.warning("origin watch: registry unreadable: %s", exc)
+            log.warning("source watch: registry unreadable: %s", exc)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), node.settings.edge.node_heartbeat_s)
 
@@ -103,8 +101,10 @@ async def _allow_cross_origin(request: web.Request, response: web.StreamResponse
 
 @web.middleware
 async def viewer_admission(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """A draining node takes no new viewer; an edge takes no host (publish to the origin) and
-    opens the room's upstream before its WHEP viewer is answered. Answers CORS preflights."""
+    """A draining node takes no new viewer; an edge takes no host (publish to the origin); a WHEP
+    viewer of a room whose host publishes on another node (or, on an edge, of a room nobody
+    publishes) is answered once this node's upstream of the room is open. Answers CORS
+    preflights."""
     if request.method == "OPTIONS" and _cross_origin(request):
         return web.Response(
             status=204,
@@ -117,9 +117,9 @@ async def viewer_admission(request: web.Request, handler: Handler) -> web.Stream
     if request.method != "POST" or not request.path.startswith(("/whep/", "/whip/")):
         return await handler(request)
     node = request.app[NODE]
-    upstreams = request.app.get(UPSTREAMS)
+    upstreams = request.app[UPSTREAMS]
     if request.path.startswith("/whip/"):
-        if upstreams is not None:
+        if node.settings.server.role == "edge":
             raise DomainError(
                 "not_origin", f"publish to the origin, {node.settings.edge.origin_url}"
             )
@@ -127,15 +127,27 @@ async def viewer_admission(request: web.Request, handler: Handler) -> web.Stream
     if node.registry.draining:
         raise DomainError("draining", "this node takes no new viewers: ask for an edge again")
     room_id = request.match_info.get("room", "")
-    if upstreams is None:
-        return await handler(request)
     claims = claims_of(request)
     if not claims.in_room(room_id) or not await node.rooms.exists(room_id):
         return await handler(request)  # which refuses with the usual error
+    publisher = request.app[MEDIA].publisher(room_id)
+    if room_id not in upstreams.upstreams:
+        if publisher is not None and not publisher.relay:
+            return await handler(request)  # the host publishes here
+        try:
+            target = await upstreams.target(room_id)
+        except SourceIsHere:
+            target = None  # the host is being answered here
+        if target is None:
+            # Or nobody publishes yet: the viewer waits here, and the watch opens the upstream
+            # if the host then publishes on another node.
+            return await handler(request)
     try:
         async with upstreams.hold(room_id):
             return await handler(request)
     except UpstreamUnavailable as exc:
+        if exc.local:
+            return await handler(request)
         if exc.status == 404:
             raise unknown_room(room_id, at_origin=True) from None
         raise DomainError("upstream_unavailable", f"cannot pull the room: {exc.detail}") from None
@@ -151,14 +163,14 @@ class UpstreamCollector(Collector):
         u = self._upstreams
         yield GaugeMetricFamily(
             "live_edge_upstreams",
-            "Rooms pulled from the origin (one upstream each)",
+            "Rooms pulled from their source node or the origin (one upstream each)",
             len(u.upstreams),
         )
         yield GaugeMetricFamily(
-            "live_edge_upstreams_ready", "Upstreams negotiated with the origin", u.ready_count()
+            "live_edge_upstreams_ready", "Upstreams negotiated with their source", u.ready_count()
         )
         yield CounterMetricFamily(
-            "live_edge_upstream_connects", "Upstream connections made to the origin", u.connects
+            "live_edge_upstream_connects", "Upstream connections made to a source", u.connects
         )
         yield CounterMetricFamily(
             "live_edge_upstream_failures", "Upstream attempts that failed", u.failures
@@ -181,7 +193,8 @@ async def room_edge(request: web.Request) -> web.Response:
         raise DomainError(
             "unknown_region", f"unknown region {region!r}; known: {', '.join(sorted(known))}"
         )
-    choice = select(nodes, region, distances)
+    source = await request.app[SOURCES].get(room_id)
+    choice = select(nodes, region, distances, source.node_id if source else None)
     if choice is None:
         raise DomainError("no_node_available", "no live node takes viewers right now")
     return web.json_response(choice.to_json(), headers={"Cache-Control": "no-store"})

@@ -65,6 +65,7 @@ STATUS: dict[str, Http] = {
     "unknown_reservation": Http(404),
     "unknown_sale": Http(404),
     # media
+    "already_live": Http(409),  # another WHIP session holds the room (its node_id and url)
     "closed": Http(503),
     "full": Http(503, retry_after=2),  # or ask GET /api/rooms/{room}/edge for another node
     "too_many_sessions": Http(429),  # Retry-After: the media connect timeout

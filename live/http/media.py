@@ -1,20 +1,27 @@
 """Thin HTTP adapter for media: WHIP (RFC 9725) ingest and WHEP playback over `media.MediaServer`.
 
 Routes carry SDP only; tokens, room existence, the room's `live` flag, the Socket.IO notice and
-metrics are the kernel's business and live here, so `media` stays free of HTTP and Redis.
+metrics are the kernel's business and live here, so `media` stays free of HTTP and Redis. A WHIP
+session makes this node the room's source (`edge.sources`) for as long as it lives, so viewers on
+other nodes can pull the room from here; a room has one host session across all nodes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 
 from aiohttp import web
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from core.errors import DomainError, unknown_room
+from core.store import STORE_ERRORS
+from edge.sources import RoomSources, Source
 from live.http.common import claims_of, unknown_charset
 from live.node import NODE, Node
 from media import MediaEvent, MediaServer
@@ -23,6 +30,19 @@ from media.errors import MediaError
 log = logging.getLogger(__name__)
 
 MEDIA = web.AppKey("media", MediaServer)
+
+
+@dataclass
+class Publishing:
+    """This node's claims on the rooms its hosts publish."""
+
+    sources: RoomSources
+    claiming: set[str] = field(default_factory=set)  # rooms whose WHIP is being answered here
+    tokens: dict[str, tuple[str, str]] = field(default_factory=dict)  # session -> room, token
+
+
+PUBLISHING = web.AppKey("publishing", Publishing)
+SOURCES = web.AppKey("sources", RoomSources)
 SDP = "application/sdp"
 
 routes = web.RouteTableDef()
@@ -34,12 +54,26 @@ def setup(app: web.Application, node: Node) -> MediaServer:
     """Add the WHIP/WHEP routes, the media metrics and the live/ended notices to `app`."""
     media = MediaServer(node.settings.media.config())
     app[MEDIA] = media
+    sources = app[SOURCES] = RoomSources(
+        node.redis,
+        node_id=node.settings.server.node_id,
+        url=lambda: node.settings.server.public_url,
+        heartbeat_s=node.settings.edge.node_heartbeat_s,
+        ttl_s=node.settings.edge.node_ttl_s,
+    )
+    publishing = app[PUBLISHING] = Publishing(sources)
     app.add_routes(routes)
     node.metrics.registry.register(MediaCollector(media))
     tasks: set[asyncio.Task[None]] = set()
 
     def on_event(event: MediaEvent) -> None:
-        task = asyncio.ensure_future(_announce(node, event))
+        if event.kind == "closed":
+            claim = publishing.tokens.pop(event.session_id, None)
+            if claim is None:
+                return
+            task = asyncio.ensure_future(_release(sources, *claim))
+        else:
+            task = asyncio.ensure_future(_announce(node, event))
         tasks.add(task)
         task.add_done_callback(tasks.discard)
 
@@ -47,6 +81,7 @@ def setup(app: web.Application, node: Node) -> MediaServer:
 
     async def start(app: web.Application) -> None:
         await media.start()
+        await sources.start()
 
     app.on_startup.append(start)
 
@@ -54,6 +89,7 @@ def setup(app: web.Application, node: Node) -> MediaServer:
         await media.shutdown()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
+        await sources.stop()
 
     app.on_shutdown.append(shutdown)
     return media
@@ -66,6 +102,23 @@ async def _announce(node: Node, event: MediaEvent) -> None:
         await node.chat.emit(event.room_id, "stream", {"room": event.room_id, "live": live})
     except Exception:
         log.exception("announcing %s of room %s failed", event.kind, event.room_id)
+
+
+async def _release(sources: RoomSources, room_id: str, token: str) -> None:
+    try:
+        await sources.release(room_id, token)
+    except STORE_ERRORS as exc:
+        # The key expires with its TTL, no longer refreshed.
+        log.warning("room %s: source not released: %s", room_id, exc)
+
+
+def already_live(room_id: str, where: Source) -> DomainError:
+    return DomainError(
+        "already_live",
+        f"room {room_id!r} is live on node {where.node_id} ({where.url}): end that session first",
+        node_id=where.node_id,
+        url=where.url,
+    )
 
 
 async def _offer(request: web.Request) -> str:
@@ -105,7 +158,30 @@ async def whip(request: web.Request) -> web.Response:
         raise DomainError("forbidden", "publishing needs a host token for this room")
     await _known_room(request)
     offer = await _offer(request)
-    session_id, answer = await request.app[MEDIA].publish(room_id, offer, owner=claims.sub)
+    media, publishing = request.app[MEDIA], request.app[PUBLISHING]
+    sources = publishing.sources
+    current = media.publisher(room_id)
+    if room_id in publishing.claiming or (current is not None and not current.relay):
+        raise already_live(room_id, Source(sources.node_id, sources.url))
+    publishing.claiming.add(room_id)
+    try:
+        token = uuid.uuid4().hex
+        other = await sources.claim(room_id, token)
+        if other is not None:
+            raise already_live(room_id, other)
+        try:
+            current = media.publisher(room_id)
+            if current is not None:
+                # The room was pulled from its last source; its host publishes here now.
+                with contextlib.suppress(MediaError):
+                    await media.close(current.id)
+            session_id, answer = await media.publish(room_id, offer, owner=claims.sub)
+        except BaseException:
+            await _release(sources, room_id, token)
+            raise
+        publishing.tokens[session_id] = (room_id, token)
+    finally:
+        publishing.claiming.discard(room_id)
     return _answer(answer, f"/whip/{room_id}/{session_id}")
 
 

@@ -86,7 +86,7 @@ async function connect() {
   } catch (err) {
     if (attempt !== studio.attempt) return;
     if (err.retryable === false) {
-      const text = err.code === "publisher_exists"
+      const text = err.code === "already_live" || err.code === "publisher_exists"
         ? "This room is already live from another studio."
         : err.code === "forbidden" ? "This link does not allow broadcasting to this room." : err.message;
       stop(text, "failed");

@@ -10,6 +10,7 @@ import aiohttp
 import pytest
 
 from core.auth import TokenAuthority
+from loadtest.report.scrape import metric
 from tests.conftest import Client, ClientFactory, NodeFactory, RunningNode
 from tests.support.waiting import eventually
 
@@ -21,12 +22,8 @@ async def _node(start_node: NodeFactory, **overrides: Any) -> RunningNode:
 
 
 async def _metric(url: str, sample: str) -> float:
-    async with aiohttp.ClientSession() as http, http.get(f"{url}/metrics") as response:
-        text = await response.text()
-    for line in text.splitlines():
-        if line.startswith(sample + " "):
-            return float(line.split()[1])
-    return 0.0
+    async with aiohttp.ClientSession() as http:
+        return await metric(http, url, sample) or 0.0
 
 
 def _limit(limit: str, decision: str) -> str:

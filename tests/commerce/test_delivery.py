@@ -16,6 +16,7 @@ from aiohttp import web
 from commerce.delivery import PurchaseEvent, StreamConsumer
 from commerce.orders import ReferenceOrderSystem, fails
 from commerce.webhooks import EVENT_ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
+from tests.support.loopback import serving
 from tests.support.waiting import eventually
 
 # Against a single Valkey and a Valkey Cluster (tests/conftest.py, "Store kinds").
@@ -67,14 +68,9 @@ async def receiver() -> AsyncIterator[Receiver]:
     rec = Receiver()
     app = web.Application()
     app.router.add_post("/hooks", rec.handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    rec.url = f"http://127.0.0.1:{port}/hooks"
-    yield rec
-    await runner.cleanup()
+    async with serving(app) as url:
+        rec.url = url + "/hooks"
+        yield rec
 
 
 async def test_signed_webhooks_retry_dead_letter_and_dedupe(

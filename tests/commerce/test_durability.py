@@ -17,6 +17,7 @@ from aiohttp import web
 from commerce import retention
 from commerce.config import PURCHASE_STREAM
 from commerce.webhooks import EVENT_TYPE_HEADER
+from tests.support.loopback import serving
 from tests.support.shop import Shop
 from tests.support.waiting import eventually
 
@@ -65,16 +66,9 @@ async def orders() -> AsyncIterator[OrderSystem]:
 async def _listening(system: OrderSystem, port: int) -> AsyncIterator[None]:
     app = web.Application()
     app.router.add_post("/hooks", system.handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", port, reuse_address=True)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    system.url = f"http://127.0.0.1:{port}/hooks"
-    try:
+    async with serving(app, port) as url:
+        system.url = url + "/hooks"
         yield
-    finally:
-        await runner.cleanup()
 
 
 def _unused_port() -> int:

@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from commerce.config import CommerceSettings
 from commerce.delivery import PurchaseEvent
 from commerce.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, WebhookSender, verify
+from tests.support.loopback import serving
 
 SECRET = "hook-secret-" + "h" * 32
 DEAD = "test:webhooks:dead"
@@ -59,14 +60,9 @@ async def receiver() -> AsyncIterator[Receiver]:
     app = web.Application()
     app.router.add_post("/hooks", rec.hooks)
     app.router.add_post("/elsewhere", rec.other)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    rec.url = f"http://127.0.0.1:{port}/hooks"
-    yield rec
-    await runner.cleanup()
+    async with serving(app) as url:
+        rec.url = url + "/hooks"
+        yield rec
 
 
 def _event(n: int) -> PurchaseEvent:

@@ -172,3 +172,14 @@ async def test_drain_call_needs_a_node_token_and_stops_new_viewers(
         lambda: get(http, f"{origin.url}/api/rooms/r1/edge?region=eu"),
         lambda r: r[1]["node_id"] == "edge-eu",
     )
+
+
+def test_among_equally_near_origins_the_one_holding_the_host_is_chosen() -> None:
+    nodes = [rec("origin-a", "origin", "na"), rec("origin-b", "origin", "na", 40)]
+    assert pick(nodes, "eu") == ("origin-a", "origin")
+    choice = select(nodes, "eu", DISTANCES, source="origin-b")
+    assert choice is not None and choice.node.node_id == "origin-b"
+    # Distance comes first: a nearer origin wins over the source.
+    nodes.append(rec("origin-eu", "origin", "eu", 90))
+    choice = select(nodes, "eu", DISTANCES, source="origin-b")
+    assert choice is not None and choice.node.node_id == "origin-eu"

@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
+from loadtest.report.scrape import metric
 from tests.conftest import NodeFactory
 
 HALF_REQUEST = b"GET /healthz HTTP/1.1\r\nHost: node\r\nX-Slow: "
@@ -27,11 +28,8 @@ async def _closed_within(reader: asyncio.StreamReader, seconds: float) -> bytes:
 
 
 async def _metric(url: str, sample: str) -> float:
-    async with aiohttp.ClientSession() as http, http.get(f"{url}/metrics") as response:
-        for line in (await response.text()).splitlines():
-            if line.startswith(sample + " "):
-                return float(line.split()[1])
-    return 0.0
+    async with aiohttp.ClientSession() as http:
+        return await metric(http, url, sample) or 0.0
 
 
 def _limit(limit: str, decision: str) -> str:

@@ -18,6 +18,7 @@ from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 from core.auth import AuthError, Oidc, TokenAuthority
 from core.jwks import KeySet
 from tests.conftest import Client, NodeFactory
+from tests.support.loopback import serving
 
 SECRET = "oidc-secret-" + "o" * 32
 ISSUER = "https://idp.shop.test"
@@ -63,14 +64,9 @@ async def idp() -> AsyncIterator[IdP]:
     provider = IdP()
     app = web.Application()
     app.router.add_get("/.well-known/jwks.json", provider.jwks)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    provider.url = f"http://127.0.0.1:{port}/.well-known/jwks.json"
-    yield provider
-    await runner.cleanup()
+    async with serving(app) as url:
+        provider.url = url + "/.well-known/jwks.json"
+        yield provider
 
 
 @pytest.fixture

@@ -83,6 +83,36 @@ rules = {json.dumps(rules)}
     assert totals["live_chat_messages_total"] >= 12 and totals["live_likes_total"] >= 1
 
 
+async def test_webrtc_viewers_on_both_of_two_started_nodes_all_get_video(tmp_path: Path) -> None:
+    # `[target] nodes = 2`: the publisher sends to the first node and viewers alternate between
+    # the two; the second node pulls the room from the first (its source). It gave two of four
+    # viewers no first frame when nodes did not relay rooms to each other.
+    path = tmp_path / "two.toml"
+    path.write_text("""
+name = "two nodes"
+duration_s = 2
+[target]
+nodes = 2
+[roles]
+lurkers = 2
+webrtc_viewers = 4
+[webrtc]
+join_rate = 20
+[generator]
+workers = 1
+drain_s = 1
+[thresholds]
+rules = ["webrtc.viewers == 4"]
+""")  # fmt: skip
+    assert await _run(path, tmp_path) == 0
+    doc = json.loads((tmp_path / "r.json").read_text())
+    rtc = doc["webrtc"]
+    assert rtc["errors"] == {} and rtc["watching"] == 4
+    assert rtc["first_frame_ms"]["count"] == 4 and rtc["frames"] > 0
+    totals = doc["server_metrics"]["totals"]
+    assert totals["live_edge_upstream_connects_total"] >= 1
+
+
 async def test_ctrl_c_writes_a_partial_report_and_exits_130(
     node: RunningNode, valkey_url: str, tmp_path: Path
 ) -> None:

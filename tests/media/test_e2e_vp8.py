@@ -60,10 +60,13 @@ async def test_host_leaves_and_rejoins_viewers_stay(server: MediaServer, events:
                 await v.progress.until(lambda v=v: len(v.counters) >= 15)  # type: ignore[misc]
             assert first.session_id is not None
             await server.close(first.session_id)
-            await events.progress.until(lambda: events.kinds() == ["live", "ended"])
+            # `closed` follows `ended`: the host's session is over (whether or not it was live).
+            await events.progress.until(lambda: events.kinds() == ["live", "ended", "closed"])
             assert not server.is_live("r1")
             await second.publish(server, "r1")
-            await events.progress.until(lambda: events.kinds() == ["live", "ended", "live"])
+            await events.progress.until(
+                lambda: events.kinds() == ["live", "ended", "closed", "live"]
+            )
             for v in viewers:
                 await v.progress.until(lambda v=v: v.counters[-1] >= 520)  # type: ignore[misc]
         for v in viewers:

@@ -88,6 +88,22 @@ async def test_second_publisher_is_refused_then_accepted_after_the_first_leaves(
         await server.shutdown()
 
 
+async def test_a_host_session_that_never_went_live_still_reports_closed(
+    server: MediaServer, events: Events
+) -> None:
+    # The node frees the room's source (edge.sources) on `closed`, live or not.
+    host = Host()
+    try:
+        sid = await host.publish(server, "r1")
+        publisher = server.publisher("r1")
+        assert publisher is not None and publisher.id == sid
+        await server.close(sid)
+        assert events.kinds() == ["closed"] and events.items[0].session_id == sid
+        assert server.publisher("r1") is None
+    finally:
+        await host.close()
+
+
 async def test_close_unknown_session(server: MediaServer) -> None:
     await _refused(server.close("nope"), "session_not_found")
 

@@ -4,7 +4,6 @@ role's exemption only for nodes the registry knows."""
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -15,6 +14,7 @@ from core.auth import TokenAuthority
 from edge.registry import NodeRegistry
 from live.app import RunningNode
 from live.http.media import MEDIA
+from loadtest.report.scrape import metric
 from tests.conftest import NodeFactory
 from tests.support.peers import Viewer, offer
 from tests.support.waiting import eventually
@@ -60,10 +60,7 @@ async def _whep(
 
 
 async def _metric(http: aiohttp.ClientSession, running: RunningNode, name: str) -> float:
-    async with http.get(f"{running.url}/metrics") as r:
-        text = await r.text()
-    found = re.search(rf"^{re.escape(name)} (\S+)$", text, re.MULTILINE)
-    return float(found.group(1)) if found else 0.0
+    return await metric(http, running.url, name) or 0.0
 
 
 async def test_a_user_holds_a_few_sessions_per_node(

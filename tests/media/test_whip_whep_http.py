@@ -127,7 +127,8 @@ async def test_go_live_watch_and_stop_over_http(
             status, _, body = await post(
                 http, f"{node.url}/whip/r1", await offer(other_host.pc), host_auth
             )
-            assert status == 409 and body["error"] == "publisher_exists"
+            assert status == 409 and body["error"] == "already_live"
+            assert body["node_id"] == node.node.settings.server.node_id and body["url"] == node.url
 
             await chat.wait_for("stream", lambda d: d == {"room": "r1", "live": True}, within=10)
             assert (await node.node.rooms.get("r1")).live  # type: ignore[union-attr]
