@@ -25,7 +25,7 @@ from core.auth import TokenAuthority
 from core.store import connect, room_key
 from devtools.valkey_cluster import ValkeyCluster, slot_ranges
 from live.app import RunningNode, serve
-from tests.conftest import make_settings
+from tests.conftest import ClientFactory, make_settings
 from tests.support.shop import PRODUCT, ROOM, Shop
 from tests.support.waiting import eventually
 
@@ -91,7 +91,7 @@ async def test_a_cluster_that_is_down_answers_503_with_retry_after(tmp_path: Pat
 
 
 async def test_a_master_killed_mid_sale_fails_over_and_the_books_hold(
-    tmp_path: Path, tokens: TokenAuthority
+    tmp_path: Path, tokens: TokenAuthority, connect: ClientFactory
 ) -> None:
     async with (
         formed(tmp_path, masters=3, replicas=1, node_timeout_ms=1000) as cluster,
@@ -185,6 +185,14 @@ async def test_a_master_killed_mid_sale_fails_over_and_the_books_hold(
         by_hold = await eventually(events, lambda got: set(holds) <= set(got), within=15)
         assert all(len(by_hold[rid]) == 1 for rid in holds)
         orphans = set(by_hold) - set(holds)  # events relayed before their hold was lost
+
+        # The nodes carry on by themselves: chat joins and crosses nodes at once after the race.
+        alice = await connect(running[0].url, "alice")
+        bob = await connect(running[1].url, "bob")
+        for client in (alice, bob):
+            assert (await client.join(ROOM))["ok"]
+        assert (await alice.call("chat", {"room": ROOM, "text": "still here"}))["ok"]
+        await bob.wait_for("chat", lambda m: m["text"] == "still here", within=10)
 
     print(
         f"\nfailover: {len(acked)} holds acknowledged ({acked_at_kill} before the kill), "
