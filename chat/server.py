@@ -20,7 +20,6 @@ from typing import Any
 import redis.asyncio as aioredis
 import socketio
 from aiohttp import web
-from redis.exceptions import RedisError
 
 from chat import schemas
 from chat.bus import Envelope, RoomBus
@@ -37,6 +36,7 @@ from core.auth import Claims, TokenAuthority
 from core.errors import DomainError, unknown_room
 from core.events import RoomStateSource
 from core.metrics import Metrics
+from core.store import STORE_ERRORS
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +154,7 @@ class ChatServer:
         for task in list(self._tasks):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        with contextlib.suppress(RedisError, OSError):
+        with contextlib.suppress(*STORE_ERRORS):
             await self.viewers.withdraw(list(self._members))
         await self.bus.stop()
 
@@ -243,7 +243,7 @@ class ChatServer:
                 return await handler(sid, data)
             except DomainError as exc:  # a ChatError, or the kernel's (unknown_room)
                 return ack(exc)
-            except RedisError as exc:
+            except STORE_ERRORS as exc:
                 log.warning("store error in %s: %s", event, exc)
                 return {"ok": False, "error": "store_unavailable", "detail": "try again shortly"}
             except Exception:
@@ -408,7 +408,7 @@ class ChatServer:
             del self._members[room]
             self._terms.pop(room, None)
             self.likes.forget(room)
-            with contextlib.suppress(RedisError, OSError):
+            with contextlib.suppress(*STORE_ERRORS):
                 await self.bus.unwatch(room)
 
     async def _on_chat(self, sid: str, data: Any) -> dict[str, Any]:
@@ -617,7 +617,7 @@ class ChatServer:
                     if room in self._members:
                         await self.sio.emit("likes", data, room=room, namespace=NAMESPACE)
                     await self.bus.publish(room, "likes", data, "room")
-            except (RedisError, OSError) as exc:
+            except STORE_ERRORS as exc:
                 log.warning("likes flush failed: %s", exc)
 
     async def _tick_viewers(self) -> None:
@@ -628,7 +628,7 @@ class ChatServer:
                 for room, count in (await self.viewers.publish(local)).items():
                     data = {"room": room, "count": count}
                     await self.sio.emit("viewers", data, room=room, namespace=NAMESPACE)
-            except (RedisError, OSError) as exc:
+            except STORE_ERRORS as exc:
                 log.warning("viewer count update failed: %s", exc)
             await asyncio.sleep(self.config.viewer_count_interval_s)
 

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import ResponseError
 
-from core.store import honour_cancel
+from core.store import STORE_ERRORS, honour_cancel
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +118,7 @@ class StreamConsumer:
         while True:
             try:
                 await self.poll()
-            except (RedisError, OSError) as exc:
+            except STORE_ERRORS as exc:
                 log.warning("stream %s: %s; retrying", self.stream, exc)
                 self._group_ready = False
                 await asyncio.sleep(1.0)

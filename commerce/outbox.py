@@ -12,10 +12,10 @@ import json
 import logging
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
 from commerce import keys
 from commerce.delivery import PurchaseEvent, StreamConsumer
+from core.store import STORE_ERRORS
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ class OutboxRelay:
             try:
                 if not await self.relay_once():
                     await asyncio.sleep(self._interval)
-            except (RedisError, OSError) as exc:
+            except STORE_ERRORS as exc:
                 log.warning("outbox relay: %s; retrying", exc)
                 self._readers.clear()
                 await asyncio.sleep(1.0)

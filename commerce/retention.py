@@ -15,9 +15,8 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
-from core.store import honour_cancel
+from core.store import STORE_ERRORS, honour_cancel
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +116,7 @@ class StreamTrimmer:
         while True:
             try:
                 await self.trim_once()
-            except (RedisError, OSError) as exc:
+            except STORE_ERRORS as exc:
                 log.warning("trim failed, retrying next interval: %s", exc)
             honour_cancel()
             await asyncio.sleep(self._interval)

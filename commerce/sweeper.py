@@ -11,11 +11,10 @@ import logging
 from collections.abc import Awaitable, Callable
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
 from commerce import keys, retention
 from commerce.sales import Sales, Swept
-from core.store import honour_cancel
+from core.store import STORE_ERRORS, honour_cancel
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +105,7 @@ class Sweeper:
         while True:
             try:
                 await self.sweep_once()
-            except (RedisError, OSError) as exc:
+            except STORE_ERRORS as exc:
                 log.warning("sweep failed, retrying next interval: %s", exc)
             honour_cancel()
             await asyncio.sleep(self._interval)

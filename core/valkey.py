@@ -61,12 +61,14 @@ class EmbeddedValkey:
         host: str = "127.0.0.1",
         appendfsync: Fsync,
         config: dict[str, str] | None = None,
+        password: str | None = None,
     ) -> None:
         self.data_dir = Path(data_dir).resolve()
         self.host = host
         self._config = dict(config or {})  # more valkey.conf directives
         self.appendfsync = appendfsync
-        self.password = secrets.token_urlsafe(24)
+        # One per server unless given (a cluster's nodes share one: `masterauth` is theirs too).
+        self.password = password or secrets.token_urlsafe(24)
         self.port = 0
         self.restarts = 0
         self._server: Any = None
@@ -149,6 +151,19 @@ class EmbeddedValkey:
                     continue
                 self.restarts += 1
                 log.info("embedded valkey restarted in %.2f s", time.monotonic() - started)
+
+    def crash(self) -> None:
+        """SIGKILL the server and supervise it no more: the machine is lost, not the process
+        (a cluster's fault tests: its replica must take over)."""
+        self._stopping.set()
+        if self._watcher is not None:
+            self._watcher.join(timeout=20)
+        with self._lock:
+            process = self._server._process if self._server is not None else None
+            if process is not None:
+                process.kill()
+                process.wait()
+                self._server._process = None
 
     def stop(self) -> None:
         self._stopping.set()

@@ -17,7 +17,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+
+from core.store import STORE_ERRORS
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +164,7 @@ class NodeRegistry:
         while not self._stopping:
             try:
                 await self.beat()
-            except (RedisError, OSError) as exc:
+            except STORE_ERRORS as exc:
                 log.warning("registry heartbeat failed: %s", exc)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.heartbeat_s)
@@ -201,7 +202,7 @@ class NodeRegistry:
     async def drain(self) -> None:
         """Take no new viewers from now on and say so at once."""
         self.local_drain = True
-        with contextlib.suppress(RedisError, OSError):
+        with contextlib.suppress(*STORE_ERRORS):
             await self.beat()
 
     async def stop(self) -> None:
@@ -212,7 +213,7 @@ class NodeRegistry:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        with contextlib.suppress(RedisError, OSError):
+        with contextlib.suppress(*STORE_ERRORS):
             async with self._redis.pipeline(transaction=False) as pipe:
                 pipe.delete(record_key(self.node_id))
                 pipe.srem(INDEX, self.node_id)

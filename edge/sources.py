@@ -17,7 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+
+from core.store import STORE_ERRORS
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +126,7 @@ class RoomSources:
                     if self.held.get(room_id) != token:
                         # Released meanwhile: the write may have come after the delete.
                         await self._release(keys=[source_key(room_id)], args=[token])
-                except (RedisError, OSError) as exc:
+                except STORE_ERRORS as exc:
                     log.warning("room source %s not refreshed: %s", room_id, exc)
                     continue
                 if other is not None:
@@ -138,5 +139,5 @@ class RoomSources:
         if self._task is not None:
             await asyncio.gather(self._task, return_exceptions=True)
         for room_id, token in list(self.held.items()):
-            with contextlib.suppress(RedisError, OSError):
+            with contextlib.suppress(*STORE_ERRORS):
                 await self.release(room_id, token)

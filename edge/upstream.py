@@ -22,8 +22,8 @@ from urllib.parse import urljoin
 
 import aiohttp
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
-from redis.exceptions import RedisError
 
+from core.store import STORE_ERRORS
 from edge.config import EdgeSettings
 from edge.registry import NodeRecord
 from edge.sources import RoomSources
@@ -160,7 +160,7 @@ class Upstream:
         m = self.manager
         try:
             target = await m.target(self.room_id)
-        except (RedisError, OSError) as exc:
+        except STORE_ERRORS as exc:
             raise UpstreamUnavailable(f"the room's source is unknown: {exc}") from None
         if target is None:
             raise UpstreamUnavailable("no node publishes the room")

@@ -1,8 +1,17 @@
-"""Shared fixtures: a real embedded Valkey, nodes served on loopback, tokens, Socket.IO clients."""
+"""Shared fixtures: a real embedded Valkey, nodes served on loopback, tokens, Socket.IO clients.
+
+Store kinds: a test (or module, with `pytestmark`) marked `@pytest.mark.stores("single",
+"cluster")` runs once against the single embedded Valkey and once against a 3-master Valkey
+Cluster (`devtools/valkey_cluster.py`, started on first use, shared by the session);
+`--stores single` (or `cluster`) narrows that. `valkey_url`, `redis`, `make_settings` and
+`start_node` follow the kind: on the cluster, clients are cluster clients and nodes run with
+`redis_cluster=True` (so commerce uses its outbox).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import itertools
 import os
@@ -19,6 +28,7 @@ from pydantic import SecretStr
 from core.auth import TokenAuthority
 from core.store import connect as connect_redis
 from core.store import embedded_valkey
+from devtools.valkey_cluster import ValkeyCluster, valkey_cluster
 from live.app import RunningNode, serve
 from live.settings import Settings
 
@@ -27,17 +37,87 @@ SECRET = "test-secret-" + "x" * 32
 # unless a test asks for media workers; `live serve` alone would default to one per core.
 os.environ.setdefault("LIVE_MEDIA_WORKERS", "0")
 _node_ids = itertools.count(1)
+STORES = ("single", "cluster")
+CLUSTER_MASTERS = 3
+_cluster_urls: set[str] = set()  # URLs of the session's Valkey Cluster: make_settings reads it
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--stores",
+        default=",".join(STORES),
+        help="store kinds that tests marked `stores` run against, comma-separated "
+        "(default single,cluster)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "stores(*kinds): run against each store kind: single Valkey, Valkey Cluster"
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    marker = metafunc.definition.get_closest_marker("stores")
+    if marker is None or "store" not in metafunc.fixturenames:
+        return
+    chosen = set(metafunc.config.getoption("stores").split(","))
+    kinds = [kind for kind in marker.args if kind in chosen]
+    metafunc.parametrize("store", kinds, indirect=True)
+
+
+@pytest.fixture
+def store(request: pytest.FixtureRequest) -> str:
+    """`single` (the default) or `cluster`, as the test's `stores` marker parametrizes it."""
+    kind: str = getattr(request, "param", "single")
+    if kind not in STORES:
+        raise ValueError(f"unknown store kind {kind!r}")
+    return kind
 
 
 @pytest.fixture(scope="session")
-def valkey_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def single_valkey_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     with embedded_valkey(Path(tmp_path_factory.mktemp("valkey"))) as url:
         yield url
 
 
+@pytest.fixture(scope="session")
+def cluster_valkey(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ValkeyCluster]:
+    """A 3-master Valkey Cluster, no replicas, started when a test first asks for it."""
+    # No replica takes over: a long node timeout keeps a loaded box from marking a master failed.
+    with valkey_cluster(
+        Path(tmp_path_factory.mktemp("valkey-cluster")),
+        masters=CLUSTER_MASTERS,
+        node_timeout_ms=15_000,
+    ) as cluster:
+        # Formed on a loop of its own: a fixture may be set up while a test's loop runs.
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            pool.submit(asyncio.run, cluster.form()).result()
+        _cluster_urls.add(cluster.url)
+        yield cluster
+        _cluster_urls.discard(cluster.url)
+
+
+@pytest.fixture
+def valkey_url(store: str, request: pytest.FixtureRequest) -> str:
+    if store == "cluster":
+        cluster: ValkeyCluster = request.getfixturevalue("cluster_valkey")
+        return cluster.url
+    url: str = request.getfixturevalue("single_valkey_url")
+    return url
+
+
+def is_cluster(valkey_url: str) -> bool:
+    return valkey_url in _cluster_urls
+
+
 @pytest.fixture
 async def redis(valkey_url: str) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(valkey_url)
+    """A client of the test's store (a cluster client on the cluster), flushed first."""
+    if is_cluster(valkey_url):
+        client = connect_redis(valkey_url, cluster=True)
+    else:
+        client = aioredis.Redis.from_url(valkey_url)
     await client.flushall()
     yield client
     await client.aclose()
@@ -54,6 +134,7 @@ def make_settings(valkey_url: str, **overrides: Any) -> Settings:
         "host": "127.0.0.1",
         "port": 0,
         "redis_url": valkey_url,
+        "redis_cluster": is_cluster(valkey_url),
         "jwt_secret": SecretStr(SECRET),
         "likes_flush_ms": 50,
         "viewer_count_interval_s": 0.1,
@@ -72,7 +153,9 @@ async def start_node(valkey_url: str, redis: aioredis.Redis) -> AsyncIterator[No
 
         async def start(**overrides: Any) -> RunningNode:
             settings = make_settings(valkey_url, **overrides)
-            client = connect_redis(settings.store.redis_url or valkey_url)
+            client = connect_redis(
+                settings.store.redis_url or valkey_url, cluster=settings.store.redis_cluster
+            )
             stack.push_async_callback(client.aclose)
             return await stack.enter_async_context(serve(settings, client))
 

@@ -1,6 +1,10 @@
 """Start a cluster on this machine: an embedded Valkey, an origin and one edge per region as
 separate `live serve` processes on loopback ports, a demo room, and links for each region.
 
+With --valkey-shards N the store is a Valkey Cluster of N masters (and --replicas R replicas of
+each) formed on loopback (devtools/valkey_cluster.py, a fresh cluster each run); the nodes get
+LIVE_REDIS_CLUSTER=1.
+
 With --wan (root, iproute2) each node runs in a network namespace of its own, with the region
 distance table's delays between regions (edge/wan.py); the links work from the host.
 
@@ -21,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from core.auth import TokenAuthority
-from core.config import AuthSettings
+from core.config import AuthSettings, StoreSettings
 from core.store import embedded_valkey, redis_client
 from devtools import wan as wan_net
 from devtools.spawn import (
@@ -32,6 +36,7 @@ from devtools.spawn import (
     stop_all,
     valkey_on,
 )
+from devtools.valkey_cluster import valkey_cluster
 from edge.config import EdgeSettings
 from edge.selection import RegionDistances
 from live import demo_data
@@ -77,6 +82,19 @@ def register(sub: Any) -> None:
     p.add_argument("--data-dir", default="var/cluster", help="embedded Valkey data directory")
     p.add_argument("--quiet", action="store_true", help="do not echo the nodes' output")
     p.add_argument(
+        "--valkey-shards",
+        type=_positive,
+        metavar="N",
+        help="a Valkey Cluster of N masters instead of one Valkey (the nodes run in cluster mode)",
+    )
+    p.add_argument(
+        "--replicas",
+        type=_count,
+        default=0,
+        metavar="R",
+        help="replicas per master with --valkey-shards (default 0)",
+    )
+    p.add_argument(
         "--wan",
         action="store_true",
         help="each node in a network namespace, delays between regions (root, iproute2)",
@@ -89,6 +107,23 @@ def register(sub: Any) -> None:
         "this machine's cores)",
     )
     p.set_defaults(run=run)
+
+
+def _positive(text: str) -> int:
+    value = _count(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be 1 or more")
+    return value
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be 0 or more")
+    return value
 
 
 def _regions(text: str) -> list[str]:
@@ -107,6 +142,15 @@ async def run(args: argparse.Namespace) -> int:
     regions = _regions(args.regions)
     secret = os.environ.get("LIVE_JWT_SECRET") or secrets.token_urlsafe(32)
     redis_url = os.environ.get("REDIS_URL")
+    shards = args.valkey_shards
+    if args.replicas and not shards:
+        raise SystemExit("live cluster --replicas needs --valkey-shards")
+    if shards and (args.wan or redis_url):
+        raise SystemExit(
+            "live cluster --valkey-shards runs its own Valkey Cluster on loopback: "
+            "not with --wan, and unset REDIS_URL"
+        )
+    cluster_store = bool(shards) or StoreSettings().redis_cluster
     wan: wan_net.Wan | None = None
     if args.wan:
         if why := wan_net.available():
@@ -119,15 +163,29 @@ async def run(args: argparse.Namespace) -> int:
             placement = {"origin": origin_region, **{f"edge-{r}": r for r in regions}}
             distances = RegionDistances(EdgeSettings().region_distances)
             wan = stack.enter_context(wan_net.wan(placement, distances))
-        if not redis_url:
+        if shards:
+            with _own_session():
+                data_dir = Path(args.data_dir) / "valkey-cluster"
+                cluster = stack.enter_context(
+                    valkey_cluster(data_dir, masters=shards, replicas=args.replicas)
+                )
+            await cluster.form()
+            redis_url = cluster.url
+            print(
+                f"valkey cluster: {shards} masters, {args.replicas} replicas each: "
+                + " ".join(f"127.0.0.1:{s.port}" for s in cluster.servers),
+                flush=True,
+            )
+        elif not redis_url:
             with _own_session():
                 data_dir = Path(args.data_dir)
                 valkey = valkey_on(data_dir, wan.host_address) if wan else embedded_valkey(data_dir)
                 redis_url = stack.enter_context(valkey)
         workers = args.media_workers
-        env = child_env(
-            redis_url, secret, {} if workers is None else {"LIVE_MEDIA_WORKERS": str(workers)}
-        )
+        extra = {} if workers is None else {"LIVE_MEDIA_WORKERS": str(workers)}
+        if shards:
+            extra["LIVE_REDIS_CLUSTER"] = "1"
+        env = child_env(redis_url, secret, extra)
         nodes = await start_cluster(
             regions,
             env,
@@ -138,7 +196,7 @@ async def run(args: argparse.Namespace) -> int:
             wan=wan,
         )
         try:
-            async with redis_client(redis_url) as redis:
+            async with redis_client(redis_url, cluster=cluster_store) as redis:
                 await demo_data.seed(redis, args.room, "Live cluster demo")
             _print_links(nodes, regions, args.room, TokenAuthority(secret), wan)
             await wait_for_shutdown()

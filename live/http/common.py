@@ -10,12 +10,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from core.auth import Claims, TokenAuthority
 from core.errors import DomainError
 from core.metrics import Metrics
+from core.store import STORE_DOWN
 from live.http.errors import error_response, internal, mapped
 from live.http.faults import FaultLog
 
@@ -106,7 +105,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         code = HTTP_EXCEPTION_CODES.get(exc.status, "http_error")
         response = json_error(exc.status, code, exc.reason)
         _count_error(metrics, code)
-    except (RedisConnectionError, RedisTimeoutError, ConnectionRefusedError) as exc:
+    except STORE_DOWN as exc:
         log.warning("redis unavailable: %s", exc)
         response = error_response(
             DomainError("store_unavailable", "the shared store is unreachable; retry")

@@ -12,10 +12,10 @@ from collections.abc import Iterator
 from aiohttp import web
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
-from redis.exceptions import RedisError
 
 from core.auth import require_role
 from core.errors import DomainError, unknown_room
+from core.store import STORE_ERRORS
 from edge.selection import REGION, RegionDistances, select
 from edge.upstream import SourceIsHere, UpstreamManager, UpstreamUnavailable
 from live.http.common import Handler, claims_of
@@ -81,7 +81,7 @@ async def _watch_sources(node: Node, upstreams: UpstreamManager, stop: asyncio.E
     while not stop.is_set():
         try:
             await upstreams.refresh(await node.registry.nodes())
-        except (RedisError, OSError) as exc:
+        except STORE_ERRORS as exc:
             log.warning("source watch: registry unreadable: %s", exc)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), node.settings.edge.node_heartbeat_s)

@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from aiohttp import web
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
-from redis.exceptions import RedisError
 
 from core.errors import DomainError, unknown_room
+from core.store import STORE_ERRORS
 from edge.sources import RoomSources, Source
 from live.http.common import claims_of, unknown_charset
 from live.node import NODE, Node
@@ -107,7 +107,7 @@ async def _announce(node: Node, event: MediaEvent) -> None:
 async def _release(sources: RoomSources, room_id: str, token: str) -> None:
     try:
         await sources.release(room_id, token)
-    except (RedisError, OSError) as exc:
+    except STORE_ERRORS as exc:
         # The key expires with its TTL, no longer refreshed.
         log.warning("room %s: source not released: %s", room_id, exc)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.conftest import ClientFactory, RunningNode
 
 
@@ -30,6 +32,7 @@ async def test_message_reaches_everyone_in_the_room_and_is_stored(
     assert outsider.events["chat"] == []
 
 
+@pytest.mark.stores("single", "cluster")
 async def test_rejoin_with_since_returns_exactly_the_missed_messages(
     node: RunningNode, connect: ClientFactory
 ) -> None:

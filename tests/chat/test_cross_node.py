@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
-import pytest
+from collections.abc import AsyncIterator
 
+import pytest
+import redis.asyncio as aioredis
+
+from devtools.valkey_cluster import ValkeyCluster
 from tests.conftest import ClientFactory, NodeFactory, RunningNode
+
+# Against a single Valkey and a Valkey Cluster (tests/conftest.py, "Store kinds").
+pytestmark = pytest.mark.stores("single", "cluster")
 
 
 @pytest.fixture
@@ -13,6 +20,43 @@ async def nodes(start_node: NodeFactory) -> tuple[RunningNode, RunningNode]:
     b = await start_node()
     await a.node.rooms.create(title="Shared room", owner="host", room_id="r1")
     return a, b
+
+
+@pytest.fixture
+async def masters(
+    store: str, request: pytest.FixtureRequest
+) -> AsyncIterator[list[aioredis.Redis]]:
+    """A plain client of each master of the test's store (one for a single Valkey)."""
+    if store == "cluster":
+        cluster: ValkeyCluster = request.getfixturevalue("cluster_valkey")
+        clients = [cluster.client(i) for i in range(cluster.masters)]
+    else:
+        clients = [aioredis.Redis.from_url(request.getfixturevalue("single_valkey_url"))]
+    yield clients
+    for client in clients:
+        await client.aclose()
+
+
+async def test_a_rooms_traffic_goes_through_its_shard_channel_only(
+    nodes: tuple[RunningNode, RunningNode],
+    connect: ClientFactory,
+    masters: list[aioredis.Redis],
+) -> None:
+    a, b = nodes
+    sender = await connect(a.url, "alice")
+    receiver = await connect(b.url, "bob")
+    await sender.join("r1")
+    await receiver.join("r1")
+    ack = await sender.call("chat", {"room": "r1", "text": "sharded"})
+    await receiver.wait_for("chat", lambda m: m["id"] == ack["id"])
+    # SSUBSCRIBE on the master of the room's slot (`{room:r1}`), nowhere else; no plain channel
+    # (a PUBLISH on a cluster reaches every node of it).
+    shard = [await m.pubsub_shardchannels("live:*") for m in masters]
+    assert sorted(c for channels in shard for c in channels) == [b"live:{room:r1}:bus"]
+    (holder,) = [m for m, channels in zip(masters, shard, strict=True) if channels]
+    assert await holder.pubsub_shardnumsub("live:{room:r1}:bus") == [(b"live:{room:r1}:bus", 2)]
+    for m in masters:
+        assert not [c for c in await m.pubsub_channels("live:*") if b"room" in c]
 
 
 async def test_message_on_a_reaches_client_on_b(

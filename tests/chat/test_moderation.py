@@ -10,6 +10,9 @@ import pytest
 from loadtest.report.scrape import parse
 from tests.conftest import Client, ClientFactory, RunningNode
 
+# Against a single Valkey and a Valkey Cluster (tests/conftest.py, "Store kinds").
+pytestmark = pytest.mark.stores("single", "cluster")
+
 
 @pytest.fixture
 async def room(node: RunningNode, connect: ClientFactory) -> tuple[Client, Client, Client]:

@@ -17,6 +17,10 @@ from commerce.delivery import PurchaseEvent, StreamConsumer
 from commerce.orders import ReferenceOrderSystem, fails
 from commerce.webhooks import EVENT_ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from tests.support.loopback import serving
+from tests.support.waiting import eventually
+
+# Against a single Valkey and a Valkey Cluster (tests/conftest.py, "Store kinds").
+pytestmark = pytest.mark.stores("single", "cluster")
 
 SECRET = "hook-secret-" + "h" * 32
 
@@ -113,6 +117,8 @@ async def test_reference_order_system_reclaims_and_settles_everything(make_shop:
         assert status == 201
         reserved.append(body["reservation_id"])
     redis = shop.nodes[0].node.redis
+    # On a cluster the events reach the purchase stream through the sales' outboxes' relay.
+    await eventually(lambda: redis.xlen("live:purchases"), lambda n: n >= 30)
 
     # A consumer takes a batch and dies before acknowledging it.
     async def crash(event: PurchaseEvent) -> bool:
@@ -135,8 +141,9 @@ async def test_reference_order_system_reclaims_and_settles_everything(make_shop:
     assert (await redis.xpending("live:purchases", "orders"))["pending"] == 0
     expected_cancel = {rid for rid in reserved if fails(rid, 0.3)}
     assert orders.cancelled == len(expected_cancel) and 0 < orders.cancelled < 30
+    entries = await eventually(lambda: redis.xrange("live:purchases"), lambda e: len(e) >= 60)
     outcomes: dict[str, list[str]] = defaultdict(list)
-    for _, f in await redis.xrange("live:purchases"):
+    for _, f in entries:
         data = json.loads(f[b"data"])
         outcomes[data["reservation_id"]].append(f[b"type"].decode())
     for rid in reserved:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
 import redis.asyncio as aioredis
 
 from edge.registry import INDEX, NodeRecord, NodeRegistry, record_key
 from tests.support.waiting import eventually
+
+# Against a single Valkey and a Valkey Cluster (tests/conftest.py, "Store kinds").
+pytestmark = pytest.mark.stores("single", "cluster")
 
 
 def registry(redis: aioredis.Redis, node_id: str, **kw: object) -> NodeRegistry:
