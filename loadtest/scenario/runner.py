@@ -36,6 +36,7 @@ from loadtest.scenario.spec import ORIGIN_ID, Scenario, ScenarioError
 BACK_WITHIN_S = 5.0  # the issue's bound for a viewer whose node died
 FAULT_WINDOW_S = (3.0, 5.0)  # the origin's CPU: this long before a kill, and after it
 SAMPLE_EVERY_S = 0.5
+Samples = list[tuple[float, float]]  # (wall clock, CPU seconds) of one process
 
 
 def _renice(nice: int, progress: Progress) -> None:
@@ -107,7 +108,7 @@ async def run(
                 )
         finally:
             monitor.display.close()
-            fault_log: tuple[list[dict[str, Any]], list[tuple[float, float]]] = ([], [])
+            fault_log: tuple[list[dict[str, Any]], dict[str, Samples]] = ([], {})
             if faults is not None:
                 if not faults.done():
                     faults.cancel()
@@ -152,21 +153,21 @@ async def run(
 
 async def _faults(
     s: Scenario, procs: dict[str, NodeProcess], started: asyncio.Future[float], progress: Progress
-) -> tuple[list[dict[str, Any]], list[tuple[float, float]]]:
-    """Kill the scenario's nodes on time; the kills and the origin's CPU samples (wall clock,
-    CPU seconds) from the start to a window past the last kill."""
+) -> tuple[list[dict[str, Any]], dict[str, Samples]]:
+    """Kill the scenario's nodes on time; the kills and every started node's CPU samples from
+    the start to a window past the last kill."""
     t0 = await started
-    origin = procs[ORIGIN_ID]
     kills: list[dict[str, Any]] = []
-    samples: list[tuple[float, float]] = []
+    samples: dict[str, Samples] = {node_id: [] for node_id in procs}
     pending = sorted(s.faults, key=lambda f: f.at_s)
     stop_at = t0 + pending[-1].at_s + FAULT_WINDOW_S[1] + 1.0
     try:
         while time.time() < stop_at:
             now = time.time()
-            sample = procfs.sample(origin.pid)
-            if sample is not None:
-                samples.append((now, sample.cpu_s))
+            for node_id, proc in procs.items():
+                sample = procfs.sample(proc.pid) if proc.running else None
+                if sample is not None:
+                    samples[node_id].append((now, sample.cpu_s))
             while pending and now >= t0 + pending[0].at_s:
                 fault = pending.pop(0)
                 procs[fault.kill].kill()  # SIGKILL: no drain, no goodbye
@@ -194,13 +195,14 @@ def failover_report(
     placement: Placement,
     rtc: dict[str, Any] | None,
     kills: list[dict[str, Any]],
-    samples: list[tuple[float, float]],
+    nodes: dict[str, Samples],
 ) -> dict[str, Any]:
     """Per kill: the WebRTC viewers that were on the node, lost it, were back within
     BACK_WITHIN_S (first frame from another node, counted from the kill), and the origin's CPU
     before, after and second by second; and those figures over all kills."""
     moves = (rtc or {}).get("failover", {"lost_at": [], "back_at": [], "errors": {}})
     per_kill: list[dict[str, Any]] = []
+    samples = nodes.get(ORIGIN_ID, [])
     total = Histogram()
     counts = {"on_node": 0, "lost": 0, "back": 0, "back_within_5s": 0}
     for i, kill in enumerate(kills):
@@ -228,6 +230,12 @@ def failover_report(
                 f"{after:g}s_after": _cpu_pct(samples, at, at + after),
                 "by_second": [_cpu_pct(samples, at + k, at + k + 1)
                               for k in range(-int(before), int(after))],
+            },
+            # Every started node (the killed one only before), the origin included.
+            "nodes_cpu_pct": {
+                node_id: {f"{before:g}s_before": _cpu_pct(series, at - before, at),
+                          f"{after:g}s_after": _cpu_pct(series, at, at + after)}
+                for node_id, series in nodes.items()
             },
         })  # fmt: skip
     return {

@@ -49,7 +49,14 @@ async def test_viewers_of_a_killed_edge_are_back_within_5_s(tmp_path: Path) -> N
     [kill] = failover["kills"]
     assert kill["kill"] == "edge-eu" and kill["origin_cpu_pct"]["5s_after"] is not None
     assert len(kill["origin_cpu_pct"]["by_second"]) == 8
+    assert set(kill["nodes_cpu_pct"]) == {"python-1", "edge-eu", "edge-sea"}
     assert doc["webrtc"]["errors"] == {} and doc["webrtc"]["watching"] == 6
+
+
+def test_the_documented_failover_scenario_loads() -> None:
+    example = Path(__file__).parents[2] / "docs" / "examples" / "edge-failover.toml"
+    s = load(example)
+    assert s.edges == ["eu", "sea"] and [f.kill for f in s.faults] == ["edge-eu"]
 
 
 @pytest.mark.parametrize(
