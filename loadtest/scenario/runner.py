@@ -251,9 +251,10 @@ def failover_report(
 
 async def _placement(s: Scenario, room: str, urls: list[str], progress: Progress) -> Placement:
     if s.edges:
-        # The origin is urls[0]; viewers and the crowd use the edges, in their regions.
+        # The origin is urls[0]; viewers and the crowd use the edges, in their regions. Pages
+        # open on the origin with ?region=R and choose their edge (and another when it dies).
         edges = tuple(urls[1:])
-        return Placement(edges, tuple(s.edges), edges)
+        return Placement(edges, tuple(s.edges), (urls[0],) * len(edges), select=True)
     if s.regions is None:
         return region_map.single(urls)
     try:
