@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 from edge.registry import NodeRecord
 
 REGION = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
+MAX_EXCLUDE = 8  # node ids a viewer may ask selection to skip
+MAX_EXCLUDE_CHARS = 512
 VIEWER_ROLES = frozenset({"edge", "all"})  # nodes that serve the viewers of their region
 ORIGIN_ROLES = frozenset({"origin", "all"})  # nodes that hold the room's media source
 
@@ -56,10 +58,12 @@ def select(
     region: str,
     distances: RegionDistances,
     source: str | None = None,
+    exclude: Collection[str] = (),
 ) -> Choice | None:
     """The node for a viewer in `region`; None when no live node takes viewers. `source`: the id
-    of the node holding the room's host, if any."""
-    open_nodes = [n for n in nodes if n.accepts_viewers]
+    of the node holding the room's host, if any; `exclude`: ids the viewer found dead (its node
+    went away before the registry's TTL ran out), never chosen."""
+    open_nodes = [n for n in nodes if n.accepts_viewers and n.node_id not in exclude]
     edges = [n for n in open_nodes if n.role in VIEWER_ROLES]
     local = [n for n in edges if n.region == region]
     if local:

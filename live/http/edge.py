@@ -16,7 +16,7 @@ from prometheus_client.registry import Collector
 from core.auth import require_role
 from core.errors import DomainError, unknown_room
 from core.store import STORE_ERRORS
-from edge.selection import REGION, RegionDistances, select
+from edge.selection import MAX_EXCLUDE, MAX_EXCLUDE_CHARS, REGION, RegionDistances, select
 from edge.upstream import SourceIsHere, UpstreamManager, UpstreamUnavailable
 from live.http.common import Handler, claims_of
 from live.http.media import MEDIA, SOURCES
@@ -184,6 +184,7 @@ async def room_edge(request: web.Request) -> web.Response:
     region = request.query.get("region") or node.settings.server.region
     if not REGION.match(region):
         raise DomainError("invalid_region", "region must be 1-32 of a-z, 0-9 and '-'")
+    exclude = excluded(request.query.get("exclude", ""))
     if not await node.rooms.exists(room_id):
         raise unknown_room(room_id)
     distances = request.app[DISTANCES]
@@ -194,10 +195,21 @@ async def room_edge(request: web.Request) -> web.Response:
             "unknown_region", f"unknown region {region!r}; known: {', '.join(sorted(known))}"
         )
     source = await request.app[SOURCES].get(room_id)
-    choice = select(nodes, region, distances, source.node_id if source else None)
+    choice = select(nodes, region, distances, source.node_id if source else None, exclude)
     if choice is None:
         raise DomainError("no_node_available", "no live node takes viewers right now")
     return web.json_response(choice.to_json(), headers={"Cache-Control": "no-store"})
+
+
+def excluded(raw: str) -> frozenset[str]:
+    """`?exclude=ID,ID`: nodes the viewer found dead, bounded in count and length."""
+    ids = frozenset(i for i in raw.split(",") if i)
+    if len(raw) > MAX_EXCLUDE_CHARS or len(ids) > MAX_EXCLUDE:
+        raise DomainError(
+            "invalid_exclude",
+            f"exclude names at most {MAX_EXCLUDE} node ids in {MAX_EXCLUDE_CHARS} characters",
+        )
+    return ids
 
 
 @routes.get("/api/nodes")

@@ -45,6 +45,7 @@ STATUS: dict[str, Http] = {
     "invalid_since": Http(400),  # a history position that is no stream id
     # edge
     "draining": Http(503, retry_after=0),  # ask for an edge again, at once
+    "invalid_exclude": Http(400),
     "invalid_region": Http(400),
     "no_node_available": Http(503, retry_after=1),
     "not_origin": Http(409),

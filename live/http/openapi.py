@@ -89,6 +89,15 @@ REGION = {
     "schema": {"type": "string"},
 }
 
+EXCLUDE = {
+    "name": "exclude",
+    "in": "query",
+    "required": False,
+    "description": "Comma-separated ids of nodes never to offer (ones the viewer found dead); "
+    "at most 8 ids in 512 characters",
+    "schema": {"type": "string", "maxLength": 512},
+}
+
 OPERATIONS: tuple[Operation, ...] = (
     Operation("GET", "/healthz", "Liveness and store reachability", "kernel", "Health",
               store=False, extra_responses={503: "Health"}),
@@ -138,8 +147,9 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("DELETE", "/whep/{room}/{session}", "End a playing session (its owner)",
               "media", None, roles=ANY_TOKEN, errors=("session_not_found",), store=False),
     Operation("GET", "/api/rooms/{room}/edge", "The node a viewer should use", "edge",
-              "EdgeChoice", query=(REGION,),
-              errors=("invalid_region", "unknown_region", "unknown_room", "no_node_available")),
+              "EdgeChoice", query=(REGION, EXCLUDE),
+              errors=("invalid_region", "invalid_exclude", "unknown_region", "unknown_room",
+                      "no_node_available")),
     Operation("GET", "/api/nodes", "Live nodes", "edge", "Nodes"),
     Operation("POST", "/api/nodes/{node}/drain", "Stop giving a node new viewers", "edge",
               "Drain", roles=("node",), errors=("unknown_node",)),

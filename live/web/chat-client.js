@@ -77,7 +77,11 @@ export class ChatConnection {
       onStatus("error", "Your session has expired: reload the page");
     });
     connections.add(this);
-    this.socket.on("chat", (m) => this.deliver(m));
+    // While a join is answered, live messages wait behind its history (a message sent meanwhile
+    // may come live before the acknowledgement that holds older ones): shown in order.
+    this.joining = false;
+    this.held = [];
+    this.socket.on("chat", (m) => (this.joining ? this.held.push(m) : this.deliver(m)));
     // The node lost its link to other nodes for a while: fetch what was missed.
     this.socket.on("resync", ({ room: r }) => { if (r === this.room) this.join(); });
     for (const [event, fn] of Object.entries(handlers)) {
@@ -88,14 +92,19 @@ export class ChatConnection {
   join() {
     const payload = { room: this.room };
     if (this.lastId) payload.since = this.lastId;
+    this.joining = true;
     this.socket.emit("join", payload, (ack) => {
+      this.joining = false;
+      const held = this.held.splice(0);
       if (!ack || !ack.ok) {
+        for (const m of held) this.deliver(m);
         this.onStatus("error", ack ? ack.detail : "no answer");
         return;
       }
       this.onStatus("live", "");
       const fresh = this.lastId === null;
       for (const m of ack.history) this.deliver(m);
+      for (const m of held) this.deliver(m);
       this.onJoined(ack, fresh);
     });
   }

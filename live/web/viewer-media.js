@@ -2,6 +2,9 @@
 // retries a failed connection with backoff. `mediaBase(refusal)` names the origin serving media,
 // so a page that picks an edge node first can pass its own; `refusal` is the error of the last
 // attempt when that node refused the viewer (`full`, `draining`), so it can pick another.
+// `onLost(reason)` hears the first sign that the serving node may be gone (presented frames
+// stopping for LOST_MS, the peer connection "disconnected" or "failed"), once per session: the
+// page checks the node and moves (viewer.js); nothing else changes if it does not.
 import { el } from "/static/chat-client.js";
 import { Backoff, framesDecoded, packetsReceived, play, whepUrl } from "/static/media-client.js";
 
@@ -17,10 +20,13 @@ const REFUSALS = new Set(["full", "draining"]);
 const WATCH_MS = 2000;
 const STALL_MS = 5000;
 const RESTART_MS = 12000;
+// Frames stopping this long after the session presented some: tell onLost. Checked this often.
+const LOST_MS = 1000;
+const LOST_CHECK_MS = 250;
 
 export class StagePlayer {
-  constructor({ stage, room, token, mediaBase = async () => location.origin }) {
-    Object.assign(this, { stage, room, token, mediaBase });
+  constructor({ stage, room, token, mediaBase = async () => location.origin, onLost = () => {} }) {
+    Object.assign(this, { stage, room, token, mediaBase, onLost });
     this.live = false;
     this.everLive = false;
     this.session = null;
@@ -28,6 +34,12 @@ export class StagePlayer {
     this.attempt = 0; // a newer attempt makes older ones' callbacks no-ops
     this.timer = null;
     this.watchTimer = null;
+    this.lostTimer = null;
+    this.lostAttempt = 0; // the attempt onLost was last called for
+    // Presented frames (requestVideoFrameCallback), wall-clock ms: the page's liveness signal.
+    this.frames = 0;
+    this.lastFrameAt = 0;
+    this.firstFrameAt = 0; // the first frame of the stream now attached (0: none yet)
     this.backoff = new Backoff();
     this.video = el("video", { class: "stage-video", autoplay: "", playsinline: "" });
     this.video.muted = true; // browsers only autoplay muted video
@@ -40,6 +52,19 @@ export class StagePlayer {
     stage.replaceChildren(this.video, this.badge, this.note, this.unmute);
     this.video.addEventListener("playing", () => { if (this.session) this.show("playing"); });
     this.show("offline");
+    this.countFrames();
+  }
+
+  countFrames() {
+    if (!("requestVideoFrameCallback" in HTMLVideoElement.prototype)) return;
+    const tick = (now) => {
+      const at = performance.timeOrigin + now;
+      this.frames += 1;
+      this.lastFrameAt = at;
+      if (!this.firstFrameAt) this.firstFrameAt = at;
+      this.video.requestVideoFrameCallback(tick);
+    };
+    this.video.requestVideoFrameCallback(tick);
   }
 
   // The room went live or stopped (the join state, or a Socket.IO `stream` event).
@@ -88,7 +113,10 @@ export class StagePlayer {
 
   attach(attempt, stream) {
     if (attempt !== this.attempt) return;
-    if (this.video.srcObject !== stream) this.video.srcObject = stream;
+    if (this.video.srcObject !== stream) {
+      this.video.srcObject = stream;
+      this.firstFrameAt = 0; // frames from now on are the new session's
+    }
     this.video.play().catch(() => {}); // muted autoplay is allowed; the button covers the rest
   }
 
@@ -99,9 +127,17 @@ export class StagePlayer {
       if (!this.video.paused && this.video.readyState >= 2) this.show("playing");
     } else if (state === "disconnected") {
       this.show("stalled"); // ICE may recover on its own; "failed" follows if it does not
+      this.lost(attempt, "the media connection was interrupted");
     } else if (state === "failed") {
-      this.retry("the connection to the media server failed");
+      this.lost(attempt, "the media connection failed");
+      if (attempt === this.attempt) this.retry("the connection to the media server failed");
     }
+  }
+
+  lost(attempt, reason) {
+    if (attempt !== this.attempt || this.lostAttempt === attempt) return;
+    this.lostAttempt = attempt;
+    this.onLost(reason);
   }
 
   // A connection can stay "connected" while nothing arrives (the host's uplink froze, an edge
@@ -127,6 +163,15 @@ export class StagePlayer {
       this.watchTimer = setTimeout(check, WATCH_MS);
     };
     this.watchTimer = setTimeout(check, WATCH_MS);
+    // Frames presented, then none for LOST_MS: the node may be gone (a host's frozen uplink looks
+    // the same here; onLost tells them apart by asking the node).
+    const frames = () => {
+      if (attempt !== this.attempt) return;
+      const since = performance.timeOrigin + performance.now() - this.lastFrameAt;
+      if (this.firstFrameAt && since > LOST_MS) this.lost(attempt, "no video frames");
+      else this.lostTimer = setTimeout(frames, LOST_CHECK_MS);
+    };
+    this.lostTimer = setTimeout(frames, LOST_CHECK_MS);
   }
 
   retry(reason) {
@@ -145,6 +190,7 @@ export class StagePlayer {
     this.attempt += 1;
     clearTimeout(this.timer);
     clearTimeout(this.watchTimer);
+    clearTimeout(this.lostTimer);
     this.timer = null;
     if (this.session) this.session.close();
     this.session = null;

@@ -11,7 +11,7 @@ const edge = new EdgeSelector({ room, region: pageRegion() });
 if (edge.region) await edge.choose();
 // A node that refused this viewer (full, draining): ask for another before the next attempt.
 window.liveMediaBase = async (refusal) => {
-  if (refusal && edge.region) await edge.choose(edge.node && edge.node.node_id, 3);
+  if (refusal && edge.region) await edge.choose({ avoid: edge.node && edge.node.node_id, tries: 3 });
   return edge.url;
 };
 window.liveEdge = edge; // for tests
@@ -20,6 +20,7 @@ const player = new StagePlayer({
   stage: $("stage"), room, token,
   mediaBase: async (refusal) =>
     (window.liveMediaBase ? window.liveMediaBase(refusal) : location.origin),
+  onLost: (reason) => nodeLost(reason),
 });
 window.liveMedia = player; // for tests
 
@@ -77,16 +78,36 @@ const chat = new ChatConnection({
 window.liveChat = chat; // for the console and tests
 productCard.listen(chat.socket);
 
-// The chosen node went away: ask again; if another node is offered, move chat and video there
-// (chat re-joins with the last id seen, so nothing is missed).
-chat.socket.on("disconnect", async (reason) => {
-  if (reason === "io client disconnect" || !edge.region || chat.expired) return;
-  const gone = edge.node && edge.node.node_id;
-  const node = await edge.choose(gone);
-  if (!node || node.node_id === gone) return; // Socket.IO's own reconnection carries on
-  chat.socket.io.uri = node.url;
+// Failover. Whichever comes first (the chosen node's Socket.IO connection closing, the video's
+// frames stopping for a second, its peer connection "disconnected"/"failed") asks the node
+// whether it is there at all. A node that does not answer is dead: selection is asked at once
+// for another, excluding it (the registry lists it until its TTL runs out), and video then chat
+// move there (chat re-joins with the last id seen, so nothing is missed). A node that answers
+// keeps the viewer unless selection no longer offers it (draining); Socket.IO's and the player's
+// own retries carry on.
+let failing = null;
+function nodeLost(reason) {
+  if (!edge.region || chat.expired) return null;
+  failing ??= failover(reason).finally(() => { failing = null; });
+  return failing;
+}
+async function failover(reason) {
+  const node = edge.node;
+  const gone = node && node.node_id;
+  const dead = !(await edge.alive(edge.url));
+  if (dead) edge.markDead(node);
+  const next = await edge.choose({ avoid: gone, tries: dead ? 20 : 1 });
+  if (!next || next.node_id === gone) return; // stay
+  console.info(`moving to ${next.node_id}: ${gone || "this page's node"} ${dead ? "is gone" : "is draining"} (${reason})`);
+  if (player.live) player.retryNow(); // video first: it is what the viewer sees
+  chat.socket.io.uri = next.url;
   chat.socket.disconnect().connect();
-  if (player.live) player.retryNow();
+}
+window.liveFailover = nodeLost; // for tests
+
+chat.socket.on("disconnect", (reason) => {
+  if (reason === "io client disconnect") return;
+  nodeLost(`chat: ${reason}`);
 });
 
 $("send").addEventListener("submit", async (event) => {

@@ -93,15 +93,20 @@ async def run_viewers(
     progress: Progress = print,
     monitor: Monitor | None = None,
     regions: tuple[str, ...] = (),
+    failover: bool = False,
+    ask: tuple[str, ...] = (),
+    started: asyncio.Future[float] | None = None,
 ) -> dict[str, Any]:
     """`viewers` WHEP viewers of `room` for `duration_s` from `workers` processes; merged.
 
-    Viewer `i` watches from `urls[i % n]`, in region `regions[i % n]` when given."""
+    Viewer `i` watches from `urls[i % n]`, in region `regions[i % n]` when given. `failover`:
+    viewers whose node dies ask selection (`ask` first, then `urls`) for another and play there.
+    `started` gets the run's start time (wall clock) when the workers are told to go."""
     workers = max(1, min(workers, viewers))
     tag = f"lt{time.time_ns() % 10**9:x}"
     plans = [
         RtcPlan(i, workers, tuple(urls), secret, room, viewers, duration_s, join_rate,
-                tuple(client_cpus or ()), tag, regions=regions)
+                tuple(client_cpus or ()), tag, regions=regions, failover=failover, ask=ask)
         for i in range(workers)
     ]  # fmt: skip
     fleet = Fleet.spawn(rtc_worker.main, plans)
@@ -131,6 +136,8 @@ async def run_viewers(
         if ready:
             t0 = time.time() + START_DELAY_S
             fleet.broadcast({"kind": "go", "t0": t0})
+            if started is not None and not started.done():
+                started.set_result(t0)
         budget = START_DELAY_S + duration_s + 60
         done = await fleet.until(lambda: len(fleet.done) == workers, budget, tick, every, stop)
         if not done:
@@ -155,7 +162,14 @@ def merge(viewers: int, parts: list[dict[str, Any]]) -> dict[str, Any]:
     by_region: dict[str, tuple[list[int], Histogram]] = {}
     errors: Counter[str] = Counter()
     frames_per_s: list[int] = []
+    lost_at: list[float] = []
+    back_at: list[float] = []
+    failover_errors: Counter[str] = Counter()
     for part in parts:
+        moves = part.get("failover", {})
+        lost_at += moves.get("lost_at", [])
+        back_at += moves.get("back_at", [])
+        failover_errors.update(moves.get("errors", {}))
         setup.merge(Histogram.from_wire(part["setup"]))
         first.merge(Histogram.from_wire(part["first_frame"]))
         errors.update(part["errors"])
@@ -186,4 +200,10 @@ def merge(viewers: int, parts: list[dict[str, Any]]) -> dict[str, Any]:
         },
         "frames_per_s": frames_per_s,
         "errors": dict(errors),
+        # Wall-clock times: viewers that found their node dead, first frames from the next node.
+        "failover": {
+            "lost_at": sorted(lost_at),
+            "back_at": sorted(back_at),
+            "errors": dict(failover_errors),
+        },
     }

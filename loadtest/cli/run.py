@@ -21,10 +21,14 @@ Targets: nodes started here ([target] nodes = 1 or 2), running ones ([target] ur
 being the origin), or a region map spreading viewers by weight: [target] regions = {na = URL,
 eu = URL}, weights = {na = 3, eu = 1}, select = true to ask each region's URL
 GET /api/rooms/{room}/edge?region=R for the node, as the viewer page does. Results then come per
-region too (rules like region.eu.chat.delivery.p99 < 300ms).
+region too (rules like region.eu.chat.delivery.p99 < 300ms). [target] edges = ["eu", "sea"]
+starts an origin and one edge per region, the crowd on the edges; [[faults]] at_s = 10, kill =
+"edge-eu" SIGKILLs a started node mid-show: WebRTC viewers fail over like the viewer page, and
+failover.* (lost, back, back_5s, recovery.p95) reports them with the origin's CPU meanwhile
+(example: docs/examples/edge-failover.toml).
 
 Progress is live on a terminal; the final table, --json and --html follow. Rules in
-[thresholds] (chat.*, likes.*, sale.*, webrtc.*, browser.load/join/chat.delivery/
+[thresholds] (chat.*, likes.*, sale.*, webrtc.*, failover.*, browser.load/join/chat.delivery/
 video.first_frame/video.fps/errors, errors.*) decide the exit code (0 pass, 1 fail, 2 scenario
 error, 130 Ctrl-C, which still writes the partial report); abort_after = "10s" stops a run
 whose live rule keeps failing. Targets outside loopback are refused without --allow-remote (and

@@ -7,6 +7,7 @@ the first video frame arrived, and reads loss from aiortc's receiver statistics.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 
@@ -30,6 +31,8 @@ class MediaViewer:
         self.t0 = t0
         self.started = time.time()
         self.first_frame_s: float | None = None
+        self.last_frame_at = 0.0  # wall clock of the last video frame (0: none yet)
+        self.first_frame = asyncio.Event()
         self.frames = 0
         self.keyframes = 0
         self.frames_per_s = [0] * (seconds + 1)
@@ -39,8 +42,10 @@ class MediaViewer:
         if frame.codec == "opus":
             return
         now = time.time()
+        self.last_frame_at = now
         if self.first_frame_s is None:
             self.first_frame_s = now - self.started
+            self.first_frame.set()
         self.frames += 1
         self.keyframes += frame.keyframe
         second = min(max(0, int(now - self.t0)), len(self.frames_per_s) - 1)

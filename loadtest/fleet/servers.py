@@ -89,9 +89,19 @@ async def valkey_pid(redis: aioredis.Redis) -> int | None:
 
 
 async def start_python_node(
-    name: str, redis_url: str, secret: str, cpus: list[int], log_dir: Path, env: dict[str, str]
+    name: str,
+    redis_url: str,
+    secret: str,
+    cpus: list[int],
+    log_dir: Path,
+    env: dict[str, str],
+    *,
+    role: str | None = None,
+    region: str | None = None,
+    origin: str | None = None,
 ) -> NodeProcess:
-    """`live serve` on a free loopback port, logging at WARNING so logs do not skew figures."""
+    """`live serve` on a free loopback port, logging at WARNING so logs do not skew figures;
+    a node of both roles unless `role` (an `edge` needs its `origin`'s URL)."""
     node_env = {
         **os.environ,
         "REDIS_URL": redis_url,
@@ -104,7 +114,8 @@ async def start_python_node(
     }
     return await spawn_node(
         node_id=name, env=node_env, log=log_dir / f"{name}.log", cpus=cpus,
-        start_within_s=START_TIMEOUT_S, cwd=LOADTEST.parent,
+        start_within_s=START_TIMEOUT_S, cwd=LOADTEST.parent, role=role, region=region,
+        origin=origin,
     )  # fmt: skip
 
 

@@ -50,6 +50,12 @@ METRICS: dict[str, str] = {
     "webrtc.loss": "fraction",
     "webrtc.bitrate_kbps": "count",  # per watching viewer
     "webrtc.fps": "count",  # video frames per second per watching viewer
+    # [[faults]]: WebRTC viewers that lost their node, got video again from another, within 5 s
+    # of the kill (a fraction of those lost), and the kill to that first frame.
+    "failover.lost": "count",
+    "failover.back": "count",
+    "failover.back_5s": "fraction",
+    **{f"failover.recovery.{q}": "ms" for q in ("p50", "p95", "p99", "max", "mean")},
     "browser.pages": "count",  # pages that joined the chat
     "browser.playing": "count",  # pages that presented a video frame
     # Navigation start to the page's `load`, and to its chat being joined.
@@ -209,6 +215,14 @@ def metrics_of(doc: dict[str, Any]) -> dict[str, float]:
         m["webrtc.fps"] = rtc["fps"]
         operations += rtc["viewers"]
         errors += rtc["viewers"] - rtc["watching"]
+    failover = doc.get("failover")
+    if failover is not None:
+        m["failover.lost"] = failover["lost"]
+        m["failover.back"] = failover["back"]
+        fraction = failover["back_5s_fraction"]
+        m["failover.back_5s"] = 0.0 if fraction is None else fraction  # nobody lost: nothing shown
+        for q in ("p50", "p95", "p99", "max", "mean"):
+            m[f"failover.recovery.{q}"] = _latency(failover["recovery_ms"], q)
     browser = doc.get("browser")
     if browser is not None:
         m["browser.pages"] = browser["joined"]

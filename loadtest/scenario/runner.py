@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import os
 import secrets
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -30,7 +31,12 @@ from loadtest.plan.workloads import ChatWorkload, SaleWorkload, senders_for
 from loadtest.report import procfs, scrape, thresholds
 from loadtest.report.display import Display, Monitor, Progress
 from loadtest.report.histogram import Histogram
-from loadtest.scenario.spec import Scenario, ScenarioError
+from loadtest.scenario.spec import ORIGIN_ID, Scenario, ScenarioError
+
+BACK_WITHIN_S = 5.0  # the issue's bound for a viewer whose node died
+FAULT_WINDOW_S = (3.0, 5.0)  # the origin's CPU: this long before a kill, and after it
+SAMPLE_EVERY_S = 0.5
+Samples = list[tuple[float, float]]  # (wall clock, CPU seconds) of one process
 
 
 def _renice(nice: int, progress: Progress) -> None:
@@ -54,7 +60,7 @@ async def run(
         monitor = Monitor(Display(), scenario.rules, scenario.abort_after_s)
     progress = monitor.display.log
     pinning = servers.pinning_for()
-    async with _system(scenario, pinning, progress) as (urls, pids, secret, redis_url):
+    async with _system(scenario, pinning, progress) as (urls, pids, secret, redis_url, procs):
         if scenario.nice is not None:
             # After the servers started (they keep theirs); the workers spawned next inherit it.
             _renice(scenario.nice, progress)
@@ -74,6 +80,13 @@ async def run(
             jobs["sale"] = _sale(scenario, room, sale["sale_id"], list(placement.targets), secret,
                                  pids, pinning, progress, monitor)  # fmt: skip
         names = list(jobs)
+        started: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+        if not scenario.webrtc_viewers:
+            started.set_result(time.time())
+        faults = (
+            asyncio.ensure_future(_faults(scenario, procs, started, progress))
+            if scenario.faults else None
+        )  # fmt: skip
         try:
             async with contextlib.AsyncExitStack() as live:
                 if scenario.webrtc_viewers or scenario.browsers:
@@ -88,12 +101,19 @@ async def run(
                         scenario.duration_s, join_rate=scenario.webrtc_join_rate,
                         workers=scenario.workers, client_cpus=pinning.client_cpus,
                         progress=progress, monitor=monitor, regions=placement.regions,
+                        failover=bool(scenario.faults), ask=(urls[0],), started=started,
                     )  # fmt: skip
                 results = await _with_browsers(
                     scenario, names, jobs, room, secret, placement, pinning, progress, monitor
                 )
         finally:
             monitor.display.close()
+            fault_log: tuple[list[dict[str, Any]], dict[str, Samples]] = ([], {})
+            if faults is not None:
+                if not faults.done():
+                    faults.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    fault_log = await faults
         server_metrics = scrape.compare(metrics_before, await scrape.scrape(scraped))
         if "sale" in results and scenario.sale is not None:
             sale_doc = results["sale"]
@@ -114,6 +134,8 @@ async def run(
     doc: dict[str, Any] = {"name": scenario.name, "pinning": where, **results}
     if scenario.regions is not None:
         doc["regions"] = _by_region(scenario.regions, placement, results)
+    if scenario.faults:
+        doc["failover"] = failover_report(scenario, placement, results.get("webrtc"), *fault_log)
     doc["server_metrics"] = server_metrics
     doc["partial"] = monitor.stop.is_set() or any(
         r.get("partial") for r in results.values() if isinstance(r, dict)
@@ -129,7 +151,110 @@ async def run(
     return doc
 
 
+async def _faults(
+    s: Scenario, procs: dict[str, NodeProcess], started: asyncio.Future[float], progress: Progress
+) -> tuple[list[dict[str, Any]], dict[str, Samples]]:
+    """Kill the scenario's nodes on time; the kills and every started node's CPU samples from
+    the start to a window past the last kill."""
+    t0 = await started
+    kills: list[dict[str, Any]] = []
+    samples: dict[str, Samples] = {node_id: [] for node_id in procs}
+    pending = sorted(s.faults, key=lambda f: f.at_s)
+    stop_at = t0 + pending[-1].at_s + FAULT_WINDOW_S[1] + 1.0
+    try:
+        while time.time() < stop_at:
+            now = time.time()
+            for node_id, proc in procs.items():
+                sample = procfs.sample(proc.pid) if proc.running else None
+                if sample is not None:
+                    samples[node_id].append((now, sample.cpu_s))
+            while pending and now >= t0 + pending[0].at_s:
+                fault = pending.pop(0)
+                procs[fault.kill].kill()  # SIGKILL: no drain, no goodbye
+                kills.append({"kill": fault.kill, "at_s": fault.at_s, "killed_at": time.time(),
+                              "url": procs[fault.kill].url})  # fmt: skip
+                progress(f"fault: {fault.kill} killed (SIGKILL) at {now - t0:.1f} s")
+            await asyncio.sleep(SAMPLE_EVERY_S if not pending else min(
+                SAMPLE_EVERY_S, max(0.0, t0 + pending[0].at_s - time.time())))  # fmt: skip
+    except asyncio.CancelledError:
+        pass  # the run ended early: report what happened
+    return kills, samples
+
+
+def _cpu_pct(samples: list[tuple[float, float]], start: float, end: float) -> float | None:
+    """The origin's CPU between two wall-clock times, in % of one core (nearest samples)."""
+    inside = [x for x in samples if start - SAMPLE_EVERY_S / 2 <= x[0] <= end + SAMPLE_EVERY_S / 2]
+    if len(inside) < 2 or inside[-1][0] <= inside[0][0]:
+        return None
+    (t1, c1), (t2, c2) = inside[0], inside[-1]
+    return round(100.0 * (c2 - c1) / (t2 - t1), 1)
+
+
+def failover_report(
+    s: Scenario,
+    placement: Placement,
+    rtc: dict[str, Any] | None,
+    kills: list[dict[str, Any]],
+    nodes: dict[str, Samples],
+) -> dict[str, Any]:
+    """Per kill: the WebRTC viewers that were on the node, lost it, were back within
+    BACK_WITHIN_S (first frame from another node, counted from the kill), and the origin's CPU
+    before, after and second by second; and those figures over all kills."""
+    moves = (rtc or {}).get("failover", {"lost_at": [], "back_at": [], "errors": {}})
+    per_kill: list[dict[str, Any]] = []
+    samples = nodes.get(ORIGIN_ID, [])
+    total = Histogram()
+    counts = {"on_node": 0, "lost": 0, "back": 0, "back_within_5s": 0}
+    for i, kill in enumerate(kills):
+        at = kill["killed_at"]
+        until = kills[i + 1]["killed_at"] if i + 1 < len(kills) else float("inf")
+        lost = [t for t in moves["lost_at"] if at <= t < until]
+        back = [t - at for t in moves["back_at"] if at <= t < until]
+        recovery = Histogram()
+        for seconds in back:
+            recovery.record(int(seconds * 1e6))
+        total.merge(recovery)
+        n = len(placement.targets)
+        on_node = sum(1 for v in range(s.webrtc_viewers) if placement.targets[v % n] == kill["url"])
+        figures = {"on_node": on_node, "lost": len(lost), "back": len(back),
+                   "back_within_5s": sum(1 for b in back if b < BACK_WITHIN_S)}  # fmt: skip
+        for k, v in figures.items():
+            counts[k] += v
+        before, after = FAULT_WINDOW_S
+        per_kill.append({
+            **kill,
+            **figures,
+            "recovery_ms": recovery.summary_ms(),
+            "origin_cpu_pct": {
+                f"{before:g}s_before": _cpu_pct(samples, at - before, at),
+                f"{after:g}s_after": _cpu_pct(samples, at, at + after),
+                "by_second": [_cpu_pct(samples, at + k, at + k + 1)
+                              for k in range(-int(before), int(after))],
+            },
+            # Every started node (the killed one only before), the origin included.
+            "nodes_cpu_pct": {
+                node_id: {f"{before:g}s_before": _cpu_pct(series, at - before, at),
+                          f"{after:g}s_after": _cpu_pct(series, at, at + after)}
+                for node_id, series in nodes.items()
+            },
+        })  # fmt: skip
+    return {
+        **counts,
+        "back_5s_fraction": round(counts["back_within_5s"] / counts["lost"], 4)
+        if counts["lost"]
+        else None,
+        "recovery_ms": total.summary_ms(),
+        "errors": moves["errors"],
+        "kills": per_kill,
+    }
+
+
 async def _placement(s: Scenario, room: str, urls: list[str], progress: Progress) -> Placement:
+    if s.edges:
+        # The origin is urls[0]; viewers and the crowd use the edges, in their regions. Pages
+        # open on the origin with ?region=R and choose their edge (and another when it dies).
+        edges = tuple(urls[1:])
+        return Placement(edges, tuple(s.edges), (urls[0],) * len(edges), select=True)
     if s.regions is None:
         return region_map.single(urls)
     try:
@@ -269,29 +394,40 @@ async def _sale(
 @contextlib.asynccontextmanager
 async def _system(
     s: Scenario, pinning: servers.Pinning, progress: Progress
-) -> AsyncIterator[tuple[list[str], dict[str, int], str, str | None]]:
-    """The given targets, or Valkey and pinned nodes started here: (urls, pids, secret, redis)."""
+) -> AsyncIterator[tuple[list[str], dict[str, int], str, str | None, dict[str, NodeProcess]]]:
+    """The given targets, or Valkey and pinned nodes started here: (urls, pids, secret, redis,
+    the started processes by id). With edges, the origin comes first, then an edge per region."""
     if s.urls or s.regions:
         if not s.secret:
             raise ScenarioError(
                 "targets need their token secret (target.secret or LIVE_JWT_SECRET)"
             )
         home = s.urls or ([next(iter(s.regions.urls.values()))] if s.regions else [])
-        yield home, {}, s.secret, s.redis_url
+        yield home, {}, s.secret, s.redis_url, {}
         return
     progress(pinning.describe() + "; nodes run with the commerce rate limits raised")
     async with servers.store(None, None, pinning) as (redis_url, valkey_pid, work_dir):
         secret = s.secret or secrets.token_urlsafe(32)
         started: list[NodeProcess] = []
         try:
+            origin_role = {"role": "origin", "region": "na"} if s.edges else {}
             for i in range(s.nodes):
                 started.append(await servers.start_python_node(
                     f"python-{i + 1}", redis_url, secret, pinning.server_cpus,
-                    work_dir / "logs", RAISED_LIMITS,
+                    work_dir / "logs", RAISED_LIMITS, **origin_role,
                 ))  # fmt: skip
+            for region in s.edges:
+                started.append(await servers.start_python_node(
+                    f"edge-{region}", redis_url, secret, pinning.server_cpus, work_dir / "logs",
+                    RAISED_LIMITS, role="edge", region=region, origin=started[0].url,
+                ))  # fmt: skip
+            if s.edges:
+                progress("origin python-1 (na), edges " + ", ".join(
+                    f"{p.node_id} {p.url}" for p in started[1:]))  # fmt: skip
             pids = {p.node_id: p.pid for p in started}
             if valkey_pid is not None:
                 pids["valkey"] = valkey_pid
-            yield [p.url for p in started], pids, secret, redis_url
+            yield ([p.url for p in started], pids, secret, redis_url,
+                   {p.node_id: p for p in started})  # fmt: skip
         finally:
             await stop_all(started)

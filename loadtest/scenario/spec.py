@@ -37,6 +37,19 @@ the rules' verdicts. Ctrl-C or an abort rule stops the run with a partial report
     rules = ["chat.delivery.p99 < 250ms", "errors.rate < 0.1%", "sale.invariants == 1"]
     abort_after = "10s" # stop early when a rule measured live fails this long
 
+Started nodes with edges, and a node killed mid-show:
+
+    [target]
+    edges = ["eu", "sea"]   # the origin (python-1, region na) plus one edge per region
+                            # (edge-eu, edge-sea); viewers and the crowd use the edges
+    [[faults]]
+    at_s = 5                # seconds after the WebRTC viewers' start
+    kill = "edge-eu"        # SIGKILL a started node (not python-1, which holds the room)
+
+With faults, WebRTC viewers fail over like the viewer page (`loadtest.fleet.rtc_worker`); the
+document's `failover` says how many lost their node, how many were back within 5 s (first
+frame from another node, counted from the kill) and how the origin's CPU went meanwhile.
+
 Running nodes instead of started ones: `[target] urls` (the first is where the room is created,
 the sale started and the publisher sends: the origin), and optionally a region map that spreads
 the viewers and buyers by weight (`loadtest.plan.regions`): `regions = {na = URL, eu = URL}`,
@@ -48,6 +61,7 @@ deployment's selection API names. Results then come per region too (`regions` in
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,6 +98,7 @@ class TargetTable(_Table):
     regions: Any = None
     weights: Any = None
     select: Any = None
+    edges: list[str] = []
 
 
 class RolesTable(_Table):
@@ -133,6 +148,11 @@ class BrowserTable(_Table):
     join_rate: float = 5.0
 
 
+class FaultTable(_Table):
+    at_s: float
+    kill: str
+
+
 class ScenarioFile(_Table):
     """A scenario file as written."""
 
@@ -148,12 +168,13 @@ class ScenarioFile(_Table):
     arrival: ArrivalTable = ArrivalTable()
     webrtc: WebrtcTable = WebrtcTable()
     browser: BrowserTable = BrowserTable()
+    faults: list[FaultTable] = []
 
 
 _TABLES: dict[str, type[_Table]] = {
     "target": TargetTable, "roles": RolesTable, "sale": SaleTable, "generator": GeneratorTable,
     "thresholds": ThresholdsTable, "arrival": ArrivalTable, "webrtc": WebrtcTable,
-    "browser": BrowserTable,
+    "browser": BrowserTable, "faults": FaultTable,
 }  # fmt: skip
 
 
@@ -180,6 +201,15 @@ def _refusal(exc: ValidationError, path: Path) -> ScenarioError:
 
 
 # -- what a run gets ------------------------------------------------------------------------------
+
+ORIGIN_ID = "python-1"  # the first started node: the room, the sale and the publisher are there
+EDGE_REGION = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
+
+
+@dataclass(frozen=True, slots=True)
+class Fault:
+    at_s: float  # after the WebRTC viewers' start (else the drivers')
+    kill: str  # a started node's id: SIGKILL
 
 
 @dataclass
@@ -214,6 +244,14 @@ class Scenario:
     nice: int | None = None  # the generator's scheduling priority (negative: needs privileges)
     arrivals: Arrivals = field(default_factory=Arrivals)
     abort_after_s: float | None = None
+    edges: list[str] = field(default_factory=list)  # regions of started edges
+    faults: list[Fault] = field(default_factory=list)
+
+    def started_ids(self) -> list[str]:
+        """The ids of the nodes a run starts (none when it names running ones)."""
+        if self.urls or self.regions:
+            return []
+        return [f"python-{i + 1}" for i in range(self.nodes)] + [f"edge-{r}" for r in self.edges]
 
     def all_urls(self) -> list[str]:
         """Every URL the scenario names (for the loopback check)."""
@@ -262,6 +300,8 @@ def load(path: Path) -> Scenario:
             arrivals=_arrivals(f.arrival, gen),
             abort_after_s=None if f.thresholds.abort_after is None
             else _seconds(f.thresholds.abort_after),
+            edges=list(target.edges),
+            faults=[Fault(x.at_s, x.kill) for x in f.faults],
         )  # fmt: skip
         s.arrivals.validate()
     except ScenarioError:
@@ -302,9 +342,35 @@ def load(path: Path) -> Scenario:
         raise ScenarioError("[target] weights and select need a region map: regions = {na = URL}")
     if s.regions is not None and "nodes" in target.model_fields_set:
         raise ScenarioError("[target] regions name running nodes: drop `nodes`")
+    _check_edges_and_faults(s)
     if not (s.lurkers + s.chatters + s.likers or s.buyers or s.webrtc_viewers or s.browsers):
         raise ScenarioError("the scenario has no roles")
     return s
+
+
+def _check_edges_and_faults(s: Scenario) -> None:
+    if s.edges:
+        if s.urls or s.regions:
+            raise ScenarioError("[target] edges are started here: drop urls and regions")
+        if s.nodes != 1:
+            raise ScenarioError("[target] edges start one origin: nodes must be 1")
+        if len(set(s.edges)) != len(s.edges) or not all(EDGE_REGION.match(r) for r in s.edges):
+            raise ScenarioError("[target] edges: distinct regions of 1-32 of a-z, 0-9 and '-'")
+        if len(s.edges) > 8:
+            raise ScenarioError("[target] edges: at most 8")
+    started = s.started_ids()
+    for fault in s.faults:
+        if not started:
+            raise ScenarioError("[[faults]] kill nodes this run starts: drop [target] urls")
+        if fault.kill not in started[1:]:
+            raise ScenarioError(
+                f"[[faults]] kill {fault.kill!r}: one of {started[1:]} "
+                f"({ORIGIN_ID} holds the room and its publisher)"
+            )
+        if not 0 < fault.at_s < s.duration_s:
+            raise ScenarioError("[[faults]] at_s must be within the run (0 < at_s < duration_s)")
+    if len({f.kill for f in s.faults}) != len(s.faults):
+        raise ScenarioError("[[faults]] a node is killed once")
 
 
 def _join_rate(arrival: ArrivalTable, gen: GeneratorTable) -> float:

@@ -11,7 +11,9 @@ _TABLE_KEYS = (
     "chat.delivery.p99", "chat.missing", "likes.sent", "likes.delay.p50", "likes.delay.p99",
     "sale.attempts_per_s", "sale.reservation.p50", "sale.reservation.p99", "sale.reserved",
     "sale.sell_through", "sale.invariants", "webrtc.viewers", "webrtc.first_frame.p99",
-    "webrtc.loss", "webrtc.bitrate_kbps", "webrtc.fps", "browser.pages", "browser.load.p50",
+    "webrtc.loss", "webrtc.bitrate_kbps", "webrtc.fps", "failover.lost", "failover.back",
+    "failover.back_5s", "failover.recovery.p50", "failover.recovery.p95",
+    "failover.recovery.max", "browser.pages", "browser.load.p50",
     "browser.join.p50", "browser.chat.delivery.p50", "browser.chat.delivery.p99",
     "browser.video.first_frame.p50", "browser.video.fps", "browser.errors", "errors.rate",
     "generator.loop_lag.p99", "generator.cpu_pct",
@@ -41,6 +43,19 @@ def summary(doc: dict[str, Any]) -> str:
         if key in m:
             lines.append(f"  {key:<26} {_fmt(m[key]):>12}")
     lines.extend(region_table(doc))
+    for kill in doc.get("failover", {}).get("kills", []):
+        cpu = kill["origin_cpu_pct"]
+        by_second = " ".join(_fmt(c) for c in cpu["by_second"])
+        lines.append(
+            f"  {kill['kill']} killed at {kill['at_s']:g} s: {kill['lost']} of "
+            f"{kill['on_node']} viewers lost it, {kill['back_within_5s']} back within 5 s; "
+            f"origin CPU % before/after {_fmt(cpu['3s_before'])}/{_fmt(cpu['5s_after'])}, "
+            f"by second from -3 s: {by_second}"
+        )
+        lines.append("    nodes' CPU % before/after: " + ", ".join(
+            f"{node} {_fmt(c['3s_before'])}/{_fmt(c['5s_after'])}"
+            for node, c in kill["nodes_cpu_pct"].items()
+        ))  # fmt: skip
     errors = doc.get("browser", {}).get("errors")
     if errors:
         lines.append("  browser errors: " + ", ".join(f"{k} {n}" for k, n in errors.items()))

@@ -73,6 +73,18 @@ def test_a_node_of_role_all_serves_its_region_and_is_an_origin() -> None:
     assert pick([rec("one", "all", "local")], "eu") == ("one", "origin")
 
 
+def test_excluded_nodes_are_never_chosen() -> None:
+    nodes = [ORIGIN, rec("eu-1", "edge", "eu"), rec("eu-2", "edge", "eu", 50)]
+    nodes.append(rec("sea-1", "edge", "sea"))
+    choice = select(nodes, "eu", DISTANCES, exclude={"eu-1"})
+    assert choice is not None and (choice.node.node_id, choice.reason) == ("eu-2", "region")
+    choice = select(nodes, "eu", DISTANCES, exclude={"eu-1", "eu-2"})
+    assert choice is not None and (choice.node.node_id, choice.reason) == ("sea-1", "nearest")
+    choice = select(nodes, "eu", DISTANCES, exclude={"eu-1", "eu-2", "sea-1"})
+    assert choice is not None and choice.node.node_id == "origin"
+    assert select(nodes, "eu", DISTANCES, exclude={n.node_id for n in nodes}) is None
+
+
 def test_distance_table_is_symmetric() -> None:
     assert DISTANCES.distance("sea", "na") == 180
     assert DISTANCES.distance("eu", "eu") == 0
@@ -112,6 +124,16 @@ async def test_route_follows_region_load_and_health(
     assert (status, body["node_id"], body["reason"]) == (200, "edge-eu", "nearest")
     status, body = await get(http, url)  # no region: the asked node's own (na): no na edge
     assert (status, body["node_id"]) == (200, "edge-eu")
+
+    # A viewer that found edge-eu dead asks again excluding it: offered the next, at once.
+    status, body = await get(http, f"{url}?region=eu&exclude=edge-eu,gone")
+    assert (status, body["node_id"], body["reason"]) == (200, "origin", "origin")
+    status, body = await get(http, f"{url}?region=eu&exclude=edge-eu,origin")
+    assert (status, body["error"]) == (503, "no_node_available")
+    status, body = await get(http, f"{url}?region=eu&exclude=" + ",".join("abcdefghi"))
+    assert (status, body["error"]) == (400, "invalid_exclude")
+    status, body = await get(http, f"{url}?region=eu&exclude=" + "x" * 513)
+    assert (status, body["error"]) == (400, "invalid_exclude")
 
     # A dead edge (heartbeat stopped, record left to expire) drops out within the TTL.
     eu.node.registry._stopping = True
