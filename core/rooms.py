@@ -71,9 +71,11 @@ class RoomStore:
         # own claim: a cluster client retries a command whose answer it lost (a timeout, a
         # failover, a slot moving), and a first attempt that did land must not read as a rival.
         claim = secrets.token_hex(8)
-        if not await self._redis.hsetnx(key, "room_id", claim):
-            if await self._redis.hget(key, "room_id") != claim.encode():
-                raise RoomExists(room_id)
+        if (
+            not await self._redis.hsetnx(key, "room_id", claim)
+            and await self._redis.hget(key, "room_id") != claim.encode()
+        ):
+            raise RoomExists(room_id)
         await self._redis.hset(key, mapping=mapping)
         await self._redis.sadd(ROOMS_INDEX, room_id)
         return room
