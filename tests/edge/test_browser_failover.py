@@ -34,7 +34,13 @@ RUNS = 5
 DEAD_NODE = re.compile(r"ERR_CONNECTION_(REFUSED|RESET)")  # the browser logs the dead node's
 DONE_MS = 5000  # the issue's bound: video again within 5 s of the kill
 # The registry as deployed (heartbeat 1 s, TTL 3 s): the page must not wait for the TTL.
-ENV = {**NODE_ENV, "LIVE_NODE_HEARTBEAT_S": "1.0", "LIVE_NODE_TTL_S": "3.0"}
+# The talker sends 5 messages a run, 25 in well under the default 30 s window of 20.
+ENV = {
+    **NODE_ENV,
+    "LIVE_NODE_HEARTBEAT_S": "1.0",
+    "LIVE_NODE_TTL_S": "3.0",
+    "LIVE_CHAT_RATE_COUNT": "100",
+}
 
 
 @pytest.fixture
@@ -79,12 +85,14 @@ async def fail_over_once(page: Page, eu: NodeProcess, talker: Client) -> tuple[f
     await assert_playing(page)
     assert await page.evaluate("window.liveEdge.node.node_id") == eu.node_id
     before = await talker.call("chat", {"room": ROOM, "text": "before"})
+    assert before.get("ok"), before
     await shown(page, before["id"])
 
     killed_at = time.time() * 1000
     eu.kill()  # SIGKILL: no drain, no goodbye to the registry or the sockets' peers
     await eu.proc.wait()
     during = [await talker.call("chat", {"room": ROOM, "text": f"during {i}"}) for i in range(3)]
+    assert all(ack.get("ok") for ack in during), during
     await page.wait_for_function(
         """([killed, dead]) => window.liveMedia.firstFrameAt > killed
             && window.liveEdge.node && window.liveEdge.node.node_id !== dead""",
