@@ -84,9 +84,9 @@ rules = {json.dumps(rules)}
 
 
 async def test_webrtc_viewers_on_both_of_two_started_nodes_all_get_video(tmp_path: Path) -> None:
-    # `[target] nodes = 2`: the publisher sends to the first node and viewers alternate between
-    # the two; the second node pulls the room from the first (its source). It gave two of four
-    # viewers no first frame when nodes did not relay rooms to each other.
+    # `[target] nodes = 2`: the publisher sends to the first node and viewers (and browser pages)
+    # alternate between the two; the second node pulls the room from the first (its source).
+    # It gave two of four viewers no first frame when nodes did not relay rooms to each other.
     path = tmp_path / "two.toml"
     path.write_text("""
 name = "two nodes"
@@ -96,6 +96,7 @@ nodes = 2
 [roles]
 lurkers = 2
 webrtc_viewers = 4
+browsers = 2
 [webrtc]
 join_rate = 20
 [generator]
@@ -106,6 +107,9 @@ rules = ["webrtc.viewers == 4"]
 """)  # fmt: skip
     assert await _run(path, tmp_path) == 0
     doc = json.loads((tmp_path / "r.json").read_text())
+    pages = doc["browser"]["per_page"]
+    assert len({p["node"] for p in pages}) == 2  # one page on each node
+    assert all(p["frames"] > 0 for p in pages), pages
     rtc = doc["webrtc"]
     assert rtc["errors"] == {} and rtc["watching"] == 4
     assert rtc["first_frame_ms"]["count"] == 4 and rtc["frames"] > 0
