@@ -79,3 +79,10 @@ class GiftSpec(_Strict):
 
 class GiftsIn(_Strict):
     gifts: Annotated[list[GiftSpec], Field(min_length=1, max_length=50)]
+
+
+class GiftSocketIn(GiftIn):
+    """Socket.IO `gift {room, gift_id, count, key}`: `key` is the Idempotency-Key."""
+
+    room: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+    key: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._:-]{8,128}$")]

@@ -1,0 +1,81 @@
+"""Gifts over Socket.IO across two nodes: acks, the room's `gift` events combined into combos at
+the room's bounded rate, the `leaderboard` event, refusals."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from tests.conftest import ClientFactory, NodeFactory
+
+pytestmark = pytest.mark.stores("single", "cluster")
+
+
+async def test_gifts_are_acked_combined_and_ranked(
+    start_node: NodeFactory, connect: ClientFactory
+) -> None:
+    a = await start_node(gifts_room_events_per_s=1)
+    b = await start_node(gifts_room_events_per_s=1)
+    await a.node.rooms.create(title="Gifts", owner="host", room_id="g1")
+    await a.node.commerce.credit(
+        "alice", key="topup-alice", amount=20, reason="", reference="", by="test", seller=""
+    )
+    alice = await connect(a.url, "alice", rooms=["g1"])
+    bob = await connect(b.url, "bob", rooms=["g1"])
+    await alice.join("g1")
+    await bob.join("g1")
+
+    # 8 at once: below the default gift rate per user (10/s).
+    acks = await asyncio.gather(*(
+        alice.call("gift", {"room": "g1", "gift_id": "rose", "count": 1, "key": f"rose-key-{i}"})
+        for i in range(8)
+    ))  # fmt: skip
+    assert all(ack["ok"] for ack in acks), acks
+    assert sorted(ack["balance"] for ack in acks) == list(range(12, 20))
+    replay = await alice.call(
+        "gift", {"room": "g1", "gift_id": "rose", "count": 1, "key": "rose-key-0"}
+    )
+    assert replay["ok"] and replay["replayed"] and replay["entry_id"] == acks[0]["entry_id"]
+
+    # One event a second in the room: the burst arrives as a combo, not as 8 events.
+    last = await bob.wait_for("gift", lambda g: g["combo"] == 8, within=10)
+    events = bob.events["gift"]
+    assert sum(g["count"] for g in events) == 8 and len(events) < 8
+    assert last["sender"] == {"id": "alice", "name": "Alice"} and last["gift_id"] == "rose"
+    assert last["tier"] == 1 and last["animation"] == "float"
+    board = await bob.wait_for(
+        "leaderboard", lambda d: d["all"] == [{"user_id": "alice", "credits": 8}], within=10
+    )
+    assert board["room"] == "g1"
+
+    poor = await alice.call(
+        "gift", {"room": "g1", "gift_id": "castle", "count": 1, "key": "castle-key-1"}
+    )
+    assert poor == {"ok": False, "error": "insufficient_credits",
+                    "detail": "the balance is 12 credits", "balance": 12}  # fmt: skip
+    bad = await alice.call("gift", {"room": "g1", "gift_id": "rose", "count": "2", "key": "x"})
+    assert not bad["ok"] and bad["error"] == "invalid_payload"
+    assert "count" in bad["detail"] and "key" in bad["detail"]
+    outside = await alice.call(
+        "gift", {"room": "g2", "gift_id": "rose", "count": 1, "key": "rose-key-99"}
+    )
+    assert not outside["ok"] and outside["error"] == "not_joined"
+
+
+async def test_gift_rate_per_user(start_node: NodeFactory, connect: ClientFactory) -> None:
+    a = await start_node(gifts_user_rate=3)
+    await a.node.rooms.create(title="Gifts", owner="host", room_id="g1")
+    await a.node.commerce.credit(
+        "carol", key="topup-carol", amount=20, reason="", reference="", by="test", seller=""
+    )
+    carol = await connect(a.url, "carol", rooms=["g1"])
+    await carol.join("g1")
+    acks: list[dict[str, Any]] = []
+    for i in range(4):
+        acks.append(await carol.call(
+            "gift", {"room": "g1", "gift_id": "rose", "count": 1, "key": f"rate-key-{i}"}
+        ))  # fmt: skip
+    assert [ack["ok"] for ack in acks] == [True, True, True, False]
+    assert acks[3]["error"] == "rate_limited"
