@@ -125,8 +125,9 @@ class Wallets:
         raise CommerceError("internal", f"wallet script answered {outcome!r}")
 
     async def _op(
-        self, mode: str, user: str, key: str, amount: int, fields: dict[str, Any], host: str = ""
-    ) -> Applied:
+        self, mode: str, user: str, key: str, amount: int, fields: dict[str, Any], host: str = "",
+        settle: bool = True,
+    ) -> Applied:  # fmt: skip
         cfg = self._config
         if mode == "gift" or cfg.outbox:
             await self._mark(user)
@@ -139,7 +140,7 @@ class Wallets:
             ],
         )  # fmt: skip
         applied = self._answer(reply)
-        if not applied.replayed:
+        if not applied.replayed and settle:
             await self._settle_own(applied.entry, mode)
         return applied
 
@@ -154,16 +155,18 @@ class Wallets:
 
     async def gift(
         self, user: str, *, key: str, host: str, room: str, seller: str, gift: dict[str, Any],
-        count: int,
+        count: int, settle: bool = True,
     ) -> Applied:  # fmt: skip
-        """`count` gifts `gift` from `user` to the room's `host`, once per `key`."""
+        """`count` gifts `gift` from `user` to the room's `host`, once per `key`. `settle`
+        False leaves the host's leg (and an outboxed event) to the sweeper, as a request that
+        died right after its debit would."""
         amount = int(gift["price"]) * count
         fields = {
             "room_id": room, "seller": seller, "gift_id": gift["gift_id"],
             "gift_name": gift["name"], "tier": gift["tier"], "count": count,
             "price": gift["price"],
         }  # fmt: skip
-        return await self._op("gift", user, key, amount, fields, host)
+        return await self._op("gift", user, key, amount, fields, host, settle)
 
     async def refund(
         self, user: str, *, key: str, entry_id: str, reason: str, reference: str, by: str,

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from typing import Any
 
 import pytest
 
+from commerce import keys
+from commerce.orders import ReferenceOrderSystem
 from tests.support.shop import ROOM, Shop
 from tests.support.waiting import eventually
 
@@ -64,7 +67,7 @@ async def test_credit_gift_and_replay(make_shop: Any) -> None:
     status, mine = await shop.call("GET", "/api/wallet", role="viewer", user="alice")
     assert status == 200 and mine["balance"] == 4
     assert [e["kind"] for e in mine["entries"]] == ["gift", "credit"]
-    status, host = await shop.call("GET", "/api/wallet", role="host", user="host")
+    _, host = await shop.call("GET", "/api/wallet", role="host", user="host")
     assert host["earned"] == 5 and host["platform_share"] == 1 and host["balance"] == 0
 
     got = await events(shop, 2)
@@ -198,3 +201,55 @@ async def test_catalogue_per_shop(make_shop: Any) -> None:
         assert response.status == 200
     status, body = await shop.call("GET", "/api/gifts?shop=shop-a")
     assert [g["gift_id"] for g in body["gifts"]] == ["mug"]
+
+
+async def test_order_system_books_payouts_from_events(make_shop: Any) -> None:
+    shop = await make_shop(gifts_platform_share_bps=2000)
+    for user in ("ann", "ben"):
+        await credit(shop, user, 100)
+    _, g1 = await gift(shop, "ann", "star", 2)  # 20: platform 4, host 16
+    await gift(shop, "ben", "heart", 3)  # 9: platform floor(1.8) = 1, host 8
+    await shop.call(
+        "POST", "/api/wallets/ann/refunds", role="orders", user="orders",
+        body={"entry_id": g1["entry_id"]}, headers={"Idempotency-Key": "refund-ann-1"},
+    )  # fmt: skip
+    await events(shop, 5)
+    token = shop.tokens.issue(user="orders", role="orders", rooms=["*"])
+    orders = ReferenceOrderSystem(
+        shop.nodes[0].node.redis, shop.http, stream="live:purchases", base_url=shop.url,
+        token=token, claim_idle_ms=0,
+    )  # fmt: skip
+    async with asyncio.timeout(10):
+        while orders.topups + orders.gifts + orders.refunds < 5:
+            await orders.consumer.poll(block_ms=200)
+    assert (orders.topups, orders.gifts, orders.refunds) == (2, 2, 1)
+    assert orders.gift_credits == 9 and orders.earnings["host"] == 8 and orders.platform == 1
+    _, host = await shop.call("GET", "/api/wallet", role="host", user="host")
+    assert (host["earned"], host["platform_share"]) == (8, 1)
+
+
+async def test_a_sweeper_settles_what_a_dead_request_left(make_shop: Any) -> None:
+    shop = await make_shop(nodes=2)
+    await credit(shop, "dan", 50)
+    node = shop.nodes[0].node
+    gift_spec = {"gift_id": "star", "name": "Star", "price": 10, "tier": 1}
+    # The debit lands, the request dies before the host's leg (and, on a cluster, the event).
+    applied = await node.commerce.wallets.gift(
+        "dan", key="dead-request-1", host="host", room=ROOM, seller="", gift=gift_spec, count=2,
+        settle=False,
+    )  # fmt: skip
+    assert applied.entry["balance"] == 30
+    assert await node.redis.hlen(keys.wallet("dan", "pending")) == 1
+    # Once its lease has run out a sweeper (on either node) settles it, once.
+    host = await eventually(
+        lambda: node.redis.hget(keys.wallet("host", "w"), "earned"), lambda got: got, within=15
+    )
+    assert int(host) == 14  # 30 % of 20 is 6 for the platform
+    await eventually(lambda: node.redis.hlen(keys.wallet("dan", "pending")), lambda n: n == 0)
+    got = await events(shop, 2)
+    assert [t for t, _ in got] == ["wallet.credited", "gift.sent"]
+    assert got[1][1]["entry_id"] == applied.entry["entry_id"]
+    await eventually(lambda: node.redis.hexists(keys.WALLETS_PENDING, "dan"), lambda e: not e)
+    assert int(await node.redis.hget(keys.wallet("host", "w"), "earned")) == 14
+    _, board = await shop.call("GET", f"/api/rooms/{ROOM}/gifts/leaderboard")
+    assert board["all"] == [{"user_id": "dan", "credits": 20}]
