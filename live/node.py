@@ -9,13 +9,14 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from pydantic import ValidationError
 
+from chat.errors import ChatError
 from chat.server import ChatServer
 from commerce import Commerce
 from commerce.keys import USER_ID
 from commerce.schemas import GiftSocketIn
 from core.auth import Claims, Oidc, TokenAuthority
 from core.config import AuthSettings
-from core.errors import DomainError, unknown_room
+from core.errors import unknown_room
 from core.events import RoomStateSource
 from core.jwks import KeySet, KeySetCollector
 from core.metrics import Metrics
@@ -82,14 +83,14 @@ class Node:
                 f"{'.'.join(str(p) for p in e['loc']) or 'payload'}: {e['msg']}"
                 for e in exc.errors(include_url=False)
             )
-            raise DomainError("invalid_payload", problems) from None
+            raise ChatError("invalid_payload", problems) from None
         room = await self.rooms.get(room_id)
         if room is None:
             raise unknown_room(room_id)
         if room.owner == claims.sub:
-            raise DomainError("invalid_payload", "a host does not send gifts to their own room")
+            raise ChatError("invalid_payload", "a host does not send gifts to their own room")
         if not USER_ID.match(claims.sub):
-            raise DomainError("invalid_payload", "a user id is 1-128 of [A-Za-z0-9._:@-]")
+            raise ChatError("invalid_payload", "a user id is 1-128 of [A-Za-z0-9._:@-]")
         applied, gift = await self.commerce.send_gift(
             room.room_id, user=claims.sub, user_name=claims.name, host=room.owner,
             seller=room.seller, key=req.key, gift_id=req.gift_id, count=req.count,
