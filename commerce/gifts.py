@@ -78,7 +78,7 @@ def _value(combo: _Combo) -> int:
     return int(combo.gift["price"]) * combo.count
 
 
-Leaders = Callable[[str], Awaitable[list[dict[str, Any]]]]
+Leaders = Callable[[str, str], Awaitable[dict[str, Any]]]
 
 
 class GiftAnnouncer:
@@ -101,10 +101,14 @@ class GiftAnnouncer:
         self._streaks: dict[tuple[str, str, str], tuple[int, float]] = {}
         self._flushing: set[str] = set()
         self._board_due: set[str] = set()
+        self._shows: dict[str, str] = {}  # room -> its show at its last gift here
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def gift(self, room: str, sender: dict[str, str], gift: dict[str, Any], count: int) -> None:
+    def gift(
+        self, room: str, sender: dict[str, str], gift: dict[str, Any], count: int, show: str = ""
+    ) -> None:
         now = time.monotonic()
+        self._shows[room] = show
         streak_key = (room, sender["id"], gift["gift_id"])
         total, last = self._streaks.get(streak_key, (0, 0.0))
         total = count + (total if now - last <= COMBO_GAP_S else 0)
@@ -158,7 +162,8 @@ class GiftAnnouncer:
             await asyncio.sleep(LEADERBOARD_INTERVAL_S)
         finally:
             self._board_due.discard(room)
-        await self._emit(room, "leaderboard", {"room": room, "all": await self._leaders(room)})
+        board = await self._leaders(room, self._shows.pop(room, ""))
+        await self._emit(room, "leaderboard", board)
 
     async def _emit(self, room: str, event: str, data: dict[str, Any]) -> None:
         try:

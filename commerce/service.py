@@ -327,19 +327,20 @@ class Commerce:
 
     async def send_gift(
         self, room: str, *, user: str, user_name: str, host: str, seller: str, key: str,
-        gift_id: str, count: int,
+        gift_id: str, count: int, show: str = "",
     ) -> tuple[Applied, dict[str, Any]]:  # fmt: skip
         """`count` gifts from `user` to the room's host; the room hears it (combined)."""
         with self._wallet_op():
             gift = await self._fast(self.gift_catalogue.find(seller, gift_id))
             applied = await self._fast(self.wallets.gift(
-                user, key=key, host=host, room=room, seller=seller, gift=gift, count=count
+                user, key=key, host=host, room=room, seller=seller, gift=gift, count=count,
+                show=show,
             ))  # fmt: skip
         if not applied.replayed:
             e = applied.entry
             self.metrics.gifts_sent.labels(str(gift["tier"])).inc(count)
             self.metrics.credits_moved.labels("gift").inc(-int(e["amount"]))
-            self.gifts.gift(room, {"id": user, "name": user_name}, gift, count)
+            self.gifts.gift(room, {"id": user, "name": user_name}, gift, count, show)
         return applied, gift
 
     async def refund(
@@ -355,12 +356,18 @@ class Commerce:
             self.metrics.credits_moved.labels("refund").inc(abs(int(applied.entry["amount"])))
         return applied
 
-    async def leaderboard(self, room: str) -> list[dict[str, Any]]:
-        """The room's top gifters of all time: credits given, net of refunds."""
-        rows = await self._redis.zrevrange(
-            keys.gifters(room, "all"), 0, LEADERBOARD_SIZE - 1, withscores=True
-        )
-        return [{"user_id": u.decode(), "credits": int(score)} for u, score in rows]
+    async def leaderboard(self, room: str, show: str = "") -> dict[str, Any]:
+        """The room's top gifters of all time and of the show `show` ("": none): credits
+        given, net of refunds."""
+
+        async def top(scope: str) -> list[dict[str, Any]]:
+            rows = await self._redis.zrevrange(
+                keys.gifters(room, scope), 0, LEADERBOARD_SIZE - 1, withscores=True
+            )
+            return [{"user_id": u.decode(), "credits": int(score)} for u, score in rows]
+
+        return {"room": room, "show_id": show or None, "all": await top("all"),
+                "show": await top("show:" + show) if show else []}  # fmt: skip
 
     async def _sweep_wallets(self) -> None:
         while True:

@@ -46,6 +46,7 @@ class Settlement:
     entry_id: str
     leg: dict[str, Any] | None
     room: str
+    show: str
     type: str | None
     data: str | None
 
@@ -55,7 +56,7 @@ class Settlement:
         leg = p.get("leg")
         return cls(
             p["user"], p["entry_id"], leg if isinstance(leg, dict) else None,
-            str(p.get("room") or ""), p.get("type"), p.get("data"),
+            str(p.get("room") or ""), str(p.get("show") or ""), p.get("type"), p.get("data"),
         )  # fmt: skip
 
 
@@ -155,14 +156,14 @@ class Wallets:
 
     async def gift(
         self, user: str, *, key: str, host: str, room: str, seller: str, gift: dict[str, Any],
-        count: int, settle: bool = True,
+        count: int, show: str = "", settle: bool = True,
     ) -> Applied:  # fmt: skip
         """`count` gifts `gift` from `user` to the room's `host`, once per `key`. `settle`
         False leaves the host's leg (and an outboxed event) to the sweeper, as a request that
         died right after its debit would."""
         amount = int(gift["price"]) * count
         fields = {
-            "room_id": room, "seller": seller, "gift_id": gift["gift_id"],
+            "room_id": room, "show_id": show, "seller": seller, "gift_id": gift["gift_id"],
             "gift_name": gift["name"], "tier": gift["tier"], "count": count,
             "price": gift["price"],
         }  # fmt: skip
@@ -198,6 +199,7 @@ class Wallets:
         kind = {"credit": "wallet.credited", "gift": "gift.sent", "refund": "wallet.refunded"}
         settlement = Settlement(
             entry["user_id"], entry["entry_id"], leg, str(entry.get("room_id") or ""),
+            str(entry.get("show_id") or ""),
             kind[mode] if self._config.outbox else None,
             json.dumps(entry, separators=(",", ":")) if self._config.outbox else None,
         )  # fmt: skip
@@ -218,6 +220,8 @@ class Wallets:
                 # Credits given, net of refunds: a refund's leg is negative.
                 given = int(s.leg["host_amount"]) + int(s.leg["platform_amount"])
                 await self._redis.zincrby(keys.gifters(s.room, "all"), given, s.user)
+                if s.show:
+                    await self._redis.zincrby(keys.gifters(s.room, "show:" + s.show), given, s.user)
         if s.type and s.data:
             await self._redis.xadd(self._config.purchase_stream, {"type": s.type, "data": s.data})
         await self._redis.hdel(keys.wallet(s.user, "pending"), s.entry_id)

@@ -93,7 +93,7 @@ class Node:
             raise ChatError("invalid_payload", "a user id is 1-128 of [A-Za-z0-9._:@-]")
         applied, gift = await self.commerce.send_gift(
             room.room_id, user=claims.sub, user_name=claims.name, host=room.owner,
-            seller=room.seller, key=req.key, gift_id=req.gift_id, count=req.count,
+            seller=room.seller, key=req.key, gift_id=req.gift_id, count=req.count, show=room.show,
         )  # fmt: skip
         e = applied.entry
         return {"ok": True, "balance": e["balance"], "entry_id": e["entry_id"],

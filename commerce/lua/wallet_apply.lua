@@ -66,6 +66,7 @@ local needed = false
 if leg then
   pending.leg = leg
   pending.room = e.room_id
+  pending.show = e.show_id
   needed = true
 end
 if ARGV[6] == '1' then

@@ -30,6 +30,7 @@ elseif o.kind == 'gift' then
   delta = -o.amount
   e.host_id = o.host_id
   e.room_id = o.room_id
+  e.show_id = o.show_id
   e.gift_id = o.gift_id
   e.host_amount = -o.host_amount
   e.platform_amount = -o.platform_amount
@@ -57,6 +58,7 @@ local needed = false
 if leg then
   pending.leg = leg
   pending.room = e.room_id
+  pending.show = e.show_id
   pending.refund = true
   needed = true
 end

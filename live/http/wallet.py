@@ -53,7 +53,7 @@ async def send_gift(request: web.Request) -> web.Response:
         raise DomainError("invalid_request", "a host does not send gifts to their own room")
     applied, gift = await _commerce(request).send_gift(
         room.room_id, user=_user(claims.sub), user_name=claims.name, host=room.owner,
-        seller=room.seller, key=key, gift_id=body.gift_id, count=body.count,
+        seller=room.seller, key=key, gift_id=body.gift_id, count=body.count, show=room.show,
     )  # fmt: skip
     return _entry_answer(applied, gift=gift, count=body.count)
 
@@ -61,10 +61,10 @@ async def send_gift(request: web.Request) -> web.Response:
 @routes.get("/api/rooms/{room}/gifts/leaderboard")
 async def leaderboard(request: web.Request) -> web.Response:
     room_id = request.match_info["room"]
-    if not await request.app[NODE].rooms.exists(room_id):
+    room = await request.app[NODE].rooms.get(room_id)
+    if room is None:
         raise unknown_room(room_id)
-    top = await _commerce(request).leaderboard(room_id)
-    return web.json_response({"room": room_id, "all": top})
+    return web.json_response(await _commerce(request).leaderboard(room_id, room.show))
 
 
 @routes.post("/api/wallets/{user}/credits")

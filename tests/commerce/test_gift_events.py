@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import aiohttp
 import pytest
 
 from tests.conftest import ClientFactory, NodeFactory
@@ -19,6 +20,7 @@ async def test_gifts_are_acked_combined_and_ranked(
     a = await start_node(gifts_room_events_per_s=1)
     b = await start_node(gifts_room_events_per_s=1)
     await a.node.rooms.create(title="Gifts", owner="host", room_id="g1")
+    await a.node.rooms.set_live("g1", True)  # a show starts
     await a.node.commerce.credit(
         "alice", key="topup-alice", amount=20, reason="", reference="", by="test", seller=""
     )
@@ -48,13 +50,25 @@ async def test_gifts_are_acked_combined_and_ranked(
     board = await bob.wait_for(
         "leaderboard", lambda d: d["all"] == [{"user_id": "alice", "credits": 8}], within=10
     )
-    assert board["room"] == "g1"
+    assert board["room"] == "g1" and board["show_id"] and board["show"] == board["all"]
+
+    # The next show ranks from zero; all time keeps counting.
+    await a.node.rooms.set_live("g1", False)
+    await a.node.rooms.set_live("g1", True)
+    ack = await alice.call("gift", {"room": "g1", "gift_id": "rose", "key": "rose-next-show"})
+    assert ack["ok"], ack
+    url = f"{b.url}/api/rooms/g1/gifts/leaderboard"
+    async with aiohttp.ClientSession() as http, http.get(url) as response:
+        now = await response.json()
+    assert now["show_id"] != board["show_id"]
+    assert now["all"] == [{"user_id": "alice", "credits": 9}]
+    assert now["show"] == [{"user_id": "alice", "credits": 1}]
 
     poor = await alice.call(
         "gift", {"room": "g1", "gift_id": "castle", "count": 1, "key": "castle-key-1"}
     )
     assert poor == {"ok": False, "error": "insufficient_credits",
-                    "detail": "the balance is 12 credits", "balance": 12}  # fmt: skip
+                    "detail": "the balance is 11 credits", "balance": 11}  # fmt: skip
     bad = await alice.call("gift", {"room": "g1", "gift_id": "rose", "count": "2", "key": "x"})
     assert not bad["ok"] and bad["error"] == "invalid_payload"
     assert "count" in bad["detail"] and "key" in bad["detail"]
