@@ -74,6 +74,7 @@ class Wallets:
         self._config = config
         self._outbox = "1" if config.outbox else "0"
         self._lease_ms = str(round(config.wallet_settle_lease_s * 1000))
+        self._cursor = 0  # the sweeper's place in the index of marked wallets
 
         def load(name: str) -> AsyncScript:
             return redis.register_script((LUA / f"{name}.lua").read_text())
@@ -228,9 +229,12 @@ class Wallets:
 
     async def sweep_once(self) -> int:
         """Settle what requests left pending past its lease; returns how many were settled."""
-        marked = await self._redis.hgetall(keys.WALLETS_PENDING)
+        # One page of the index per pass (HSCAN, resumed next pass), however many are marked.
+        self._cursor, marked = await self._redis.hscan(
+            keys.WALLETS_PENDING, self._cursor, count=SWEEP_PAGE
+        )
         settled = 0
-        for raw_user, mark in list(marked.items())[:SWEEP_PAGE]:
+        for raw_user, mark in marked.items():
             user = _s(raw_user)
             claimed = await self._claim(
                 keys=[keys.wallet(user, "pending")], args=[self._lease_ms, CLAIM_BATCH]
