@@ -10,6 +10,7 @@ import aiohttp
 import pytest
 
 from tests.conftest import ClientFactory, NodeFactory
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.stores("single", "cluster")
 
@@ -93,3 +94,44 @@ async def test_gift_rate_per_user(start_node: NodeFactory, connect: ClientFactor
         ))  # fmt: skip
     assert [ack["ok"] for ack in acks] == [True, True, True, False]
     assert acks[3]["error"] == "rate_limited"
+
+
+async def test_a_crowd_of_senders_is_bounded_top_tier_first(
+    start_node: NodeFactory, connect: ClientFactory
+) -> None:
+    a = await start_node(gifts_room_events_per_s=2)
+    await a.node.rooms.create(title="Gifts", owner="host", room_id="g1")
+    watcher = await connect(a.url, "watcher", rooms=["g1"])
+    await watcher.join("g1")
+    commerce = a.node.commerce
+    senders = [f"fan{i}" for i in range(20)]
+    for user in [*senders, "whale"]:
+        await commerce.credit(
+            user, key=f"topup-{user}", amount=1000, reason="", reference="", by="t", seller=""
+        )
+
+    async def send(user: str, gift_id: str) -> None:
+        await commerce.send_gift(
+            "g1", user=user, user_name=user, host="host", seller="", key=f"crowd-{user}",
+            gift_id=gift_id, count=1,
+        )  # fmt: skip
+
+    await asyncio.gather(*(send(u, "rose") for u in senders))
+    await send("whale", "castle")
+    dropped = a.node.metrics.registry.get_sample_value("live_gifts_events_dropped_total")
+    assert dropped == 0
+    # 21 combos, 2 events a second, 3 s before a waiting combo goes stale: most are dropped,
+    # the top tier goes out first among those waiting.
+    await eventually(
+        lambda: (
+            len(watcher.events["gift"])
+            + (a.node.metrics.registry.get_sample_value("live_gifts_events_dropped_total") or 0)
+        ),
+        lambda total: total == 21,
+        within=10,
+    )
+    events = watcher.events["gift"]
+    assert len(events) < 21
+    assert "castle" in [g["gift_id"] for g in events[:2]]
+    board = await commerce.leaderboard("g1")
+    assert len(board["all"]) == 10 and board["all"][0] == {"user_id": "whale", "credits": 1000}
