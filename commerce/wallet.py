@@ -220,9 +220,11 @@ class Wallets:
             if s.room:
                 # Credits given, net of refunds: a refund's leg is negative.
                 given = int(s.leg["host_amount"]) + int(s.leg["platform_amount"])
-                await self._redis.zincrby(keys.gifters(s.room, "all"), given, s.user)
-                if s.show:
-                    await self._redis.zincrby(keys.gifters(s.room, "show:" + s.show), given, s.user)
+                async with self._redis.pipeline(transaction=False) as pipe:  # one slot: the room's
+                    pipe.zincrby(keys.gifters(s.room, "all"), given, s.user)
+                    if s.show:
+                        pipe.zincrby(keys.gifters(s.room, "show:" + s.show), given, s.user)
+                    await pipe.execute()
         if s.type and s.data:
             await self._redis.xadd(self._config.purchase_stream, {"type": s.type, "data": s.data})
         await self._redis.hdel(keys.wallet(s.user, "pending"), s.entry_id)
