@@ -8,9 +8,12 @@ import uuid
 from typing import Any
 
 import pytest
+from aiohttp import web
 
 from commerce import keys
 from commerce.orders import ReferenceOrderSystem
+from commerce.webhooks import EVENT_ID_HEADER, SIGNATURE_HEADER, verify
+from tests.support.loopback import serving
 from tests.support.shop import ROOM, Shop
 from tests.support.waiting import eventually
 
@@ -253,3 +256,36 @@ async def test_a_sweeper_settles_what_a_dead_request_left(make_shop: Any) -> Non
     assert int(await node.redis.hget(keys.wallet("host", "w"), "earned")) == 14
     _, board = await shop.call("GET", f"/api/rooms/{ROOM}/gifts/leaderboard")
     assert board["all"] == [{"user_id": "dan", "credits": 20}]
+
+
+async def test_wallet_events_reach_the_webhook_signed(make_shop: Any) -> None:
+    secret = "hook-secret-" + "g" * 32
+    got: dict[str, dict[str, Any]] = {}
+    changed = asyncio.Condition()
+
+    async def hook(request: web.Request) -> web.Response:
+        body = await request.read()
+        assert verify(secret, body, request.headers.get(SIGNATURE_HEADER, ""))
+        doc = json.loads(body)
+        assert request.headers[EVENT_ID_HEADER] == doc["event_id"]
+        async with changed:
+            got[doc["event_id"]] = doc
+            changed.notify_all()
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post("/hooks", hook)
+    async with serving(app) as url:
+        shop = await make_shop(nodes=2, webhook_url=url + "/hooks", webhook_secret=secret)
+        _, top = await credit(shop, "eve", 10)
+        _, sent = await gift(shop, "eve", "heart", 1, node=1)
+        await shop.call(
+            "POST", "/api/wallets/eve/refunds", role="orders", user="orders",
+            body={"entry_id": sent["entry_id"]}, headers={"Idempotency-Key": "refund-eve-1"},
+        )  # fmt: skip
+        async with asyncio.timeout(10), changed:
+            await changed.wait_for(lambda: len(got) >= 3)
+    kinds = sorted(d["type"] for d in got.values())
+    assert kinds == ["gift.sent", "wallet.credited", "wallet.refunded"]
+    assert got[f"wallet.eve.{top['entry_id']}"]["data"]["amount"] == 10
+    assert got[f"wallet.eve.{sent['entry_id']}"]["data"]["host_amount"] == 3
