@@ -17,6 +17,7 @@ from commerce import keys
 from commerce.errors import CommerceError
 from commerce.schemas import GiftSpec
 from core.events import RoomBroadcast
+from core.store import honour_cancel
 
 log = logging.getLogger(__name__)
 
@@ -151,6 +152,7 @@ class GiftAnnouncer:
                     "name": c.gift["name"], "tier": c.gift["tier"],
                     "animation": c.gift["animation"], "count": c.count, "combo": c.total,
                 })  # fmt: skip
+                honour_cancel()  # a redis-py command may have swallowed the cancellation
                 await asyncio.sleep(self._tick)
         finally:
             self._flushing.discard(room)

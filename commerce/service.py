@@ -30,7 +30,7 @@ from commerce.sweeper import Sweeper
 from commerce.wallet import Applied, Wallets
 from commerce.webhooks import WebhookSender
 from core.events import RoomBroadcast
-from core.store import STORE_ERRORS
+from core.store import STORE_ERRORS, honour_cancel
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -377,6 +377,7 @@ class Commerce:
                     self.metrics.settlements_swept.inc(swept)
             except STORE_ERRORS as exc:
                 log.warning("wallet sweeper: %s; retrying", exc)
+            honour_cancel()  # a redis-py command may have swallowed the cancellation
             await asyncio.sleep(self.config.sweep_interval_s)
 
     async def _outboxes(self) -> list[str]:
