@@ -91,6 +91,13 @@ class RoomIn(_Payload):
     room: RoomId
 
 
+class RoomRequestIn(_Payload):
+    """Another domain's request in a room (`add_action`): the room here, the rest its own."""
+
+    model_config = ConfigDict(strict=True, extra="allow", frozen=True)
+    room: RoomId
+
+
 class RefreshTokenIn(_Payload):
     token: Annotated[str, StringConstraints(min_length=1, max_length=8192)]
 

@@ -34,7 +34,7 @@ from chat.text import clean_text, compile_terms, normalise_term
 from chat.throttle import Buckets, retry_after_s
 from core.auth import Claims, TokenAuthority
 from core.errors import DomainError, unknown_room
-from core.events import RoomStateSource
+from core.events import RoomAction, RoomStateSource
 from core.metrics import Metrics
 from core.store import STORE_ERRORS
 
@@ -233,6 +233,17 @@ class ChatServer:
             # Chat has its own limit (the admission script), which hosts and moderators skip.
             limited = event != "chat"
             self.sio.on(event, self._guard(event, handler, limited), namespace=NAMESPACE)
+
+    def add_action(self, event: str, action: RoomAction) -> None:
+        """Serve `event {room, ...}` from a socket that joined `room` by `action` (another
+        domain's request, e.g. commerce's `gift`), rate-limited like every `/live` request."""
+
+        async def handler(sid: str, data: Any) -> dict[str, Any]:
+            req = schemas.parse(schemas.RoomRequestIn, data)
+            sock = self._joined(sid, req.room)
+            return await action(sock.claims, req.room, data)
+
+        self.sio.on(event, self._guard(event, handler, True), namespace=NAMESPACE)
 
     def _guard(
         self, event: str, handler: Handler, limited: bool

@@ -45,6 +45,20 @@ class CommerceSettings(Section):
     # consumer group has not acknowledged; trimmed every `trim_interval_s`.
     stream_retention_s: float = Field(7 * 24 * 3600, gt=0)
     trim_interval_s: float = Field(60.0, gt=0)
+    # Gifts: the platform's share of each gift in basis points (floored; the host gets the
+    # rest), gift operations per user per second, `gift` room events per room per second (per
+    # node; what arrives meanwhile is combined).
+    gifts_platform_share_bps: int = Field(
+        3000, ge=0, le=10_000, validation_alias="LIVE_GIFTS_PLATFORM_SHARE_BPS"
+    )
+    gifts_user_rate: int = Field(10, ge=1, validation_alias="LIVE_GIFTS_USER_RATE")
+    gifts_room_events_per_s: int = Field(
+        5, ge=1, le=100, validation_alias="LIVE_GIFTS_ROOM_EVENTS_PER_S"
+    )
+    gifts_rate_window_s: ClassVar[float] = 1.0  # not a setting
+    # A pending settlement (a gift's host leg, an outboxed event) left by a request that did not
+    # finish it is taken over by a sweeper this long after it was written.
+    wallet_settle_lease_s: ClassVar[float] = 5.0  # not a setting
     webhook_url: str | None = Field(None, validation_alias="LIVE_WEBHOOK_URL")
     webhook_secret: SecretStr | None = Field(None, validation_alias="LIVE_WEBHOOK_SECRET")
     webhook_max_attempts: int = Field(6, ge=1, le=20, validation_alias="LIVE_WEBHOOK_MAX_ATTEMPTS")

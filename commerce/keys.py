@@ -39,3 +39,23 @@ SALE_PARTS = ("meta", "users", "idem", "holds", "res", "outbox", "undelivered")
 def sale_of(reservation_id: str) -> str | None:
     match = RESERVATION_ID.match(reservation_id)
     return match.group(1) if match else None
+
+
+# Wallets: everything of one user's wallet shares the hash tag `{wallet:USER}`.
+USER_ID = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
+# Users whose wallet may hold pending settlements (zset user -> ms of the last mark).
+WALLETS_PENDING = "live:wallet:pending"
+
+
+def wallet(user: str, part: str) -> str:
+    """`live:{wallet:USER}:part`: w (balance, earned, platform), ledger, idem, pending, rl."""
+    return "live:{wallet:" + user + "}:" + part
+
+
+def gifters(room: str, scope: str) -> str:
+    """The room's leaderboard: `gifters:all` (all time) or `gifters:show:ID` (one show)."""
+    return room_key(room, "gifters:" + scope)
+
+
+def gift_catalogue(seller: str) -> str:
+    return "live:gifts:" + seller

@@ -15,7 +15,7 @@ import redis.asyncio as aioredis
 
 from commerce import keys
 from commerce.delivery import PurchaseEvent, StreamConsumer
-from core.store import STORE_ERRORS
+from core.store import STORE_ERRORS, honour_cancel
 
 log = logging.getLogger(__name__)
 
@@ -57,3 +57,4 @@ class OutboxRelay:
                 log.warning("outbox relay: %s; retrying", exc)
                 self._readers.clear()
                 await asyncio.sleep(1.0)
+            honour_cancel()  # a redis-py command may have swallowed the cancellation

@@ -43,3 +43,46 @@ class SaleIn(_Strict):
 
 class ReserveIn(_Strict):
     quantity: Annotated[int, Field(ge=1, le=MAX_PER_USER)] = 1
+
+
+MAX_CREDIT = 10**9  # credits in one top-up
+MAX_BALANCE = 10**12  # credits one wallet may hold
+MAX_GIFT_COUNT = 100  # gifts of one kind in one send
+GiftId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9_-]{1,32}$")]
+Text = Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)]
+
+
+class CreditIn(_Strict):
+    amount: Annotated[int, Field(ge=1, le=MAX_CREDIT)]
+    reason: Text = ""
+    reference: Text = ""
+
+
+class RefundIn(_Strict):
+    entry_id: Annotated[str, StringConstraints(pattern=r"^[0-9]{1,20}-[0-9]{1,20}$")]
+    reason: Text = ""
+    reference: Text = ""
+
+
+class GiftIn(_Strict):
+    gift_id: GiftId
+    count: Annotated[int, Field(ge=1, le=MAX_GIFT_COUNT)] = 1
+
+
+class GiftSpec(_Strict):
+    gift_id: GiftId
+    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=40)]
+    price: Annotated[int, Field(ge=1, le=MAX_CREDIT)]
+    tier: Annotated[int, Field(ge=1, le=3)]
+    animation: Annotated[str, StringConstraints(pattern=r"^[a-z0-9_-]{1,32}$")]
+
+
+class GiftsIn(_Strict):
+    gifts: Annotated[list[GiftSpec], Field(min_length=1, max_length=50)]
+
+
+class GiftSocketIn(GiftIn):
+    """Socket.IO `gift {room, gift_id, count, key}`: `key` is the Idempotency-Key."""
+
+    room: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+    key: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._:-]{8,128}$")]

@@ -19,6 +19,7 @@ from commerce.catalogue import Catalogue, Product
 from commerce.config import CommerceSettings
 from commerce.delivery import StreamConsumer
 from commerce.errors import CommerceError, unavailable
+from commerce.gifts import LEADERBOARD_SIZE, GiftAnnouncer, GiftCatalogue
 from commerce.images import check_image_url
 from commerce.keys import OUTBOXES
 from commerce.outbox import OutboxRelay
@@ -26,8 +27,10 @@ from commerce.retention import StreamTrimmer
 from commerce.sales import Reserved, Sales, Swept
 from commerce.schemas import ProductIn, SaleIn
 from commerce.sweeper import Sweeper
+from commerce.wallet import Applied, Wallets
 from commerce.webhooks import WebhookSender
 from core.events import RoomBroadcast
+from core.store import STORE_ERRORS, honour_cancel
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -62,6 +65,29 @@ class _Metrics:
             "Refused by tenancy (another seller's product or room) or the image allow-list",
             ["rule"], registry=registry,
         )  # fmt: skip
+        self.gifts_sent = Counter(
+            "live_gifts_sent_total", "Gifts sent (a send of `count` gifts counts `count`)",
+            ["tier"], registry=registry,
+        )  # fmt: skip
+        self.credits_moved = Counter(
+            "live_wallet_credits_total",
+            "Credits moved by wallet operations: credit (top-ups), gift (spent), refund",
+            ["kind"], registry=registry,
+        )  # fmt: skip
+        self.wallet_refusals = Counter(
+            "live_wallet_refusals_total", "Wallet operations refused, by error code",
+            ["reason"], registry=registry,
+        )  # fmt: skip
+        self.gift_events_dropped = Counter(
+            "live_gifts_events_dropped_total",
+            "Gift combos never announced to the room: more senders than the room's event rate",
+            registry=registry,
+        )
+        self.settlements_swept = Counter(
+            "live_wallet_settlements_swept_total",
+            "Pending settlements (host legs, outboxed events) a sweeper took over from a request",
+            registry=registry,
+        )
         # Bound children: `labels()` validates and locks on every call; outcomes are few.
         self._outcomes: dict[str, Counter] = {}
 
@@ -102,6 +128,12 @@ class Commerce:
             redis, (config.purchase_stream, config.dead_letter_stream), config.stream_retention_s,
             config.trim_interval_s, self._after_trim, self._outboxes if config.outbox else None,
         )  # fmt: skip
+        self.wallets = Wallets(redis, config)
+        self.gift_catalogue = GiftCatalogue(redis)
+        self.gifts = GiftAnnouncer(
+            broadcast, self.leaderboard, config.gifts_room_events_per_s,
+            self.metrics.gift_events_dropped.inc,
+        )  # fmt: skip
         self.webhooks: WebhookSender | None = None
         self._session: aiohttp.ClientSession | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -110,6 +142,7 @@ class Commerce:
     async def start(self) -> None:
         self._spawn(self.sweeper.run(), "commerce-sweeper")
         self._spawn(self.trimmer.run(), "commerce-trimmer")
+        self._spawn(self._sweep_wallets(), "commerce-wallet-sweeper")
         cfg = self.config
         if cfg.outbox:
             relay = OutboxRelay(self._redis, cfg.purchase_stream, self.node_id)
@@ -136,6 +169,7 @@ class Commerce:
             # Bounded: a task stuck in a dead connection must not hold up shutdown.
             await asyncio.wait(tasks, timeout=5)
         await self.announcer.stop()
+        await self.gifts.stop()
         if self._session is not None:
             await self._session.close()
 
@@ -268,6 +302,83 @@ class Commerce:
 
     async def reservation(self, reservation_id: str) -> dict[str, Any]:
         return await self.sales.reservation(reservation_id)
+
+    # Wallets and gifts
+    @contextlib.contextmanager
+    def _wallet_op(self) -> Iterator[None]:
+        try:
+            yield
+        except CommerceError as exc:
+            self.metrics.wallet_refusals.labels(exc.code).inc()
+            raise
+
+    async def credit(
+        self, user: str, *, key: str, amount: int, reason: str, reference: str, by: str,
+        seller: str,
+    ) -> Applied:  # fmt: skip
+        with self._wallet_op():
+            applied = await self._fast(self.wallets.credit(
+                user, key=key, amount=amount, reason=reason, reference=reference, by=by,
+                seller=seller,
+            ))  # fmt: skip
+        if not applied.replayed:
+            self.metrics.credits_moved.labels("credit").inc(amount)
+        return applied
+
+    async def send_gift(
+        self, room: str, *, user: str, user_name: str, host: str, seller: str, key: str,
+        gift_id: str, count: int, show: str = "",
+    ) -> tuple[Applied, dict[str, Any]]:  # fmt: skip
+        """`count` gifts from `user` to the room's host; the room hears it (combined)."""
+        with self._wallet_op():
+            gift = await self._fast(self.gift_catalogue.find(seller, gift_id))
+            applied = await self._fast(self.wallets.gift(
+                user, key=key, host=host, room=room, seller=seller, gift=gift, count=count,
+                show=show,
+            ))  # fmt: skip
+        if not applied.replayed:
+            e = applied.entry
+            self.metrics.gifts_sent.labels(str(gift["tier"])).inc(count)
+            self.metrics.credits_moved.labels("gift").inc(-int(e["amount"]))
+            self.gifts.gift(room, {"id": user, "name": user_name}, gift, count, show)
+        return applied, gift
+
+    async def refund(
+        self, user: str, *, key: str, entry_id: str, reason: str, reference: str, by: str,
+        shop: str,
+    ) -> Applied:  # fmt: skip
+        with self._wallet_op():
+            applied = await self._fast(self.wallets.refund(
+                user, key=key, entry_id=entry_id, reason=reason, reference=reference, by=by,
+                shop=shop,
+            ))  # fmt: skip
+        if not applied.replayed:
+            self.metrics.credits_moved.labels("refund").inc(abs(int(applied.entry["amount"])))
+        return applied
+
+    async def leaderboard(self, room: str, show: str = "") -> dict[str, Any]:
+        """The room's top gifters of all time and of the show `show` ("": none): credits
+        given, net of refunds."""
+
+        async def top(scope: str) -> list[dict[str, Any]]:
+            rows = await self._redis.zrevrange(
+                keys.gifters(room, scope), 0, LEADERBOARD_SIZE - 1, withscores=True
+            )
+            return [{"user_id": u.decode(), "credits": int(score)} for u, score in rows]
+
+        return {"room": room, "show_id": show or None, "all": await top("all"),
+                "show": await top("show:" + show) if show else []}  # fmt: skip
+
+    async def _sweep_wallets(self) -> None:
+        while True:
+            try:
+                swept = await self.wallets.sweep_once()
+                if swept:
+                    self.metrics.settlements_swept.inc(swept)
+            except STORE_ERRORS as exc:
+                log.warning("wallet sweeper: %s; retrying", exc)
+            honour_cancel()  # a redis-py command may have swallowed the cancellation
+            await asyncio.sleep(self.config.sweep_interval_s)
 
     async def _outboxes(self) -> list[str]:
         return [keys.sale(raw.decode(), "outbox") for raw in await self._redis.smembers(OUTBOXES)]

@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
+from core.auth import Claims
+
 
 class RoomBroadcast(Protocol):
     async def emit(self, room: str, event: str, data: dict[str, Any]) -> None:
@@ -18,3 +20,9 @@ class RoomBroadcast(Protocol):
 
 # Contributes keys to the room state a client gets on join and from GET /api/rooms/{room}.
 RoomStateSource = Callable[[str], Awaitable[dict[str, Any]]]
+
+
+# A domain's Socket.IO request in a room the socket has joined (`gift`): the caller's verified
+# claims, the room, the whole payload (validated by the action); returns the acknowledgement.
+# Raising a DomainError acknowledges `{ok: false, error, detail}`.
+RoomAction = Callable[[Claims, str, dict[str, Any]], Awaitable[dict[str, Any]]]

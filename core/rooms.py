@@ -15,6 +15,16 @@ from core.store import room_key
 
 ROOM_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 ROOMS_INDEX = "live:rooms"
+# The live flag, and a new show when it turns on (one step: two nodes cannot both start one).
+SET_LIVE = """
+local was = redis.call('HGET', KEYS[1], 'live')
+redis.call('HSET', KEYS[1], 'live', ARGV[1])
+if ARGV[1] == '1' and was ~= '1' then
+  local t = redis.call('TIME')
+  redis.call('HSET', KEYS[1], 'show', tostring(tonumber(t[1]) * 1000 + math.floor(t[2] / 1000)))
+end
+return 0
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +37,9 @@ class Room:
     # The seller the room sells for (its creator's `Claims.seller`): only that seller's hosts and
     # products may be pinned or sold in it.
     seller: str = ""
+    # The current (or last) show: when the room last went live (epoch ms, as text); "" before
+    # its first. Per-show figures (the gift leaderboard) are keyed by it.
+    show: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -96,6 +109,7 @@ class RoomStore:
             live=raw.get(b"live") == b"1",
             # A room made before sellers were recorded sells for its owner, as a shopless host.
             seller=seller.decode() if seller else user_seller(owner),
+            show=raw.get(b"show", b"").decode(),
         )
 
     async def exists(self, room_id: str) -> bool:
@@ -104,4 +118,5 @@ class RoomStore:
         )
 
     async def set_live(self, room_id: str, live: bool) -> None:
-        await self._redis.hset(room_key(room_id, "meta"), "live", "1" if live else "0")
+        """Set the live flag; going live starts a new show (`show`: the store's time, ms)."""
+        await self._redis.eval(SET_LIVE, 1, room_key(room_id, "meta"), "1" if live else "0")

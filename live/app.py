@@ -18,6 +18,7 @@ from live.http import edge as api_edge
 from live.http import media as media_http
 from live.http import openapi, pages
 from live.http import rooms as api_rooms
+from live.http import wallet as api_wallet
 from live.http.common import AUTH, METRICS, error_middleware, token_keys
 from live.http.connections import ConnectionGuard, GuardedSite
 from live.node import NODE, Node
@@ -38,6 +39,7 @@ def build_app(node: Node) -> web.Application:
     # Commerce first: aiohttp tries the routes under one prefix (`/api/rooms`) in registration
     # order, and a flash-sale crowd's reservations should not be matched against rooms' first.
     app.add_routes(api_commerce.routes)
+    app.add_routes(api_wallet.routes)
     app.add_routes(api_rooms.routes)
     media_http.setup(app, node)
     api_edge.setup(app, node)

@@ -7,10 +7,14 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from aiohttp import web
+from pydantic import ValidationError
 
+from chat.errors import ChatError
 from chat.server import ChatServer
 from commerce import Commerce
-from core.auth import Oidc, TokenAuthority
+from commerce.keys import USER_ID
+from commerce.schemas import GiftSocketIn
+from core.auth import Claims, Oidc, TokenAuthority
 from core.config import AuthSettings
 from core.errors import unknown_room
 from core.events import RoomStateSource
@@ -46,6 +50,7 @@ class Node:
             redis, self.chat, settings.commerce, settings.server.node_id, self.metrics.registry
         )
         self.state_sources.append(self.commerce.room_state)
+        self.chat.add_action("gift", self.gift)
         self.registry = NodeRegistry(
             redis,
             node_id=settings.server.node_id,
@@ -67,6 +72,33 @@ class Node:
         for source in self.state_sources:
             state.update(await source(room_id))
         return state
+
+    async def gift(self, claims: Claims, room_id: str, data: dict[str, Any]) -> dict[str, Any]:
+        """Socket.IO `gift {room, gift_id, count, key}` from a socket in the room: as
+        `POST /api/rooms/{room}/gifts`, acknowledged `{ok, balance, entry_id, ...}`."""
+        try:
+            req = GiftSocketIn.model_validate(data)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or 'payload'}: {e['msg']}"
+                for e in exc.errors(include_url=False)
+            )
+            raise ChatError("invalid_payload", problems) from None
+        room = await self.rooms.get(room_id)
+        if room is None:
+            raise unknown_room(room_id)
+        if room.owner == claims.sub:
+            raise ChatError("invalid_payload", "a host does not send gifts to their own room")
+        if not USER_ID.match(claims.sub):
+            raise ChatError("invalid_payload", "a user id is 1-128 of [A-Za-z0-9._:@-]")
+        applied, gift = await self.commerce.send_gift(
+            room.room_id, user=claims.sub, user_name=claims.name, host=room.owner,
+            seller=room.seller, key=req.key, gift_id=req.gift_id, count=req.count, show=room.show,
+        )  # fmt: skip
+        e = applied.entry
+        return {"ok": True, "balance": e["balance"], "entry_id": e["entry_id"],
+                "gift_id": gift["gift_id"], "count": req.count, "amount": -e["amount"],
+                "replayed": applied.replayed}  # fmt: skip
 
     async def start(self, app: web.Application) -> None:
         await self.chat.start()

@@ -1,5 +1,6 @@
 """Run the reference core order system: consume the purchase stream (consumer group `orders`)
-and confirm each reservation through the REST API, or cancel a chosen share of them.
+and confirm each reservation through the REST API, or cancel a chosen share of them; book gifts
+(`gift.sent`, `wallet.credited`, `wallet.refunded`) into each host's earnings, printed at exit.
 
 Needs the nodes' Redis (`REDIS_URL`) and either `--token` (role orders) or `LIVE_JWT_SECRET`."""
 
@@ -21,7 +22,8 @@ log = logging.getLogger(__name__)
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("orders", help="reference order system: confirm/cancel reservations",
+    p = sub.add_parser("orders", help="reference order system: confirm/cancel reservations, "
+                       "book gifts",
                        description=__doc__)  # fmt: skip
     p.add_argument("--url", help="a node's URL (default LIVE_PUBLIC_URL or http://127.0.0.1:8080)")
     p.add_argument("--failure-rate", type=float, default=0.0,
@@ -71,4 +73,8 @@ async def run(args: argparse.Namespace) -> int:
             await asyncio.wait([task], timeout=5)
         print(f"orders: confirmed {orders.confirmed}, cancelled {orders.cancelled}, "
               f"refused {orders.refused}", flush=True)  # fmt: skip
+        hosts = ", ".join(f"{h} {c}" for h, c in orders.earnings.most_common(10)) or "none"
+        print(f"orders: gifts {orders.gifts} ({orders.gift_credits} credits net of refunds; "
+              f"host earnings: {hosts}; platform {orders.platform}), top-ups {orders.topups}, "
+              f"refunds {orders.refunds}", flush=True)  # fmt: skip
     return 0

@@ -37,6 +37,18 @@ async def _sellers_room(request: web.Request, claims: Claims) -> Room:
     return room
 
 
+def idempotency_key(request: web.Request, what: str) -> str:
+    """The request's Idempotency-Key header (`what`: one per what), or a 400 naming the fault."""
+    key = request.headers.get("Idempotency-Key")
+    if not key:
+        raise DomainError("missing_idempotency_key", f"send an Idempotency-Key header ({what})")
+    if not IDEMPOTENCY_KEY.match(key):
+        raise DomainError(
+            "invalid_idempotency_key", "Idempotency-Key must be 8-128 of [A-Za-z0-9._:-]"
+        )
+    return key
+
+
 def _moderator(request: web.Request, room: str) -> Claims:
     claims = claims_of(request)
     if not claims.can_moderate(room):
@@ -51,15 +63,7 @@ async def reserve(request: web.Request) -> web.Response:
     room, sale_id = request.match_info["room"], request.match_info["sale"]
     claims = claims_of(request)
     require_role(claims, room, *BUYER_ROLES)
-    key = request.headers.get("Idempotency-Key")
-    if not key:
-        raise DomainError(
-            "missing_idempotency_key", "send an Idempotency-Key header (one per Buy press)"
-        )
-    if not IDEMPOTENCY_KEY.match(key):
-        raise DomainError(
-            "invalid_idempotency_key", "Idempotency-Key must be 8-128 of [A-Za-z0-9._:-]"
-        )
+    key = idempotency_key(request, "one per Buy press")
     body = await read_json(request, ReserveIn)
     result = await _commerce(request).reserve(
         room,

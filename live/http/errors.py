@@ -65,6 +65,13 @@ STATUS: dict[str, Http] = {
     "unknown_product": Http(404),
     "unknown_reservation": Http(404),
     "unknown_sale": Http(404),
+    # wallets and gifts
+    "already_refunded": Http(409),  # the entry has a refund (in the body)
+    "balance_limit": Http(409),
+    "insufficient_credits": Http(402),  # the balance in the body
+    "not_refundable": Http(409),  # a refund or an earning is not refunded
+    "unknown_entry": Http(404),
+    "unknown_gift": Http(404),
     # media
     "already_live": Http(409),  # another WHIP session holds the room (its node_id and url)
     "closed": Http(503),

@@ -18,7 +18,17 @@ from aiohttp import web
 from pydantic import BaseModel, TypeAdapter
 
 from commerce.catalogue import Product
-from commerce.schemas import MAX_PER_USER, PinIn, ProductIn, ReserveIn, SaleIn
+from commerce.schemas import (
+    MAX_PER_USER,
+    CreditIn,
+    GiftIn,
+    GiftsIn,
+    PinIn,
+    ProductIn,
+    RefundIn,
+    ReserveIn,
+    SaleIn,
+)
 from core.rooms import Room
 from edge.registry import NodeRecord
 from live.http.common import HTTP_EXCEPTION_CODES
@@ -81,6 +91,21 @@ IDEMPOTENCY_KEY = {
     "description": "One per Buy press; a replay answers the same reservation",
     "schema": {"type": "string", "pattern": "^[A-Za-z0-9._:-]{8,128}$"},
 }
+GIFT_KEY = {**IDEMPOTENCY_KEY, "description": "One per operation; a replay answers the same entry"}
+GIFTS_ROOM = {
+    "name": "room",
+    "in": "query",
+    "required": False,
+    "description": "The catalogue of this room's shop",
+    "schema": {"type": "string"},
+}
+GIFTS_SHOP = {
+    "name": "shop",
+    "in": "query",
+    "required": False,
+    "description": "The catalogue of this shop",
+    "schema": {"type": "string"},
+}
 REGION = {
     "name": "region",
     "in": "query",
@@ -136,6 +161,29 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("POST", "/api/reservations/{id}/cancel", "Cancel a held reservation", "commerce",
               "Reservation", roles=("orders",),
               errors=("unknown_reservation", "reservation_expired", "reservation_confirmed")),
+    Operation("POST", "/api/rooms/{room}/gifts", "Send gifts to the room's host", "gifts",
+              "WalletOperation", 201, BUYERS, GiftIn,
+              ("missing_idempotency_key", "invalid_idempotency_key", "unknown_room",
+               "unknown_gift", "insufficient_credits", "rate_limited"),
+              headers=(GIFT_KEY,)),
+    Operation("GET", "/api/rooms/{room}/gifts/leaderboard",
+              "The room's top gifters (all time, this show)", "gifts", "Leaderboard",
+              errors=("unknown_room",)),
+    Operation("GET", "/api/gifts", "The gift catalogue (of a room, of a shop, or the default)",
+              "gifts", "Gifts", errors=("unknown_room",), query=(GIFTS_ROOM, GIFTS_SHOP)),
+    Operation("PUT", "/api/shops/{shop}/gifts", "Replace a shop's gift catalogue", "gifts",
+              "Gifts", roles=("host", "orders"), body=GiftsIn, errors=("not_owner",)),
+    Operation("GET", "/api/wallet", "The caller's balance, earnings and last 20 entries",
+              "gifts", "Wallet", roles=ANY_TOKEN),
+    Operation("POST", "/api/wallets/{user}/credits", "Credit a wallet (a top-up)", "gifts",
+              "WalletOperation", 201, ("orders",), CreditIn,
+              ("missing_idempotency_key", "invalid_idempotency_key", "balance_limit"),
+              headers=(GIFT_KEY,)),
+    Operation("POST", "/api/wallets/{user}/refunds", "Refund a ledger entry (a reverse entry)",
+              "gifts", "WalletOperation", 201, ("orders",), RefundIn,
+              ("missing_idempotency_key", "invalid_idempotency_key", "unknown_entry",
+               "already_refunded", "not_refundable", "insufficient_credits", "not_owner"),
+              headers=(GIFT_KEY,)),
     Operation("POST", "/whip/{room}", "Publish (WHIP, RFC 9725)", "media", "sdp", 201, ("host",),
               errors=(*SDP_ERRORS, "already_live", "publisher_exists", "not_origin"),
               sdp=True),
@@ -231,6 +279,51 @@ DICT_SCHEMAS: dict[str, dict[str, Any]] = {
     ),
     "Nodes": _obj(["nodes"], nodes={"type": "array", "items": {"$ref": REF.format(model="Node")}}),
     "Drain": _obj(["node_id", "draining"], node_id=STRING, draining={"type": "boolean"}),
+    "WalletOperation": _obj(
+        ["user_id", "balance", "entry_id", "entry", "replayed"],
+        user_id=STRING,
+        balance=INTEGER,
+        entry_id=STRING,
+        entry={"$ref": REF.format(model="WalletEntry")},
+        replayed={"type": "boolean"},
+        gift={"$ref": REF.format(model="Gift")},
+        count=INTEGER,
+    ),
+    "WalletEntry": _obj(
+        ["entry_id", "user_id", "kind", "amount", "balance"],
+        entry_id=STRING,
+        user_id=STRING,
+        kind={"enum": ["credit", "gift", "refund", "earning"]},
+        amount={"type": "integer", "description": "signed: credits in, debits out"},
+        balance=INTEGER,
+        key=STRING,
+        ts=NUMBER,
+    ),
+    "Wallet": _obj(
+        ["user_id", "balance", "earned", "platform_share", "entries"],
+        user_id=STRING,
+        balance=INTEGER,
+        earned={"type": "integer", "description": "a host's earnings from gifts"},
+        platform_share=INTEGER,
+        entries={"type": "array", "items": {"type": "object"}},
+    ),
+    "Gift": _obj(
+        ["gift_id", "name", "price", "tier", "animation"],
+        gift_id=STRING,
+        name=STRING,
+        price=INTEGER,
+        tier=INTEGER,
+        animation=STRING,
+    ),
+    "Gifts": _obj(["gifts"], gifts={"type": "array", "items": {"$ref": REF.format(model="Gift")}}),
+    "Leaderboard": _obj(
+        ["room", "all"],
+        room=STRING,
+        all={
+            "type": "array",
+            "items": _obj(["user_id", "credits"], user_id=STRING, credits=INTEGER),
+        },
+    ),
     "OpenAPI": _obj(["openapi", "paths"], openapi=STRING, paths={"type": "object"}),
 }
 
