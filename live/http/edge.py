@@ -37,6 +37,7 @@ def setup(app: web.Application, node: Node) -> None:
     app.add_routes(routes)
     media = app[MEDIA]
     node.registry.count_viewers = lambda: media.stats().viewers
+    node.registry.admitting = lambda: media.admitting
     app.middlewares.append(viewer_admission)
     app.on_response_prepare.append(_allow_cross_origin)
     if s.server.role == "edge" and not s.edge.origin_url:
