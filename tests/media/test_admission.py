@@ -143,10 +143,13 @@ async def samples(http: aiohttp.ClientSession, url: str) -> dict[str, float]:
 async def test_a_lagging_node_refuses_viewers_and_admits_again_when_the_load_goes(
     start_node: NodeFactory, http: aiohttp.ClientSession, tokens: TokenAuthority
 ) -> None:
+    other = await start_node()  # the count only: the loop's lag does not concern it
     running = await start_node(
         media_admission="measured", media_admit_max_lag_ms=50, media_admit_max_cpu=0
     )
     await running.node.rooms.create(title="Test room", owner="host", room_id="r1")
+    other_id = other.node.settings.server.node_id
+    await eventually(lambda: running.node.registry.get(other_id), within=10)
     media = running.runner.app[MEDIA]
     registry = running.node.registry
     url = f"{running.url}/whep/r1"
@@ -171,6 +174,8 @@ async def test_a_lagging_node_refuses_viewers_and_admits_again_when_the_load_goe
         status, headers, body = await whep(viewer, "v1")
         assert status == 503 and headers["Retry-After"] == "2", body
         assert isinstance(body, dict) and body["error"] == "full" and body["reason"] == "lag"
+        # It names a node that takes viewers (as selection would choose for its region).
+        assert (body["node_id"], body["url"]) == (other_id, other.url)
         assert media.viewer_total == 0  # nothing set up for the refused offer
         metrics = await samples(http, running.url)
         assert metrics['live_media_admission_refusals_total{reason="lag"}'] == 1
