@@ -11,9 +11,9 @@ A `LoadGovernor` samples every `interval_s` (0.1 s) on the process's event loop:
   frames a node could not hand to a media worker that was behind.
 
 It refuses (`admitting` False) when, over the last `window_s`, the 95th percentile of the lag
-passes `max_lag_s`, the busy fraction over the last second passes `max_cpu`, or any frame was
+passes `max_lag_s`, the busy fraction over the window passes `max_cpu`, or any frame was
 skipped or dropped for backlog; it admits again only when the lag is under half its bound, the
-busy fraction `RESUME_MARGIN` under its bound and the window saw no skip (hysteresis: it does not
+busy fraction `RESUME_SHARE` under its bound and the window saw no skip (hysteresis: it does not
 flap around a threshold). Each offer is also checked against the sessions still in setup
 (answered, not yet connected: their cost has not shown yet) and the projected cost of one more
 viewer (`cpu_per_viewer`, measured), so a burst of offers is not all admitted before the
@@ -35,8 +35,12 @@ from typing import Literal
 
 Reason = Literal["ceiling", "lag", "cpu", "backlog", "setup", "headroom", "workers"]
 REASONS: tuple[Reason, ...] = ("ceiling", "lag", "cpu", "backlog", "setup", "headroom", "workers")
-# The busy fraction must fall this far under `max_cpu` before a refusing process admits again.
-RESUME_MARGIN = 0.1
+# A refusing process admits again once the busy fraction is this share under `max_cpu` (0.75 of a
+# core for the default 0.85) and the lag under half its bound.
+RESUME_SHARE = 0.12
+# A viewer's cost shows in the measured CPU about this long after it connected (the CPU is
+# averaged over the window, a whole GOP of the usual 2 s; its GOP burst comes first).
+SETTLE_S = 2.5
 # Below this many viewers the CPU a viewer costs is not estimated (fixed costs dominate).
 _MIN_VIEWERS_FOR_COST = 10
 
@@ -72,13 +76,13 @@ class Load:
     admitting: bool
     reason: Reason | None  # why not admitting
     lag_s: float  # p95 over the window
-    cpu: float  # CPU fraction of one core over the last second
-    wait: float  # run-queue wait fraction over the last second
+    cpu: float  # CPU fraction of one core over the window
+    wait: float  # run-queue wait fraction over the window
     backlog: int  # frames queued towards viewers now
     skips_per_s: float  # over the window
     cpu_per_viewer: float  # measured busy fraction per viewer (0 until estimated)
     viewers: int
-    setups: int
+    setups: int  # viewers being set up or connected within SETTLE_S (cost not measured yet)
 
     @property
     def busy(self) -> float:
@@ -125,8 +129,8 @@ IDLE = Load(True, None, 0.0, 0.0, 0.0, 0, 0.0, 0.0, 0, 0)
 class LoadGovernor:
     """One process's admission decision from its own measurements (see the module docstring).
 
-    `pressure()` returns (viewers, sessions in setup, cumulative skips, frames queued); it is
-    called at every sample and must be cheap.
+    `pressure()` returns (viewers, viewers whose cost is not measured yet, cumulative skips,
+    frames queued); it is called at every sample and must be cheap.
     """
 
     def __init__(
@@ -136,7 +140,6 @@ class LoadGovernor:
         self._pressure = pressure
         size = max(1, round(limits.window_s / limits.interval_s))
         self._samples: deque[Sample] = deque(maxlen=size)
-        self._recent = max(1, round(1.0 / limits.interval_s))  # samples in the CPU's last second
         self.load = IDLE
         self.refusals: Counter[str] = Counter()
         self._handle: asyncio.TimerHandle | None = None
@@ -188,17 +191,17 @@ class LoadGovernor:
         samples = list(self._samples)
         lags = sorted(s.lag_s for s in samples)
         lag = lags[int(0.95 * (len(lags) - 1))]  # of 20 samples: the second highest
-        recent = samples[-self._recent :]
-        wall = sum(s.wall_s for s in recent)
-        cpu = sum(s.cpu_s for s in recent) / wall if wall > 0 else 0.0
-        wait = sum(s.wait_s for s in recent) / wall if wall > 0 else 0.0
+        # Over the whole window: a keyframe every 2 s makes a second's CPU swing.
+        wall = sum(s.wall_s for s in samples)
+        cpu = sum(s.cpu_s for s in samples) / wall if wall > 0 else 0.0
+        wait = sum(s.wait_s for s in samples) / wall if wall > 0 else 0.0
         skips = sum(s.skips for s in samples)
-        span = sum(s.wall_s for s in samples)
         per_viewer = self.load.cpu_per_viewer
-        if viewers >= _MIN_VIEWERS_FOR_COST and setups == 0 and wall > 0:
-            # Busy time per viewer at rest (no setup under way), fixed costs included: an upper
-            # bound of a viewer's marginal cost; smoothed over a few seconds.
-            measured = (cpu + wait) / viewers
+        settled = viewers - setups
+        if settled >= _MIN_VIEWERS_FOR_COST and wall > 0:
+            # Busy time per viewer whose cost shows, fixed costs and any setups under way
+            # included: it errs high (a viewer's marginal cost is less); smoothed.
+            measured = (cpu + wait) / settled
             per_viewer = measured if per_viewer == 0 else 0.8 * per_viewer + 0.2 * measured
         admitting, reason = self._decide(lag, cpu + wait, skips)
         self.load = Load(
@@ -208,7 +211,7 @@ class LoadGovernor:
             cpu=cpu,
             wait=wait,
             backlog=sample.queued,
-            skips_per_s=skips / span if span > 0 else 0.0,
+            skips_per_s=skips / wall if wall > 0 else 0.0,
             cpu_per_viewer=per_viewer,
             viewers=viewers,
             setups=setups,
@@ -221,27 +224,29 @@ class LoadGovernor:
         if self.load.admitting:
             return over is None, over
         # Refusing: admit again only well below every bound.
-        if _over(lag, busy, skips, limits.max_lag_s / 2, limits.max_cpu - RESUME_MARGIN) is None:
+        resume_cpu = limits.max_cpu * (1 - RESUME_SHARE)
+        if _over(lag, busy, skips, limits.max_lag_s / 2, resume_cpu) is None:
             return True, None
         return False, over or self.load.reason
 
-    def refusal(self, setups: int) -> Reason | None:
-        """Why one more viewer must be refused now (None: admit), `setups` sessions already in
-        setup; counted in `refusals`."""
-        reason = self._refusal(setups)
+    def refusal(self, setups: int, fresh: int = 0) -> Reason | None:
+        """Why one more viewer must be refused now (None: admit), `setups` sessions being
+        answered or connecting and `fresh` ones connected too recently for the measurement to
+        show their cost; counted in `refusals`."""
+        reason = self._refusal(setups, fresh)
         if reason is not None:
             self.refusals[reason] += 1
         return reason
 
-    def _refusal(self, setups: int) -> Reason | None:
+    def _refusal(self, setups: int, fresh: int) -> Reason | None:
         load, limits = self.load, self.limits
         if not load.admitting:
             return load.reason or "cpu"
         if limits.max_setups and setups >= limits.max_setups:
             return "setup"
         if limits.max_cpu and load.cpu_per_viewer:
-            # What the viewers in setup and this one will cost once they get frames.
-            projected = load.busy + (setups + 1) * load.cpu_per_viewer
+            # What the viewers not measured yet and this one will cost once they get frames.
+            projected = load.busy + (setups + fresh + 1) * load.cpu_per_viewer
             if projected > limits.max_cpu:
                 return "headroom"
         return None

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import time
 import uuid
 from collections import Counter, deque
 from collections.abc import Callable, Coroutine
@@ -20,7 +21,7 @@ from aiortc import (
 )
 
 from media import aiortc_compat as compat
-from media.admission import AdmissionLimits, Load, LoadGovernor, Reason
+from media.admission import SETTLE_S, AdmissionLimits, Load, LoadGovernor, Reason
 from media.config import MediaConfig
 from media.errors import MediaError
 from media.forwarder import Downtrack
@@ -198,20 +199,33 @@ class MediaServer:
         return True
 
     def _pressure(self) -> tuple[int, int, int, int]:
-        """(viewers, viewers in setup, skips and backlog drops so far, frames queued) here."""
-        viewers = setups = queued = 0
+        """(viewers, viewers whose cost is not measured yet, skips and backlog drops so far,
+        frames queued) of this process."""
+        viewers = queued = 0
         skips = self._totals.viewer_skips
         for room in self.rooms.values():
             for viewer in room.viewers.values():
                 viewers += 1
-                if not viewer.connected.is_set():
-                    setups += 1
                 for d in viewer.downtracks.values():
                     skips += d.skips
                     queued += d.queued
         if self.workers is not None:
             skips += self.workers.backlog_drops
-        return viewers, setups, skips, queued
+        setups, fresh = self._unsettled()
+        return viewers, setups + fresh, skips, queued
+
+    def _unsettled(self) -> tuple[int, int]:
+        """Viewer sessions of this process (being answered or connecting, connected within the
+        last `SETTLE_S`): those whose cost the measured CPU does not show yet."""
+        setups = fresh = 0
+        since = time.monotonic() - SETTLE_S
+        for room in self.rooms.values():
+            for viewer in room.viewers.values():
+                if not viewer.connected.is_set():
+                    setups += 1
+                elif viewer.connected_at > since:
+                    fresh += 1
+        return setups, fresh
 
     async def publish(
         self, room_id: str, offer_sdp: str, owner: str | None = None
@@ -304,7 +318,7 @@ class MediaServer:
         if limit and not beyond_limit and self.viewer_total >= limit:
             raise self._full("ceiling", f"this node serves its limit of {limit} viewers")
         if self.governor is not None and not beyond_limit:
-            reason = self.governor.refusal(self._setups())
+            reason = self.governor.refusal(*self._unsettled())
             if reason is not None:
                 raise self._full(reason, _REFUSED[reason])
         per_owner = self.config.sessions_per_owner
@@ -384,15 +398,6 @@ class MediaServer:
     def _full(self, reason: Reason, detail: str) -> MediaError:
         self.admission_refusals[reason] += 1
         return MediaError("full", detail, retry_after=_RETRY_FULL_S, reason=reason)
-
-    def _setups(self) -> int:
-        """Viewer sessions of this process being answered or connecting."""
-        return sum(
-            1
-            for room in self.rooms.values()
-            for viewer in room.viewers.values()
-            if not viewer.connected.is_set()
-        )
 
     def sessions_of(self, owner: str) -> int:
         """Viewer sessions `owner` holds (here and on workers, those being answered included)."""
@@ -537,6 +542,7 @@ class MediaServer:
 
     def _on_connected(self, session: Session) -> None:
         session.connected.set()
+        session.connected_at = time.monotonic()
         room = self.rooms.get(session.room_id)
         if room is None or session.closed:
             return

@@ -255,13 +255,16 @@ class MediaCollector(Collector):
         families = {
             "admitting": ("1 while the process admits viewers by its measured load", "admitting"),
             "loop_lag_seconds": ("Event-loop lag, p95 over the last 2 s", "lag_s"),
-            "cpu": ("CPU used, fraction of one core over the last second", "cpu"),
-            "runqueue_wait": ("Time waiting for a core, fraction over the last second", "wait"),
+            "cpu": ("CPU used, fraction of one core over the last 2 s", "cpu"),
+            "runqueue_wait": ("Time waiting for a core, fraction over the last 2 s", "wait"),
             "backlog_frames": ("Frames queued towards viewers", "backlog"),
             "skips_per_second": ("Slow-viewer skips and backlog drops per second", "skips_per_s"),
             "cpu_per_viewer": ("Measured busy fraction of a core per viewer", "cpu_per_viewer"),
             "viewers": ("Viewer sessions of the process", "viewers"),
-            "setups": ("Viewer sessions being answered or connecting", "setups"),
+            "setups": (
+                "Viewer sessions being answered, connecting or connected within 2.5 s",
+                "setups",
+            ),
         }
         gauges = {
             name: GaugeMetricFamily(f"live_media_admission_{name}", doc, labels=["process"])

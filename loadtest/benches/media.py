@@ -61,6 +61,8 @@ class MediaBench:
     # a refused viewer offers again after the Retry-After, at most `retries` more times.
     admission: bool = False
     retries: int = 2
+    admit_max_cpu: float = 0.85  # the server's bounds (LIVE_MEDIA_ADMIT_MAX_CPU, _LAG_MS)
+    admit_max_lag_ms: float = 50.0
 
     def workers_for(self, mode: str) -> int:
         return self.media_workers if mode in MODES_WITH_WORKERS else 0
@@ -74,7 +76,9 @@ class ServerRole:
     mode: str
     loop: str
     workers: int
-    admission: bool = False  # MediaConfig.admission with its default bounds
+    admission: bool = False  # MediaConfig.admission
+    admit_max_cpu: float = 0.85
+    admit_max_lag_ms: float = 50.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,8 +183,9 @@ def _start_server(bench: MediaBench, mode: str) -> subprocess.Popen[str]:
                 raise RuntimeError(f"janus did not start, see {folder}/janus.log")
             time.sleep(0.2)
     role = ServerRole(
-        bench.port, mode, bench.loop, bench.workers_for(mode), admission=bench.admission
-    )
+        bench.port, mode, bench.loop, bench.workers_for(mode), admission=bench.admission,
+        admit_max_cpu=bench.admit_max_cpu, admit_max_lag_ms=bench.admit_max_lag_ms,
+    )  # fmt: skip
     server = subprocess.Popen(
         [*taskset(bench.server_cpu), *role_command(role)], stdout=subprocess.PIPE, text=True
     )
@@ -194,6 +199,9 @@ def _run_one(bench: MediaBench, mode: str, n: int) -> str:
         "server_cpu": bench.server_cpu, "client_cpu": bench.client_cpu, "loop": bench.loop,
         "media_workers": bench.workers_for(mode), "admission": bench.admission,
     }  # fmt: skip
+    if bench.admission:
+        pin["admit_max_cpu"] = bench.admit_max_cpu
+        pin["admit_max_lag_ms"] = bench.admit_max_lag_ms
     janus_mode = mode.startswith("janus")
     if janus_mode:
         pin["loop"] = mode

@@ -75,6 +75,8 @@ async def run_server(role: ServerRole) -> None:
             send_path="aiortc" if mode == "aiortc" else "fast",
             workers=role.workers,
             admission=role.admission,
+            admit_max_cpu=role.admit_max_cpu,
+            admit_max_lag_s=role.admit_max_lag_ms / 1000,
         )
     )
     await media.start()

@@ -109,6 +109,21 @@ def register(kinds: Any) -> None:
         help="with --admission, a refused viewer offers again after Retry-After up to R times "
         "(default 2)",
     )
+    media.add_argument(
+        "--admit-max-cpu",
+        type=float,
+        default=0.85,
+        metavar="F",
+        help="with --admission, the server's CPU bound (LIVE_MEDIA_ADMIT_MAX_CPU, default 0.85)",
+    )
+    media.add_argument(
+        "--admit-max-lag-ms",
+        type=float,
+        default=50.0,
+        metavar="MS",
+        help="with --admission, the server's loop lag bound (LIVE_MEDIA_ADMIT_MAX_LAG_MS, "
+        "default 50)",
+    )
     media.add_argument("--port", type=int, default=18555, help="the server's HTTP port")
     media.add_argument("--batch", type=int, default=10, help="viewers connecting at once")
     media.add_argument("--out", type=Path, default=None, metavar="PATH",
@@ -151,6 +166,8 @@ def run(args: argparse.Namespace) -> int:
         return refuse("--seconds and --batch must be positive")
     if args.retries < 0:
         return refuse("--retries must be 0 or more")
+    if not 0 <= args.admit_max_cpu <= 1 or args.admit_max_lag_ms < 0:
+        return refuse("--admit-max-cpu is 0 to 1, --admit-max-lag-ms 0 or more (0: not used)")
     if args.admission and any(m not in ("forward", "aiortc") for m in modes):
         return refuse("--admission applies to our server only: the forward and aiortc modes")
     cpus = sorted(os.sched_getaffinity(0))
@@ -179,6 +196,8 @@ def run(args: argparse.Namespace) -> int:
         out=args.out,
         admission=args.admission,
         retries=args.retries,
+        admit_max_cpu=args.admit_max_cpu,
+        admit_max_lag_ms=args.admit_max_lag_ms,
     )
     runs = run_matrix(bench)
     print()
