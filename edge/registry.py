@@ -71,6 +71,9 @@ class NodeRecord:
     draining: bool
     started_at: float  # changes when the node restarts: upstreams to it must be redone
     ts: float
+    # False while the node's measured load refuses new viewers (media.admission); a record from
+    # a node that does not say counts as admitting.
+    admitting: bool = True
 
     @property
     def load(self) -> float:
@@ -79,7 +82,7 @@ class NodeRecord:
 
     @property
     def accepts_viewers(self) -> bool:
-        return not self.draining and self.load < 1.0
+        return not self.draining and self.admitting and self.load < 1.0
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "load": round(self.load, 4)}
@@ -99,6 +102,7 @@ class NodeRecord:
                 draining=f.get("draining") == "1",
                 started_at=float(f.get("started_at", "0")),
                 ts=float(f.get("ts", "0")),
+                admitting=f.get("admitting", "1") != "0",
             )
         except (KeyError, ValueError, UnicodeDecodeError):
             return None
@@ -108,8 +112,8 @@ class NodeRegistry:
     """This node's heartbeat and everyone's records.
 
     `url` is read at each beat because a node on port 0 learns its URL only once it listens; no
-    beat goes out before it is known. `count_viewers`/`count_sockets` are plugged in by the parts
-    that know them (media, chat).
+    beat goes out before it is known. `count_viewers`/`count_sockets`/`admitting` are plugged in
+    by the parts that know them (media, chat).
     """
 
     def __init__(
@@ -136,6 +140,7 @@ class NodeRegistry:
         self._drain_order_ttl_s = drain_order_ttl_s
         self.count_viewers: Callable[[], int] = lambda: 0
         self.count_sockets: Callable[[], int] = lambda: 0
+        self.admitting: Callable[[], bool] = lambda: True
         self.started_at = time.time()
         self.local_drain = False  # SIGTERM or shutdown: never undone
         self.ordered_drain = False  # an operator's order, read back at every beat
@@ -186,6 +191,7 @@ class NodeRegistry:
             "draining": "1" if self.local_drain else "0",
             "started_at": repr(self.started_at),
             "ts": repr(time.time()),
+            "admitting": "1" if self.admitting() else "0",
         }
         args: list[Any] = [int(self.ttl_s * 1000), self.node_id]
         for k, v in fields.items():

@@ -12,8 +12,11 @@ from pydantic_settings import SettingsConfigDict
 
 from core.config import Section
 
-# Viewers per process serving them for `max_viewers=auto`; why 300: docs/media.md.
-VIEWERS_PER_PROCESS = 300
+# Viewers per process serving them for `max_viewers=auto`: a ceiling above what one core carried
+# where it was measured (~400), the measured load (media.admission) deciding below it; with
+# `admission=count` the count alone decides, and the older 300 stays. Why: docs/media.md.
+VIEWERS_PER_PROCESS = 500
+VIEWERS_PER_PROCESS_COUNTED = 300
 
 
 def _loopback() -> list[str]:
@@ -64,6 +67,12 @@ class MediaConfig:
     # a browser's audio+video offer is 4-8 KiB with 2 m-lines.
     sdp_max_bytes: int = 64 * 1024
     sdp_max_media: int = 4
+    # Admission by measured load (media.admission): each process serving viewers refuses new ones
+    # ("full") while its event loop lags, its core is busy or frames back up. Off: the count only.
+    admission: bool = False
+    admit_max_lag_s: float = 0.05  # loop lag p95 over 2 s; 0 = not used
+    admit_max_cpu: float = 0.85  # CPU + run-queue wait, fraction of one core; 0 = not used
+    admit_max_setups: int = 8  # viewer sessions being answered or connecting at once; 0 = any
 
 
 class MediaSettings(Section):
@@ -81,6 +90,14 @@ class MediaSettings(Section):
     # Viewers a node takes at most before WHEP answers 503 "full" (0 = no limit); "auto" =
     # VIEWERS_PER_PROCESS per process serving viewers (the node itself, or each media worker).
     max_viewers: int | Literal["auto"] = "auto"
+    # "measured": each process serving viewers also refuses them (503 "full") from what it measures
+    # (event-loop lag, CPU, backlog: media.admission), below the count; "count": the count only.
+    admission: Literal["measured", "count"] = "measured"
+    # The measured admission's bounds: loop lag p95 (ms), busy fraction of a core (CPU plus time
+    # waiting for it), viewer sessions in setup at once (0: unbounded). 0 turns lag or CPU off.
+    admit_max_lag_ms: float = Field(50.0, ge=0)
+    admit_max_cpu: float = Field(0.85, ge=0, le=1)
+    admit_max_setups: int = Field(8, ge=0)
     # WHEP sessions one user (token `sub`) holds on this node at most (a few tabs or devices);
     # one token must not take a node's viewer slots. 0 = no limit.
     sessions_per_user: int = Field(3, ge=0, validation_alias="LIVE_WHEP_SESSIONS_PER_USER")
@@ -118,7 +135,10 @@ class MediaSettings(Section):
         """The viewer limit, `auto` resolved (0 = none)."""
         if self.max_viewers != "auto":
             return self.max_viewers
-        return VIEWERS_PER_PROCESS * max(1, self.worker_count)
+        per_process = (
+            VIEWERS_PER_PROCESS if self.admission == "measured" else VIEWERS_PER_PROCESS_COUNTED
+        )
+        return per_process * max(1, self.worker_count)
 
     def config(self) -> MediaConfig:
         """The `MediaServer` configuration these settings make."""
@@ -130,4 +150,8 @@ class MediaSettings(Section):
             connect_timeout_s=self.connect_timeout_s,
             sdp_max_bytes=self.sdp_max_bytes,
             sdp_max_media=self.sdp_max_media,
+            admission=self.admission == "measured",
+            admit_max_lag_s=self.admit_max_lag_ms / 1000,
+            admit_max_cpu=self.admit_max_cpu,
+            admit_max_setups=self.admit_max_setups,
         )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from core.errors import DomainError
 
@@ -13,7 +13,7 @@ MediaErrorCode = Literal[
     "publisher_exists",  # the room already has a live publisher
     "session_not_found",
     "closed",  # the media server is shutting down
-    "full",  # the node serves as many viewers as it is allowed (MediaConfig.max_viewers)
+    "full",  # the viewer ceiling (MediaConfig.max_viewers) or measured load (media.admission)
     "too_many_sessions",  # the owner holds MediaConfig.sessions_per_owner sessions already
 ]
 
@@ -22,7 +22,7 @@ class MediaError(DomainError):
     """A request the media layer refuses, with a stable code and a human-readable detail."""
 
     def __init__(
-        self, code: MediaErrorCode, detail: str, *, retry_after: int | None = None
+        self, code: MediaErrorCode, detail: str, *, retry_after: int | None = None, **extra: Any
     ) -> None:
-        super().__init__(code, detail, retry_after=retry_after)
+        super().__init__(code, detail, retry_after=retry_after, **extra)
         self.code: MediaErrorCode = code

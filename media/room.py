@@ -35,6 +35,7 @@ class Session:
     owner: str | None = None  # opaque to media: who may end the session (the adapter's user id)
     created_at: float = field(default_factory=time.monotonic)
     connected: asyncio.Event = field(default_factory=asyncio.Event)
+    connected_at: float = 0.0  # time.monotonic() when it connected
     closed: bool = False
     # publisher
     taps: dict[str, ReceiverTap] = field(default_factory=dict)

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import time
 import uuid
 from collections import Counter, deque
 from collections.abc import Callable, Coroutine
@@ -20,6 +21,7 @@ from aiortc import (
 )
 
 from media import aiortc_compat as compat
+from media.admission import SETTLE_S, AdmissionLimits, Load, LoadGovernor, Reason
 from media.config import MediaConfig
 from media.errors import MediaError
 from media.forwarder import Downtrack
@@ -74,6 +76,7 @@ class MediaServer:
         self._listeners: list[Listener] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
+        self._measuring = False
         self._totals = MediaStats()
         self._ttff: deque[float] = deque(maxlen=self.config.ttff_samples)
         # Viewer sessions per owner, here and on workers, those being answered included: counted
@@ -81,6 +84,18 @@ class MediaServer:
         self._owned: Counter[str] = Counter()
         # Offers refused before aiortc parses them, by reason (`too_large`, `too_many_media`).
         self.offers_refused: Counter[str] = Counter()
+        # Viewers refused as "full", by reason (media.admission.REASONS).
+        self.admission_refusals: Counter[str] = Counter()
+        self.governor: LoadGovernor | None = None
+        if self.config.admission:
+            self.governor = LoadGovernor(
+                AdmissionLimits(
+                    max_lag_s=self.config.admit_max_lag_s,
+                    max_cpu=self.config.admit_max_cpu,
+                    max_setups=self.config.admit_max_setups,
+                ),
+                self._pressure,
+            )
 
     # -- events -------------------------------------------------------------------------------
 
@@ -154,8 +169,63 @@ class MediaServer:
         missing: the node refuses to start), then start the media workers, if any, and wait until
         they are ready."""
         compat.check_internals()
+        self.measure()
         if self.workers is not None:
             await self.workers.start()
+
+    def measure(self) -> None:
+        """Start measuring this process's load for admission (with `config.admission`)."""
+        if self.governor is not None and not self._measuring:
+            self._measuring = True
+            self.governor.start()
+
+    def loads(self) -> dict[str, Load]:
+        """The measured load of each process serving viewers: "node" (this one) and each media
+        worker ("worker-N", its last report); empty without measured admission."""
+        found: dict[str, Load] = {}
+        if self.governor is not None:
+            found["node"] = self.governor.load
+        if self.workers is not None:
+            found.update(self.workers.loads())
+        return found
+
+    @property
+    def admitting(self) -> bool:
+        """Whether a viewer's offer would pass the measured load now (the count aside)."""
+        if self.governor is not None and not self.governor.load.admitting:
+            return False
+        if self.workers is not None:
+            return self.workers.admitting
+        return True
+
+    def _pressure(self) -> tuple[int, int, int, int]:
+        """(viewers, viewers whose cost is not measured yet, skips and backlog drops so far,
+        frames queued) of this process."""
+        viewers = queued = 0
+        skips = self._totals.viewer_skips
+        for room in self.rooms.values():
+            for viewer in room.viewers.values():
+                viewers += 1
+                for d in viewer.downtracks.values():
+                    skips += d.skips
+                    queued += d.queued
+        if self.workers is not None:
+            skips += self.workers.backlog_drops
+        setups, fresh = self._unsettled()
+        return viewers, setups + fresh, skips, queued
+
+    def _unsettled(self) -> tuple[int, int]:
+        """Viewer sessions of this process (being answered or connecting, connected within the
+        last `SETTLE_S`): those whose cost the measured CPU does not show yet."""
+        setups = fresh = 0
+        since = time.monotonic() - SETTLE_S
+        for room in self.rooms.values():
+            for viewer in room.viewers.values():
+                if not viewer.connected.is_set():
+                    setups += 1
+                elif viewer.connected_at > since:
+                    fresh += 1
+        return setups, fresh
 
     async def publish(
         self, room_id: str, offer_sdp: str, owner: str | None = None
@@ -246,7 +316,11 @@ class MediaServer:
         self._check_open()
         limit = self.config.max_viewers
         if limit and not beyond_limit and self.viewer_total >= limit:
-            raise MediaError("full", f"this node serves its limit of {limit} viewers")
+            raise self._full("ceiling", f"this node serves its limit of {limit} viewers")
+        if self.governor is not None and not beyond_limit:
+            reason = self.governor.refusal(*self._unsettled())
+            if reason is not None:
+                raise self._full(reason, _REFUSED[reason])
         per_owner = self.config.sessions_per_owner
         if per_owner and not beyond_limit and owner and self._owned[owner] >= per_owner:
             # A slot frees when a session ends, at the latest when an unconnected one expires.
@@ -260,7 +334,14 @@ class MediaServer:
         if self.workers is not None:
             self._own(owner)
             try:
-                return await self._play_on_worker(self.workers, room_id, offer_sdp, owner)
+                return await self._play_on_worker(
+                    self.workers, room_id, offer_sdp, owner, beyond_limit
+                )
+            except MediaError as exc:
+                self._disown(owner)
+                if exc.code == "full":
+                    self.admission_refusals[exc.extra.get("reason", "workers")] += 1
+                raise
             except BaseException:
                 self._disown(owner)
                 raise
@@ -314,6 +395,10 @@ class MediaServer:
         self._register(session)
         return session.id, answer
 
+    def _full(self, reason: Reason, detail: str) -> MediaError:
+        self.admission_refusals[reason] += 1
+        return MediaError("full", detail, retry_after=_RETRY_FULL_S, reason=reason)
+
     def sessions_of(self, owner: str) -> int:
         """Viewer sessions `owner` holds (here and on workers, those being answered included)."""
         return self._owned.get(owner, 0)
@@ -341,6 +426,8 @@ class MediaServer:
     async def shutdown(self) -> None:
         """Close every session (and stop the workers); the server accepts none after this."""
         self._closed = True
+        if self.governor is not None:
+            self.governor.stop()
         await asyncio.gather(
             *(self._end(s) for s in list(self.sessions.values())),
             *([self.workers.close()] if self.workers is not None else []),
@@ -371,12 +458,19 @@ class MediaServer:
     # -- viewers on workers ---------------------------------------------------------------------
 
     async def _play_on_worker(
-        self, workers: WorkerPool, room_id: str, offer_sdp: str, owner: str | None
+        self,
+        workers: WorkerPool,
+        room_id: str,
+        offer_sdp: str,
+        owner: str | None,
+        beyond_limit: bool,
     ) -> tuple[str, str]:
         # The room exists here too: its publisher, epochs and GOP are the node's.
         room = self._room(room_id)
         try:
-            viewer, answer, codec = await workers.play(room_id, offer_sdp, owner, room.video_codec)
+            viewer, answer, codec = await workers.play(
+                room_id, offer_sdp, owner, room.video_codec, beyond_limit=beyond_limit
+            )
         finally:
             self._release_if_empty(room)
         room = self._room(room_id)
@@ -448,6 +542,7 @@ class MediaServer:
 
     def _on_connected(self, session: Session) -> None:
         session.connected.set()
+        session.connected_at = time.monotonic()
         room = self.rooms.get(session.room_id)
         if room is None or session.closed:
             return
@@ -572,6 +667,19 @@ _TOTAL_FIELDS = (
     "keyframe_requests_coalesced",
     "unconnected_closed",
 )
+
+
+# Retry-After of a "full" refusal (seconds): about the time the measurement takes to clear.
+_RETRY_FULL_S = 2
+_REFUSED: dict[Reason, str] = {
+    "lag": "this node's event loop is behind: it takes no more viewers for now",
+    "cpu": "this node's core is busy: it takes no more viewers for now",
+    "backlog": "frames back up towards this node's viewers: it takes no more for now",
+    "setup": "this node is setting up as many viewers as it does at once",
+    "headroom": "one more viewer would take this node past its CPU bound",
+    "workers": "no media worker of this node takes viewers now",
+    "ceiling": "this node serves its limit of viewers",
+}
 
 
 def _new_id() -> str:

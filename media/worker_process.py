@@ -57,11 +57,15 @@ class WorkerService:
         self.channel.write(control_record(message))
 
     async def run(self) -> None:
+        self.media.measure()
         self.send({"op": "ready", "pid": os.getpid()})
         while not self.done.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.done.wait(), self._stats_interval)
-            self.send({"op": "stats", "stats": dataclasses.asdict(self.media.stats())})
+            report: Control = {"op": "stats", "stats": dataclasses.asdict(self.media.stats())}
+            if self.media.governor is not None:
+                report["load"] = self.media.governor.load.to_json()
+            self.send(report)
         try:
             await asyncio.wait_for(self.media.shutdown(), _SHUTDOWN_S)
         except TimeoutError:
@@ -103,10 +107,13 @@ class WorkerService:
             room.video_codec = message.get("codec")
         try:
             session_id, answer = await self.media.play(
-                room_id, message["offer"], owner=message.get("owner")
+                room_id,
+                message["offer"],
+                owner=message.get("owner"),
+                beyond_limit=bool(message.get("beyond_limit")),
             )
         except MediaError as exc:
-            self._reply(message, {"error": exc.code, "detail": exc.detail})
+            self._reply(message, {"error": exc.code, "detail": exc.detail, **exc.extra})
             return
         room = self.media.rooms.get(room_id)
         codec = room.video_codec if room is not None else None

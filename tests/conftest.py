@@ -138,6 +138,9 @@ def make_settings(valkey_url: str, **overrides: Any) -> Settings:
         "jwt_secret": SecretStr(SECRET),
         "likes_flush_ms": 50,
         "viewer_count_interval_s": 0.1,
+        # The count only: on a shared test machine a lagging loop must not refuse viewers in
+        # tests about something else (tests/media/test_admission.py turns it on).
+        "media_admission": "count",
         **overrides,
     }
     return Settings.of(**values)

@@ -28,8 +28,9 @@ def node_flags(p: argparse.ArgumentParser) -> None:
         "--media-max-viewers",
         type=count_or_auto,
         metavar="N|auto",
-        help="WebRTC viewers the node takes before WHEP answers 503 full: 0 = no limit, auto = "
-        "300 per process serving viewers (LIVE_MEDIA_MAX_VIEWERS, default auto)",
+        help="WebRTC viewers the node takes at most before WHEP answers 503 full: 0 = no limit, "
+        "auto = 500 per process serving viewers; below it the node also refuses viewers by its "
+        "measured load (LIVE_MEDIA_ADMISSION; LIVE_MEDIA_MAX_VIEWERS, default auto)",
     )
 
 

@@ -7,7 +7,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 
 from aiohttp import web
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -16,6 +19,7 @@ from prometheus_client.registry import Collector
 from core.auth import require_role
 from core.errors import DomainError, unknown_room
 from core.store import STORE_ERRORS
+from edge.registry import NodeRecord
 from edge.selection import MAX_EXCLUDE, MAX_EXCLUDE_CHARS, REGION, RegionDistances, select
 from edge.upstream import SourceIsHere, UpstreamManager, UpstreamUnavailable
 from live.http.common import Handler, claims_of
@@ -34,9 +38,11 @@ def setup(app: web.Application, node: Node) -> None:
     viewers)."""
     s = node.settings
     app[DISTANCES] = RegionDistances(s.edge.region_distances)
+    app[RECORDS] = _Registry()
     app.add_routes(routes)
     media = app[MEDIA]
     node.registry.count_viewers = lambda: media.stats().viewers
+    node.registry.admitting = lambda: media.admitting
     app.middlewares.append(viewer_admission)
     app.on_response_prepare.append(_allow_cross_origin)
     if s.server.role == "edge" and not s.edge.origin_url:
@@ -117,7 +123,6 @@ async def viewer_admission(request: web.Request, handler: Handler) -> web.Stream
     if request.method != "POST" or not request.path.startswith(("/whep/", "/whip/")):
         return await handler(request)
     node = request.app[NODE]
-    upstreams = request.app[UPSTREAMS]
     if request.path.startswith("/whip/"):
         if node.settings.server.role == "edge":
             raise DomainError(
@@ -126,6 +131,23 @@ async def viewer_admission(request: web.Request, handler: Handler) -> web.Stream
         return await handler(request)
     if node.registry.draining:
         raise DomainError("draining", "this node takes no new viewers: ask for an edge again")
+    try:
+        return await _viewer(request, handler)
+    except DomainError as exc:
+        if exc.code == "full":
+            # Name a node that takes viewers, when the registry knows one (the page may still
+            # ask `GET /api/rooms/{room}/edge`).
+            with contextlib.suppress(*STORE_ERRORS):
+                other = await _alternative(request)
+                if other is not None:
+                    exc.extra.update(node_id=other.node_id, url=other.url)
+        raise
+
+
+async def _viewer(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A WHEP offer: answered here, or once this node's upstream of the room is open."""
+    node = request.app[NODE]
+    upstreams = request.app[UPSTREAMS]
     room_id = request.match_info.get("room", "")
     claims = claims_of(request)
     if not claims.in_room(room_id) or not await node.rooms.exists(room_id):
@@ -151,6 +173,31 @@ async def viewer_admission(request: web.Request, handler: Handler) -> web.Stream
         if exc.status == 404:
             raise unknown_room(room_id, at_origin=True) from None
         raise DomainError("upstream_unavailable", f"cannot pull the room: {exc.detail}") from None
+
+
+@dataclass
+class _Registry:
+    """The registry's records as last read for a refusal: read at most once per heartbeat, so a
+    storm of refusals on an overloaded node adds one Redis read a second."""
+
+    read_at: float = -math.inf
+    nodes: list[NodeRecord] = field(default_factory=list)
+
+
+RECORDS = web.AppKey("registry_records", _Registry)
+
+
+async def _alternative(request: web.Request) -> NodeRecord | None:
+    """Another node that takes viewers, chosen as selection would for this node's region."""
+    node = request.app[NODE]
+    cache = request.app[RECORDS]
+    now = time.monotonic()
+    if now - cache.read_at >= node.settings.edge.node_heartbeat_s:
+        cache.read_at = now
+        cache.nodes = await node.registry.nodes()
+    others = [n for n in cache.nodes if n.node_id != node.settings.server.node_id]
+    choice = select(others, node.settings.server.region, request.app[DISTANCES])
+    return choice.node if choice is not None else None
 
 
 class UpstreamCollector(Collector):

@@ -229,6 +229,52 @@ class MediaCollector(Collector):
     def __init__(self, media: MediaServer) -> None:
         self._media = media
 
+    def _admission(self, viewers: int) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        """The admission decision and its inputs, per process serving viewers (media.admission)."""
+        media = self._media
+        limit = media.config.max_viewers
+        yield GaugeMetricFamily(
+            "live_media_admitting",
+            "1 while this node admits new viewers (count and measured load), else 0",
+            value=int(media.admitting and (not limit or viewers < limit)),
+        )
+        yield GaugeMetricFamily(
+            "live_media_admission_ceiling",
+            "Viewers this node takes at most (LIVE_MEDIA_MAX_VIEWERS resolved; 0: none)",
+            value=media.config.max_viewers,
+        )
+        refusals = CounterMetricFamily(
+            "live_media_admission_refusals",
+            "WHEP offers refused as full, by reason (ceiling, lag, cpu, backlog, setup, headroom, "
+            "workers)",
+            labels=["reason"],
+        )
+        for reason, count in media.admission_refusals.items():
+            refusals.add_metric([reason], count)
+        yield refusals
+        families = {
+            "admitting": ("1 while the process admits viewers by its measured load", "admitting"),
+            "loop_lag_seconds": ("Event-loop lag, p95 over the last 2 s", "lag_s"),
+            "cpu": ("CPU used, fraction of one core over the last 2 s", "cpu"),
+            "runqueue_wait": ("Time waiting for a core, fraction over the last 2 s", "wait"),
+            "backlog_frames": ("Frames queued towards viewers", "backlog"),
+            "skips_per_second": ("Slow-viewer skips and backlog drops per second", "skips_per_s"),
+            "cpu_per_viewer": ("Measured busy fraction of a core per viewer", "cpu_per_viewer"),
+            "viewers": ("Viewer sessions of the process", "viewers"),
+            "setups": (
+                "Viewer sessions being answered, connecting or connected within 2.5 s",
+                "setups",
+            ),
+        }
+        gauges = {
+            name: GaugeMetricFamily(f"live_media_admission_{name}", doc, labels=["process"])
+            for name, (doc, _) in families.items()
+        }
+        for process, load in media.loads().items():
+            for name, (_, attr) in families.items():
+                gauges[name].add_metric([process], float(getattr(load, attr)))
+        yield from gauges.values()
+
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         s = self._media.stats()
         for name, doc, value in (
@@ -285,6 +331,7 @@ class MediaCollector(Collector):
         for reason, count in s.fast_path_fallbacks.items():
             fallbacks.add_metric([reason], count)
         yield fallbacks
+        yield from self._admission(s.viewers)
         if s.workers:
             viewers = GaugeMetricFamily(
                 "live_media_worker_viewers", "Viewer sessions per media worker", labels=["worker"]

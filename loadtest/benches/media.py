@@ -57,6 +57,12 @@ class MediaBench:
     port: int = 18555
     batch: int = 10  # viewers connecting at once
     out: Path | None = None  # each run's JSON line is appended here
+    # Our server refuses viewers by its measured load (media.admission; forward/aiortc modes);
+    # a refused viewer offers again after the Retry-After, at most `retries` more times.
+    admission: bool = False
+    retries: int = 2
+    admit_max_cpu: float = 0.85  # the server's bounds (LIVE_MEDIA_ADMIT_MAX_CPU, _LAG_MS)
+    admit_max_lag_ms: float = 50.0
 
     def workers_for(self, mode: str) -> int:
         return self.media_workers if mode in MODES_WITH_WORKERS else 0
@@ -70,6 +76,9 @@ class ServerRole:
     mode: str
     loop: str
     workers: int
+    admission: bool = False  # MediaConfig.admission
+    admit_max_cpu: float = 0.85
+    admit_max_lag_ms: float = 50.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +101,7 @@ class ClientRole:
     batch: int
     lean: bool
     janus_pid: int = 0  # measure this Janus process instead of our server
+    retries: int = 0  # a viewer refused with 503 offers again after Retry-After this many times
 
 
 Role = ServerRole | HostRole | ClientRole
@@ -172,7 +182,10 @@ def _start_server(bench: MediaBench, mode: str) -> subprocess.Popen[str]:
                 proc.kill()
                 raise RuntimeError(f"janus did not start, see {folder}/janus.log")
             time.sleep(0.2)
-    role = ServerRole(bench.port, mode, bench.loop, bench.workers_for(mode))
+    role = ServerRole(
+        bench.port, mode, bench.loop, bench.workers_for(mode), admission=bench.admission,
+        admit_max_cpu=bench.admit_max_cpu, admit_max_lag_ms=bench.admit_max_lag_ms,
+    )  # fmt: skip
     server = subprocess.Popen(
         [*taskset(bench.server_cpu), *role_command(role)], stdout=subprocess.PIPE, text=True
     )
@@ -184,8 +197,11 @@ def _start_server(bench: MediaBench, mode: str) -> subprocess.Popen[str]:
 def _run_one(bench: MediaBench, mode: str, n: int) -> str:
     pin: dict[str, Any] = {
         "server_cpu": bench.server_cpu, "client_cpu": bench.client_cpu, "loop": bench.loop,
-        "media_workers": bench.workers_for(mode),
+        "media_workers": bench.workers_for(mode), "admission": bench.admission,
     }  # fmt: skip
+    if bench.admission:
+        pin["admit_max_cpu"] = bench.admit_max_cpu
+        pin["admit_max_lag_ms"] = bench.admit_max_lag_ms
     janus_mode = mode.startswith("janus")
     if janus_mode:
         pin["loop"] = mode
@@ -206,6 +222,7 @@ def _run_one(bench: MediaBench, mode: str, n: int) -> str:
             url=f"{url}/janus" if janus_mode else url, viewers=n, seconds=bench.seconds,
             batch=bench.batch, lean=bench.viewer == "lean",
             janus_pid=server.pid if janus_mode else 0,
+            retries=bench.retries if bench.admission else 0,
         )  # fmt: skip
         out = subprocess.run(
             [*taskset(bench.client_cpu), *role_command(viewers)],
@@ -243,6 +260,8 @@ def table(runs: list[dict[str, Any]]) -> str:
         f"{'mode':>8} {'N':>5} {'cores':>6} {'%/viewer':>8} {'N/core':>6} {'fps min/med':>11}"
         f" {'loss max':>8} {'ttff med/max ms':>15} {'rss/viewer':>10} {'rq wait':>7}  ok"
     )
+    if any("admitted" in r for r in runs):
+        head += "  admitted/refused (fps p5)"
     lines = [head]
     for r in runs:
         if "error" in r:
@@ -255,5 +274,6 @@ def table(runs: list[dict[str, Any]]) -> str:
             f" {r['fps_min']:>5.1f}/{r['fps_median']:<5.1f} {r['loss_pct_max']:>7.2f}%"
             f" {r['ttff_median_ms']:>7}/{r['ttff_max_ms']:<7} {r['rss_per_viewer_kb']:>7.0f} KB"
             f" {r['server_runqueue_wait_pct']:>6.1f}%  {'yes' if r['all_viewers_ok'] else 'no'}"
+            + (f"  {r['admitted']}/{r['refused']} ({r['fps_p5']:.1f})" if "admitted" in r else "")
         )
     return "\n".join(lines)

@@ -19,6 +19,7 @@ import os
 import pickle
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,7 @@ from devtools.synthetic import ReplayTrack, encode_opus, encode_vp8
 from loadtest.benches import janus
 from loadtest.benches.media import ClientRole, HostRole, ServerRole, role_from
 from loadtest.report import procfs
-from media import MediaConfig, MediaServer
+from media import MediaConfig, MediaError, MediaServer
 from media import aiortc_compat as hooks
 from media.aiortc_compat.lean_receive import payload_types, take_over_receive
 from media.frames import EncodedFrame
@@ -73,6 +74,9 @@ async def run_server(role: ServerRole) -> None:
             ice_addresses=["127.0.0.1"],
             send_path="aiortc" if mode == "aiortc" else "fast",
             workers=role.workers,
+            admission=role.admission,
+            admit_max_cpu=role.admit_max_cpu,
+            admit_max_lag_s=role.admit_max_lag_ms / 1000,
         )
     )
     await media.start()
@@ -101,7 +105,14 @@ async def run_server(role: ServerRole) -> None:
     async def whep(request: web.Request) -> web.Response:
         sdp = await request.text()
         if mode != "relay":
-            _, ans = await media.play("bench", sdp)
+            try:
+                _, ans = await media.play("bench", sdp)
+            except MediaError as exc:
+                if exc.code != "full":
+                    raise
+                return web.json_response(
+                    exc.body(), status=503, headers={"Retry-After": str(exc.retry_after or 2)}
+                )
             return sdp_response(ans)
         pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         pcs.append(pc)
@@ -141,6 +152,8 @@ async def run_server(role: ServerRole) -> None:
                 "dropped": s.frames_dropped,
                 "skips": s.viewer_skips,
                 "keyframe_requests": s.keyframe_requests,
+                "admission_refusals": dict(media.admission_refusals),
+                "loads": {name: load.to_json() for name, load in media.loads().items()},
             }
         )
 
@@ -290,6 +303,54 @@ async def negotiate(http: ClientSession, url: str, pc: RTCPeerConnection) -> Non
     await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
 
 
+async def offer_to(http: ClientSession, url: str, pc: RTCPeerConnection) -> tuple[int, str, float]:
+    """Negotiate like `negotiate`, but a 503 refusal is an answer too: (status, the refusal's
+    reason, its Retry-After); on 201 the answer is set."""
+    await pc.setLocalDescription(await pc.createOffer())
+    async with http.post(url, data=pc.localDescription.sdp) as r:
+        if r.status == 503:
+            body = await r.json()
+            return 503, str(body.get("reason", body.get("error"))), float(r.headers["Retry-After"])
+        assert r.status == 201, await r.text()
+        sdp = await r.text()
+    await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
+    return 201, "", 0.0
+
+
+async def admit(
+    http: ClientSession, url: str, role: ClientRole
+) -> tuple[list[Viewer], Counter[str], int]:
+    """Offer `role.viewers` viewers, `role.batch` at once, each batch's admitted ones getting a
+    first frame before the next batch; viewers refused with 503 offer again after Retry-After,
+    at most `role.retries` more times. (admitted viewers, last refusal reasons of those refused
+    for good, refusals in all)."""
+    admitted: list[Viewer] = []
+    waiting, refusals, last = role.viewers, 0, Counter[str]()
+    for attempt in range(role.retries + 1):
+        refused, pause, last = 0, 0.0, Counter()
+        for start in range(0, waiting, role.batch):
+            group = [Viewer(role.lean) for _ in range(min(role.batch, waiting - start))]
+            async with asyncio.timeout(120):
+                answers = await asyncio.gather(*(offer_to(http, url, v.pc) for v in group))
+            ok = []
+            for viewer, (status, reason, retry_after) in zip(group, answers, strict=True):
+                if status == 201:
+                    ok.append(viewer)
+                else:
+                    refused += 1
+                    last[reason] += 1
+                    pause = max(pause, retry_after)
+                    await viewer.pc.close()
+            admitted += ok
+            await until(lambda g=ok: all(v.first_frame_at is not None for v in g), 120)
+        refusals += refused
+        waiting = refused
+        if not waiting or attempt == role.retries:
+            break
+        await asyncio.sleep(pause)
+    return admitted, last, refusals
+
+
 async def janus_negotiate(api: janus.JanusApi, viewer: Viewer) -> None:
     path, offer = await api.watch()
     await viewer.pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
@@ -378,18 +439,20 @@ async def run_client(role: ClientRole) -> dict[str, Any]:
         idle = await server_stats(http, base, janus_pid)
         base_stats = idle
         setup_t0 = time.monotonic()
-        for start in range(0, viewers, batch):
-            group = [
-                Viewer(role.lean, offerer=not janus_pid) for _ in range(min(batch, viewers - start))
-            ]
-            peers += group
-            async with asyncio.timeout(120):
-                if janus_pid:
+        refused_for_good, refusals = Counter[str](), 0
+        if janus_pid:
+            for start in range(0, viewers, batch):
+                size = min(batch, viewers - start)
+                group = [Viewer(role.lean, offerer=False) for _ in range(size)]
+                peers += group
+                async with asyncio.timeout(120):
                     api = janus.JanusApi(http, base)
                     await asyncio.gather(*(janus_negotiate(api, v) for v in group))
-                else:
-                    await asyncio.gather(*(negotiate(http, f"{base}/whep", v.pc) for v in group))
-            await until(lambda g=group: all(v.first_frame_at is not None for v in g), 120)
+                await until(lambda g=group: all(v.first_frame_at is not None for v in g), 120)
+        else:
+            peers, refused_for_good, refusals = await admit(http, f"{base}/whep", role)
+        if not peers:
+            raise RuntimeError(f"every viewer was refused: {dict(refused_for_good)}")
         setup_s = time.monotonic() - setup_t0
         ttff = sorted(v.first_frame_at - v.started for v in peers if v.first_frame_at)
         if role.lean:
@@ -417,8 +480,21 @@ async def run_client(role: ClientRole) -> dict[str, Any]:
         for v in peers:
             await v.pc.close()
     ok = [f >= 29 and lo < 1 for f, lo in zip(fps, reversed(loss_pct), strict=True)]
+    offered, viewers = viewers, len(peers)  # per-viewer figures are the admitted viewers'
+    admission: dict[str, Any] = {}
+    if role.retries or refusals:
+        admission = {
+            "admitted": viewers,
+            "refused": offered - viewers,
+            "refused_reasons": dict(refused_for_good),
+            "refusals_with_retries": refusals,
+            "fps_p5": round(fps[int(0.05 * (len(fps) - 1))], 1),
+            "server_refusals": after.get("admission_refusals", {}),
+            "server_loads": after.get("loads", {}),
+        }
     return {
-        "viewers": viewers,
+        "viewers": offered,
+        **admission,
         "viewer_kind": "lean" if role.lean else "aiortc",
         "seconds": round(elapsed, 1),
         "server_cpu_cores": round(server_cpu, 3),

@@ -18,6 +18,11 @@ each mode. Measured per run: server CPU (cores, % per viewer, viewers per core),
 RSS per viewer, frames per second and packet loss per viewer (min/median/max), time to first
 frame, setup time; `all_viewers_ok` means every viewer got >= 29 fps with < 1% loss.
 
+Past capacity (--admission): our server refuses viewers by its measured load (503 full, with a
+reason); a refused viewer offers again after Retry-After (--retries times). Reported besides:
+viewers admitted and refused (with the reasons), and the figures (fps min, p5, median; CPU per
+viewer) over the admitted viewers; `all_viewers_ok` then means every admitted viewer.
+
 Modes: forward (the fast send path), aiortc (each viewer's RTCRtpSender), relay (aiortc's
 MediaRelay: decode once, encode per viewer), janus and janus1 (the Debian `janus` streaming
 plugin as the reference SFU; stock, and with event_loops = 1).
@@ -89,6 +94,36 @@ def register(kinds: Any) -> None:
         help="media worker processes serving the viewers in the forward and aiortc modes "
         "(default 0: in the server process); the server's CPU and RSS include them",
     )
+    media.add_argument(
+        "--admission",
+        action="store_true",
+        help="our server refuses viewers by its measured load (LIVE_MEDIA_ADMISSION=measured with "
+        "the default bounds; forward and aiortc modes): offer more viewers than it carries to "
+        "see admitted and refused viewers and the admitted ones' frame rates",
+    )
+    media.add_argument(
+        "--retries",
+        type=int,
+        default=2,
+        metavar="R",
+        help="with --admission, a refused viewer offers again after Retry-After up to R times "
+        "(default 2)",
+    )
+    media.add_argument(
+        "--admit-max-cpu",
+        type=float,
+        default=0.85,
+        metavar="F",
+        help="with --admission, the server's CPU bound (LIVE_MEDIA_ADMIT_MAX_CPU, default 0.85)",
+    )
+    media.add_argument(
+        "--admit-max-lag-ms",
+        type=float,
+        default=50.0,
+        metavar="MS",
+        help="with --admission, the server's loop lag bound (LIVE_MEDIA_ADMIT_MAX_LAG_MS, "
+        "default 50)",
+    )
     media.add_argument("--port", type=int, default=18555, help="the server's HTTP port")
     media.add_argument("--batch", type=int, default=10, help="viewers connecting at once")
     media.add_argument("--out", type=Path, default=None, metavar="PATH",
@@ -129,6 +164,12 @@ def run(args: argparse.Namespace) -> int:
     modes = [m for group in args.modes for m in group]
     if args.seconds <= 0 or args.batch < 1:
         return refuse("--seconds and --batch must be positive")
+    if args.retries < 0:
+        return refuse("--retries must be 0 or more")
+    if not 0 <= args.admit_max_cpu <= 1 or args.admit_max_lag_ms < 0:
+        return refuse("--admit-max-cpu is 0 to 1, --admit-max-lag-ms 0 or more (0: not used)")
+    if args.admission and any(m not in ("forward", "aiortc") for m in modes):
+        return refuse("--admission applies to our server only: the forward and aiortc modes")
     cpus = sorted(os.sched_getaffinity(0))
     warn_unless_loopback_only()
     if any(m.startswith("janus") for m in modes):
@@ -153,6 +194,10 @@ def run(args: argparse.Namespace) -> int:
         port=args.port,
         batch=args.batch,
         out=args.out,
+        admission=args.admission,
+        retries=args.retries,
+        admit_max_cpu=args.admit_max_cpu,
+        admit_max_lag_ms=args.admit_max_lag_ms,
     )
     runs = run_matrix(bench)
     print()

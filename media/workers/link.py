@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from media.admission import IDLE, Load
 from media.config import MediaConfig
 from media.errors import MediaError
 from media.frames import EncodedFrame
@@ -44,11 +45,18 @@ class WorkerLink:
         self.started_at = time.monotonic()
         self.viewers = 0  # sessions placed here, including those being answered
         self.stats: Control = {}  # the worker's last reported MediaStats
+        self.load = IDLE  # the worker's last reported measured load (media.admission)
+        self.refusing = False  # it refused a viewer since its last report
         self.frames_dropped = 0  # frames not sent because the worker's backlog was full
         self.skips = 0  # times a room's video skipped to its next keyframe for this worker
         self._skipping: set[str] = set()
         self._requests: dict[int, asyncio.Future[Control]] = {}
         self._ids = itertools.count(1)
+
+    @property
+    def admitting(self) -> bool:
+        """Whether its last report admits viewers and it has refused none since."""
+        return self.load.admitting and not self.refusing
 
     @property
     def pid(self) -> int | None:
@@ -145,7 +153,8 @@ class WorkerLink:
         finally:
             self._requests.pop(request_id, None)
         if "error" in reply:
-            raise MediaError(reply["error"], reply.get("detail", ""))
+            extra = {"reason": reply["reason"]} if "reason" in reply else {}
+            raise MediaError(reply["error"], reply.get("detail", ""), **extra)
         return reply
 
     def send_frame(self, room_id: str, frame: EncodedFrame, record: bytes) -> bool:
@@ -188,6 +197,9 @@ class WorkerLink:
             self.ready.set()
         elif op == "stats":
             self.stats = message.get("stats", {})
+            if "load" in message:
+                self.load = Load.from_json(message["load"])
+            self.refusing = False
         self._on_notice(self, message)
 
     def _on_lost(self, exc: Exception | None) -> None:

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
+from media.admission import Load
 from media.config import MediaConfig
 from media.errors import MediaError
 from media.frames import EncodedFrame
@@ -137,10 +138,42 @@ class WorkerPool:
     # -- viewers ------------------------------------------------------------------------------
 
     async def play(
-        self, room_id: str, offer_sdp: str, owner: str | None, video_codec: str | None
+        self,
+        room_id: str,
+        offer_sdp: str,
+        owner: str | None,
+        video_codec: str | None,
+        *,
+        beyond_limit: bool = False,
     ) -> tuple[RemoteViewer, str, str | None]:
-        """Have the least loaded worker answer a WHEP offer: (session, SDP answer, video codec)."""
-        link = await self._pick()
+        """Have the least loaded worker that admits viewers answer a WHEP offer: (session, SDP
+        answer, video codec). A worker that refuses ("full": its measured load) is passed over
+        for the next; when every one refuses, so does this."""
+        refused: set[WorkerLink] = set()
+        while True:
+            link = await self._pick(refused, beyond_limit)
+            try:
+                return await self._play_on(
+                    link, room_id, offer_sdp, owner, video_codec, beyond_limit
+                )
+            except MediaError as exc:
+                if exc.code != "full":
+                    raise
+                # Its report said it admits, its own check says no: it refuses until it reports.
+                link.refusing = True
+                refused.add(link)
+                if not any(other not in refused for other in self._usable()):
+                    raise
+
+    async def _play_on(
+        self,
+        link: WorkerLink,
+        room_id: str,
+        offer_sdp: str,
+        owner: str | None,
+        video_codec: str | None,
+        beyond_limit: bool,
+    ) -> tuple[RemoteViewer, str, str | None]:
         self._join(room_id, link)
         try:
             reply = await link.request(
@@ -150,6 +183,7 @@ class WorkerPool:
                     "offer": offer_sdp,
                     "owner": owner,
                     "codec": video_codec,
+                    "beyond_limit": beyond_limit,
                 }
             )
         except BaseException:
@@ -183,8 +217,10 @@ class WorkerPool:
     def viewer_count(self) -> int:
         return sum(link.viewers for link in self.links if link is not None)
 
-    async def _pick(self) -> WorkerLink:
-        """The usable worker with the fewest viewers; waits a little for one being restarted."""
+    async def _pick(self, refused: set[WorkerLink], beyond_limit: bool) -> WorkerLink:
+        """The usable worker with the fewest viewers among those that admit viewers (by their
+        last report; any with `beyond_limit`), `refused` left out; waits a little for one being
+        restarted. MediaError "full" when none admits."""
         try:
             async with asyncio.timeout(self.config.worker_start_timeout_s):
                 await self.until(lambda: self._closing or any(self._usable()))
@@ -192,7 +228,37 @@ class WorkerPool:
             raise MediaError("closed", "no media worker is running") from None
         if self._closing:
             raise MediaError("closed", "the media server is shutting down")
-        return min(self._usable(), key=lambda link: (link.viewers, link.index))
+        usable = [link for link in self._usable() if link not in refused]
+        admitting = usable if beyond_limit else [link for link in usable if link.admitting]
+        if not admitting:
+            reasons = [link.load.reason for link in usable if link.load.reason is not None]
+            raise MediaError(
+                "full",
+                "no media worker of this node takes viewers now",
+                retry_after=2,
+                reason=reasons[0] if reasons else "workers",
+            )
+        return min(admitting, key=lambda link: (link.viewers, link.index))
+
+    def loads(self) -> dict[str, Load]:
+        """Each running worker's last reported load (those that report one)."""
+        return {
+            f"worker-{link.index}": link.load
+            for link in self.links
+            if link is not None and link.usable and link.stats
+        }
+
+    @property
+    def admitting(self) -> bool:
+        """Whether some running worker admits viewers (by its last report)."""
+        return any(link.admitting for link in self._usable())
+
+    @property
+    def backlog_drops(self) -> int:
+        """Frames not sent to workers that were behind, so far (the node's backlog signal)."""
+        return sum(self._retired_dropped) + sum(
+            link.frames_dropped for link in self.links if link is not None
+        )
 
     def _usable(self) -> list[WorkerLink]:
         return [link for link in self.links if link is not None and link.usable]

@@ -47,9 +47,14 @@ async def test_heartbeat_writes_the_record_with_a_ttl(redis: aioredis.Redis) -> 
         started_at=reg.started_at,
         ts=record.ts,
     )
-    assert record.load == 0.4 and record.accepts_viewers
+    assert record.load == 0.4 and record.accepts_viewers and record.admitting
     ttl = await redis.pttl(record_key("e1"))
     assert 0 < ttl <= 500
+    # Its measured load refuses viewers: the record says so, and it takes none (below capacity).
+    reg.admitting = lambda: False
+    assert await reg.beat()
+    [record] = await reg.nodes()
+    assert not record.admitting and not record.accepts_viewers and record.load == 0.4
 
 
 async def test_no_beat_before_the_url_is_known(redis: aioredis.Redis) -> None:

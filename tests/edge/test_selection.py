@@ -49,6 +49,12 @@ def test_equal_load_is_decided_by_id() -> None:
     assert pick(nodes, "eu") == ("eu-a", "region")
 
 
+def test_a_node_refusing_by_its_measured_load_is_skipped() -> None:
+    nodes = [ORIGIN, rec("eu-1", "edge", "eu", 5, admitting=False), rec("eu-2", "edge", "eu", 60)]
+    assert pick(nodes, "eu") == ("eu-2", "region")
+    assert pick([ORIGIN, rec("eu-1", "edge", "eu", admitting=False)], "eu") == ("origin", "origin")
+
+
 def test_draining_and_full_nodes_are_skipped_for_the_nearest_region() -> None:
     nodes = [
         ORIGIN,

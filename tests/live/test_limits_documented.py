@@ -48,6 +48,7 @@ NOT_LIMITS = {
     "LIVE_IMAGE_HOSTS": "allow-list (Tenancy and page security)",
     "LIVE_ICE_ADDRESSES": "ICE candidates",
     "LIVE_MEDIA_WORKERS": "process count (enters the `auto` viewer limit)",
+    "LIVE_MEDIA_ADMISSION": "admission policy (its bounds LIVE_MEDIA_ADMIT_* are limits)",
     "LIVE_ORIGIN_URL": "origin URL",
     "LIVE_REGION_DISTANCES": "routing table",
 }

@@ -68,6 +68,10 @@ ENVIRONMENT: list[tuple[str, str, str, str, Any]] = [
     ("LIVE_ICE_ADDRESSES", '["10.0.0.1"]', "media", "ice_addresses", ["10.0.0.1"]),
     ("LIVE_MEDIA_WORKERS", "3", "media", "workers", 3),
     ("LIVE_MEDIA_MAX_VIEWERS", "17", "media", "max_viewers", 17),
+    ("LIVE_MEDIA_ADMISSION", "count", "media", "admission", "count"),
+    ("LIVE_MEDIA_ADMIT_MAX_LAG_MS", "75", "media", "admit_max_lag_ms", 75.0),
+    ("LIVE_MEDIA_ADMIT_MAX_CPU", "0.7", "media", "admit_max_cpu", 0.7),
+    ("LIVE_MEDIA_ADMIT_MAX_SETUPS", "4", "media", "admit_max_setups", 4),
     ("LIVE_WHEP_SESSIONS_PER_USER", "5", "media", "sessions_per_user", 5),
     ("LIVE_MEDIA_CONNECT_TIMEOUT_S", "4.5", "media", "connect_timeout_s", 4.5),
     ("LIVE_MEDIA_SDP_MAX_BYTES", "2048", "media", "sdp_max_bytes", 2048),
@@ -201,7 +205,11 @@ def test_frozen_and_derived_values() -> None:
         settings.server.port = 1  # type: ignore[misc]
     with pytest.raises(ValidationError):
         settings.chat = settings.chat  # type: ignore[misc]
-    assert settings.viewer_capacity == 300
+    assert settings.viewer_capacity == 500  # a ceiling: measured load decides below it
+    assert settings.media.config().admission
+    counted = Settings.of(media_workers=0, media_max_viewers="auto", media_admission="count")
+    assert counted.viewer_capacity == 300
+    assert not counted.media.config().admission
     assert Settings.of(node_capacity=7).viewer_capacity == 7
     assert Settings.of(media_max_viewers=0).viewer_capacity == 500
     assert Settings().commerce.outbox is False

@@ -53,6 +53,25 @@ def test_media_fanout_reaches_every_viewer_without_loss(tmp_path: Path, workers:
     assert run["worker_viewers"] == ([1, 1] if workers else [])
 
 
+def test_media_past_capacity_reports_admitted_and_refused_viewers(tmp_path: Path) -> None:
+    # A batch of 10 offers against a server that sets up at most 8 viewers at once: it refuses
+    # what it cannot take yet (503 full, reason "setup"), the refused viewers offer again. (Lag
+    # and CPU bounds off: a busy test machine must not refuse every viewer.)
+    out = tmp_path / "media.json"
+    args = ["media", "--viewers", "10", "--batch", "10", "--seconds", "1", "--admission"]
+    args += ["--admit-max-cpu", "0", "--admit-max-lag-ms", "0"]
+    live([*args, "--port", str(free_port()), "--json", str(out)], tmp_path, timeout=120)
+
+    [run] = json.loads(out.read_text())["runs"]
+    assert run["admission"] is True and run["viewers"] == 10 and run["admit_max_cpu"] == 0
+    assert run["admitted"] + run["refused"] == 10 and run["admitted"] >= 1
+    assert run["lean_viewers"] == run["admitted"]
+    assert run["refusals_with_retries"] == sum(run["server_refusals"].values())
+    assert sum(run["refused_reasons"].values()) == run["refused"]
+    assert run["fps_min"] <= run["fps_p5"] <= run["fps_median"]
+    assert set(run["server_loads"]) == {"node"} and "lag_s" in run["server_loads"]["node"]
+
+
 def test_media_refuses_an_unknown_mode(tmp_path: Path) -> None:
     done = subprocess.run(
         [*LIVE, "media", "--modes", "forward,nope"], cwd=tmp_path, capture_output=True, text=True,
