@@ -37,6 +37,10 @@ SECRET = "test-secret-" + "x" * 32
 # unless a test asks for media workers; `live serve` alone would default to one per core.
 os.environ.setdefault("LIVE_MEDIA_WORKERS", "0")
 _node_ids = itertools.count(1)
+# Nodes of the suite admit viewers by count, the ones it spawns as processes too (they inherit
+# this environment): on a loaded test machine a node measuring its load refuses viewers in tests
+# of something else. tests/media/test_admission.py (and the media benchmark's tests) turn it on.
+os.environ.setdefault("LIVE_MEDIA_ADMISSION", "count")
 STORES = ("single", "cluster")
 CLUSTER_MASTERS = 3
 _cluster_urls: set[str] = set()  # URLs of the session's Valkey Cluster: make_settings reads it

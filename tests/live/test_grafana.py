@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from pathlib import Path
@@ -70,3 +71,12 @@ async def test_every_metric_the_dashboard_queries_is_exported(start_node: NodeFa
     assert rows >= {"Nodes", "Chat", "Commerce", "Media", "Edges", "Safety and limits"}
     ids = [p["id"] for p in dashboard["panels"]]
     assert len(ids) == len(set(ids)), "panel ids must be unique"
+    # No two panels share a grid cell (merged additions once landed on the same places).
+    taken: dict[tuple[int, int], str] = {}
+    for panel in dashboard["panels"]:
+        g = panel["gridPos"]
+        for cell in itertools.product(
+            range(g["x"], g["x"] + g["w"]), range(g["y"], g["y"] + g["h"])
+        ):
+            assert cell not in taken, f"{panel['title']!r} overlaps {taken[cell]!r}"
+            taken[cell] = panel["title"]

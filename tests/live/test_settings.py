@@ -199,7 +199,8 @@ def test_media_workers_default_is_auto_only_for_commands(monkeypatch: pytest.Mon
     assert settings_from(_args("--media-workers", "1")).media.workers == 1
 
 
-def test_frozen_and_derived_values() -> None:
+def test_frozen_and_derived_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LIVE_MEDIA_ADMISSION", raising=False)  # the suite's (tests/conftest.py)
     settings = Settings.of(media_workers=0, media_max_viewers="auto")
     with pytest.raises(ValidationError):
         settings.server.port = 1  # type: ignore[misc]
