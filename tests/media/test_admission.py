@@ -110,10 +110,13 @@ def test_offers_in_setup_and_the_projected_cost_bound_a_burst() -> None:
 
 
 def test_the_ceiling_follows_the_admission_policy() -> None:
-    assert MediaSettings(max_viewers="auto", workers=0).viewer_limit == 500
-    assert MediaSettings(max_viewers="auto", workers=2).viewer_limit == 1000
+    # Explicit: the suite's environment says count (tests/conftest.py).
+    assert MediaSettings(max_viewers="auto", workers=0, admission="measured").viewer_limit == 500
+    assert MediaSettings(max_viewers="auto", workers=2, admission="measured").viewer_limit == 1000
     assert MediaSettings(max_viewers="auto", workers=2, admission="count").viewer_limit == 600
-    config = MediaSettings(admit_max_lag_ms=20, admit_max_cpu=0.5, admit_max_setups=3).config()
+    config = MediaSettings(
+        admission="measured", admit_max_lag_ms=20, admit_max_cpu=0.5, admit_max_setups=3
+    ).config()
     assert (config.admission, config.admit_max_lag_s, config.admit_max_cpu) == (True, 0.02, 0.5)
     assert config.admit_max_setups == 3
 

@@ -215,7 +215,7 @@ async def test_a_full_node_refuses_viewers_but_not_an_edge_upstream(
 def test_the_viewer_limit_follows_the_processes_serving_viewers() -> None:
     assert MediaSettings(max_viewers="auto", workers=0, admission="count").viewer_limit == 300
     assert MediaSettings(max_viewers="auto", workers=3, admission="count").viewer_limit == 900
-    assert MediaSettings(max_viewers="auto", workers=3).viewer_limit == 1500
+    assert MediaSettings(max_viewers="auto", workers=3, admission="measured").viewer_limit == 1500
     assert MediaSettings(max_viewers=0).viewer_limit == 0
     assert MediaSettings(max_viewers=42, workers=3).viewer_limit == 42
     with pytest.raises(ValueError, match="LIVE_MEDIA_MAX_VIEWERS"):
