@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 import aiohttp
@@ -24,7 +24,7 @@ from aiortc import (
 )
 
 from core.auth import TokenAuthority
-from devtools.synthetic import FPS, SyntheticVideoTrack, moving_bar
+from devtools.synthetic import FPS, PacedTrack, SyntheticVideoTrack, moving_bar
 from loadtest.clients.whep import ICE_ADDRESSES
 from loadtest.fleet import rtc_worker
 from loadtest.fleet.control import Fleet
@@ -38,15 +38,25 @@ START_DELAY_S = 1.0
 
 
 @contextlib.asynccontextmanager
-async def publishing(url: str, secret: str, room: str, seconds: float) -> AsyncIterator[Any]:
-    """A WHIP publisher live in `room` for the block (at most `seconds` of frames)."""
+async def publishing(
+    url: str,
+    secret: str,
+    room: str,
+    seconds: float,
+    tracks: Sequence[PacedTrack] = (),
+) -> AsyncIterator[Any]:
+    """A WHIP publisher live in `room` for the block (at most `seconds` of frames), yielding its
+    video track. `tracks` (a VP8 video track first, e.g. `ReplayTrack`s of a pre-encoded stream)
+    replace the default: a moving bar encoded here."""
     set_ice_addresses(ICE_ADDRESSES)
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-    track = SyntheticVideoTrack(moving_bar, limit=int(seconds * FPS))
+    track, *others = tracks or [SyntheticVideoTrack(moving_bar, limit=int(seconds * FPS))]
     transceiver = pc.addTransceiver(track, direction="sendonly")
     vp8 = [c for c in RTCRtpSender.getCapabilities("video").codecs
            if c.mimeType.lower() in ("video/vp8", "video/rtx")]  # fmt: skip
     transceiver.setCodecPreferences(vp8)
+    for other in others:
+        pc.addTransceiver(other, direction="sendonly")
     token = TokenAuthority(secret).issue(user="loadtest-publisher", role="host", rooms=[room])
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/sdp"}
     location: str | None = None
@@ -104,6 +114,27 @@ async def run_viewers(
                 tuple(client_cpus or ()), tag, regions=regions)
         for i in range(workers)
     ]  # fmt: skip
+    result = await drive_viewers(plans, duration_s, label=label, progress=progress, monitor=monitor)
+    for key in ("t0", "viewer_frames_per_s"):  # a scenario reports the crowd's totals only
+        result.pop(key)
+    return result
+
+
+async def drive_viewers(
+    plans: list[RtcPlan],
+    duration_s: float,
+    *,
+    label: str = "webrtc",
+    progress: Progress = print,
+    monitor: Monitor | None = None,
+    measure: Callable[[Fleet, Callable[[], None]], Awaitable[None]] | None = None,
+) -> dict[str, Any]:
+    """One worker process per plan (plans may be of different rooms); merged figures.
+
+    With `measure`, it is awaited once the workers started (with the fleet and its progress
+    tick), and the workers are stopped when it returns (`partial` then says so)."""
+    workers = len(plans)
+    viewers = sum(len(p.viewer_indices()) for p in plans)
     fleet = Fleet.spawn(rtc_worker.main, plans)
     stop = monitor.stop if monitor is not None else None
     every = 0.5 if monitor is not None else 2.0
@@ -131,6 +162,9 @@ async def run_viewers(
         if ready:
             t0 = time.time() + START_DELAY_S
             fleet.broadcast({"kind": "go", "t0": t0})
+            if measure is not None:
+                await measure(fleet, tick)
+                fleet.broadcast({"kind": "stop"})
         budget = START_DELAY_S + duration_s + 60
         done = await fleet.until(lambda: len(fleet.done) == workers, budget, tick, every, stop)
         if not done:
@@ -141,6 +175,7 @@ async def run_viewers(
     finally:
         await fleet.reap()
     result = merge(viewers, list(fleet.done.values()))
+    result["t0"] = t0
     result["partial"] = len(fleet.done) < workers or any(
         p.get("partial") for p in fleet.done.values()
     )
@@ -155,7 +190,9 @@ def merge(viewers: int, parts: list[dict[str, Any]]) -> dict[str, Any]:
     by_region: dict[str, tuple[list[int], Histogram]] = {}
     errors: Counter[str] = Counter()
     frames_per_s: list[int] = []
+    viewer_frames: list[list[int]] = []
     for part in parts:
+        viewer_frames += part.get("viewer_frames_per_s", [])
         setup.merge(Histogram.from_wire(part["setup"]))
         first.merge(Histogram.from_wire(part["first_frame"]))
         errors.update(part["errors"])
@@ -185,5 +222,6 @@ def merge(viewers: int, parts: list[dict[str, Any]]) -> dict[str, Any]:
             for r, (w, h) in sorted(by_region.items())
         },
         "frames_per_s": frames_per_s,
+        "viewer_frames_per_s": viewer_frames,  # each viewer's frames in each second after t0
         "errors": dict(errors),
     }

@@ -35,9 +35,9 @@ def register(kinds: Any) -> None:
         "--nodes",
         type=int,
         nargs="+",
-        choices=[1, 2],
+        choices=[1, 2, 3],
         default=[1],
-        help="server nodes to start and split the viewers over (1, 2 or both)",
+        help="server nodes to start and split the viewers over (1, 2, 3, or several in turn)",
     )
     chat.add_argument(
         "--target",
