@@ -60,6 +60,8 @@ JOIN_SLACK_S = 30.0
 MEDIA_ENV = {"LIVE_MEDIA_WORKERS": "0", "LIVE_MEDIA_MAX_VIEWERS": "0"}
 EGRESS = "live_media_bytes_forwarded_total"
 INGRESS = "live_media_bytes_in_total"
+DROPPED = "live_media_frames_dropped_total"
+SKIPS = "live_media_viewer_skips_total"
 
 
 @dataclass
@@ -238,6 +240,9 @@ def _media_figures(
             "idle_cpu_pct": idle.get(node.node_id),
             "egress_mbps": round(counters.get(EGRESS, 0.0) * 8 / wall / 1e6, 3),
             "ingress_mbps": round(counters.get(INGRESS, 0.0) * 8 / wall / 1e6, 3),
+            # the node's own shedding: frames it dropped, viewers it skipped to a keyframe
+            "frames_dropped": counters.get(DROPPED, 0.0),
+            "viewer_skips": counters.get(SKIPS, 0.0),
         })  # fmt: skip
     fps = _viewer_fps(crowd, window)
     egress = sum(p["egress_mbps"] for p in per_node)
@@ -261,7 +266,8 @@ def _media_figures(
         "fps_min": round(fps[0], 1) if fps else 0.0,
         "fps_median": round(statistics.median(fps), 1) if fps else 0.0,
         "viewers_at_29fps": sum(1 for f in fps if f >= 29),
-        "loss": crowd.get("loss"),
+        "frames_dropped": sum(p["frames_dropped"] for p in per_node),
+        "loss": crowd.get("loss"),  # video RTP lost, whole run (lean viewers: sequence gaps)
         "first_frame_ms": crowd.get("first_frame_ms"),
         "errors": crowd.get("errors"),
         "generator_cpu_pct": crowd.get("generator", {}).get("cpu_pct"),
@@ -584,7 +590,8 @@ def _media_table(media: dict[str, Any]) -> list[str]:
             f"({run['cpu_pct_per_viewer']} % a viewer), egress {run['egress_mbps']:.2f} Mbps "
             f"({run['egress_per_viewer_kbps']} kbps a viewer), fps min/median "
             f"{run['fps_min']}/{run['fps_median']}, {run['viewers_at_29fps']}/{run['viewers']} "
-            f"at >= 29 fps, valkey {run['valkey_cpu_pct']} %, "
+            f"at >= 29 fps, loss {100 * (run['loss'] or 0):.2f} %, dropped by nodes "
+            f"{run['frames_dropped']:g}, valkey {run['valkey_cpu_pct']} %, "
             f"generator {run['generator_cpu_pct']} %"
         )
     for r in media["relay"]:
