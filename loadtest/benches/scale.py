@@ -185,9 +185,11 @@ async def _media_run(
             window["all_watching_in_time"] = watching
             await fleet.until(lambda: False, SETTLE_S, tick)
             window["before"], window["metrics0"] = _sample(pids), await scrape.scrape(urls)
+            window["udp0"] = procfs.udp_counters()
             window["t0"] = time.time()
             await fleet.until(lambda: False, session.seconds, tick)
             window["after"], window["metrics1"] = _sample(pids), await scrape.scrape(urls)
+            window["udp1"] = procfs.udp_counters()
             window["t1"] = time.time()
 
         async with contextlib.AsyncExitStack() as stack:
@@ -267,7 +269,12 @@ def _media_figures(
         "fps_median": round(statistics.median(fps), 1) if fps else 0.0,
         "viewers_at_29fps": sum(1 for f in fps if f >= 29),
         "frames_dropped": sum(p["frames_dropped"] for p in per_node),
-        "loss": crowd.get("loss"),  # video RTP lost, whole run (lean viewers: sequence gaps)
+        "loss": _window_loss(crowd, window),  # in the window
+        "loss_whole_run": crowd.get("loss"),  # joins included
+        # in the window, this namespace's datagrams the kernel dropped on a full receive buffer
+        # (a receiver, viewer or node, that did not keep up): loopback loses nothing else
+        "udp_rcvbuf_errors": window["udp1"].get("RcvbufErrors", 0)
+        - window["udp0"].get("RcvbufErrors", 0),
         "first_frame_ms": crowd.get("first_frame_ms"),
         "errors": crowd.get("errors"),
         "generator_cpu_pct": crowd.get("generator", {}).get("cpu_pct"),
@@ -275,14 +282,27 @@ def _media_figures(
     }
 
 
+def _window_seconds(crowd: dict[str, Any], window: dict[str, Any]) -> slice:
+    """The whole seconds (after the crowd's t0) inside the measured window."""
+    t0 = crowd.get("t0", 0.0)
+    return slice(math.ceil(window["t0"] - t0), math.floor(window["t1"] - t0))
+
+
 def _viewer_fps(crowd: dict[str, Any], window: dict[str, Any]) -> list[float]:
     """Each viewer's frames per second over the whole seconds of the window, sorted."""
-    t0 = crowd.get("t0", 0.0)
-    first, last = math.ceil(window["t0"] - t0), math.floor(window["t1"] - t0)
-    if last <= first:
+    span = _window_seconds(crowd, window)
+    if span.stop <= span.start:
         return []
-    fps = [sum(per_s[first:last]) / (last - first) for per_s in crowd["viewer_frames_per_s"]]
-    return sorted(fps)
+    seconds = span.stop - span.start
+    return sorted(sum(per_s[span]) / seconds for per_s in crowd["viewer_frames_per_s"])
+
+
+def _window_loss(crowd: dict[str, Any], window: dict[str, Any]) -> float | None:
+    """Video packets lost (sequence gaps) over packets due in the window, all viewers."""
+    span = _window_seconds(crowd, window)
+    received = sum(sum(p[span]) for p in crowd.get("viewer_packets_per_s", []))
+    lost = sum(sum(p[span]) for p in crowd.get("viewer_lost_per_s", []))
+    return round(lost / (received + lost), 6) if received + lost else None
 
 
 def relay_costs(runs: list[dict[str, Any]], rooms: int) -> list[dict[str, Any]]:
@@ -591,7 +611,8 @@ def _media_table(media: dict[str, Any]) -> list[str]:
             f"({run['egress_per_viewer_kbps']} kbps a viewer), fps min/median "
             f"{run['fps_min']}/{run['fps_median']}, {run['viewers_at_29fps']}/{run['viewers']} "
             f"at >= 29 fps, loss {100 * (run['loss'] or 0):.2f} %, dropped by nodes "
-            f"{run['frames_dropped']:g}, valkey {run['valkey_cpu_pct']} %, "
+            f"{run['frames_dropped']:g}, UDP receive-buffer drops {run['udp_rcvbuf_errors']}, "
+            f"valkey {run['valkey_cpu_pct']} %, "
             f"generator {run['generator_cpu_pct']} %"
         )
     for r in media["relay"]:

@@ -35,6 +35,7 @@ from loadtest.report.histogram import Histogram
 from media.aiortc_compat import set_ice_addresses
 
 START_DELAY_S = 1.0
+PER_VIEWER = ("viewer_frames_per_s", "viewer_packets_per_s", "viewer_lost_per_s")
 
 
 @contextlib.asynccontextmanager
@@ -115,7 +116,7 @@ async def run_viewers(
         for i in range(workers)
     ]  # fmt: skip
     result = await drive_viewers(plans, duration_s, label=label, progress=progress, monitor=monitor)
-    for key in ("t0", "viewer_frames_per_s"):  # a scenario reports the crowd's totals only
+    for key in ("t0", *PER_VIEWER):  # a scenario reports the crowd's totals only
         result.pop(key)
     return result
 
@@ -190,9 +191,10 @@ def merge(viewers: int, parts: list[dict[str, Any]]) -> dict[str, Any]:
     by_region: dict[str, tuple[list[int], Histogram]] = {}
     errors: Counter[str] = Counter()
     frames_per_s: list[int] = []
-    viewer_frames: list[list[int]] = []
+    per_viewer: dict[str, list[list[int]]] = {key: [] for key in PER_VIEWER}
     for part in parts:
-        viewer_frames += part.get("viewer_frames_per_s", [])
+        for key, lists in per_viewer.items():
+            lists += part.get(key, [])
         setup.merge(Histogram.from_wire(part["setup"]))
         first.merge(Histogram.from_wire(part["first_frame"]))
         errors.update(part["errors"])
@@ -222,6 +224,6 @@ def merge(viewers: int, parts: list[dict[str, Any]]) -> dict[str, Any]:
             for r, (w, h) in sorted(by_region.items())
         },
         "frames_per_s": frames_per_s,
-        "viewer_frames_per_s": viewer_frames,  # each viewer's frames in each second after t0
+        **per_viewer,  # each viewer's count in each second after t0
         "errors": dict(errors),
     }

@@ -39,6 +39,9 @@ class MediaViewer:
         self.frames = 0
         self.keyframes = 0
         self.frames_per_s = [0] * (seconds + 1)
+        # the lean path's video packets received and lost (sequence gaps) in each second
+        self.packets_per_s = [0] * (seconds + 1)
+        self.lost_per_s = [0] * (seconds + 1)
         self.location: str | None = None
         self.lean_count: LeanCount | None = None  # once `lean()` took over
         # what the lean path reads (`lean_receive.LeanViewer`)
@@ -56,8 +59,11 @@ class MediaViewer:
             self.first_frame_s = now - self.started
         self.frames += 1
         self.keyframes += keyframe
-        second = min(max(0, int(now - self.t0)), len(self.frames_per_s) - 1)
-        self.frames_per_s[second] += 1
+        self.frames_per_s[self.second(now)] += 1
+
+    def second(self, now: float) -> int:
+        """The slot of the per-second counts `now` falls in."""
+        return min(max(0, int(now - self.t0)), len(self.frames_per_s) - 1)
 
     def lean(self) -> bool:
         """Count from here on through the lean receive path (False: DTLS or ICE not there yet)."""
@@ -133,15 +139,19 @@ class LeanCount:
         self.received = 0
 
     def add(self, seq: int, marker: int) -> None:
+        viewer = self.viewer
+        second = viewer.second(time.time())
         if self.first is None:
             self.first = self.highest = seq
         else:
             delta = (seq - self.highest) & 0xFFFF
             if delta < 0x8000:
                 self.highest += delta
+                viewer.lost_per_s[second] += max(0, delta - 1)
         self.received += 1
+        viewer.packets_per_s[second] += 1
         if marker:
-            self.viewer._frame(False)
+            viewer._frame(False)
 
     @property
     def lost(self) -> int:

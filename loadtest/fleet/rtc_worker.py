@@ -194,6 +194,8 @@ class RtcCrowd:
             "watch_s": watch_s,
             "frames_per_s": per_s,
             "viewer_frames_per_s": [v.frames_per_s for v in self.viewers],
+            "viewer_packets_per_s": [v.packets_per_s for v in self.viewers],  # lean viewers only
+            "viewer_lost_per_s": [v.lost_per_s for v in self.viewers],  # lean viewers only
             "setup": self.setup.to_wire(),
             "first_frame": self.first_frame.to_wire(),
             "regions": {
