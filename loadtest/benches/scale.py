@@ -167,9 +167,7 @@ async def _media_run(
         rooms = [f"scale-{tag}-{k}" for k in range(session.rooms)]
         for k, room in enumerate(rooms):
             await create_room(urls[k % n], secret, room, required=True)
-        idle0, t_idle = _sample(pids), time.monotonic()
-        await asyncio.sleep(IDLE_S)  # a measured window, not a wait for a condition
-        idle = _cpu(idle0, _sample(pids), time.monotonic() - t_idle)
+        idle = await _cpu_over(pids, IDLE_S)
         viewers = session.rooms * session.viewers_per_room
         join_s = viewers / session.join_rate + JOIN_SLACK_S
         duration = join_s + SETTLE_S + session.seconds + 10
@@ -198,6 +196,7 @@ async def _media_run(
                 await stack.enter_async_context(
                     publishing(urls[k % n], secret, room, duration + 60, [track])
                 )
+            published = await _cpu_over(pids, IDLE_S)  # each room's ingest, no viewer yet
             plans = [
                 RtcPlan(0, 1, tuple(urls), secret, room, session.viewers_per_room, duration,
                         max(1.0, session.join_rate / session.rooms),
@@ -206,7 +205,7 @@ async def _media_run(
             ]  # fmt: skip
             crowd = await drive_viewers(plans, duration, label=label, progress=progress,
                                         measure=measure)  # fmt: skip
-        return _media_figures(session, n, urls, started, pids, idle, window, crowd)
+        return _media_figures(session, n, urls, started, idle, published, window, crowd)
     finally:
         await stop_all(started)
 
@@ -216,8 +215,8 @@ def _media_figures(
     n: int,
     urls: list[str],
     started: list[NodeProcess],
-    pids: dict[str, int],
     idle: dict[str, float],
+    published: dict[str, float],
     window: dict[str, Any],
     crowd: dict[str, Any],
 ) -> dict[str, Any]:
@@ -240,6 +239,7 @@ def _media_figures(
             "upstreams": gauges.get("live_edge_upstreams", {}).get("after"),
             "cpu_pct": cpu.get(node.node_id),
             "idle_cpu_pct": idle.get(node.node_id),
+            "published_cpu_pct": published.get(node.node_id),  # rooms in, no viewer
             "egress_mbps": round(counters.get(EGRESS, 0.0) * 8 / wall / 1e6, 3),
             "ingress_mbps": round(counters.get(INGRESS, 0.0) * 8 / wall / 1e6, 3),
             # the node's own shedding: frames it dropped, viewers it skipped to a keyframe
@@ -261,6 +261,13 @@ def _media_figures(
         "per_node": per_node,
         "nodes_cpu_pct": round(node_cpu, 1),
         "nodes_idle_cpu_pct": round(sum(p["idle_cpu_pct"] or 0.0 for p in per_node), 1),
+        "nodes_published_cpu_pct": round(sum(p["published_cpu_pct"] or 0.0 for p in per_node), 1),
+        # a published room's ingest on its source (no viewer, no relay yet)
+        "ingest_cpu_pct_per_room": round(
+            sum((p["published_cpu_pct"] or 0.0) - (p["idle_cpu_pct"] or 0.0) for p in per_node)
+            / session.rooms,
+            2,
+        ),
         "valkey_cpu_pct": cpu.get("valkey"),
         "egress_mbps": round(egress, 3),
         "egress_per_viewer_kbps": round(1000 * egress / viewers, 1),
@@ -537,6 +544,13 @@ async def _spread_sales(
 # -- shared -------------------------------------------------------------------------------------
 
 
+async def _cpu_over(pids: dict[str, int], seconds: float) -> dict[str, float]:
+    """Each process's CPU % over the next `seconds` (a measured window, not a wait)."""
+    before, t0 = _sample(pids), time.monotonic()
+    await asyncio.sleep(seconds)
+    return _cpu(before, _sample(pids), time.monotonic() - t0)
+
+
 def _sample(pids: dict[str, int]) -> dict[str, procfs.ProcSample | None]:
     return {name: procfs.sample(pid) for name, pid in pids.items()}
 
@@ -592,7 +606,7 @@ def _media_table(media: dict[str, Any]) -> list[str]:
         f"media: {media['rooms']} rooms x {media['viewers_per_room']} viewers, "
         f"{media['stream']} at {media['stream_kbps']} kbps",
         f"{'N':>2} {'node':>9} {'rooms':>5} {'local':>5} {'sessions':>8} {'upstr':>5}"
-        f" {'CPU%':>6} {'idle%':>5} {'egress Mbps':>11} {'ingress Mbps':>12}",
+        f" {'CPU%':>6} {'idle%':>5} {'pub%':>5} {'egress Mbps':>11} {'ingress Mbps':>12}",
     ]
     for run in media["runs"]:
         if "per_node" not in run:
@@ -603,11 +617,13 @@ def _media_table(media: dict[str, Any]) -> list[str]:
                 f"{run['nodes']:>2} {p['node']:>9} {p['publishes_rooms']:>5}"
                 f" {p['local_viewers']:>5}"
                 f" {p['viewer_sessions']!s:>8} {p['upstreams']!s:>5} {p['cpu_pct']!s:>6}"
-                f" {p['idle_cpu_pct']!s:>5} {p['egress_mbps']:>11.2f} {p['ingress_mbps']:>12.2f}"
+                f" {p['idle_cpu_pct']!s:>5} {p['published_cpu_pct']!s:>5}"
+                f" {p['egress_mbps']:>11.2f} {p['ingress_mbps']:>12.2f}"
             )
         lines.append(
             f"{run['nodes']:>2} {'all':>9}: CPU {run['nodes_cpu_pct']} % "
-            f"({run['cpu_pct_per_viewer']} % a viewer), egress {run['egress_mbps']:.2f} Mbps "
+            f"({run['cpu_pct_per_viewer']} % a viewer; ingest {run['ingest_cpu_pct_per_room']} % "
+            f"a room), egress {run['egress_mbps']:.2f} Mbps "
             f"({run['egress_per_viewer_kbps']} kbps a viewer), fps min/median "
             f"{run['fps_min']}/{run['fps_median']}, {run['viewers_at_29fps']}/{run['viewers']} "
             f"at >= 29 fps, loss {100 * (run['loss'] or 0):.2f} %, dropped by nodes "

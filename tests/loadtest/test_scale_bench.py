@@ -44,6 +44,7 @@ def test_media_part_every_viewer_gets_frames_from_every_node_count(tmp_path: Pat
         for node in run["per_node"]:
             assert node["egress_mbps"] > 0 and node["ingress_mbps"] > 0
             assert node["cpu_pct"] > 0
+            assert node["idle_cpu_pct"] is not None and node["published_cpu_pct"] is not None
     # One node: no relay. Two: each node publishes one room and pulls the other's, so each
     # serves its two local viewers and the other node's upstream.
     assert one["per_node"][0]["upstreams"] == 0
