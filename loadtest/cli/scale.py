@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -10,8 +11,8 @@ from loadtest.cli.options import (
     cpu_list,
     missing_extra,
     refuse,
+    show,
     warn_unless_loopback_only,
-    write_json,
 )
 
 _SCALE_HELP = """\
@@ -176,12 +177,8 @@ async def run(args: argparse.Namespace) -> int:
         results=args.results,
     )
     doc = await run_scale(session, progress=lambda line: print(line, flush=True))
-    print()
-    print(table(doc))
-    if args.json:
-        write_json(doc, args.json)
-        print(f"\nJSON written to {args.json}")
+    show(table(doc), doc, args.json)
     if not doc["ok"]:
-        print("live loadtest: a scale part failed its checks (see the JSON)", flush=True)
+        print("live loadtest: a scale part failed its checks (see the JSON)", file=sys.stderr)
         return 1
     return 0

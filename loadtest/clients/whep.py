@@ -19,7 +19,7 @@ import aiohttp
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
 from media.aiortc_compat import ReceiverTap
-from media.aiortc_compat.lean_receive import payload_types, take_over_receive
+from media.aiortc_compat.lean_receive import RtpSequence, payload_types, take_over_receive
 from media.frames import EncodedFrame
 
 ICE_ADDRESSES = ["127.0.0.1"]  # loopback only, like every other target of the tool
@@ -127,33 +127,24 @@ class WhepError(Exception):
     pass
 
 
-class LeanCount:
-    """The video RTP a lean viewer receives: packets, sequence gaps, frames (marker bits)."""
+class LeanCount(RtpSequence):
+    """The video RTP a lean viewer receives: packets and sequence gaps in each second, frames
+    (marker bits)."""
 
-    __slots__ = ("first", "highest", "received", "viewer")
+    __slots__ = ("viewer",)
 
     def __init__(self, viewer: MediaViewer) -> None:
+        super().__init__()
         self.viewer = viewer
-        self.first: int | None = None
-        self.highest = 0
-        self.received = 0
 
     def add(self, seq: int, marker: int) -> None:
         viewer = self.viewer
         second = viewer.second(time.time())
-        if self.first is None:
-            self.first = self.highest = seq
-        else:
-            delta = (seq - self.highest) & 0xFFFF
-            if delta < 0x8000:
-                self.highest += delta
-                viewer.lost_per_s[second] += max(0, delta - 1)
-        self.received += 1
+        viewer.lost_per_s[second] += self.advance(seq)
         viewer.packets_per_s[second] += 1
         if marker:
             viewer._frame(False)
 
     @property
     def lost(self) -> int:
-        expected = 0 if self.first is None else self.highest - self.first + 1
-        return max(0, expected - self.received)
+        return max(0, self.expected - self.received)
