@@ -78,7 +78,7 @@ bench-fsync: install | bench-results
 bench-scale: install | bench-results
 	$(BENCH_TIMEOUT) 1200 scripts/loopback-only $(VENV)/bin/live loadtest scale --nodes 1 2 3 \
 		--rooms 3 --viewers-per-room 24 --join-rate 40 --seconds $(BENCH_SECONDS) \
-		--chat-viewers 1000 --json bench-results/scale.json
+		--chat-viewers 1500 --chat-rate 10 40 --json bench-results/scale.json
 
 clean:
 	rm -rf $(VENV) node_modules var bench-results

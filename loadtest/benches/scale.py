@@ -75,7 +75,7 @@ class ScaleSession:
     viewers_per_room: int = 6
     join_rate: float = 20.0  # WHEP sessions started per second, all rooms together
     chat_viewers: int = 600
-    chat_rate: float = 20.0
+    chat_rates: list[float] = field(default_factory=lambda: [20.0])
     shards: list[int] = field(default_factory=lambda: [1, 3])
     sales: int = 3
     sale_nodes: int = 1
@@ -346,39 +346,73 @@ async def run_chat_part(
     session: ScaleSession, pinning: servers.Pinning, progress: Progress
 ) -> dict[str, Any]:
     viewers = session.chat_viewers
-    workload = ChatWorkload(
-        viewers=viewers, rate=session.chat_rate, duration_s=session.seconds, room="",
-        senders=senders_for(session.chat_rate, viewers), drain_s=5.0, warmup_s=1.0,
-    )  # fmt: skip
-    workload.validate()
-    chat_session = chat_bench.Session(
-        workload=workload, viewers=[viewers], nodes=session.nodes,
-        workers=max(1, len(pinning.client_cpus)), server_cpus=pinning.server_cpus,
-        client_cpus=pinning.client_cpus, work_dir=session.work_dir,
-    )  # fmt: skip
-    doc = await chat_bench.run_session(chat_session, progress)
-    rows = []
-    for run in doc["runs"]:
-        d = run["deliveries"]
-        rows.append({
-            "nodes": run["nodes"],
-            "viewers": run["workload"]["viewers"],
-            "held": run["connections"]["held"],
-            "deliveries_per_s": d["per_s"],
-            "expected": d["expected"],
-            "delivered": d["delivered"],
-            "missing": d["missing"],
-            "latency_ms": run["latency_ms"],
-            "nodes_cpu_pct": run["servers"]["nodes_cpu_pct"],
-            "node_cpu_pct": {k: v["cpu_pct"] for k, v in run["servers"]["processes"].items()
-                             if k != "valkey"},
-            "valkey_cpu_pct": run["servers"]["valkey_cpu_pct"],
-            "generator_cpu_pct": run["generator"]["cpu_pct"],
-            "deliveries_per_core_s": round(d["per_s"] * 100 / run["servers"]["nodes_cpu_pct"])
-            if run["servers"]["nodes_cpu_pct"] else None,
-        })  # fmt: skip
+    rows, runs = [], []
+    for rate in session.chat_rates:
+        workload = ChatWorkload(
+            viewers=viewers, rate=rate, duration_s=session.seconds, room="",
+            senders=senders_for(rate, viewers), drain_s=5.0, warmup_s=1.0,
+        )  # fmt: skip
+        workload.validate()
+        chat_session = chat_bench.Session(
+            workload=workload, viewers=[viewers], nodes=session.nodes,
+            workers=max(1, len(pinning.client_cpus)), server_cpus=pinning.server_cpus,
+            client_cpus=pinning.client_cpus, work_dir=session.work_dir,
+        )  # fmt: skip
+        doc = await chat_bench.run_session(chat_session, progress)
+        runs += doc["runs"]
+        rows += [_chat_row(run, rate) for run in doc["runs"]]
     ok = all(r["missing"] == 0 and r["held"] == r["viewers"] for r in rows)
-    return {"ok": ok, "rate": session.chat_rate, "rows": rows, "runs": doc["runs"]}
+    return {"ok": ok, "rows": rows, "node_cost": chat_node_cost(rows), "runs": runs}
+
+
+def _chat_row(run: dict[str, Any], rate: float) -> dict[str, Any]:
+    d, cpu = run["deliveries"], run["servers"]["nodes_cpu_pct"]
+    return {
+        "nodes": run["nodes"],
+        "rate": rate,
+        "viewers": run["workload"]["viewers"],
+        "held": run["connections"]["held"],
+        "deliveries_per_s": d["per_s"],
+        "expected": d["expected"],
+        "delivered": d["delivered"],
+        "missing": d["missing"],
+        "latency_ms": run["latency_ms"],
+        "nodes_cpu_pct": cpu,
+        "node_cpu_pct": {
+            k: v["cpu_pct"] for k, v in run["servers"]["processes"].items() if k != "valkey"
+        },
+        "valkey_cpu_pct": run["servers"]["valkey_cpu_pct"],
+        "generator_cpu_pct": run["generator"]["cpu_pct"],
+        "deliveries_per_core_s": round(d["per_s"] * 100 / cpu) if cpu else None,
+    }
+
+
+def chat_node_cost(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """What each node beyond the first adds to a room of the same members and rate (CPU % of a
+    core), and, from the lowest and highest rate, its split into a cost per message per node and
+    a fixed one (the node's own timers, its share of sockets' upkeep, one more process on the
+    core)."""
+    base = {r["rate"]: r["nodes_cpu_pct"] for r in rows if r["nodes"] == 1}
+    extra = [
+        {"nodes": r["nodes"], "rate": r["rate"],
+         "cpu_pct_per_added_node": round((r["nodes_cpu_pct"] - base[r["rate"]])
+                                         / (r["nodes"] - 1), 2)}
+        for r in rows if r["nodes"] > 1 and r["rate"] in base and r["nodes_cpu_pct"] is not None
+    ]  # fmt: skip
+    out: dict[str, Any] = {"per_added_node": extra}
+    rates = sorted({e["rate"] for e in extra})
+    if len(rates) >= 2:
+        low, high = rates[0], rates[-1]
+
+        def mean_at(rate: float) -> float:
+            return float(
+                statistics.mean(e["cpu_pct_per_added_node"] for e in extra if e["rate"] == rate)
+            )
+
+        slope = (mean_at(high) - mean_at(low)) / (high - low)  # % of a core per message/s
+        out["ms_per_message_per_node"] = round(slope * 10, 3)  # 1 % of a core = 10 ms per s
+        out["fixed_cpu_pct_per_node"] = round(mean_at(low) - slope * low, 2)
+    return out
 
 
 # -- sale ---------------------------------------------------------------------------------------
@@ -572,18 +606,24 @@ def table(doc: dict[str, Any]) -> str:
     if "media" in doc:
         lines += _media_table(doc["media"])
     if "chat" in doc:
-        rate = doc["chat"]["rate"]
-        lines += ["", f"chat: one room, members spread over the nodes, {rate:g} msg/s",
-                  f"{'nodes':>5} {'held':>6} {'deliv/s':>8} {'p50 ms':>7} {'p99 ms':>7}"
-                  f" {'missing':>7} {'nodes CPU%':>10} {'deliv/core-s':>12} {'valkey%':>7}"
-                  f" {'gen%':>5}"]  # fmt: skip
+        lines += ["", "chat: one room, members spread over the nodes",
+                  f"{'nodes':>5} {'msg/s':>5} {'held':>6} {'deliv/s':>8} {'p50 ms':>7}"
+                  f" {'p99 ms':>7} {'missing':>7} {'nodes CPU%':>10} {'deliv/core-s':>12}"
+                  f" {'valkey%':>7} {'gen%':>5}"]  # fmt: skip
         for r in doc["chat"]["rows"]:
             lines.append(
-                f"{r['nodes']:>5} {r['held']:>6} {r['deliveries_per_s']:>8.0f}"
+                f"{r['nodes']:>5} {r['rate']:>5g} {r['held']:>6} {r['deliveries_per_s']:>8.0f}"
                 f" {r['latency_ms']['p50']:>7} {r['latency_ms']['p99']:>7} {r['missing']:>7}"
                 f" {r['nodes_cpu_pct']!s:>10} {r['deliveries_per_core_s']!s:>12}"
                 f" {r['valkey_cpu_pct']!s:>7} {r['generator_cpu_pct']!s:>5}"
             )
+        cost = doc["chat"]["node_cost"]
+        for e in cost["per_added_node"]:
+            lines.append(f"  {e['nodes']} nodes at {e['rate']:g} msg/s: "
+                         f"+{e['cpu_pct_per_added_node']} % a core per node added")  # fmt: skip
+        if "ms_per_message_per_node" in cost:
+            lines.append(f"  a node with members of the room: {cost['ms_per_message_per_node']} ms "
+                         f"per message + {cost['fixed_cpu_pct_per_node']} % fixed")  # fmt: skip
     if "sale" in doc:
         lines += ["", f"sale: {doc['sale']['rate_limits']}",
                   f"{'store':>15} {'sales':>5} {'shards used':>11} {'att/s':>8} {'p50 ms':>7}"

@@ -25,7 +25,8 @@ Scale figures, in three parts (--parts, default all three):
          over the measured window (--seconds) once every viewer watches; the relay cost of a
          room pulled by a node that is not its source (N nodes over 1, idle cost taken out)
   chat   one room, --chat-viewers members spread over N nodes, --chat-rate messages/s:
-         deliveries/s, latency percentiles, nodes' CPU (`live loadtest chat`'s driver)
+         deliveries/s, latency percentiles, nodes' CPU (`live loadtest chat`'s driver);
+         with two rates or more, a node's cost per message and its fixed cost
   sale   the flash-sale crowd against a single Valkey and a Valkey Cluster (--shards, default
          1 3): one sale (its keys share one slot, so one shard does all its work), then --sales
          sales at once, placed on different shards; attempts/s, p50/p99, CPU per Valkey
@@ -89,7 +90,14 @@ def register(kinds: Any) -> None:
         help="media: WHEP sessions started per second, all rooms together",
     )
     scale.add_argument("--chat-viewers", type=int, default=600, help="chat: members of the room")
-    scale.add_argument("--chat-rate", type=float, default=20.0, help="chat: messages per second")
+    scale.add_argument(
+        "--chat-rate",
+        type=float,
+        nargs="+",
+        default=[20.0],
+        help="chat: messages per second (several: each node count at each rate; two or more "
+        "split a node's cost into per message and fixed)",
+    )
     scale.add_argument(
         "--shards",
         type=int,
@@ -164,7 +172,7 @@ async def run(args: argparse.Namespace) -> int:
         viewers_per_room=args.viewers_per_room,
         join_rate=args.join_rate,
         chat_viewers=args.chat_viewers,
-        chat_rate=args.chat_rate,
+        chat_rates=args.chat_rate,
         shards=args.shards,
         sales=args.sales,
         sale_nodes=args.sale_nodes,

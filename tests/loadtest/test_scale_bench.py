@@ -57,19 +57,22 @@ def test_media_part_every_viewer_gets_frames_from_every_node_count(tmp_path: Pat
 def test_chat_and_sale_parts_deliver_everything_and_keep_the_books(tmp_path: Path) -> None:
     doc = scale(
         ["--parts", "chat", "sale", "--nodes", "1", "3", "--seconds", "2",
-         "--chat-viewers", "30", "--chat-rate", "10", "--sales", "3", "--sale-attempts", "600",
+         "--chat-viewers", "30", "--chat-rate", "5", "10", "--sales", "3", "--sale-attempts", "600",
          "--sale-quantity", "100", "--sale-users", "100", "--sale-concurrency", "24"],
         tmp_path, timeout=400,
     )  # fmt: skip
     assert doc["ok"] is True
     rows = doc["chat"]["rows"]
-    assert [r["nodes"] for r in rows] == [1, 3]
+    assert [(r["nodes"], r["rate"]) for r in rows] == [(1, 5), (3, 5), (1, 10), (3, 10)]
     for r in rows:
         assert r["held"] == 30
-        assert r["expected"] == 10 * 2 * 30  # every message to every member
+        assert r["expected"] == r["rate"] * 2 * 30  # every message to every member
         assert r["delivered"] == r["expected"] and r["missing"] == 0
         assert r["deliveries_per_s"] > 0 and r["latency_ms"]["count"] == r["expected"]
-    assert len(rows[1]["node_cpu_pct"]) == 3
+        assert len(r["node_cpu_pct"]) == r["nodes"]
+    cost = doc["chat"]["node_cost"]
+    assert [(e["nodes"], e["rate"]) for e in cost["per_added_node"]] == [(3, 5), (3, 10)]
+    assert "ms_per_message_per_node" in cost and "fixed_cpu_pct_per_node" in cost
 
     runs = {(r["shards"], r["sales"]): r for r in doc["sale"]["runs"]}
     assert set(runs) == {(1, 1), (1, 3), (3, 1), (3, 3)}
