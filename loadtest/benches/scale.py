@@ -4,9 +4,10 @@
   node `k mod N`, W WHEP viewers per room spread over all N `all`-role nodes (viewer `i` of a
   room on node `i mod N`), for each N: per node CPU, egress (`live_media_bytes_forwarded`),
   ingress, viewer sessions and upstreams over a measured window once every viewer watches; each
-  viewer's frames per second in that window. Every node but a room's source pulls the room
-  from it (`edge/upstream.py`): what N > 1 adds over N = 1, less the nodes' idle cost, is the
-  relay cost per room and pulling node.
+  viewer's frames per second and loss in that window (the fleet's WHEP viewers in lean mode).
+  Before the viewers, each node's CPU idle and then with its rooms published (a room's ingest).
+  Every node but a room's source pulls the room from it (`edge/upstream.py`): what N > 1 adds
+  over N = 1, less the nodes' idle cost, is the relay cost per room and pulling node.
 - chat: one room, its members spread over N nodes (`loadtest.benches.chat`, run as is).
 - sale: the flash-sale crowd (`loadtest.benches.sale`'s buyers and invariants) against one
   Valkey and a Valkey Cluster of 3 masters (`devtools.valkey_cluster`): one sale (its keys share
