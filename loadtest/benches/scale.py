@@ -81,8 +81,8 @@ class ScaleSession:
     sales: int = 3
     sale_nodes: int = 1
     sale_attempts: int = 60_000
-    sale_users: int = 3000
-    sale_quantity: int = 5000
+    sale_users: int = 20_000
+    sale_quantity: int = 20_000
     sale_concurrency: int = 192
     server_cpus: list[int] | None = None
     client_cpus: list[int] | None = None

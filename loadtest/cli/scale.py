@@ -114,8 +114,14 @@ def register(kinds: Any) -> None:
         default=60_000,
         help="sale: attempts per run, split over its sales",
     )
-    scale.add_argument("--sale-users", type=int, default=3000, help="sale: buyers per sale")
-    scale.add_argument("--sale-quantity", type=int, default=5000, help="sale: units per sale")
+    scale.add_argument(
+        "--sale-users",
+        type=int,
+        default=20_000,
+        help="sale: buyers per sale (each may hold 2 units; with the default quantity no sale "
+        "sells out or meets the limit within a run, so every attempt is a hold in every run)",
+    )
+    scale.add_argument("--sale-quantity", type=int, default=20_000, help="sale: units per sale")
     scale.add_argument(
         "--sale-concurrency",
         type=int,
