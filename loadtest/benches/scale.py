@@ -273,6 +273,10 @@ def _media_figures(
         "egress_mbps": round(egress, 3),
         "egress_per_viewer_kbps": round(1000 * egress / viewers, 1),
         "cpu_pct_per_viewer": round(node_cpu / viewers, 3),
+        # over the nodes' CPU with their rooms published and no viewer (relays included)
+        "cpu_pct_per_viewer_over_ingest": round(
+            (node_cpu - sum(p["published_cpu_pct"] or 0.0 for p in per_node)) / viewers, 3
+        ),
         "fps_min": round(fps[0], 1) if fps else 0.0,
         "fps_median": round(statistics.median(fps), 1) if fps else 0.0,
         "viewers_at_29fps": sum(1 for f in fps if f >= 29),
@@ -663,7 +667,8 @@ def _media_table(media: dict[str, Any]) -> list[str]:
             )
         lines.append(
             f"{run['nodes']:>2} {'all':>9}: CPU {run['nodes_cpu_pct']} % "
-            f"({run['cpu_pct_per_viewer']} % a viewer; ingest {run['ingest_cpu_pct_per_room']} % "
+            f"({run['cpu_pct_per_viewer']} % a viewer, {run['cpu_pct_per_viewer_over_ingest']} % "
+            f"over ingest; ingest {run['ingest_cpu_pct_per_room']} % "
             f"a room), egress {run['egress_mbps']:.2f} Mbps "
             f"({run['egress_per_viewer_kbps']} kbps a viewer), fps min/median "
             f"{run['fps_min']}/{run['fps_median']}, {run['viewers_at_29fps']}/{run['viewers']} "
