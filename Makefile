@@ -3,7 +3,8 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PYTHON ?= python3
 
-.PHONY: install system-deps run test lint bench bench-chat bench-sale bench-media bench-latency clean
+.PHONY: install system-deps run test lint bench bench-chat bench-sale bench-media bench-latency \
+	bench-fsync bench-scale clean
 
 install: system-deps $(VENV)/.installed node_modules/.installed
 
@@ -71,6 +72,13 @@ bench-latency: install | bench-results
 
 bench-fsync: install | bench-results
 	$(BENCH_TIMEOUT) 300 $(VENV)/bin/live loadtest fsync --calls 50000 --json bench-results/fsync.json
+
+# Not in `make bench`: several minutes (media over 1, 2 and 3 nodes, chat over 1-3 nodes, sales on
+# one Valkey and a 3-master cluster); see docs/benchmarks.md and docs/capacity.md.
+bench-scale: install | bench-results
+	$(BENCH_TIMEOUT) 1200 scripts/loopback-only $(VENV)/bin/live loadtest scale --nodes 1 2 3 \
+		--rooms 3 --viewers-per-room 24 --join-rate 40 --seconds $(BENCH_SECONDS) \
+		--chat-viewers 1500 --chat-rate 10 40 --json bench-results/scale.json
 
 clean:
 	rm -rf $(VENV) node_modules var bench-results

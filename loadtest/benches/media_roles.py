@@ -39,7 +39,7 @@ from loadtest.benches.media import ClientRole, HostRole, ServerRole, role_from
 from loadtest.report import procfs
 from media import MediaConfig, MediaError, MediaServer
 from media import aiortc_compat as hooks
-from media.aiortc_compat.lean_receive import payload_types, take_over_receive
+from media.aiortc_compat.lean_receive import RtpSequence, payload_types, take_over_receive
 from media.frames import EncodedFrame
 
 # -- server -------------------------------------------------------------------------------------
@@ -205,31 +205,22 @@ def stream(results: Path) -> tuple[list[tuple[bytes, bool]], list[bytes]]:
 # -- viewers ------------------------------------------------------------------------------------
 
 
-class StreamCount:
+class StreamCount(RtpSequence):
     """Counts one RTP stream: packets, frames (marker bits) and the extended highest sequence."""
 
-    __slots__ = ("first", "frames", "highest", "received")
+    __slots__ = ("frames",)
 
     def __init__(self) -> None:
-        self.first: int | None = None
-        self.highest = 0
-        self.received = 0
+        super().__init__()
         self.frames = 0
 
     def add(self, seq: int, marker: int) -> None:
-        if self.first is None:
-            self.first = self.highest = seq
-        else:
-            delta = (seq - self.highest) & 0xFFFF
-            if delta < 0x8000:
-                self.highest += delta
-        self.received += 1
+        self.advance(seq)
         self.frames += marker
 
     def snapshot(self) -> tuple[int, int, int]:
         """(packets expected, packets received, frames)."""
-        expected = 0 if self.first is None else self.highest - self.first + 1
-        return expected, self.received, self.frames
+        return self.expected, self.received, self.frames
 
 
 class Viewer:

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 import aiohttp
@@ -24,7 +24,7 @@ from aiortc import (
 )
 
 from core.auth import TokenAuthority
-from devtools.synthetic import FPS, SyntheticVideoTrack, moving_bar
+from devtools.synthetic import FPS, PacedTrack, SyntheticVideoTrack, moving_bar
 from loadtest.clients.whep import ICE_ADDRESSES
 from loadtest.fleet import rtc_worker
 from loadtest.fleet.control import Fleet
@@ -35,18 +35,29 @@ from loadtest.report.histogram import Histogram
 from media.aiortc_compat import set_ice_addresses
 
 START_DELAY_S = 1.0
+PER_VIEWER = ("viewer_frames_per_s", "viewer_packets_per_s", "viewer_lost_per_s")
 
 
 @contextlib.asynccontextmanager
-async def publishing(url: str, secret: str, room: str, seconds: float) -> AsyncIterator[Any]:
-    """A WHIP publisher live in `room` for the block (at most `seconds` of frames)."""
+async def publishing(
+    url: str,
+    secret: str,
+    room: str,
+    seconds: float,
+    tracks: Sequence[PacedTrack] = (),
+) -> AsyncIterator[Any]:
+    """A WHIP publisher live in `room` for the block (at most `seconds` of frames), yielding its
+    video track. `tracks` (a VP8 video track first, e.g. `ReplayTrack`s of a pre-encoded stream)
+    replace the default: a moving bar encoded here."""
     set_ice_addresses(ICE_ADDRESSES)
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-    track = SyntheticVideoTrack(moving_bar, limit=int(seconds * FPS))
+    track, *others = tracks or [SyntheticVideoTrack(moving_bar, limit=int(seconds * FPS))]
     transceiver = pc.addTransceiver(track, direction="sendonly")
     vp8 = [c for c in RTCRtpSender.getCapabilities("video").codecs
            if c.mimeType.lower() in ("video/vp8", "video/rtx")]  # fmt: skip
     transceiver.setCodecPreferences(vp8)
+    for other in others:
+        pc.addTransceiver(other, direction="sendonly")
     token = TokenAuthority(secret).issue(user="loadtest-publisher", role="host", rooms=[room])
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/sdp"}
     location: str | None = None
@@ -109,6 +120,31 @@ async def run_viewers(
                 tuple(client_cpus or ()), tag, regions=regions, failover=failover, ask=ask)
         for i in range(workers)
     ]  # fmt: skip
+    result = await drive_viewers(
+        plans, duration_s, label=label, progress=progress, monitor=monitor, started=started
+    )
+    for key in ("t0", *PER_VIEWER):  # a scenario reports the crowd's totals only
+        result.pop(key)
+    return result
+
+
+async def drive_viewers(
+    plans: list[RtcPlan],
+    duration_s: float,
+    *,
+    label: str = "webrtc",
+    progress: Progress = print,
+    monitor: Monitor | None = None,
+    measure: Callable[[Fleet, Callable[[], None]], Awaitable[None]] | None = None,
+    started: asyncio.Future[float] | None = None,
+) -> dict[str, Any]:
+    """One worker process per plan (plans may be of different rooms); merged figures.
+
+    With `measure`, it is awaited once the workers started (with the fleet and its progress
+    tick), and the workers are stopped when it returns (`partial` then says so). `started`
+    gets the run's start time (wall clock) when the workers are told to go."""
+    workers = len(plans)
+    viewers = sum(len(p.viewer_indices()) for p in plans)
     fleet = Fleet.spawn(rtc_worker.main, plans)
     stop = monitor.stop if monitor is not None else None
     every = 0.5 if monitor is not None else 2.0
@@ -138,6 +174,9 @@ async def run_viewers(
             fleet.broadcast({"kind": "go", "t0": t0})
             if started is not None and not started.done():
                 started.set_result(t0)
+            if measure is not None:
+                await measure(fleet, tick)
+                fleet.broadcast({"kind": "stop"})
         budget = START_DELAY_S + duration_s + 60
         done = await fleet.until(lambda: len(fleet.done) == workers, budget, tick, every, stop)
         if not done:
@@ -148,6 +187,7 @@ async def run_viewers(
     finally:
         await fleet.reap()
     result = merge(viewers, list(fleet.done.values()))
+    result["t0"] = t0
     result["partial"] = len(fleet.done) < workers or any(
         p.get("partial") for p in fleet.done.values()
     )
@@ -165,11 +205,14 @@ def merge(viewers: int, parts: list[dict[str, Any]]) -> dict[str, Any]:
     lost_at: list[float] = []
     back_at: list[float] = []
     failover_errors: Counter[str] = Counter()
+    per_viewer: dict[str, list[list[int]]] = {key: [] for key in PER_VIEWER}
     for part in parts:
         moves = part.get("failover", {})
         lost_at += moves.get("lost_at", [])
         back_at += moves.get("back_at", [])
         failover_errors.update(moves.get("errors", {}))
+        for key, lists in per_viewer.items():
+            lists += part.get(key, [])
         setup.merge(Histogram.from_wire(part["setup"]))
         first.merge(Histogram.from_wire(part["first_frame"]))
         errors.update(part["errors"])
@@ -199,6 +242,7 @@ def merge(viewers: int, parts: list[dict[str, Any]]) -> dict[str, Any]:
             for r, (w, h) in sorted(by_region.items())
         },
         "frames_per_s": frames_per_s,
+        **per_viewer,  # each viewer's count in each second after t0
         "errors": dict(errors),
         # Wall-clock times: viewers that found their node dead, first frames from the next node.
         "failover": {

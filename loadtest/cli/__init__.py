@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from loadtest.cli import chat, fsync, latency, media, run, sale
+from loadtest.cli import chat, fsync, latency, media, run, sale, scale
 
 OVERVIEW = """\
 The crowd simulator and the benchmarks; each KIND has its own --help.
@@ -21,6 +21,8 @@ The crowd simulator and the benchmarks; each KIND has its own --help.
   media    WebRTC fan-out of one host stream to N viewers, per send path (and Janus as the
            reference): server CPU per viewer, fps, loss, time to first frame
   latency  glass-to-glass video latency on an origin and through an edge node: the edge hop
+  scale    media, chat and sale figures as nodes (1-3) and Valkey shards (1, 3) are added:
+           per-node CPU and egress, the cross-node relay cost, deliveries/s, attempts/s
   run      a scenario file: mixed roles, thresholds, JSON and HTML reports
   fsync    the embedded Valkey's appendfsync always vs everysec: reservation script calls/s
            and the holds a power loss can take
@@ -41,5 +43,5 @@ def register(sub: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     kinds = loadtest.add_subparsers(dest="loadtest_kind", required=True, metavar="KIND")
-    for kind in (chat, sale, media, latency, run, fsync):
+    for kind in (chat, sale, media, latency, scale, run, fsync):
         kind.register(kinds)

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from loadtest.cli.options import pinning_flags, refuse, write_json
+from loadtest.cli.options import pinning_flags, refuse, show
 from loadtest.plan.safety import UnsafeTarget, check_targets
 from loadtest.plan.workloads import MAX_VIEWERS, ChatWorkload, senders_for
 
@@ -35,9 +35,9 @@ def register(kinds: Any) -> None:
         "--nodes",
         type=int,
         nargs="+",
-        choices=[1, 2],
+        choices=[1, 2, 3],
         default=[1],
-        help="server nodes to start and split the viewers over (1, 2 or both)",
+        help="server nodes to start and split the viewers over (1, 2, 3, or several in turn)",
     )
     chat.add_argument(
         "--target",
@@ -130,9 +130,5 @@ async def run(args: argparse.Namespace) -> int:
         client_cpus=args.client_cpus,
     )
     doc = await run_session(session, progress=lambda line: print(line, flush=True))
-    print()
-    print(table(doc))
-    if args.json:
-        write_json(doc, args.json)
-        print(f"\nJSON written to {args.json}")
+    show(table(doc), doc, args.json)
     return 0

@@ -50,6 +50,15 @@ def write_json(doc: dict[str, Any], path: Path) -> None:
     path.write_text(json.dumps(doc, indent=2) + "\n")
 
 
+def show(text: str, doc: dict[str, Any], path: Path | None) -> None:
+    """A run's table after its progress lines, and its JSON document written to `path`."""
+    print()
+    print(text)
+    if path:
+        write_json(doc, path)
+        print(f"\nJSON written to {path}")
+
+
 def warn_unless_loopback_only() -> None:
     if not procfs.loopback_only():
         print(

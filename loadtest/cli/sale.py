@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from loadtest.cli.options import pinning_flags, refuse, write_json
+from loadtest.cli.options import pinning_flags, refuse, show
 from loadtest.plan.safety import UnsafeTarget, check_targets
 
 
@@ -98,11 +98,7 @@ async def run(args: argparse.Namespace) -> int:
         direct_calls=args.direct_calls,
     )
     doc = await run_sale_session(session, progress=lambda line: print(line, flush=True))
-    print()
-    print(table(doc))
-    if args.json:
-        write_json(doc, args.json)
-        print(f"\nJSON written to {args.json}")
+    show(table(doc), doc, args.json)
     if not doc["ok"]:
         print("live loadtest: an invariant of the sale was breached", file=sys.stderr)
         return 1

@@ -82,3 +82,13 @@ def interfaces() -> set[str]:
 def loopback_only() -> bool:
     """Whether this network namespace holds the loopback interface alone."""
     return interfaces() == {"lo"}
+
+
+def udp_counters() -> dict[str, int]:
+    """This network namespace's UDP counters (/proc/net/snmp): InDatagrams, RcvbufErrors
+    (datagrams the kernel dropped on a full receive buffer), SndbufErrors..."""
+    rows = [line.split()[1:] for line in Path("/proc/net/snmp").read_text().splitlines()
+            if line.startswith("Udp:")]  # fmt: skip
+    if len(rows) < 2:
+        return {}
+    return {name: int(value) for name, value in zip(rows[0], rows[1], strict=False)}

@@ -39,6 +39,35 @@ class LeanViewer(Protocol):
     first_frame_at: float | None
 
 
+class RtpSequence:
+    """One RTP stream's packets received and extended highest sequence number: the sequence
+    numbers it skipped are its losses (first transmissions; retransmissions come on their own
+    payload type)."""
+
+    __slots__ = ("first", "highest", "received")
+
+    def __init__(self) -> None:
+        self.first: int | None = None
+        self.highest = 0
+        self.received = 0
+
+    def advance(self, seq: int) -> int:
+        """Count a packet; how many sequence numbers it skipped (0 in order or late)."""
+        self.received += 1
+        if self.first is None:
+            self.first = self.highest = seq
+            return 0
+        delta = (seq - self.highest) & 0xFFFF
+        if delta >= 0x8000:
+            return 0  # late (reordered)
+        self.highest += delta
+        return max(0, delta - 1)
+
+    @property
+    def expected(self) -> int:
+        return 0 if self.first is None else self.highest - self.first + 1
+
+
 def payload_types(pc: RTCPeerConnection) -> dict[int, str]:
     """The kind ("video", "audio") of each negotiated payload type, retransmissions left out."""
     kinds: dict[int, str] = {}
