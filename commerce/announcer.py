@@ -35,7 +35,34 @@ class _Burst:
     quantity: int = 0
 
 
-class Announcer:
+class RoomNotices:
+    """Room events a node sends in the background. A lost one never fails what caused it (a
+    purchase, a gift): the store holds the truth, and the room's state tells it again."""
+
+    def __init__(self, broadcast: RoomBroadcast) -> None:
+        self._broadcast = broadcast
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def _emit(self, room: str, event: str, data: dict[str, Any]) -> None:
+        try:
+            await self._broadcast.emit(room, event, data)
+        except Exception:
+            log.warning("could not announce %s to room %s", event, room, exc_info=True)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def stop(self) -> None:
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=5)
+
+
+class Announcer(RoomNotices):
     """One per node. Each node throttles what it caused; viewers merge `sale` events by sale id."""
 
     def __init__(
@@ -46,14 +73,13 @@ class Announcer:
         stock_interval_s: float,
         notice_interval_s: float,
     ) -> None:
-        self._broadcast = broadcast
+        super().__init__(broadcast)
         self._snapshot = snapshot
         self._stock_interval = stock_interval_s
         self._notice_interval = notice_interval_s
         self._last_sale: dict[str, float] = {}
         self._pending_sale: set[str] = set()
         self._bursts: dict[tuple[str, str], _Burst] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
 
     async def sale(self, snapshot: dict[str, Any]) -> None:
         """A sale started, ended or sold out: everyone hears at once."""
@@ -117,22 +143,3 @@ class Announcer:
 
     def product(self, room: str, product: dict[str, Any] | None) -> None:
         self._spawn(self._emit(room, "product", {"room": room, "product": product}))
-
-    async def _emit(self, room: str, event: str, data: dict[str, Any]) -> None:
-        try:
-            await self._broadcast.emit(room, event, data)
-        except Exception:
-            # A lost notice must not fail a purchase; the room state carries the truth.
-            log.warning("could not announce %s to room %s", event, room, exc_info=True)
-
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def stop(self) -> None:
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.wait(tasks, timeout=5)

@@ -7,13 +7,14 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
 
 from commerce import keys
+from commerce.announcer import RoomNotices
 from commerce.errors import CommerceError
 from commerce.schemas import GiftSpec
 from core.events import RoomBroadcast
@@ -82,7 +83,7 @@ def _value(combo: _Combo) -> int:
 Leaders = Callable[[str, str], Awaitable[dict[str, Any]]]
 
 
-class GiftAnnouncer:
+class GiftAnnouncer(RoomNotices):
     """One per node. Each room gets at most `events_per_s` `gift` events a second from this node
     (one per tick; combos waiting meanwhile grow; the highest tier and value first; one waiting
     longer than the combo gap is dropped) and at most one `leaderboard` a second."""
@@ -94,8 +95,8 @@ class GiftAnnouncer:
         events_per_s: int,
         on_drop: Callable[[], None] = lambda: None,
     ) -> None:
+        super().__init__(broadcast)
         self._on_drop = on_drop
-        self._broadcast = broadcast
         self._leaders = leaders
         self._tick = 1.0 / events_per_s
         self._combos: dict[str, dict[tuple[str, str], _Combo]] = {}
@@ -103,7 +104,6 @@ class GiftAnnouncer:
         self._flushing: set[str] = set()
         self._board_due: set[str] = set()
         self._shows: dict[str, str] = {}  # room -> its show at its last gift here
-        self._tasks: set[asyncio.Task[None]] = set()
 
     def gift(
         self, room: str, sender: dict[str, str], gift: dict[str, Any], count: int, show: str = ""
@@ -166,22 +166,3 @@ class GiftAnnouncer:
             self._board_due.discard(room)
         board = await self._leaders(room, self._shows.pop(room, ""))
         await self._emit(room, "leaderboard", board)
-
-    async def _emit(self, room: str, event: str, data: dict[str, Any]) -> None:
-        try:
-            await self._broadcast.emit(room, event, data)
-        except Exception:
-            # A lost gift event must not fail a gift; the ledger is the truth.
-            log.warning("could not announce %s to room %s", event, room, exc_info=True)
-
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def stop(self) -> None:
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.wait(tasks, timeout=5)
