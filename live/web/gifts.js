@@ -138,7 +138,7 @@ export class GiftLayer {
       "data-key": key, "data-gift": g.gift_id, "data-sender": g.sender.id, role: "status" },
       el("span", { class: "gift-icon" }, giftIcon(g)),
       el("span", { class: "gift-text" }), el("span", { class: "gift-message" }));
-    const item = { node, timer: 0, gift: g };
+    const item = { node, timer: 0, gift: g, message: null };
     this.playing.set(key, item);
     (tier === 3 ? this.full : this.corner).append(node);
     this.update(item, g, false);
@@ -147,7 +147,10 @@ export class GiftLayer {
   update(item, g, bump = true) {
     item.gift = g;
     item.node.querySelector(".gift-text").textContent = giftLine(g);
-    const message = g.message && !this.hidden.has(g.message.id) ? g.message : null;
+    // A streak's later events may come without text: the newest message stays.
+    const newest = g.message || item.message;
+    const message = newest && !this.hidden.has(newest.id) ? newest : null;
+    item.message = message;
     const text = item.node.querySelector(".gift-message");
     text.textContent = message ? message.text : "";
     if (message) item.node.dataset.message = message.id; else delete item.node.dataset.message;
@@ -174,12 +177,14 @@ export class GiftLayer {
   // A moderator hid a gift's message: its text goes from the screen and from what waits.
   hideMessage(id) {
     this.hidden.add(id);
-    for (const { node } of this.playing.values()) {
-      if (node.dataset.message === id) {
-        node.querySelector(".gift-message").textContent = "";
-        delete node.dataset.message;
+    for (const item of this.playing.values()) {
+      if (item.node.dataset.message === id) {
+        item.node.querySelector(".gift-message").textContent = "";
+        delete item.node.dataset.message;
+        item.message = null;
       }
     }
+    for (const g of this.queue) if (g.message && g.message.id === id) g.message = null;
   }
 }
 

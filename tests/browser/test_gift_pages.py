@@ -1,6 +1,6 @@
-"""Gifts on the pages: a viewer with credits from the order system sends a gift from the drawer;
-another viewer's page plays it over the page without blocking Buy, the studio shows the earnings,
-and the leaderboards update."""
+"""Gifts on the pages: a viewer with credits from the order system sends a gift with a message
+from the drawer; another viewer's page plays it over the page without blocking Buy, a moderator
+hides the message on every page, the studio shows the earnings, and the leaderboards update."""
 
 from __future__ import annotations
 
@@ -58,6 +58,7 @@ async def test_a_gift_plays_on_other_pages_and_the_studio_earns(
     await studio.goto(f"{node.url}/rooms/r1/studio#token={host}")
     alice = await open_page(browser, link("alice", "viewer"), errors)
     bob = await open_page(browser, link("bob", "viewer"), errors)
+    console = await open_page(browser, link("mia", "moderator", "/moderate"), errors)
     await expect(studio.locator("#status")).to_have_text("chat connected")
     await expect(bob.locator("#buy")).to_be_enabled()
 
@@ -69,6 +70,7 @@ async def test_a_gift_plays_on_other_pages_and_the_studio_earns(
     await expect(alice.locator("#gift-result")).to_have_text(
         "Not enough credits: your balance is 250."
     )
+    await alice.fill("#gift-message", "Hello host")
     await alice.click(".gift-choice[data-gift=rocket]")
     await expect(alice.locator("#gift-result")).to_have_text("You sent Rocket.")
     await expect(alice.locator("#gift-balance")).to_have_text("50")
@@ -76,11 +78,26 @@ async def test_a_gift_plays_on_other_pages_and_the_studio_earns(
     # Bob's page plays it over the whole page, and Buy under it still takes the click.
     played = bob.locator(".gift-anim[data-gift=rocket]")
     await expect(played).to_contain_text("Alice sent Rocket")
+    await expect(played.locator(".gift-message")).to_have_text("Hello host")
     under = await bob.evaluate(BUY_UNDER_GIFT)
     assert under == {"anim": True, "covered": True, "hit": True, "pointer": "none"}, under
     await bob.click("#buy", no_wait_after=True)
     await expect(bob.locator("#buy-result")).to_contain_text("Reserved 1")
     await expect(alice.locator(".gift-anim[data-gift=rocket]")).to_contain_text("Alice sent Rocket")
+
+    # The message is in the chat too; a moderator hides it from the console's gifts.
+    in_chat = bob.locator("#messages li", has_text="Hello host")
+    await expect(in_chat).to_have_count(1)
+    await expect(in_chat.locator(".gift-tag")).to_contain_text("Rocket")
+    await expect(studio.locator("#gifts-received .gift-message")).to_have_text("Hello host")
+    on_console = console.locator("#gifts li", has_text="Alice sent Rocket")
+    await on_console.locator("button[data-action=hide]").click()
+    await expect(on_console.locator(".text")).to_have_text("(hidden)")
+    for page in (alice, bob, console):
+        await expect(page.locator("#messages li", has_text="Hello host")).to_have_count(0)
+    await expect(bob.locator(".gift-message", has_text="Hello host")).to_have_count(0)
+    await expect(studio.locator("#gifts-received .gift-message")).to_have_text("")
+    await expect(console.locator("#audit li", has_text="delete")).to_have_count(1)
 
     # The studio: the server's earnings (200 credits less the platform's 30 %) and the gift.
     await expect(studio.locator("#earned")).to_have_text("140")
