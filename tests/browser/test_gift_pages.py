@@ -23,6 +23,21 @@ BUY_UNDER_GIFT = """() => {
            pointer: getComputedStyle(anim).pointerEvents };
 }"""
 
+# A burst of 31 senders (one streak updated in place) on a page: bounded on screen and queued.
+BURST = """() => {
+  const gift = (i, tier, combo = 1) => ({ room: "r1", sender: { id: `u${i}`, name: `U${i}` },
+    gift_id: "rose", name: "Rose", tier, animation: "float", count: 1, combo, message: null });
+  window.liveGifts.show(gift(100, 1));
+  window.liveGifts.show(gift(100, 1, 12));
+  const streak = [...document.querySelectorAll('.gift-anim[data-sender="u100"]')];
+  for (let i = 0; i < 30; i++) window.liveGifts.show(gift(i, 1 + (i % 3)));
+  const playing = document.querySelectorAll(".gift-anim");
+  return { streak: streak.map((n) => n.querySelector(".gift-text").textContent),
+           playing: playing.length, tier3: document.querySelectorAll(".gift-anim.tier-3").length,
+           queued: window.liveGifts.queue.length, dropped: window.liveGifts.dropped > 0,
+           still: getComputedStyle(playing[0]).animationName };
+}"""
+
 
 async def test_a_gift_plays_on_other_pages_and_the_studio_earns(
     start_node: NodeFactory, browser: Browser, tokens: TokenAuthority
@@ -108,4 +123,11 @@ async def test_a_gift_plays_on_other_pages_and_the_studio_earns(
     for page in (alice, bob, studio):
         leader = page.locator("#leaders-all li[data-user=alice]")
         await expect(leader).to_contain_text("200 credits")
+
+    # Bounded under a burst; a streak updates in place; reduced motion plays no motion.
+    await bob.emulate_media(reduced_motion="reduce")
+    burst = await bob.evaluate(BURST)
+    assert burst == {"streak": ["U100 sent Rose \u00d712"], "playing": 4, "tier3": burst["tier3"],
+                     "queued": 12, "dropped": True, "still": "none"}, burst  # fmt: skip
+    assert burst["tier3"] <= 1
     assert errors == []
