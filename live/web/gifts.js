@@ -188,10 +188,12 @@ export class GiftLayer {
   }
 }
 
-// Top gifters: of this show and of all time (user ids and credits given).
+// Top gifters: of this show and of all time (credits given), by the names gift events brought,
+// else by user id.
 export class Leaderboard {
   constructor(root, { room }) {
     this.room = room;
+    this.names = new Map();
     this.show = el("ol", { class: "leaders", id: "leaders-show" });
     this.all = el("ol", { class: "leaders", id: "leaders-all" });
     root.replaceChildren(el("h2", {}, "Top gifters"),
@@ -199,6 +201,8 @@ export class Leaderboard {
         el("div", {}, el("h3", {}, "This show"), this.show),
         el("div", {}, el("h3", {}, "All time"), this.all)));
   }
+
+  learn(sender) { this.names.set(sender.id, sender.name); }
 
   async load() {
     const { status, data } = await apiGet(`/api/rooms/${encodeURIComponent(this.room)}/gifts/leaderboard`);
@@ -208,7 +212,8 @@ export class Leaderboard {
   render(board) {
     if (board.room !== this.room) return;
     const rows = (list) => (list.length ? list : [null]).map((r, i) => (r
-      ? el("li", { "data-user": r.user_id }, el("span", { class: "who" }, r.user_id),
+      ? el("li", { "data-user": r.user_id },
+        el("span", { class: "who" }, this.names.get(r.user_id) || r.user_id),
         el("span", { class: "credits" }, `${r.credits} credits`))
       : el("li", { class: "empty" }, i === 0 ? "No gifts yet" : "")));
     this.show.replaceChildren(...rows(board.show || []));

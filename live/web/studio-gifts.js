@@ -52,6 +52,7 @@ const chat = window.liveChat; // studio-chat.js's connection
 window.addEventListener("live:joined", () => { readEarnings(); leaderboard.load(); });
 chat.socket.on("gift", (g) => {
   if (g.room !== room) return;
+  leaderboard.learn(g.sender);
   renderGift(g);
   readEarnings();
 });

@@ -85,7 +85,7 @@ const chat = new ChatConnection({
     banned: () => { setStatus("error", "You were removed from this room."); chat.socket.io.reconnection(false); },
     error: ({ detail }) => notice(detail),
     stream: ({ room: r, live }) => { if (r === room) player.setLive(live); },
-    gift: (g) => { if (g.room === room) gifts.show(g); },
+    gift: (g) => { if (g.room === room) { leaderboard.learn(g.sender); gifts.show(g); } },
     leaderboard: (board) => leaderboard.render(board),
   },
 });

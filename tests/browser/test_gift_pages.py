@@ -122,7 +122,7 @@ async def test_a_gift_plays_on_other_pages_and_the_studio_earns(
     # Leaderboards (the `leaderboard` event, at most a second later) on every page.
     for page in (alice, bob, studio):
         leader = page.locator("#leaders-all li[data-user=alice]")
-        await expect(leader).to_contain_text("200 credits")
+        await expect(leader).to_contain_text("Alice200 credits")
 
     # Bounded under a burst; a streak updates in place; reduced motion plays no motion.
     await bob.emulate_media(reduced_motion="reduce")
