@@ -43,9 +43,9 @@ function notice(text) { $("notice").textContent = text; }
 function renderMessage(m) {
   const li = el("li", { "data-id": m.id, class: `role-${m.user.role}` },
     el("span", { class: "ts" }, timeOf(m.ts)),
+    m.gift ? el("span", { class: "gift-tag" }, `🎁 ${m.gift.name}`) : "",
     el("span", { class: "who" }, m.user.name),
     el("span", { class: "text" }, m.text));
-  if (m.gift) li.prepend(el("span", { class: "gift-tag" }, `🎁 ${m.gift.name}`));
   messages.append(li);
   messages.scrollTop = messages.scrollHeight;
 }
