@@ -3,6 +3,7 @@ import { StagePlayer } from "/static/viewer-media.js";
 import { ProductCard } from "/static/commerce.js";
 import { EdgeSelector, pageRegion } from "/static/edge-client.js";
 import { GiftDrawer, GiftLayer, Leaderboard } from "/static/gifts.js";
+import { ChatLanguages } from "/static/chat-langs.js";
 
 const { room, token } = pageContext();
 const $ = (id) => document.getElementById(id);
@@ -47,6 +48,7 @@ function renderMessage(m) {
     el("span", { class: "who" }, m.user.name),
     el("span", { class: "text" }, m.text));
   messages.append(li);
+  langs.decorate(li, m);
   messages.scrollTop = messages.scrollHeight;
 }
 function renderPinned(m) {
@@ -69,6 +71,7 @@ const chat = new ChatConnection({
     player.setLive(Boolean(s.live));
     productCard.setState(s);
     if (!fresh) leaderboard.load(); // back after a break: what changed meanwhile
+    langs.ask(); // the node forgets a socket's translation language when it goes
   },
   handlers: {
     chat: renderMessage,
@@ -87,10 +90,16 @@ const chat = new ChatConnection({
     stream: ({ room: r, live }) => { if (r === room) player.setLive(live); },
     gift: (g) => { if (g.room === room) { leaderboard.learn(g.sender); gifts.show(g); } },
     leaderboard: (board) => leaderboard.render(board),
+    chat_translation: (t) => { if (t.room === room) langs.onTranslation(t); },
   },
 });
 
 window.liveChat = chat; // for the console and tests
+// Declared message language, the filter by language, translations (chat-langs.js).
+const langs = new ChatLanguages({
+  messages, send: $("lang"), filter: $("chat-filter"), translate: $("translate-to"),
+  request: (event, payload) => chat.request(event, payload), notice,
+});
 productCard.listen(chat.socket);
 const drawer = new GiftDrawer({ root: $("gift-drawer"), toggle: $("gift-open"), room, token,
   request: (event, payload) => chat.request(event, payload) });
@@ -132,7 +141,7 @@ $("send").addEventListener("submit", async (event) => {
   const input = $("text");
   const text = input.value;
   if (!text.trim()) return;
-  const ack = await chat.request("chat", { text });
+  const ack = await chat.request("chat", { text, lang: langs.send.value || undefined });
   if (ack.ok) {
     input.value = "";
     notice(ack.held ? "Your message is waiting for a moderator." : "");
