@@ -100,6 +100,7 @@ class Coupons:
         self._claim: AsyncScript = self._script(redis, "coupon_claim")
         self._use: AsyncScript = self._script(redis, "coupon_use")
         self._settle: AsyncScript = self._script(redis, "coupon_settle")
+        self.lease_s = LEASE_S  # not a setting (tests shorten it to see the sweeper finish)
 
     @staticmethod
     def _script(redis: aioredis.Redis, name: str) -> AsyncScript:
@@ -207,7 +208,7 @@ class Coupons:
             raise _unknown(room, coupon_id)
         result = await self._use(
             keys=self._keys(room, coupon_id, "meta", "claims", "users", "idem", "watch"),
-            args=[room, user, key, reservation_id, round(LEASE_S * 1000)],
+            args=[room, user, key, reservation_id, round(self.lease_s * 1000)],
         )
         outcome = _s(result[0])
         if outcome not in ("ok", "replay"):

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from commerce import keys
 from tests.support.shop import ROOM, Shop
 from tests.support.waiting import eventually
 
@@ -127,3 +128,140 @@ async def test_quota_holds_across_nodes_and_holds_carry_the_discount(make_shop: 
     # The quota counts claims, not holds: still exhausted.
     status, body = await claim(shop, cid, "late")
     assert (status, body["error"]) == (409, "quota_exhausted")
+
+
+async def test_rules_refusals_replays_and_returns(make_shop: Any) -> None:
+    shop = await make_shop(commerce_coupons_per_room=4, commerce_coupon_max_quota=100)
+    redis = shop.nodes[0].node.redis
+
+    async def create(body: dict[str, Any], **who: Any) -> tuple[int, Any]:
+        return await shop.call("POST", COUPONS, body={"quota": 10, **body}, **who)
+
+    # Who may create: the room's host; not a viewer, not a host whose token lacks the room, not
+    # a host of another seller (olga) with the room in her token.
+    assert (await create({"percent_off": 10}, role="viewer", user="v"))[1]["error"] == "forbidden"
+    status, body = await shop.call(
+        "POST", "/api/rooms/other/coupons", body={"percent_off": 10, "quota": 1}
+    )
+    assert (status, body["error"]) == (403, "forbidden")
+    status, body = await create({"percent_off": 10}, user="olga")
+    assert (status, body["error"]) == (403, "not_owner")
+
+    # Bad input names the problem.
+    for bad, word in (
+        ({"percent_off": 10, "amount_off_minor": 100}, "exactly one"),
+        ({}, "exactly one"),
+        ({"percent_off": 101}, "percent_off"),
+        ({"percent_off": 10, "quota": 0}, "quota"),
+        ({"percent_off": 10, "quota": 101}, "LIVE_COMMERCE_COUPON_MAX_QUOTA"),
+        ({"percent_off": 10, "product_ids": ["no spaces"]}, "product_ids"),
+        ({"percent_off": 10, "quota": "5"}, "quota"),
+    ):
+        status, body = await create(bad)
+        assert (status, body["error"]) == (400, "invalid_request") and word in body["detail"], bad
+
+    status, wide = await create({"amount_off_minor": 5000, "per_user_limit": 1})
+    status, other = await create({"percent_off": 50, "product_ids": ["vase"]})
+    status, spend = await create({"amount_off_minor": 100, "min_spend_minor": 2000})
+    status, later = await create({"percent_off": 5, "starts_in_s": 600})
+    assert status == 201 and later["status"] == "scheduled", later
+    status, body = await create({"percent_off": 5})
+    assert (status, body["error"], body["limit"]) == (409, "too_many_coupons", 4)
+    _, listed = await shop.call("GET", COUPONS)
+    assert len(listed["coupons"]) == 4
+    status, body = await shop.call("GET", "/api/rooms/nowhere/coupons")
+    assert (status, body["error"]) == (404, "unknown_room")
+
+    # Claims: replay by key, per-user limit, window, unknown ids.
+    cid = wide["coupon_id"]
+    status, first = await claim(shop, cid, "ann", key="claim-key-1")
+    assert status == 201 and first["state"] == "claimed" and first["remaining"] == 9
+    status, again = await claim(shop, cid, "ann", key="claim-key-1")
+    assert status == 201 and again["claim_id"] == first["claim_id"] and again["replayed"]
+    status, body = await claim(shop, cid, "ann")
+    assert (status, body["error"], body["per_user_limit"]) == (409, "claim_limit", 1)
+    status, body = await claim(shop, later["coupon_id"], "ann")
+    assert (status, body["error"]) == (409, "coupon_not_started")
+    assert body["starts_at"] == later["starts_at"]
+    for unknown in ("abc123", "NOT-AN-ID"):
+        status, body = await claim(shop, unknown, "ann")
+        assert (status, body["error"]) == (404, "unknown_coupon")
+    status, body = await shop.call("POST", f"{COUPONS}/{cid}/claims", role="viewer", user="ann")
+    assert (status, body["error"]) == (400, "missing_idempotency_key")
+
+    # Reservations: the amount off never exceeds the subtotal; a replay answers the same hold
+    # and keeps the same claim.
+    sale = await shop.start_sale(quantity=50, per_user_limit=5, price_minor=990, hold_s=60)
+    sale_id = sale["sale_id"]
+    status, held = await reserve(shop, sale_id, "ann", cid, quantity=2, key="buy-key-1")
+    assert status == 201 and (held["subtotal_minor"], held["discount_minor"],
+                              held["total_minor"]) == (1980, 1980, 0)  # fmt: skip
+    status, replay = await reserve(shop, sale_id, "ann", cid, quantity=2, key="buy-key-1")
+    assert status == 201 and replay["replayed"]
+    assert (replay["reservation_id"], replay["claim_id"]) == (
+        held["reservation_id"],
+        held["claim_id"],
+    )
+    # Product and minimum spend: refused, and the claim stays free (not `coupon_used`).
+    _, _ = await claim(shop, other["coupon_id"], "ben")
+    for _ in range(2):
+        status, body = await reserve(shop, sale_id, "ben", other["coupon_id"])
+        assert (status, body["error"]) == (409, "coupon_not_applicable")
+    _, _ = await claim(shop, spend["coupon_id"], "ben")
+    status, body = await reserve(shop, sale_id, "ben", spend["coupon_id"])
+    assert (status, body["error"], body["min_spend_minor"]) == (409, "coupon_min_spend", 2000)
+    status, body = await reserve(shop, sale_id, "ben", spend["coupon_id"], quantity=3)
+    assert status == 201 and body["total_minor"] == 2970 - 100, body
+
+    # A lapsing hold gives its claim back (the sweeper's expiry path).
+    short = await shop.start_sale(quantity=5, per_user_limit=5, price_minor=990, hold_s=0.2)
+    _, _ = await claim(shop, other["coupon_id"], "cat")
+    _, _ = await claim(shop, cid, "cat")
+    status, lapsing = await reserve(shop, short["sale_id"], "cat", cid)
+    assert status == 201
+    status, body = await eventually(
+        lambda: reserve(shop, short["sale_id"], "cat", cid), lambda got: got[0] == 201
+    )
+    assert body["claim_id"] == lapsing["claim_id"]
+
+    # A request that died after setting a claim aside: the sweeper frees it after the lease
+    # when no reservation came of it, and marks it used when one did.
+    coupons = shop.nodes[0].node.commerce.coupons
+    coupons.lease_s = 0.1
+    _, dan = await claim(shop, cid, "dan")
+    lost = await coupons.take(ROOM, cid, user="dan", key="k1", reservation_id=sale_id + "-dead")
+    assert lost.claim_id == dan["claim_id"]
+    status, body = await reserve(shop, sale_id, "dan", cid)
+    assert (status, body["error"]) == (409, "coupon_used")
+    claims = keys.coupon(ROOM, cid, "claims")
+
+    async def state(claim_id: str) -> str:
+        return str(json.loads(await redis.hget(claims, claim_id))["state"])
+
+    await eventually(lambda: state(dan["claim_id"]), lambda s: s == "claimed")
+    kept = await coupons.take(ROOM, cid, user="dan", key="k2",
+                              reservation_id=sale_id + "-kept")  # fmt: skip
+    sales = shop.nodes[0].node.commerce.sales
+    await sales.reserve(ROOM, sale_id, user="dan", idempotency_key="k2", quantity=1, ip="x",
+                        reservation_id=kept.reservation_id, coupon=kept.args())  # fmt: skip
+    await eventually(lambda: state(dan["claim_id"]), lambda s: s == "used")
+    # Confirming redeems it.
+    status, _ = await shop.call(
+        "POST", f"/api/reservations/{kept.reservation_id}/confirm", role="orders", user="ops"
+    )
+    assert status == 200 and await state(dan["claim_id"]) == "redeemed"
+
+    created = await events(shop, "coupon.created", 4)
+    assert {e["coupon_id"] for e in created} == {
+        c["coupon_id"] for c in (wide, other, spend, later)
+    }
+    async with shop.http.get(shop.url + "/metrics") as resp:
+        text = await resp.text()
+    for line in (
+        'live_commerce_coupon_claims_total{result="claimed"} 6.0',
+        'live_commerce_coupon_claims_total{result="replay"} 1.0',
+        'live_commerce_coupon_claims_total{result="claim_limit"} 1.0',
+        'live_commerce_coupon_uses_total{state="redeemed"} 1.0',
+    ):
+        assert line in text, line
+    assert 'live_commerce_coupon_uses_total{state="returned"}' in text
