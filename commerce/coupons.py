@@ -226,7 +226,11 @@ class Coupons:
         held, `redeemed` once confirmed, `claimed` (free again) otherwise. Returns the state
         it moved to, or None when it had already moved (another node, a later attempt)."""
         state = None
-        if reservation is not None and reservation.get("claim_id") == claim_id:
+        if (
+            reservation is not None
+            and reservation.get("claim_id") == claim_id
+            and reservation.get("reservation_id") == reservation_id
+        ):
             state = _FOR_RESERVATION.get(str(reservation.get("state")))
         if state == "used":
             assert reservation is not None

@@ -216,6 +216,18 @@ class Sales:
             return Reserved(json.loads(raw), int(result[2]), outcome == "replay", raw)
         raise _reserve_refusal(outcome, [_s(x) for x in result[1:]], room, sale_id)
 
+    async def replay(self, sale_id: str, user: str, idempotency_key: str) -> Reserved | None:
+        """The reservation `user` made with `idempotency_key`, if any (as `reserve.lua` would
+        answer a replay)."""
+        rid = await self._redis.hget(keys.sale(sale_id, "idem"), f"{user}\n{idempotency_key}")
+        if rid is None:
+            return None
+        raw = await self._redis.hget(keys.sale(sale_id, "res"), rid)
+        if raw is None:
+            return None
+        stock = await self._redis.hget(keys.sale(sale_id, "meta"), "stock")
+        return Reserved(json.loads(raw), int(stock or 0), True, raw)
+
     def _reserve_call(
         self,
         room: str,
@@ -324,6 +336,10 @@ def _reserve_refusal(outcome: str, info: list[str], room: str, sale_id: str) -> 
     if outcome == "insufficient_stock":
         return CommerceError("insufficient_stock", f"only {info[0]} left", stock_left=int(info[0]))
     if outcome == "coupon_not_applicable":
+        if info[1:] == ["subtotal"]:
+            return CommerceError(
+                "coupon_not_applicable", "a coupon applies to subtotals below 10^14 minor units"
+            )
         return CommerceError(
             "coupon_not_applicable", f"the coupon does not apply to product {info[0]!r}"
         )

@@ -17,7 +17,7 @@ from commerce import keys
 from commerce.announcer import Announcer
 from commerce.catalogue import Catalogue, Product
 from commerce.config import CommerceSettings
-from commerce.coupons import Claimed, Coupons, CouponUse
+from commerce.coupons import Claimed, Coupons
 from commerce.delivery import StreamConsumer
 from commerce.errors import CommerceError, unavailable
 from commerce.gifts import LEADERBOARD_SIZE, GiftAnnouncer, GiftCatalogue
@@ -275,29 +275,24 @@ class Commerce:
         """Reserve `quantity` units; with `coupon_id`, one of the buyer's claims of that coupon
         is consumed with the hold (see commerce/coupons.py)."""
         started = time.perf_counter()
-        use: CouponUse | None = None
         try:
-            if coupon_id is not None:
-                use = await self._take_coupon(room, sale_id, coupon_id, user, idempotency_key)
-            # No `_fast` wrapper: the batcher holds the store's deadline for a whole batch.
-            result = await self.sales.reserve(
-                room, sale_id, user=user, idempotency_key=idempotency_key, quantity=quantity,
-                ip=ip, reservation_id=use.reservation_id if use else None,
-                coupon=use.args() if use else None,
-            )  # fmt: skip
+            if coupon_id is None:
+                # No `_fast` wrapper: the batcher holds the store's deadline for a whole batch.
+                result = await self.sales.reserve(
+                    room, sale_id, user=user, idempotency_key=idempotency_key,
+                    quantity=quantity, ip=ip,
+                )  # fmt: skip
+            else:
+                result = await self._reserve_with_coupon(
+                    room, sale_id, coupon_id, user=user, key=idempotency_key, quantity=quantity,
+                    ip=ip,
+                )  # fmt: skip
         except TimeoutError:
-            # The claim (if any) stays set aside: the reservation may exist; the sweeper looks.
             self.metrics.outcome("store_unavailable").inc()
             raise unavailable() from None
         except CommerceError as exc:
             self.metrics.outcome(exc.code).inc()
-            if use is not None and exc.code != "store_unavailable":
-                await self._follow_coupon(use.room, use.coupon_id, use.claim_id,
-                                          use.reservation_id, None)  # fmt: skip
             raise
-        if use is not None:
-            await self._follow_coupon(use.room, use.coupon_id, use.claim_id, use.reservation_id,
-                                      result.reservation)  # fmt: skip
         self.metrics.reserve_seconds.observe(time.perf_counter() - started)
         self.metrics.outcome("replay" if result.replayed else "reserved").inc()
         if not result.replayed:
@@ -309,27 +304,48 @@ class Commerce:
                 self.announcer.stock_changed(sale_id)
         return result
 
-    async def _take_coupon(
-        self, room: str, sale_id: str, coupon_id: str, user: str, key: str
-    ) -> CouponUse:
+    async def _reserve_with_coupon(
+        self, room: str, sale_id: str, coupon_id: str, *, user: str, key: str, quantity: int,
+        ip: str,
+    ) -> Reserved:  # fmt: skip
         if not keys.SALE_ID.match(sale_id):
             raise CommerceError("unknown_sale", f"room {room!r} has no sale {sale_id!r}")
-        rid = self.sales.new_reservation_id(sale_id)
+        # A retry of a reservation that exists answers it, whatever became of its claim since
+        # (a cancelled hold's claim may back a newer hold by now).
+        replay = await self._fast(self.sales.replay(sale_id, user, key))
+        if replay is not None:
+            return replay
         # The reservation's key, scoped to its sale as `reserve.lua` scopes it by its slot.
-        return await self._fast(self.coupons.take(
-            room, coupon_id, user=user, key=f"{sale_id} {key}", reservation_id=rid
+        use = await self._fast(self.coupons.take(
+            room, coupon_id, user=user, key=f"{sale_id} {key}",
+            reservation_id=self.sales.new_reservation_id(sale_id),
         ))  # fmt: skip
+        try:
+            result = await self.sales.reserve(
+                room, sale_id, user=user, idempotency_key=key, quantity=quantity, ip=ip,
+                reservation_id=use.reservation_id, coupon=use.args(),
+            )  # fmt: skip
+        except CommerceError as exc:
+            # Refused: the claim is free again. (After a timeout it stays set aside: the
+            # reservation may exist; a retry or the sweeper settles it.)
+            if exc.code != "store_unavailable":
+                await self._follow_coupon(room, coupon_id, use.claim_id, use.reservation_id, None)
+            raise
+        await self._follow_coupon(room, coupon_id, use.claim_id, use.reservation_id,
+                                  result.reservation, count=not result.replayed)  # fmt: skip
+        return result
 
     async def _follow_coupon(
-        self, room: str, coupon_id: str, claim_id: str, rid: str, r: dict[str, Any] | None
-    ) -> None:
+        self, room: str, coupon_id: str, claim_id: str, rid: str, r: dict[str, Any] | None,
+        *, count: bool = True,
+    ) -> None:  # fmt: skip
         """Move a claim to match its reservation; on a store error the sweeper will."""
         try:
             state = await self._fast(self.coupons.follow(room, coupon_id, claim_id, rid, r))
         except _FOLLOW_ERRORS as exc:
             log.warning("coupon claim %s left to the sweeper: %s", claim_id, exc)
             return
-        if state is not None:
+        if state is not None and count:
             self.metrics.coupon_uses.labels("returned" if state == "claimed" else state).inc()
 
     async def _follow_hold(self, r: dict[str, Any]) -> None:

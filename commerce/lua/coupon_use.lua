@@ -21,9 +21,10 @@ end
 -- aside for that attempt's reservation.
 local seen = redis.call('HGET', KEYS[4], idem)
 if seen then
-  local json = redis.call('HGET', KEYS[2], seen)
+  local id, rid = string.match(seen, '^(%S+) (%S+)$')
+  local json = id and redis.call('HGET', KEYS[2], id)
   local c = json and cjson.decode(json)
-  if c and (c.state == 'pending' or c.state == 'used') and c.reservation_id then
+  if c and (c.state == 'pending' or c.state == 'used') and c.reservation_id == rid then
     return answer('replay', c)
   end
 end
@@ -36,7 +37,7 @@ for _, id in ipairs(mine) do
     c.state = 'pending'
     c.reservation_id = ARGV[4]
     redis.call('HSET', KEYS[2], id, cjson.encode(c))
-    redis.call('HSET', KEYS[4], idem, id)
+    redis.call('HSET', KEYS[4], idem, id .. ' ' .. ARGV[4])
     redis.call('ZADD', KEYS[5], now + tonumber(ARGV[5]), id)
     return answer('ok', c)
   end

@@ -53,6 +53,8 @@ if coupon then
     return {'coupon_not_applicable', m[10]}
   end
   if subtotal < tonumber(ARGV[13]) then return {'coupon_min_spend', ARGV[13]} end
+  -- cjson writes 14 significant digits: amounts above would not come out exact.
+  if subtotal > 99999999999999 then return {'coupon_not_applicable', '', 'subtotal'} end
   local value = tonumber(ARGV[12])
   if ARGV[11] == 'percent' then
     -- subtotal * value / 100 without a float above 2^53: (100a + b) * v / 100

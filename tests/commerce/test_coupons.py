@@ -245,6 +245,19 @@ async def test_rules_refusals_replays_and_returns(make_shop: Any) -> None:
     await sales.reserve(ROOM, sale_id, user="dan", idempotency_key="k2", quantity=1, ip="x",
                         reservation_id=kept.reservation_id, coupon=kept.args())  # fmt: skip
     await eventually(lambda: state(dan["claim_id"]), lambda s: s == "used")
+    # A replay of a reservation whose hold was cancelled answers that hold and leaves alone
+    # the claim, which meanwhile backs a newer hold.
+    _, eve = await claim(shop, cid, "eve")
+    status, old = await reserve(shop, sale_id, "eve", cid, key="eve-first")
+    assert status == 201, old
+    status, _ = await shop.call(
+        "POST", f"/api/reservations/{old['reservation_id']}/cancel", role="orders", user="ops"
+    )
+    status, new = await reserve(shop, sale_id, "eve", cid, key="eve-second")
+    assert status == 201 and new["claim_id"] == eve["claim_id"]
+    status, replay = await reserve(shop, sale_id, "eve", cid, key="eve-first")
+    assert status == 201 and replay["reservation_id"] == old["reservation_id"], replay
+    assert replay["state"] == "cancelled" and await state(eve["claim_id"]) == "used"
     # Confirming redeems it.
     status, _ = await shop.call(
         "POST", f"/api/reservations/{kept.reservation_id}/confirm", role="orders", user="ops"
@@ -258,7 +271,7 @@ async def test_rules_refusals_replays_and_returns(make_shop: Any) -> None:
     async with shop.http.get(shop.url + "/metrics") as resp:
         text = await resp.text()
     for line in (
-        'live_commerce_coupon_claims_total{result="claimed"} 6.0',
+        'live_commerce_coupon_claims_total{result="claimed"} 7.0',
         'live_commerce_coupon_claims_total{result="replay"} 1.0',
         'live_commerce_coupon_claims_total{result="claim_limit"} 1.0',
         'live_commerce_coupon_uses_total{state="redeemed"} 1.0',
