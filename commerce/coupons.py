@@ -162,6 +162,24 @@ class Coupons:
             raise _unknown(room, coupon_id)
         return _public(meta, now_ms())
 
+    async def pin(self, room: str, coupon_id: str) -> dict[str, Any]:
+        """Pin a coupon not yet ended in the room (viewers see it with a Claim button)."""
+        coupon = await self.get(room, coupon_id)
+        if coupon["status"] == "ended":
+            raise CommerceError("coupon_expired", "the coupon has ended", ends_at=coupon["ends_at"])
+        await self._redis.set(keys.pinned_coupon(room), coupon_id)
+        return coupon
+
+    async def unpin(self, room: str) -> None:
+        await self._redis.delete(keys.pinned_coupon(room))
+
+    async def pinned(self, room: str) -> dict[str, Any] | None:
+        """The room's pinned coupon, while it has not ended."""
+        raw = await self._redis.get(keys.pinned_coupon(room))
+        meta = await self._meta(room, _s(raw)) if raw is not None else None
+        coupon = _public(meta, now_ms()) if meta is not None else None
+        return coupon if coupon is not None and coupon["status"] != "ended" else None
+
     async def _meta(self, room: str, coupon_id: str) -> dict[str, Any] | None:
         if not keys.COUPON_ID.match(coupon_id):
             return None

@@ -72,6 +72,10 @@ def room_coupons(room: str) -> str:
     return room_key(room, "coupons")
 
 
+def pinned_coupon(room: str) -> str:
+    return room_key(room, "pinned_coupon")
+
+
 def coupon(room: str, coupon_id: str, part: str) -> str:
     """`live:{room:ID}:coupon:CID:part`: meta, claims, users, idem, watch."""
     return room_key(room, "coupon", coupon_id, part)

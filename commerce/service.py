@@ -222,6 +222,7 @@ class Commerce:
         return {
             "pinned_product": product.to_json() if product else None,
             "sales": await self.sales.of_room(room),
+            "pinned_coupon": await self.coupons.pinned(room),
         }
 
     # Catalogue and pins
@@ -359,6 +360,15 @@ class Commerce:
         coupon = await self._fast(self.coupons.create(room, spec, by))
         await self.announcer.coupon(room, coupon)
         return coupon
+
+    async def pin_coupon(self, room: str, coupon_id: str) -> dict[str, Any]:
+        coupon = await self._fast(self.coupons.pin(room, coupon_id))
+        self.announcer.coupon_pin(room, coupon)
+        return coupon
+
+    async def unpin_coupon(self, room: str) -> None:
+        await self._fast(self.coupons.unpin(room))
+        self.announcer.coupon_pin(room, None)
 
     async def claim_coupon(self, room: str, coupon_id: str, *, user: str, key: str) -> Claimed:
         try:

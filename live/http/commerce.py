@@ -7,7 +7,7 @@ import re
 from aiohttp import web
 
 from commerce import Commerce
-from commerce.schemas import CouponIn, PinIn, ProductIn, ReserveIn, SaleIn
+from commerce.schemas import CouponIn, CouponPinIn, PinIn, ProductIn, ReserveIn, SaleIn
 from core.auth import Claims, require_role
 from core.errors import DomainError, unknown_room
 from core.rooms import Room
@@ -197,3 +197,20 @@ async def claim_coupon(request: web.Request) -> web.Response:
     return web.json_response(
         claimed.body(), status=201, headers=_REPLAYED if claimed.replayed else None
     )
+
+
+@routes.post("/api/rooms/{room}/coupon-pin")
+async def pin_coupon(request: web.Request) -> web.Response:
+    claims = _moderator(request, request.match_info["room"])
+    room = (await _sellers_room(request, claims)).room_id
+    body = await read_json(request, CouponPinIn)
+    coupon = await _commerce(request).pin_coupon(room, body.coupon_id)
+    return web.json_response({"room": room, "coupon": coupon})
+
+
+@routes.delete("/api/rooms/{room}/coupon-pin")
+async def unpin_coupon(request: web.Request) -> web.Response:
+    claims = _moderator(request, request.match_info["room"])
+    room = (await _sellers_room(request, claims)).room_id
+    await _commerce(request).unpin_coupon(room)
+    return web.json_response({"room": room, "coupon": None})

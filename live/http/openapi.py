@@ -21,6 +21,7 @@ from commerce.catalogue import Product
 from commerce.schemas import (
     MAX_PER_USER,
     CouponIn,
+    CouponPinIn,
     CreditIn,
     GiftIn,
     GiftsIn,
@@ -170,6 +171,11 @@ OPERATIONS: tuple[Operation, ...] = (
                       "coupon_not_started", "coupon_expired", "quota_exhausted",
                       "claim_limit"),
               headers=(CLAIM_KEY,)),
+    Operation("POST", "/api/rooms/{room}/coupon-pin", "Pin a coupon in a room", "commerce",
+              "CouponPin", roles=MODERATORS, body=CouponPinIn,
+              errors=("unknown_room", "not_owner", "unknown_coupon", "coupon_expired")),
+    Operation("DELETE", "/api/rooms/{room}/coupon-pin", "Unpin the room's coupon", "commerce",
+              "CouponPin", roles=MODERATORS, errors=("unknown_room", "not_owner")),
     Operation("GET", "/api/reservations/{id}", "A reservation (its buyer, or orders)",
               "commerce", "Reservation", roles=ANY_TOKEN, errors=("unknown_reservation",)),
     Operation("POST", "/api/reservations/{id}/confirm", "Confirm a held reservation", "commerce",
@@ -314,6 +320,11 @@ DICT_SCHEMAS: dict[str, dict[str, Any]] = {
         ["room", "coupons"],
         room=STRING,
         coupons={"type": "array", "items": {"$ref": REF.format(model="Coupon")}},
+    ),
+    "CouponPin": _obj(
+        ["room", "coupon"],
+        room=STRING,
+        coupon={"anyOf": [{"$ref": REF.format(model="Coupon")}, {"type": "null"}]},
     ),
     "CouponClaim": _obj(
         ["claim_id", "coupon_id", "user_id", "state", "remaining", "replayed"],

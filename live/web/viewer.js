@@ -1,6 +1,7 @@
 import { ChatConnection, el, onTokenChange, pageContext, timeOf } from "/static/chat-client.js";
 import { StagePlayer } from "/static/viewer-media.js";
 import { ProductCard } from "/static/commerce.js";
+import { CouponCard } from "/static/coupon-card.js";
 import { EdgeSelector, pageRegion } from "/static/edge-client.js";
 
 const { room, token } = pageContext();
@@ -44,8 +45,12 @@ function renderPinned(m) {
   $("pinned").textContent = m ? `📌 ${m.user.name}: ${m.text}` : "";
 }
 
-const productCard = new ProductCard($("product"), { room, token });
-onTokenChange((fresh) => { player.token = fresh; productCard.token = fresh; });
+let productCard = null;
+const couponCard = new CouponCard($("coupon"), {
+  room, token, currency: () => productCard && (productCard.current()?.currency || productCard.product?.currency),
+});
+productCard = new ProductCard($("product"), { room, token, coupon: couponCard });
+onTokenChange((fresh) => { player.token = fresh; productCard.token = fresh; couponCard.token = fresh; });
 const chat = new ChatConnection({
   room, token, url: edge.node ? edge.url : "",
   onStatus: setStatus,
@@ -59,6 +64,7 @@ const chat = new ChatConnection({
     if (fresh) notice("");
     player.setLive(Boolean(s.live));
     productCard.setState(s);
+    couponCard.setState(s);
   },
   handlers: {
     chat: renderMessage,
@@ -77,6 +83,7 @@ const chat = new ChatConnection({
 
 window.liveChat = chat; // for the console and tests
 productCard.listen(chat.socket);
+couponCard.listen(chat.socket);
 
 // Failover. Whichever comes first (the chosen node's Socket.IO connection closing, the video's
 // frames stopping for a second, its peer connection "disconnected"/"failed") asks the node

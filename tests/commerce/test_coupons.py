@@ -172,6 +172,19 @@ async def test_rules_refusals_replays_and_returns(make_shop: Any) -> None:
     status, body = await shop.call("GET", "/api/rooms/nowhere/coupons")
     assert (status, body["error"]) == (404, "unknown_room")
 
+    # Pinning: moderators and hosts of the room; the room's state carries the pinned coupon.
+    pin = f"/api/rooms/{ROOM}/coupon-pin"
+    status, body = await shop.call("POST", pin, role="viewer", user="v", body={"coupon_id": "x1"})
+    assert (status, body["error"]) == (403, "forbidden")
+    status, body = await shop.call("POST", pin, body={"coupon_id": "abc123"})
+    assert (status, body["error"]) == (404, "unknown_coupon")
+    status, body = await shop.call("POST", pin, body={"coupon_id": later["coupon_id"]})
+    assert status == 200 and body["coupon"]["coupon_id"] == later["coupon_id"]
+    _, room_state = await shop.call("GET", f"/api/rooms/{ROOM}")
+    assert room_state["pinned_coupon"]["coupon_id"] == later["coupon_id"]
+    assert (await shop.call("DELETE", pin))[1] == {"room": ROOM, "coupon": None}
+    assert (await shop.call("GET", f"/api/rooms/{ROOM}"))[1]["pinned_coupon"] is None
+
     # Claims: replay by key, per-user limit, window, unknown ids.
     cid = wide["coupon_id"]
     status, first = await claim(shop, cid, "ann", key="claim-key-1")
