@@ -280,8 +280,11 @@ class Coupons:
                 for claim_id, raw_claim in zip(due, claims, strict=True):
                     claim = json.loads(raw_claim) if raw_claim else {}
                     rid = claim.get("reservation_id")
-                    if not rid:  # settled meanwhile; the CAS below drops the stale watch
-                        await self._redis.zrem(watch, claim_id)
+                    if not rid:  # settled meanwhile: stop watching it (unless taken again)
+                        await self._settle(
+                            keys=self._keys(room, coupon_id, "claims", "watch"),
+                            args=[claim_id, "", "free", "", ""],
+                        )
                         continue
                     state = await self.follow(room, coupon_id, claim_id, rid, await lookup(rid))
                     if state is not None and state != "used":

@@ -2,12 +2,18 @@
 -- reservation `rid` (a compare-and-set: the request, the hold's settlement and the coupon
 -- sweeper may all try; the first wins, the rest find it moved).
 -- KEYS: 1 claims, 2 watch (zset claim id -> due ms)
--- ARGV: 1 claim id, 2 reservation id, 3 from (comma-separated states), 4 to (`used`, `claimed`
---       or `redeemed`), 5 due (ms) to watch it until, '' to stop watching
+-- ARGV: 1 claim id, 2 reservation id, 3 from (comma-separated states, or `free`, below), 4 to
+--       (`used`, `claimed` or `redeemed`), 5 due (ms) to watch it until, '' to stop watching
 -- Returns {'ok', claim JSON} or {'stale', claim JSON or ''}.
 local json = redis.call('HGET', KEYS[1], ARGV[1])
-if not json then return {'stale', ''} end
-local c = cjson.decode(json)
+local c = json and cjson.decode(json)
+-- `free`: the sweeper found a watched claim set aside for nothing: stop watching it, unless it
+-- was set aside again meanwhile.
+if ARGV[3] == 'free' then
+  if not c or not c.reservation_id then redis.call('ZREM', KEYS[2], ARGV[1]) end
+  return {'stale', json or ''}
+end
+if not c then return {'stale', ''} end
 if c.reservation_id ~= ARGV[2] or not string.find(',' .. ARGV[3] .. ',', ',' .. c.state .. ',', 1, true) then
   return {'stale', json}
 end
