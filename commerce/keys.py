@@ -57,6 +57,11 @@ def gifters(room: str, scope: str) -> str:
     return room_key(room, "gifters:" + scope)
 
 
+def ranked(room: str, user: str, entry: str) -> str:
+    """Marks a gift entry (or refund) counted in the room's leaderboards, for a day."""
+    return room_key(room, f"ranked:{user}/{entry}")
+
+
 def gift_catalogue(seller: str) -> str:
     return "live:gifts:" + seller
 

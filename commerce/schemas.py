@@ -82,6 +82,7 @@ class CouponPinIn(_Strict):
 MAX_CREDIT = 10**9  # credits in one top-up
 MAX_BALANCE = 10**12  # credits one wallet may hold
 MAX_GIFT_COUNT = 100  # gifts of one kind in one send
+MAX_GIFT_MESSAGE_CHARS = 500  # the ceiling of LIVE_GIFTS_MESSAGE_MAX_CHARS
 GiftId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9_-]{1,32}$")]
 Text = Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)]
 
@@ -101,6 +102,9 @@ class RefundIn(_Strict):
 class GiftIn(_Strict):
     gift_id: GiftId
     count: Annotated[int, Field(ge=1, le=MAX_GIFT_COUNT)] = 1
+    # Cleaned and held to LIVE_GIFTS_MESSAGE_MAX_CHARS by the chat's rules; this only bounds
+    # what is read. Empty or absent: no message.
+    message: Annotated[str, StringConstraints(max_length=4 * MAX_GIFT_MESSAGE_CHARS)] | None = None
 
 
 class GiftSpec(_Strict):

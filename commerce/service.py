@@ -448,9 +448,10 @@ class Commerce:
 
     async def send_gift(
         self, room: str, *, user: str, user_name: str, host: str, seller: str, key: str,
-        gift_id: str, count: int, show: str = "",
+        gift_id: str, count: int, show: str = "", announce: bool = True,
     ) -> tuple[Applied, dict[str, Any]]:  # fmt: skip
-        """`count` gifts from `user` to the room's host; the room hears it (combined)."""
+        """`count` gifts from `user` to the room's host; the room hears it (combined), unless
+        `announce` is False: the caller then calls `announce_gift` (after posting its message)."""
         with self._wallet_op():
             gift = await self._fast(self.gift_catalogue.find(seller, gift_id))
             applied = await self._fast(self.wallets.gift(
@@ -461,8 +462,16 @@ class Commerce:
             e = applied.entry
             self.metrics.gifts_sent.labels(str(gift["tier"])).inc(count)
             self.metrics.credits_moved.labels("gift").inc(-int(e["amount"]))
-            self.gifts.gift(room, {"id": user, "name": user_name}, gift, count, show)
+            if announce:
+                self.announce_gift(room, user, user_name, gift, count, show)
         return applied, gift
+
+    def announce_gift(
+        self, room: str, user: str, user_name: str, gift: dict[str, Any], count: int,
+        show: str = "", message: dict[str, str] | None = None,
+    ) -> None:  # fmt: skip
+        """The room's `gift` event of a fresh send (combined), with its message {id, text}."""
+        self.gifts.gift(room, {"id": user, "name": user_name}, gift, count, show, message)
 
     async def refund(
         self, user: str, *, key: str, entry_id: str, reason: str, reference: str, by: str,

@@ -43,6 +43,11 @@ STATUS: dict[str, Http] = {
     "unsupported_media_type": Http(415),
     # chat
     "invalid_since": Http(400),  # a history position that is no stream id
+    # chat's rules for a gift's message (POST /api/rooms/{room}/gifts)
+    "banned": Http(403),
+    "empty_message": Http(400),
+    "muted": Http(403),
+    "too_long": Http(400),
     # edge
     "draining": Http(503, retry_after=0),  # ask for an edge again, at once
     "invalid_exclude": Http(400),

@@ -37,6 +37,9 @@ async def test_demo_opens_with_a_pinned_product_and_a_scheduled_sale(
     # A restarted demo keeps the sale it has rather than stacking another.
     assert await demo_data.open_show(running.node.commerce, ROOM) is None
     assert len((await running.node.base_room_state(ROOM))["sales"]) == 1
+    # The viewers' credits for gifts, granted once however often the demo starts.
+    wallet = await running.node.commerce.wallets.wallet("alice")
+    assert (wallet["balance"], len(wallet["entries"])) == (demo_data.VIEWER_CREDITS["alice"], 1)
 
 
 async def test_the_demo_hosts_studio_may_pin_and_sell_the_demo_products(
