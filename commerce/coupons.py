@@ -144,7 +144,7 @@ class Coupons:
             keys=[keys.room_coupons(room), keys.coupon(room, coupon_id, "meta"),
                   self.events_key(room)],
             args=[coupon_id, cfg.coupons_per_room, round(spec.starts_in_s * 1000),
-                  round(spec.duration_s * 1000), json.dumps(fields)],
+                  round(spec.duration_s * 1000), json.dumps(fields), cfg.retention_s * 1000],
         )  # fmt: skip
         if _s(result[0]) == "too_many_coupons":
             await self._redis.srem(keys.ACTIVE_COUPONS, f"{room} {coupon_id}")

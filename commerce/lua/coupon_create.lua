@@ -1,11 +1,13 @@
 -- Create a coupon of a room, unless the room already has the most coupons not yet ended.
 -- KEYS: 1 the room's coupons (zset id -> ends_at), 2 the coupon's meta (hash), 3 event stream
 -- ARGV: 1 coupon id, 2 max coupons not ended per room, 3 starts in (ms), 4 duration (ms),
---       5 the coupon's other fields (JSON object of strings and integers)
+--       5 the coupon's other fields (JSON object of strings and integers), 6 retention (ms): the
+--       room's list forgets coupons that ended longer ago (their keys have expired by then)
 -- Returns {'ok', meta JSON} or {'too_many_coupons', max}.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local max = tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. (now - tonumber(ARGV[6])))
 if redis.call('ZCOUNT', KEYS[1], '(' .. now, '+inf') >= max then
   return {'too_many_coupons', tostring(max)}
 end
