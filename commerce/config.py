@@ -64,6 +64,9 @@ class CommerceSettings(Section):
     # A pending settlement (a gift's host leg, an outboxed event) left by a request that did not
     # finish it is taken over by a sweeper this long after it was written.
     wallet_settle_lease_s: ClassVar[float] = 5.0  # not a setting
+    # Coupons: at most this many coupons not yet ended per room; a coupon's quota at most this.
+    coupons_per_room: int = Field(20, ge=1, le=1000)
+    coupon_max_quota: int = Field(100_000, ge=1, le=1_000_000)
     webhook_url: str | None = Field(None, validation_alias="LIVE_WEBHOOK_URL")
     webhook_secret: SecretStr | None = Field(None, validation_alias="LIVE_WEBHOOK_SECRET")
     webhook_max_attempts: int = Field(6, ge=1, le=20, validation_alias="LIVE_WEBHOOK_MAX_ATTEMPTS")

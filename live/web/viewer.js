@@ -1,6 +1,7 @@
 import { ChatConnection, el, onTokenChange, pageContext, timeOf } from "/static/chat-client.js";
 import { StagePlayer } from "/static/viewer-media.js";
 import { ProductCard } from "/static/commerce.js";
+import { CouponCard } from "/static/coupon-card.js";
 import { EdgeSelector, pageRegion } from "/static/edge-client.js";
 import { GiftDrawer, GiftLayer, Leaderboard } from "/static/gifts.js";
 import { ChatLanguages } from "/static/chat-langs.js";
@@ -55,8 +56,12 @@ function renderPinned(m) {
   $("pinned").textContent = m ? `📌 ${m.user.name}: ${m.text}` : "";
 }
 
-const productCard = new ProductCard($("product"), { room, token });
-onTokenChange((fresh) => { player.token = fresh; productCard.token = fresh; drawer.token = fresh; });
+let productCard = null;
+const couponCard = new CouponCard($("coupon"), {
+  room, token, currency: () => productCard && (productCard.current()?.currency || productCard.product?.currency),
+});
+productCard = new ProductCard($("product"), { room, token, coupon: couponCard });
+onTokenChange((fresh) => { player.token = fresh; productCard.token = fresh; couponCard.token = fresh; drawer.token = fresh; });
 const chat = new ChatConnection({
   room, token, url: edge.node ? edge.url : "",
   onStatus: setStatus,
@@ -70,6 +75,7 @@ const chat = new ChatConnection({
     if (fresh) notice("");
     player.setLive(Boolean(s.live));
     productCard.setState(s);
+    couponCard.setState(s);
     if (!fresh) leaderboard.load(); // back after a break: what changed meanwhile
     langs.ask(); // the node forgets a socket's translation language when it goes
   },
@@ -101,6 +107,7 @@ const langs = new ChatLanguages({
   request: (event, payload) => chat.request(event, payload), notice,
 });
 productCard.listen(chat.socket);
+couponCard.listen(chat.socket);
 const drawer = new GiftDrawer({ root: $("gift-drawer"), toggle: $("gift-open"), room, token,
   request: (event, payload) => chat.request(event, payload) });
 

@@ -105,6 +105,8 @@ ENVIRONMENT: list[tuple[str, str, str, str, Any]] = [
     ("LIVE_VALKEY_APPENDFSYNC", "everysec", "store", "valkey_appendfsync", "everysec"),
     ("LIVE_COMMERCE_DELIVERY_GROUPS", "orders", "commerce", "delivery_groups", "orders"),
     ("LIVE_COMMERCE_HOLD_MAX_EXTENSION_S", "120", "commerce", "hold_max_extension_s", 120),
+    ("LIVE_COMMERCE_COUPONS_PER_ROOM", "7", "commerce", "coupons_per_room", 7),
+    ("LIVE_COMMERCE_COUPON_MAX_QUOTA", "500", "commerce", "coupon_max_quota", 500),
     ("LIVE_COMMERCE_STREAM_RETENTION_S", "86400", "commerce", "stream_retention_s", 86400),
     ("LIVE_COMMERCE_TRIM_INTERVAL_S", "30", "commerce", "trim_interval_s", 30),
     ("LIVE_GIFTS_PLATFORM_SHARE_BPS", "2500", "commerce", "gifts_platform_share_bps", 2500),
