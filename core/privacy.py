@@ -27,6 +27,18 @@ def pseudonym(secret: str, user: str) -> str:
     return PSEUDONYM_PREFIX + digest.hexdigest()[:16]
 
 
+class IpKeys:
+    """What stands for a client address in the store's rate windows: a keyed hash (BLAKE2b, 8
+    bytes, ~1.3 us), the same on every node, so the per-address limit holds across nodes while
+    neither Valkey nor its append-only file ever holds an address."""
+
+    def __init__(self, secret: str) -> None:
+        self._key = hashlib.sha256(b"ip\n" + secret.encode()).digest()
+
+    def __call__(self, ip: str) -> str:
+        return hashlib.blake2b(ip.encode(), key=self._key, digest_size=8).hexdigest()
+
+
 class PersonalData(Protocol):
     """What one part of the system holds about users (a domain implements it; the app composes
     them). `export` answers JSON-able data (empty when it holds nothing about the user); `erase`

@@ -19,7 +19,7 @@ from commerce.config import CommerceSettings
 from commerce.privacy import CommercePersonalData
 from core.auth import Claims, user_seller
 from core.config import PrivacySettings
-from core.privacy import PersonalData, pseudonym
+from core.privacy import IpKeys, PersonalData, pseudonym
 from core.rooms import ROOMS_INDEX
 from core.store import STORE_ERRORS, room_key
 
@@ -79,6 +79,7 @@ class Privacy:
         self._redis = redis
         self._secret = settings.secret.get_secret_value() if settings.secret else secret
         self._interval = settings.retention_interval_s
+        self.ip_key = IpKeys(self._secret)
         self.parts: list[PersonalData] = [
             ChatPersonalData(redis, on_erased),
             CommercePersonalData(redis, commerce),

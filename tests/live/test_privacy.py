@@ -87,6 +87,10 @@ async def test_export_erase_and_nothing_left(
         sale = await shop.start_sale()
         status, held = await shop.reserve(sale["sale_id"], "alice")
         assert status == 201, held
+        # Its per-address rate window (10 s) is keyed by a hash: no address in the store.
+        assert [k async for k in redis.scan_iter(match="live:{sale:*}:rl:ip:*")] != []
+        found = await _traces(redis, b"127.0.0.1")  # the node registry holds nodes' URLs
+        assert [k for k in found if not k.startswith(b"live:{nodes}:")] == []
         await node.node.commerce.credit(
             "alice", key="topup-0001", amount=50, reason="", reference="", by="test", seller=""
         )
