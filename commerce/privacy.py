@@ -18,6 +18,7 @@ import redis.asyncio as aioredis
 
 from commerce import keys
 from commerce.config import CommerceSettings
+from core.auth import user_seller
 from core.privacy import StreamRewriter, names_user, pseudonymise, stream_entries
 from core.rooms import ROOMS_INDEX
 
@@ -138,6 +139,23 @@ class CommercePersonalData:
                 named[host] = hits
         return named
 
+    async def _gifts_to(self, user: str) -> dict[str, list[str]]:
+        """The senders' gift entries whose host leg the user (a host) earned: sender -> ids."""
+        senders: dict[str, list[str]] = {}
+        for _, e in await self._ledger(user):
+            sender, _, entry_id = str(e.get("source", "")).rpartition("/")
+            if e.get("kind") == "earning" and sender and sender != user:
+                senders.setdefault(sender, []).append(entry_id)
+        return senders
+
+    async def _products(self, user: str) -> list[str]:
+        """Products of the seller a user is without a shop (`user:ID`)."""
+        found = []
+        async for key in self._redis.scan_iter(match=keys.product("*"), count=500):
+            if await self._redis.hget(key, "seller") == user_seller(user).encode():
+                found.append(_s(key))
+        return sorted(found)
+
     async def export(self, user: str) -> dict[str, Any]:
         sales = await self._sales()
         reservations: list[dict[str, Any]] = []
@@ -166,13 +184,23 @@ class CommercePersonalData:
             "ledger": ledger,
             "gifts_received_by_hosts": earnings,
             "gifters": await self._gifters(user),
+            "products": [p.removeprefix(keys.product("")) for p in await self._products(user)],
         }
         return {k: v for k, v in out.items() if v}
 
     async def erase(self, user: str, pseudonym: str) -> dict[str, int]:
         r = self._redis
         counts = dict.fromkeys(
-            ("reservations", "sale_records", "events", "ledger", "earnings", "gifters", "wallet"),
+            (
+                "reservations",
+                "sale_records",
+                "events",
+                "ledger",
+                "earnings",
+                "gifts_received",
+                "gifters",
+                "products",
+            ),
             0,
         )
         sales = await self._sales()
@@ -219,6 +247,29 @@ class CommercePersonalData:
                 if value is not None:
                     await r.hset(host_idem, "earn\n" + pseudonym + e["source"][len(user) :], value)
                     await r.hdel(host_idem, old)
+        # The senders' gift entries (and their replay records) naming the user as the host.
+        for sender, entry_ids in (await self._gifts_to(user)).items():
+            ledger = dict(await self._ledger(sender))
+            counts["gifts_received"] += await self._rewriter.rewrite(
+                keys.wallet(sender, "ledger"),
+                {i: ["e", json.dumps(pseudonymise(ledger[i], user, pseudonym))]
+                 for i in entry_ids if i in ledger},
+            )  # fmt: skip
+            sender_idem = keys.wallet(sender, "idem")
+            for field, value in (await r.hgetall(sender_idem)).items():
+                record = json.loads(value) if value.startswith(b"{") else None
+                if record is not None and names_user(record, user):
+                    await r.hset(
+                        sender_idem, field, json.dumps(pseudonymise(record, user, pseudonym))
+                    )
+        for product in await self._products(user):
+            await r.hset(product, "seller", user_seller(pseudonym))
+            counts["products"] += 1
+        catalogue = await r.dump(keys.gift_catalogue(user_seller(user)))
+        if catalogue is not None:
+            await r.restore(keys.gift_catalogue(user_seller(pseudonym)), 0, catalogue, replace=True)
+            await r.delete(keys.gift_catalogue(user_seller(user)))
+            counts["products"] += 1
         counts["ledger"] += await self._move_wallet(user, pseudonym)
         for room, boards in (await self._gifters(user)).items():
             for scope, score in boards.items():

@@ -14,6 +14,8 @@ from typing import Any, Protocol
 import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
 
+from core.auth import user_seller
+
 PSEUDONYM_PREFIX = "anon-"
 # Keys of a JSON object that hold the display name of the user its id keys name.
 NAME_KEYS = frozenset({"name", "user_name", "actor_name", "sender_name", "host_name"})
@@ -53,9 +55,10 @@ class PersonalData(Protocol):
 
 
 def names_user(value: Any, user: str) -> bool:
-    """Whether a JSON value mentions `user` (as a string equal to it, anywhere inside)."""
+    """Whether a JSON value mentions `user` (a string equal to it, or to the seller a user is
+    without a shop, `user:ID`, anywhere inside)."""
     if isinstance(value, str):
-        return value == user
+        return value in (user, user_seller(user))
     if isinstance(value, dict):
         return any(names_user(v, user) for v in value.values())
     if isinstance(value, list):
@@ -64,10 +67,12 @@ def names_user(value: Any, user: str) -> bool:
 
 
 def pseudonymise(value: Any, user: str, pseudo: str) -> Any:
-    """`value` with every string equal to `user` replaced by `pseudo`, and in every object that
-    names `user` its display names (`NAME_KEYS`) too."""
+    """`value` with every string equal to `user` replaced by `pseudo` (and `user:ID` by
+    `user:PSEUDO`), and in every object that names `user` its display names (`NAME_KEYS`) too."""
     if isinstance(value, str):
-        return pseudo if value == user else value
+        if value == user:
+            return pseudo
+        return user_seller(pseudo) if value == user_seller(user) else value
     if isinstance(value, list):
         return [pseudonymise(v, user, pseudo) for v in value]
     if isinstance(value, dict):

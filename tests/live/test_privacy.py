@@ -187,9 +187,24 @@ async def test_export_erase_and_nothing_left(
         status, twice = await request("POST", "alice", "privacy")
         assert status == 200 and twice["pseudonym"] == pseudo
         assert all(n == 0 for part in twice["erased"].values() for n in part.values()), twice
+
+        # The host, erased too: their room, product, earnings and the gift naming them.
+        status, host_erased = await request("POST", "host", "privacy")
+        assert status == 200, host_erased
+        host = host_erased["pseudonym"]
+        assert host_erased["erased"]["commerce"]["gifts_received"] == 1
+        meta = await redis.hgetall(room_key(ROOM, "meta"))
+        assert (meta[b"owner"], meta[b"seller"]) == (host.encode(), f"user:{host}".encode())
+        assert await redis.hget(keys.product("mug"), "seller") == f"user:{host}".encode()
+        _, (_, gift_sent) = await redis.xrange(keys.wallet(pseudo, "ledger"))
+        gift_entry = json.loads(gift_sent[b"e"])
+        assert (gift_entry["host_id"], gift_entry["seller"]) == (host, f"user:{host}")
+        assert await _traces(redis, b"user:host") == []
+        assert await redis.xlen(keys.wallet(host, "ledger")) == 1
+
         async with http.get(f"{node.url}/metrics") as response:
             metrics = await response.text()
-        assert 'live_privacy_requests_total{kind="erase"} 2.0' in metrics
+        assert 'live_privacy_requests_total{kind="erase"} 3.0' in metrics
 
 
 async def test_stream_rewrite_keeps_ids_groups_and_pending(redis: aioredis.Redis) -> None:
