@@ -44,7 +44,7 @@ class ChatPersonalData:
 
     async def _messages(self, room: str, user: str) -> list[dict[str, Any]]:
         found = []
-        async for entry_id, fields in stream_entries(self._redis, room_key(room, "chat")):
+        async for entry_id, fields in stream_entries(self._redis, room_key(room, "chat"), user):
             message = json.loads(fields[b"m"])
             if _user_of(message) == user:
                 found.append({**message, "id": entry_id})
@@ -52,7 +52,7 @@ class ChatPersonalData:
 
     async def _audit(self, room: str, user: str) -> list[tuple[str, dict[str, Any]]]:
         found = []
-        async for entry_id, fields in stream_entries(self._redis, room_key(room, "audit")):
+        async for entry_id, fields in stream_entries(self._redis, room_key(room, "audit"), user):
             entry = json.loads(fields[b"a"])
             if names_user(entry, user):
                 found.append((entry_id, entry))

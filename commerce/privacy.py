@@ -93,7 +93,7 @@ class CommercePersonalData:
 
     async def _stream_hits(self, key: str, user: str) -> list[tuple[str, dict[str, Any]]]:
         hits = []
-        async for entry_id, fields in stream_entries(self._redis, key):
+        async for entry_id, fields in stream_entries(self._redis, key, user):
             entry = _entry(fields)
             if _mentions(entry, user):
                 hits.append((entry_id, entry))

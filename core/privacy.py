@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import secrets
 from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
@@ -86,63 +87,159 @@ def pseudonymise(value: Any, user: str, pseudo: str) -> Any:
 
 
 async def stream_entries(
-    redis: aioredis.Redis, key: str
+    redis: aioredis.Redis, key: str, needle: str | None = None
 ) -> AsyncIterator[tuple[str, dict[bytes, bytes]]]:
-    """Every entry of a stream, oldest first, a page at a time."""
+    """Every entry of a stream, oldest first, a page at a time; with `needle`, only those with
+    a field value containing it (a user id), tested in Valkey (`FIND`, `FIND_PAGE` entries per
+    call) so the node decodes only those."""
     start = "-"
+    find = redis.register_script(FIND) if needle is not None else None
     while True:
-        rows = await redis.xrange(key, min=start, count=PAGE)
-        for entry_id, fields in rows:
+        if find is not None:
+            read, last, rows = await find(keys=[key], args=[start, FIND_PAGE, needle])
+            for entry_id, flat in rows:
+                yield entry_id.decode(), dict(zip(flat[::2], flat[1::2], strict=True))
+            if int(read) < FIND_PAGE:
+                return
+            start = last.decode()
+            continue
+        page = await redis.xrange(key, min=start if start == "-" else "(" + start, count=PAGE)
+        for entry_id, fields in page:
             yield entry_id.decode(), fields
-        if len(rows) < PAGE:
+        if len(page) < PAGE:
             return
-        start = "(" + rows[-1][0].decode()
+        start = page[-1][0].decode()
+
+
+FIND_PAGE = 2000
+FIND = """
+-- The entries after a cursor (of the next COUNT) with a field value containing a text.
+-- KEYS: 1 the stream; ARGV: 1 the last id read ('-': none yet), 2 count, 3 the text
+-- Returns {entries read, the last id read, {{id, {field, value, ...}}, ...}}.
+local start = ARGV[1] == '-' and '-' or '(' .. ARGV[1]
+local entries = redis.call('XRANGE', KEYS[1], start, '+', 'COUNT', ARGV[2])
+local found = {}
+for _, e in ipairs(entries) do
+  local f = e[2]
+  for i = 2, #f, 2 do
+    if string.find(f[i], ARGV[3], 1, true) then
+      table.insert(found, e)
+      break
+    end
+  end
+end
+local last = #entries > 0 and entries[#entries][1] or ARGV[1]
+return {#entries, last, found}
+"""
 
 
 class StreamRewriter:
-    """Rewrites entries of a stream keeping their ids, atomically (`REWRITE`): the cost is the
-    whole stream, read and written again in one script (Valkey serves nothing else meanwhile)."""
+    """Rewrites entries of a stream keeping their ids. A stream entry cannot be edited, nor a
+    stream be given an entry below its last id (nor its last id be set below its largest deleted
+    id), so the stream is rebuilt: copied into a key of its own slot a chunk at a time (`COPY`,
+    `CHUNK` entries per call: Valkey serves other clients between chunks), the changed entries
+    copied changed; then one script (`FINISH`) copies what was added meanwhile, drops from the
+    copy what the stream lost from its head meanwhile (retention trims), checks both hold the same
+    entries, restores the last id, counters, consumer groups, consumers and pending entries on
+    the copy and renames it over the stream. A stream that changed otherwise meanwhile (a
+    concurrent rewrite, an entry deleted mid-stream) fails the check: the copy is dropped and the
+    rebuild starts again (at most `ATTEMPTS` times). The caller keeps rewrites of one stream from
+    running at once (`live/privacy.py` holds one lock per erasure)."""
+
+    CHUNK = 1000
+    ATTEMPTS = 5
 
     def __init__(self, redis: aioredis.Redis) -> None:
-        self._script: AsyncScript = redis.register_script(REWRITE)
+        self._copy: AsyncScript = redis.register_script(COPY)
+        self._finish: AsyncScript = redis.register_script(FINISH)
+
+    @staticmethod
+    def copy_key(key: str) -> str:
+        """A key in `key`'s cluster slot: its hash tag, else the whole name as the tag."""
+        start = key.find("{")
+        end = key.find("}", start + 1)
+        tagged = start >= 0 and end > start + 1
+        return (key if tagged else "{" + key + "}") + ":rewrite:" + secrets.token_hex(4)
 
     async def rewrite(self, key: str, changes: dict[str, list[str]]) -> int:
-        """Give each entry id of `changes` its new fields (field, value, ...; [] drops it)."""
+        """Give each entry id of `changes` its new fields (field, value, ...; [] drops it);
+        returns how many of those entries the stream held."""
         if not changes:
             return 0
-        return int(await self._script(keys=[key], args=[json.dumps(changes)]))
+        encoded = json.dumps(changes)
+        for _ in range(self.ATTEMPTS):
+            copy = self.copy_key(key)
+            cursor = "-"
+            while True:
+                copied, last = await self._copy(
+                    keys=[key, copy], args=[encoded, cursor, self.CHUNK]
+                )
+                cursor = last.decode() if isinstance(last, bytes) else str(last)
+                if int(copied) < self.CHUNK:
+                    break
+            done = int(await self._finish(keys=[key, copy], args=[encoded, cursor]))
+            if done >= 0:
+                return done
+        raise RuntimeError(f"stream {key} kept changing while it was rewritten")
 
 
-REWRITE = """
--- Rewrite entries of one stream in place, keeping every id: the stream is read whole, deleted
--- and rebuilt with explicit ids (XADD cannot go back below the last id, and XSETID not below the
--- largest deleted id, so there is no cheaper way to edit an entry), then its last id, counters,
--- consumer groups (last-delivered id, entries read), consumers and pending entries are restored
--- (XCLAIM ... FORCE with each entry's idle time and delivery count). Atomic: one script.
--- KEYS: 1 the stream
--- ARGV: 1 JSON {id: [field, value, ...]}: the new fields of each rewritten entry ([] drops it)
--- Returns the number of entries rewritten or dropped.
-local key = KEYS[1]
+COPY = """
+-- Copy entries of a stream after a cursor into its copy, the changed ones changed.
+-- KEYS: 1 the stream, 2 the copy; ARGV: 1 JSON {id: [field, value, ...]} ([] drops the entry),
+-- 2 the last id copied ('-': none yet), 3 entries at most
+-- Returns {entries read, the last id read}.
 local changes = cjson.decode(ARGV[1])
-if redis.call('EXISTS', key) == 0 then return 0 end
+local start = ARGV[2] == '-' and '-' or '(' .. ARGV[2]
+local entries = redis.call('XRANGE', KEYS[1], start, '+', 'COUNT', ARGV[3])
+local last = ARGV[2]
+for _, e in ipairs(entries) do
+  local fields = changes[e[1]] or e[2]
+  if #fields > 0 then redis.call('XADD', KEYS[2], e[1], unpack(fields)) end
+  last = e[1]
+end
+return {#entries, last}
+"""
+
+FINISH = """
+-- Finish a rebuild (see StreamRewriter): the rest copied, the head trimmed like the stream's,
+-- the entries checked, the stream's ids, counters, groups, consumers and pending entries
+-- (XCLAIM ... FORCE with their idle times and delivery counts) restored, then renamed over it.
+-- KEYS: 1 the stream, 2 the copy; ARGV: 1 the changes (as COPY's), 2 the last id copied
+-- Returns the changed entries the stream held, or -1 when it changed otherwise (start again).
+local key, copy = KEYS[1], KEYS[2]
+local changes = cjson.decode(ARGV[1])
+if redis.call('EXISTS', key) == 0 then
+  redis.call('DEL', copy)
+  return 0
+end
+local start = ARGV[2] == '-' and '-' or '(' .. ARGV[2]
+for _, e in ipairs(redis.call('XRANGE', key, start, '+')) do
+  local fields = changes[e[1]] or e[2]
+  if #fields > 0 then redis.call('XADD', copy, e[1], unpack(fields)) end
+end
 local function map(flat)
   local t = {}
   for i = 1, #flat, 2 do t[flat[i]] = flat[i + 1] end
   return t
 end
 local info = map(redis.call('XINFO', 'STREAM', key))
-local groups = {}
-for _, g in ipairs(redis.call('XINFO', 'GROUPS', key)) do
-  g = map(g)
-  g.consumers_list = {}
-  for _, c in ipairs(redis.call('XINFO', 'CONSUMERS', key, g.name)) do
-    table.insert(g.consumers_list, map(c).name)
+local held, dropped = 0, 0
+for id, fields in pairs(changes) do
+  if #redis.call('XRANGE', key, id, id) > 0 then
+    held = held + 1
+    if #fields == 0 then dropped = dropped + 1 end
   end
-  g.pel = {}
-  if g.pending > 0 then g.pel = redis.call('XPENDING', key, g.name, '-', '+', g.pending) end
-  table.insert(groups, g)
 end
-local entries = redis.call('XRANGE', key, '-', '+')
+local first = redis.call('XRANGE', key, '-', '+', 'COUNT', 1)[1]
+if first and redis.call('EXISTS', copy) == 1 then
+  redis.call('XTRIM', copy, 'MINID', first[1])
+end
+local copied = redis.call('EXISTS', copy) == 1 and redis.call('XLEN', copy) or 0
+if copied + dropped ~= info.length then
+  redis.call('DEL', copy)
+  return -1
+end
+local max_deleted = info['max-deleted-entry-id']
 local function before(a, b)  -- a < b for ids 'ms-seq'
   local am, as = string.match(a, '(%d+)-(%d+)')
   local bm, bs = string.match(b, '(%d+)-(%d+)')
@@ -151,47 +248,40 @@ local function before(a, b)  -- a < b for ids 'ms-seq'
   if #as ~= #bs then return #as < #bs end
   return as < bs
 end
-local max_deleted = info['max-deleted-entry-id']
-local changed = 0
-redis.call('DEL', key)
-local kept = {}
-for _, e in ipairs(entries) do
-  local fields = e[2]
-  local new = changes[e[1]]
-  if new ~= nil then
-    changed = changed + 1
-    fields = new
-  end
-  if #fields > 0 then
-    redis.call('XADD', key, e[1], unpack(fields))
-    kept[e[1]] = true
-  elseif before(max_deleted, e[1]) then
-    max_deleted = e[1]
+for id, fields in pairs(changes) do
+  if #fields == 0 and before(max_deleted, id) and #redis.call('XRANGE', key, id, id) > 0 then
+    max_deleted = id
   end
 end
 local last = info['last-generated-id']
-if redis.call('EXISTS', key) == 0 then
+if copied == 0 then
   -- Every entry dropped: an empty stream that still remembers its last id.
-  redis.call('XADD', key, 'MAXLEN', '0', last, 'x', '')
+  redis.call('DEL', copy)
+  redis.call('XADD', copy, 'MAXLEN', '0', last, 'x', '')
 end
-redis.call('XSETID', key, last, 'ENTRIESADDED', info['entries-added'], 'MAXDELETEDID', max_deleted)
-for _, g in ipairs(groups) do
-  local create = {'XGROUP', 'CREATE', key, g.name, g['last-delivered-id']}
+redis.call('XSETID', copy, last, 'ENTRIESADDED', info['entries-added'], 'MAXDELETEDID', max_deleted)
+for _, g in ipairs(redis.call('XINFO', 'GROUPS', key)) do
+  g = map(g)
+  local create = {'XGROUP', 'CREATE', copy, g.name, g['last-delivered-id']}
   if g['entries-read'] then
     table.insert(create, 'ENTRIESREAD')
     table.insert(create, g['entries-read'])
   end
   redis.call(unpack(create))
-  for _, c in ipairs(g.consumers_list) do
-    redis.call('XGROUP', 'CREATECONSUMER', key, g.name, c)
+  for _, c in ipairs(redis.call('XINFO', 'CONSUMERS', key, g.name)) do
+    redis.call('XGROUP', 'CREATECONSUMER', copy, g.name, map(c).name)
   end
-  for _, p in ipairs(g.pel) do
-    -- p: id, consumer, idle ms, deliveries; a dropped entry leaves the pending list.
-    if kept[p[1]] then
-      redis.call('XCLAIM', key, g.name, p[2], 0, p[1], 'IDLE', p[3], 'RETRYCOUNT', p[4],
-        'FORCE', 'JUSTID')
+  if g.pending > 0 then
+    for _, p in ipairs(redis.call('XPENDING', key, g.name, '-', '+', g.pending)) do
+      -- p: id, consumer, idle ms, deliveries; a dropped entry leaves the pending list.
+      local new = changes[p[1]]
+      if new == nil or #new > 0 then
+        redis.call('XCLAIM', copy, g.name, p[2], 0, p[1], 'IDLE', p[3], 'RETRYCOUNT', p[4],
+          'FORCE', 'JUSTID')
+      end
     end
   end
 end
-return changed
+redis.call('RENAME', copy, key)
+return held
 """

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import secrets
 import time
 from typing import Any
 
@@ -19,6 +20,7 @@ from commerce.config import CommerceSettings
 from commerce.privacy import CommercePersonalData
 from core.auth import Claims, user_seller
 from core.config import PrivacySettings
+from core.errors import DomainError
 from core.privacy import IpKeys, PersonalData, pseudonym
 from core.rooms import ROOMS_INDEX
 from core.store import STORE_ERRORS, room_key
@@ -27,6 +29,13 @@ log = logging.getLogger(__name__)
 # Who asked for what, when, about which pseudonym, with what result: never the user id.
 AUDIT = "live:privacy:audit"
 AUDIT_LEN = 100_000
+# One erasure at a time on the whole platform: two would rebuild the same streams at once.
+LOCK = "live:privacy:lock"
+LOCK_MS = 600_000  # an erasure that died leaves the lock this long at most
+RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
 
 
 class RoomsPersonalData:
@@ -98,6 +107,7 @@ class Privacy:
             registry=registry,
         )
         self._task: asyncio.Task[None] | None = None
+        self._release = redis.register_script(RELEASE)
 
     def pseudonym(self, user: str) -> str:
         return pseudonym(self._secret, user)
@@ -124,8 +134,16 @@ class Privacy:
 
     async def erase(self, user: str, by: Claims) -> dict[str, Any]:
         pseudo = self.pseudonym(user)
-        counts = {part.name: await part.erase(user, pseudo) for part in self.parts}
-        request = await self._record("erase", by, user, counts)
+        token = secrets.token_hex(8)
+        if not await self._redis.set(LOCK, token, nx=True, px=LOCK_MS):
+            raise DomainError(
+                "erasure_in_progress", "another erasure is running; retry", retry_after=5
+            )
+        try:
+            counts = {part.name: await part.erase(user, pseudo) for part in self.parts}
+            request = await self._record("erase", by, user, counts)
+        finally:
+            await self._release(keys=[LOCK], args=[token])
         return {"pseudonym": pseudo, "request_id": request, "erased": counts}
 
     async def start(self) -> None:

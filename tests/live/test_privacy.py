@@ -5,6 +5,7 @@ export finds nothing; who may ask; the stream rewrite keeps consumer groups; cha
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import time
@@ -115,6 +116,10 @@ async def test_export_erase_and_nothing_left(
         assert (await request("POST", "alice", "viewer"))[0] == 403
         assert (await request("POST", "alice", "orders", "shop-a"))[0] == 403
         assert (await request("GET", "alice", "orders"))[0] == 200
+        # One erasure at a time (another node's holds the lock).
+        await redis.set("live:privacy:lock", "other", px=5000)
+        assert (await request("POST", "alice", "privacy"))[1]["error"] == "erasure_in_progress"
+        await redis.delete("live:privacy:lock")
 
         status, export = await request("GET", "alice", "privacy")
         assert status == 200, export
@@ -230,6 +235,22 @@ async def test_stream_rewrite_keeps_ids_groups_and_pending(redis: aioredis.Redis
     assert await rewriter.rewrite("s", {i: [] for i in ("1-0", "3-0", "4-0", "5-0")}) == 4
     assert await redis.xlen("s") == 0
     assert (await redis.xinfo_stream("s"))["last-generated-id"] == b"6-0"
+
+    # A chunk at a time while the stream grows and loses its head (retention) meanwhile.
+    for i in range(1, 301):
+        await redis.xadd("t", {"f": str(i)}, id=f"{i}-1")
+    rewriter.CHUNK = 7
+
+    async def writer() -> None:
+        for i in range(301, 401):
+            await redis.xadd("t", {"f": str(i)}, id=f"{i}-1")
+        await redis.xtrim("t", minid="51-1", approximate=False)
+
+    results = await asyncio.gather(rewriter.rewrite("t", {"150-1": ["f", "X"]}), writer())
+    assert results[0] == 1
+    entries = [(i.decode(), f[b"f"].decode()) for i, f in await redis.xrange("t")]
+    assert entries == [(f"{i}-1", "X" if i == 150 else str(i)) for i in range(51, 401)]
+    assert [k async for k in redis.scan_iter(match="*rewrite*")] == []
 
 
 async def test_chat_retention_drops_old_history_and_records(redis: aioredis.Redis) -> None:
