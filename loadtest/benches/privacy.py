@@ -121,8 +121,9 @@ async def _one(n: int, pinning: Pinning, base: Path) -> dict[str, Any]:
                 stop.set()
                 pings = await pinger
             (group,) = await redis.xinfo_groups(STREAM)
-            assert rewritten == len(hits) and group["pending"] == PENDING
-            assert await redis.xlen(STREAM) == n
+            length = await redis.xlen(STREAM)
+            if rewritten != len(hits) or group["pending"] != PENDING or length != n:
+                raise RuntimeError(f"rewrite lost something: {rewritten}, {group}, {length}")
     finally:
         server.stop()
     return {
