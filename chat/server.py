@@ -451,6 +451,42 @@ class ChatServer:
         self._metrics.chat_handle_seconds.observe(time.perf_counter() - started)
         return {"ok": True, "id": message["id"]}
 
+    # Text another domain posts in the room on a user's behalf (a gift's message): the chat's
+    # text rules, bans, mutes and blocked terms apply; slow mode and the chat rate do not (the
+    # caller has its own limit). Moderators remove it as any message (`mod` `delete`).
+    async def screen(self, room: str, user: str, text: str, max_chars: int) -> str:
+        """The cleaned `text` if `user` may post it in `room` now; else ChatError (`too_long`,
+        `empty_message`, `banned`, `muted`). Call before what the text comes with is done."""
+        cleaned = clean_text(text, max_chars)
+        status, until = await self.moderation.admit(room, user, True)
+        if status != "ok":
+            self._metrics.chat_messages.labels(status).inc()
+            raise ChatError(status, _refusal(status), until=until)
+        return cleaned
+
+    async def post(
+        self, room: str, claims: Claims, text: str, **extra: Any
+    ) -> tuple[dict[str, Any], bool]:
+        """Post screened `text` as `claims`' message with `extra` fields: into the history and to
+        the room, or held for review when it has a blocked term. The message and whether held."""
+        message: dict[str, Any] = {
+            "room": room,
+            "user": claims.public_user(),
+            "text": text,
+            "ts": int(time.time() * 1000),
+            **extra,
+        }
+        if await self._blocked(room, text):
+            message["id"] = "h-" + secrets.token_hex(16)
+            await self.moderation.hold(room, message)
+            await self._fanout(room, "held", {"room": room, "message": message}, "mods")
+            self._metrics.chat_messages.labels("held").inc()
+            return message, True
+        message["id"] = await self.history.append(room, message)
+        await self._fanout(room, "chat", message, "room")
+        self._metrics.chat_messages.labels("ok").inc()
+        return message, False
+
     async def _blocked(self, room: str, text: str) -> bool:
         if room not in self._terms:
             self._terms[room] = compile_terms(await self.moderation.terms(room))

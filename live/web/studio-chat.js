@@ -16,6 +16,7 @@ function setStatus(kind, detail) {
 function renderMessage(m) {
   messages.append(el("li", { "data-id": m.id, class: `role-${m.user.role}` },
     el("span", { class: "ts" }, timeOf(m.ts)),
+    m.gift ? el("span", { class: "gift-tag" }, `🎁 ${m.gift.name}`) : "",
     el("span", { class: "who" }, m.user.name),
     el("span", { class: "text" }, m.text)));
   messages.scrollTop = messages.scrollHeight;
