@@ -21,6 +21,7 @@ from commerce.config import CommerceSettings
 from core.auth import user_seller
 from core.privacy import StreamRewriter, names_user, pseudonymise, stream_entries
 from core.rooms import ROOMS_INDEX
+from core.store import room_key
 
 WALLET_MOVED = ("w", "ledger")  # kept under the pseudonym; idem and rl go; pending stays
 
@@ -85,11 +86,36 @@ class CommercePersonalData:
             sales += [_s(s) for s in await self._redis.zrange(keys.room_sales(room), 0, -1)]
         return sales
 
-    def _streams(self, sales: list[str]) -> list[str]:
+    async def _streams(self, sales: list[str]) -> list[str]:
         streams = [self._config.purchase_stream, self._config.dead_letter_stream]
         if self._config.outbox:
             streams += [keys.sale(s, "outbox") for s in sales]
+            streams += [room_key(r, "coupon_outbox") for r in await self._rooms()]
         return streams
+
+    async def _coupons(self) -> list[tuple[str, str]]:
+        """(room, coupon id) of every room's coupons."""
+        found = []
+        for room in await self._rooms():
+            found += [
+                (room, _s(c)) for c in await self._redis.zrange(keys.room_coupons(room), 0, -1)
+            ]
+        return found
+
+    async def _coupon_export(self, user: str) -> dict[str, list[Any]]:
+        claims: list[Any] = []
+        created: list[Any] = []
+        for room, coupon in await self._coupons():
+            claims += (await self._claims(room, coupon, user)).values()
+            creator = await self._redis.hget(keys.coupon(room, coupon, "meta"), "created_by")
+            if creator == user.encode():
+                created.append({"room_id": room, "coupon_id": coupon})
+        return {"coupon_claims": claims, "coupons_created": created}
+
+    async def _claims(self, room: str, coupon: str, user: str) -> dict[str, dict[str, Any]]:
+        raw = await self._redis.hgetall(keys.coupon(room, coupon, "claims"))
+        claims = {_s(k): json.loads(v) for k, v in raw.items()}
+        return {k: c for k, c in claims.items() if c.get("user_id") == user}
 
     async def _stream_hits(self, key: str, user: str) -> list[tuple[str, dict[str, Any]]]:
         hits = []
@@ -166,7 +192,7 @@ class CommercePersonalData:
             if held:
                 units[sale] = int(held)
         events = []
-        for stream in self._streams(sales):
+        for stream in await self._streams(sales):
             events += [
                 {"stream": stream, "id": i, **e} for i, e in await self._stream_hits(stream, user)
             ]
@@ -184,6 +210,7 @@ class CommercePersonalData:
             "ledger": ledger,
             "gifts_received_by_hosts": earnings,
             "gifters": await self._gifters(user),
+            **await self._coupon_export(user),
             "products": [p.removeprefix(keys.product("")) for p in await self._products(user)],
         }
         return {k: v for k, v in out.items() if v}
@@ -200,6 +227,7 @@ class CommercePersonalData:
                 "gifts_received",
                 "gifters",
                 "products",
+                "coupons",
             ),
             0,
         )
@@ -228,7 +256,7 @@ class CommercePersonalData:
                 pipe.delete(keys.sale(sale, "rl:u:" + user))
                 await pipe.execute()
             counts["sale_records"] += len(idem) + (held is not None)
-        for stream in self._streams(sales):
+        for stream in await self._streams(sales):
             hits = await self._stream_hits(stream, user)
             counts["events"] += await self._rewriter.rewrite(
                 stream, {i: _rewritten(e, user, pseudonym) for i, e in hits}
@@ -271,6 +299,15 @@ class CommercePersonalData:
             await r.delete(keys.gift_catalogue(user_seller(user)))
             counts["products"] += 1
         counts["ledger"] += await self._move_wallet(user, pseudonym)
+        for room, coupon in await self._coupons():
+            counts["coupons"] += await self._erase_coupon(room, coupon, user, pseudonym)
+        for room in await self._rooms():
+            # The leaderboards' once-per-entry markers (`ranked:USER/ENTRY`, a day's TTL).
+            pattern = room_key(room, f"ranked:{user}/*")
+            async for key in r.scan_iter(match=pattern, count=500):
+                entry = _s(key).rsplit("/", 1)[1]
+                await r.rename(key, room_key(room, f"ranked:{pseudonym}/{entry}"))
+                counts["gifters"] += 1
         for room, boards in (await self._gifters(user)).items():
             for scope, score in boards.items():
                 key = keys.gifters(room, scope)
@@ -280,6 +317,37 @@ class CommercePersonalData:
                     await pipe.execute()
                 counts["gifters"] += 1
         return counts
+
+    async def _erase_coupon(self, room: str, coupon: str, user: str, pseudo: str) -> int:
+        """The user's claims pseudonymised (they back holds and orders), their per-user list
+        moved to the pseudonym, their replay records gone, a creator's id pseudonymised."""
+        r = self._redis
+        changed = 0
+        claims = await self._claims(room, coupon, user)
+        if claims:
+            await r.hset(
+                keys.coupon(room, coupon, "claims"),
+                mapping={k: json.dumps(pseudonymise(c, user, pseudo)) for k, c in claims.items()},
+            )
+            changed += len(claims)
+        users = keys.coupon(room, coupon, "users")
+        mine = await r.hget(users, user)
+        idem = [
+            f for f in await r.hkeys(keys.coupon(room, coupon, "idem"))
+            if _s(f).split("\n")[1:2] == [user]
+        ]  # fmt: skip
+        async with r.pipeline(transaction=False) as pipe:  # one slot: the room's
+            if mine is not None:
+                pipe.hset(users, pseudo, mine)
+                pipe.hdel(users, user)
+            if idem:
+                pipe.hdel(keys.coupon(room, coupon, "idem"), *idem)
+            await pipe.execute()
+        meta = keys.coupon(room, coupon, "meta")
+        if await r.hget(meta, "created_by") == user.encode():
+            await r.hset(meta, "created_by", pseudo)
+            changed += 1
+        return changed + (mine is not None) + len(idem)
 
     async def _move_wallet(self, user: str, pseudo: str) -> int:
         """The ledger (entries pseudonymised) and balances go to the pseudonym's wallet (another

@@ -86,7 +86,22 @@ async def test_export_erase_and_nothing_left(
 
         # A hold (and its purchase.reserved), a top-up and a gift to the host.
         sale = await shop.start_sale()
-        status, held = await shop.reserve(sale["sale_id"], "alice")
+        # A coupon claimed and taken by the hold.
+        status, coupon = await shop.call(
+            "POST", f"/api/rooms/{ROOM}/coupons", body={"percent_off": 10, "quota": 5}
+        )
+        assert status == 201, coupon
+        cid = coupon["coupon_id"]
+        status, claim = await shop.call(
+            "POST", f"/api/rooms/{ROOM}/coupons/{cid}/claims", role="viewer", user="alice",
+            headers={"Idempotency-Key": "claim-0001"},
+        )  # fmt: skip
+        assert status == 201, claim
+        status, held = await shop.call(
+            "POST", f"/api/rooms/{ROOM}/sales/{sale['sale_id']}/reservations", role="viewer",
+            user="alice", body={"quantity": 1, "coupon_id": cid},
+            headers={"Idempotency-Key": "buy-0001"},
+        )  # fmt: skip
         assert status == 201, held
         # Its per-address rate window (10 s) is keyed by a hash: no address in the store.
         assert [k async for k in redis.scan_iter(match="live:{sale:*}:rl:ip:*")] != []
@@ -98,7 +113,7 @@ async def test_export_erase_and_nothing_left(
         gift = await alice.call("gift", {"room": ROOM, "gift_id": "rose", "key": "rose-0001"})
         assert gift["ok"], gift
         # Events relayed (a cluster's outbox): an erasure does not race the relay here.
-        await eventually(lambda: redis.xlen(PURCHASES), lambda n: n >= 3)
+        await eventually(lambda: redis.xlen(PURCHASES), lambda n: n >= 4)
         # The order system's consumer group has read the stream and not acknowledged it all.
         await redis.xgroup_create(PURCHASES, "orders", "0")
         await redis.xreadgroup("orders", "o1", {PURCHASES: ">"}, count=2)
@@ -132,7 +147,7 @@ async def test_export_erase_and_nothing_left(
         commerce = data["commerce"]
         assert [r["reservation_id"] for r in commerce["reservations"]] == [held["reservation_id"]]
         assert {e["type"] for e in commerce["events"] if e["stream"] == PURCHASES} == {
-            "purchase.reserved", "wallet.credited", "gift.sent"
+            "purchase.reserved", "wallet.credited", "gift.sent", "coupon.claimed"
         }  # fmt: skip
         assert [e["e"]["kind"] if "e" in e else e["kind"] for e in commerce["ledger"]] == [
             "credit", "gift"
@@ -140,6 +155,7 @@ async def test_export_erase_and_nothing_left(
         assert commerce["wallet"]["balance"] == 50 - gift["amount"]
         assert len(commerce["gifts_received_by_hosts"]["host"]) == 1
         assert commerce["gifters"][ROOM]["all"] == gift["amount"]
+        assert [c["claim_id"] for c in commerce["coupon_claims"]] == [claim["claim_id"]]
 
         # The scan below sees every kind of key holding her (on a cluster, every master's).
         before = await _traces(redis, b"alice")
@@ -168,7 +184,13 @@ async def test_export_erase_and_nothing_left(
         )
         assert reservation["user_id"] == pseudo
         events = [json.loads(f[b"data"]) for _, f in await redis.xrange(PURCHASES)]
-        assert sum(e.get("user_id") == pseudo for e in events) == 3
+        assert sum(e.get("user_id") == pseudo for e in events) == len(
+            [e for e in commerce["events"] if e["stream"] == PURCHASES]
+        )
+        claim_now = json.loads(
+            await redis.hget(keys.coupon(ROOM, cid, "claims"), claim["claim_id"])
+        )
+        assert claim_now["user_id"] == pseudo
         ledger = await redis.xrange(keys.wallet(pseudo, "ledger"))
         assert [json.loads(f[b"e"])["user_id"] for _, f in ledger] == [pseudo, pseudo]
         assert int(await redis.hget(keys.wallet(pseudo, "w"), "balance")) == 50 - gift["amount"]
@@ -201,6 +223,8 @@ async def test_export_erase_and_nothing_left(
         meta = await redis.hgetall(room_key(ROOM, "meta"))
         assert (meta[b"owner"], meta[b"seller"]) == (host.encode(), f"user:{host}".encode())
         assert await redis.hget(keys.product("mug"), "seller") == f"user:{host}".encode()
+        created_by = await redis.hget(keys.coupon(ROOM, cid, "meta"), "created_by")
+        assert created_by == host.encode()
         _, (_, gift_sent) = await redis.xrange(keys.wallet(pseudo, "ledger"))
         gift_entry = json.loads(gift_sent[b"e"])
         assert (gift_entry["host_id"], gift_entry["seller"]) == (host, f"user:{host}")
