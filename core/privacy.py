@@ -20,6 +20,11 @@ from core.auth import user_seller
 PSEUDONYM_PREFIX = "anon-"
 # Keys of a JSON object that hold the display name of the user its id keys name.
 NAME_KEYS = frozenset({"name", "user_name", "actor_name", "sender_name", "host_name"})
+# Keys of a JSON object that hold a user id (or a `user:ID` seller) in what the store keeps:
+# messages' `user.id`, audit `actor`/`user_id`, reservations, events, ledger entries, claims.
+ID_KEYS = frozenset(
+    {"id", "user_id", "host_id", "sender_id", "actor", "by", "created_by", "owner", "seller"}
+)
 PAGE = 500  # stream entries read per XRANGE
 
 
@@ -55,35 +60,41 @@ class PersonalData(Protocol):
     async def erase(self, user: str, pseudonym: str) -> dict[str, int]: ...
 
 
+def _is_user(value: Any, user: str) -> bool:
+    return isinstance(value, str) and value in (user, user_seller(user))
+
+
 def names_user(value: Any, user: str) -> bool:
-    """Whether a JSON value mentions `user` (a string equal to it, or to the seller a user is
-    without a shop, `user:ID`, anywhere inside)."""
-    if isinstance(value, str):
-        return value in (user, user_seller(user))
+    """Whether a JSON value names `user` in a field that holds a user id (`ID_KEYS`: the id, or
+    the seller a user is without a shop, `user:ID`), anywhere inside."""
     if isinstance(value, dict):
-        return any(names_user(v, user) for v in value.values())
+        return any(
+            (k in ID_KEYS and _is_user(v, user)) or names_user(v, user) for k, v in value.items()
+        )
     if isinstance(value, list):
         return any(names_user(v, user) for v in value)
     return False
 
 
 def pseudonymise(value: Any, user: str, pseudo: str) -> Any:
-    """`value` with every string equal to `user` replaced by `pseudo` (and `user:ID` by
-    `user:PSEUDO`), and in every object that names `user` its display names (`NAME_KEYS`) too."""
-    if isinstance(value, str):
-        if value == user:
-            return pseudo
-        return user_seller(pseudo) if value == user_seller(user) else value
+    """`value` with `user` replaced by `pseudo` in every field that holds a user id (`user:ID`
+    by `user:PSEUDO`), and in every object naming `user` so its display names (`NAME_KEYS`).
+    Only those fields: a user id that happens to equal an enumerated value (a role, a kind)
+    leaves those values alone."""
     if isinstance(value, list):
         return [pseudonymise(v, user, pseudo) for v in value]
-    if isinstance(value, dict):
-        names = any(v == user for v in value.values())
-        return {
-            k: pseudo if names and k in NAME_KEYS and isinstance(v, str)
-            else pseudonymise(v, user, pseudo)
-            for k, v in value.items()
-        }  # fmt: skip
-    return value
+    if not isinstance(value, dict):
+        return value
+    names = any(k in ID_KEYS and v == user for k, v in value.items())
+    out: dict[str, Any] = {}
+    for k, v in value.items():
+        if k in ID_KEYS and _is_user(v, user):
+            out[k] = pseudo if v == user else user_seller(pseudo)
+        elif names and k in NAME_KEYS and isinstance(v, str):
+            out[k] = pseudo
+        else:
+            out[k] = pseudonymise(v, user, pseudo)
+    return out
 
 
 async def stream_entries(

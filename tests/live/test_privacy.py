@@ -18,7 +18,7 @@ import redis.asyncio as aioredis
 from chat.privacy import ChatRetention
 from commerce import keys
 from core.auth import TokenAuthority
-from core.privacy import StreamRewriter
+from core.privacy import StreamRewriter, pseudonymise
 from core.store import room_key
 from tests.conftest import ClientFactory, NodeFactory
 from tests.support.shop import PRODUCT, ROOM, Shop
@@ -237,6 +237,17 @@ async def test_export_erase_and_nothing_left(
 
 
 async def test_stream_rewrite_keeps_ids_groups_and_pending(redis: aioredis.Redis) -> None:
+    # Only fields holding user ids change: a user called "viewer" leaves roles alone.
+    entry = {
+        "user": {"id": "viewer", "name": "V", "role": "viewer"},
+        "kind": "viewer",
+        "seller": "user:viewer",
+        "items": [{"host_id": "viewer", "host_name": "V"}],
+    }
+    assert pseudonymise(entry, "viewer", "anon-1") == {
+        "user": {"id": "anon-1", "name": "anon-1", "role": "viewer"}, "kind": "viewer",
+        "seller": "user:anon-1", "items": [{"host_id": "anon-1", "host_name": "anon-1"}],
+    }  # fmt: skip
     for i in range(1, 7):
         await redis.xadd("s", {"f": f"v{i}"}, id=f"{i}-0")
     await redis.xgroup_create("s", "g", "0")
