@@ -4,6 +4,7 @@ import { ProductCard } from "/static/commerce.js";
 import { CouponCard } from "/static/coupon-card.js";
 import { EdgeSelector, pageRegion } from "/static/edge-client.js";
 import { GiftDrawer, GiftLayer, Leaderboard } from "/static/gifts.js";
+import { ChatLanguages } from "/static/chat-langs.js";
 
 const { room, token } = pageContext();
 const $ = (id) => document.getElementById(id);
@@ -48,6 +49,7 @@ function renderMessage(m) {
     el("span", { class: "who" }, m.user.name),
     el("span", { class: "text" }, m.text));
   messages.append(li);
+  langs.decorate(li, m);
   messages.scrollTop = messages.scrollHeight;
 }
 function renderPinned(m) {
@@ -75,6 +77,7 @@ const chat = new ChatConnection({
     productCard.setState(s);
     couponCard.setState(s);
     if (!fresh) leaderboard.load(); // back after a break: what changed meanwhile
+    langs.ask(); // the node forgets a socket's translation language when it goes
   },
   handlers: {
     chat: renderMessage,
@@ -93,10 +96,16 @@ const chat = new ChatConnection({
     stream: ({ room: r, live }) => { if (r === room) player.setLive(live); },
     gift: (g) => { if (g.room === room) { leaderboard.learn(g.sender); gifts.show(g); } },
     leaderboard: (board) => leaderboard.render(board),
+    chat_translation: (t) => { if (t.room === room) langs.onTranslation(t); },
   },
 });
 
 window.liveChat = chat; // for the console and tests
+// Declared message language, the filter by language, translations (chat-langs.js).
+const langs = new ChatLanguages({
+  messages, send: $("lang"), filter: $("chat-filter"), translate: $("translate-to"),
+  request: (event, payload) => chat.request(event, payload), notice,
+});
 productCard.listen(chat.socket);
 couponCard.listen(chat.socket);
 const drawer = new GiftDrawer({ root: $("gift-drawer"), toggle: $("gift-open"), room, token,
@@ -139,7 +148,7 @@ $("send").addEventListener("submit", async (event) => {
   const input = $("text");
   const text = input.value;
   if (!text.trim()) return;
-  const ack = await chat.request("chat", { text });
+  const ack = await chat.request("chat", { text, lang: langs.send.value || undefined });
   if (ack.ok) {
     input.value = "";
     notice(ack.held ? "Your message is waiting for a moderator." : "");
