@@ -288,7 +288,9 @@ async def test_stream_rewrite_keeps_ids_groups_and_pending(redis: aioredis.Redis
     assert [k async for k in redis.scan_iter(match="*rewrite*")] == []
 
 
-async def test_chat_retention_drops_old_history_and_records(redis: aioredis.Redis) -> None:
+async def test_chat_retention_drops_old_history_and_records(
+    redis: aioredis.Redis, start_node: NodeFactory
+) -> None:
     now = int(time.time() * 1000)
     old, new = now - 3 * 86_400_000, now - 60_000
     await redis.sadd("live:rooms", "r1")
@@ -300,7 +302,15 @@ async def test_chat_retention_drops_old_history_and_records(redis: aioredis.Redi
     })  # fmt: skip
     await redis.zadd(room_key("r1", "mutes"), {"over": now - 1, "on": now + 60_000})
     assert await ChatRetention(redis, 0).sweep_once(now) == 0  # 0 keeps everything
-    assert await ChatRetention(redis, 2).sweep_once(now) == 4
+
+    # Every node sweeps on its own schedule (LIVE_PRIVACY_*).
+    node = await start_node(privacy_chat_retention_days=2, privacy_retention_interval_s=0.05)
+
+    async def dropped() -> str:
+        async with aiohttp.ClientSession() as http, http.get(f"{node.url}/metrics") as response:
+            return await response.text()
+
+    await eventually(dropped, lambda text: "live_privacy_retention_dropped_total 4.0" in text)
     assert [i for i, _ in await redis.xrange(room_key("r1", "chat"))] == [f"{new}-0".encode()]
     assert [i for i, _ in await redis.xrange(room_key("r1", "audit"))] == [f"{new}-0".encode()]
     assert await redis.hkeys(room_key("r1", "held")) == [b"h-new"]
