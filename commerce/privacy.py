@@ -134,14 +134,21 @@ class CommercePersonalData:
                 found[_s(rid)] = r
         return found
 
+    async def _scan(self, pattern: str) -> list[tuple[str, str]]:
+        """(room, rest) of every room key matching `live:{room:*}:PATTERN`: one SCAN of the
+        keyspace (on a cluster, of every master), not one per room."""
+        found = []
+        async for key in self._redis.scan_iter(match=room_key("*", pattern), count=1000):
+            room, _, rest = _s(key).removeprefix("live:{room:").partition("}:")
+            found.append((room, rest))
+        return found
+
     async def _gifters(self, user: str) -> dict[str, dict[str, int]]:
         boards: dict[str, dict[str, int]] = {}
-        for room in await self._rooms():
-            async for key in self._redis.scan_iter(match=keys.gifters(room, "*"), count=500):
-                score = await self._redis.zscore(key, user)
-                if score is not None:
-                    scope = _s(key).split(":gifters:", 1)[1]
-                    boards.setdefault(room, {})[scope] = int(score)
+        for room, rest in await self._scan("gifters:*"):
+            score = await self._redis.zscore(room_key(room, rest), user)
+            if score is not None:
+                boards.setdefault(room, {})[rest.removeprefix("gifters:")] = int(score)
         return boards
 
     async def _ledger(self, user: str) -> list[tuple[str, dict[str, Any]]]:
@@ -301,13 +308,11 @@ class CommercePersonalData:
         counts["ledger"] += await self._move_wallet(user, pseudonym)
         for room, coupon in await self._coupons():
             counts["coupons"] += await self._erase_coupon(room, coupon, user, pseudonym)
-        for room in await self._rooms():
-            # The leaderboards' once-per-entry markers (`ranked:USER/ENTRY`, a day's TTL).
-            pattern = room_key(room, f"ranked:{user}/*")
-            async for key in r.scan_iter(match=pattern, count=500):
-                entry = _s(key).rsplit("/", 1)[1]
-                await r.rename(key, room_key(room, f"ranked:{pseudonym}/{entry}"))
-                counts["gifters"] += 1
+        # The leaderboards' once-per-entry markers (`ranked:USER/ENTRY`, a day's TTL).
+        for room, rest in await self._scan(f"ranked:{user}/*"):
+            entry = rest.rsplit("/", 1)[1]
+            await r.rename(room_key(room, rest), room_key(room, f"ranked:{pseudonym}/{entry}"))
+            counts["gifters"] += 1
         for room, boards in (await self._gifters(user)).items():
             for scope, score in boards.items():
                 key = keys.gifters(room, scope)
