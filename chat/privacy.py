@@ -99,7 +99,7 @@ class ChatPersonalData:
             if messages:
                 # XDEL: the ids go with the text. Recovery (`join {since}`) is XRANGE from an
                 # exclusive bound, which needs no entry at that id, and a stream keeps its last
-                # id, so other clients' resumption is unchanged (tests/chat/test_privacy.py).
+                # id, so other clients' resumption is unchanged (tests/live/test_privacy.py).
                 counts["messages"] += await self._redis.xdel(room_key(room, "chat"), *messages)
                 if self._on_erased is not None:
                     await self._on_erased(room, messages)
