@@ -72,7 +72,8 @@ async def reserve(request: web.Request) -> web.Response:
         user_name=claims.name,
         idempotency_key=key,
         quantity=body.quantity,
-        ip=request.remote or "unknown",
+        # A keyed hash: no client address is ever written to the store (docs/privacy.md).
+        ip=request.app[NODE].privacy.ip_key(request.remote or "unknown"),
         coupon_id=body.coupon_id,
     )
     # The store's JSON of the reservation, extended in place: no decode and encode again.

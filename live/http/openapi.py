@@ -42,7 +42,7 @@ JSON = "application/json"
 SDP = "application/sdp"
 REF = "#/components/schemas/{model}"
 ANYONE: tuple[str, ...] = ()
-ANY_TOKEN = ("viewer", "host", "moderator", "orders", "node")
+ANY_TOKEN = ("viewer", "host", "moderator", "orders", "node", "privacy")
 BUYERS = ("viewer", "host", "moderator")
 MODERATORS = ("host", "moderator")
 # What every call with a token may answer, with a JSON body, and touching the store.
@@ -208,6 +208,12 @@ OPERATIONS: tuple[Operation, ...] = (
               ("missing_idempotency_key", "invalid_idempotency_key", "unknown_entry",
                "already_refunded", "not_refundable", "insufficient_credits", "not_owner"),
               headers=(GIFT_KEY,)),
+    Operation("GET", "/api/privacy/users/{user}/export", "Everything held about a user",
+              "privacy", "PrivacyExport", roles=("privacy", "orders"), errors=("invalid_request",)),
+    Operation("POST", "/api/privacy/users/{user}/erase",
+              "Erase a user: chat text removed, kept records pseudonymised", "privacy",
+              "PrivacyErasure", roles=("privacy", "orders"),
+              errors=("invalid_request", "erasure_in_progress")),
     Operation("POST", "/whip/{room}", "Publish (WHIP, RFC 9725)", "media", "sdp", 201, ("host",),
               errors=(*SDP_ERRORS, "already_live", "publisher_exists", "not_origin"),
               sdp=True),
@@ -349,6 +355,18 @@ DICT_SCHEMAS: dict[str, dict[str, Any]] = {
     ),
     "Nodes": _obj(["nodes"], nodes={"type": "array", "items": {"$ref": REF.format(model="Node")}}),
     "Drain": _obj(["node_id", "draining"], node_id=STRING, draining={"type": "boolean"}),
+    "PrivacyExport": _obj(
+        ["user_id", "request_id", "data"],
+        user_id=STRING,
+        request_id={"type": "string", "description": "its entry in live:privacy:audit"},
+        data={"type": "object", "description": "per part (chat, commerce, rooms): what it holds"},
+    ),
+    "PrivacyErasure": _obj(
+        ["pseudonym", "request_id", "erased"],
+        pseudonym=STRING,
+        request_id={"type": "string", "description": "its entry in live:privacy:audit"},
+        erased={"type": "object", "description": "per part: counts of what changed"},
+    ),
     "WalletOperation": _obj(
         ["user_id", "balance", "entry_id", "entry", "replayed"],
         user_id=STRING,

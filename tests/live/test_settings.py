@@ -126,6 +126,9 @@ ENVIRONMENT: list[tuple[str, str, str, str, Any]] = [
         "image_hosts",
         ("a.example", "b.example:8443"),
     ),
+    ("LIVE_PRIVACY_SECRET", "p" * 32, "privacy", "secret", SecretStr("p" * 32)),
+    ("LIVE_PRIVACY_CHAT_RETENTION_DAYS", "90", "privacy", "chat_retention_days", 90),
+    ("LIVE_PRIVACY_RETENTION_INTERVAL_S", "60.5", "privacy", "retention_interval_s", 60.5),
 ]
 
 
