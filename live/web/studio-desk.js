@@ -13,7 +13,7 @@ const TEXT = {
   none: "–",
   conversion: (c) => `${(c * 100).toFixed(1)} % of viewers`,
   held: (money) => `${money} in holds`,
-  units: (n) => `${n} units`,
+  units: (n) => (n === 1 ? "1 unit" : `${n} units`),
   claimsUses: (c) => `${c.claims} · ${c.uses}`,
 };
 

@@ -58,7 +58,7 @@ async def test_studio_pins_and_sells_from_the_catalogue_and_the_desk_follows(
     await expect(studio.locator("#desk-held-value")).to_have_text("€129.00 in holds")
     await expect(studio.locator("#desk-buyers")).to_have_text("1")
     await expect(studio.locator("#desk-conversion")).to_have_text("50.0 % of viewers")
-    await expect(studio.locator("#desk-top li")).to_have_text("<b>Chelsea</b> boots 1 units")
+    await expect(studio.locator("#desk-top li")).to_have_text("<b>Chelsea</b> boots 1 unit")
 
     # The order system confirms (the hold's id from its `purchase.reserved`): sold, revenue.
     entries = await node.node.redis.xrange(node.node.settings.commerce.purchase_stream)
