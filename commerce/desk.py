@@ -44,6 +44,18 @@ def desk_keys(room: str) -> list[str]:
             room_key(room, "desk", "buyers"), room_key(room, "desk", "res")]  # fmt: skip
 
 
+def _args(kind: str, d: dict[str, Any]) -> list[str | int]:
+    """`desk_apply.lua`'s arguments (but the retention) for one event's data."""
+    if kind == "claimed":
+        return [kind, str(d["claim_id"]), str(d.get("user_id")), "", 0, "", 0,
+                str(d.get("coupon_id") or "")]  # fmt: skip
+    qty = int(d["quantity"])
+    total = d.get("total_minor")
+    amount = int(total) if total is not None else int(d["price_minor"]) * qty
+    return [kind, str(d["reservation_id"]), str(d["user_id"]), str(d["product_id"]), qty,
+            str(d["currency"]), amount, str(d.get("coupon_id") or "")]  # fmt: skip
+
+
 class Desk:
     def __init__(
         self,
@@ -79,16 +91,13 @@ class Desk:
         if kind is None or not isinstance(room, str):
             self.events.labels("ignored").inc()
             return True
-        if kind == "claimed":
-            args = [kind, str(d.get("claim_id")), str(d.get("user_id")), "", 0, "", 0,
-                    str(d.get("coupon_id") or "")]  # fmt: skip
-        else:
-            qty = int(d.get("quantity") or 0)
-            total = d.get("total_minor")
-            amount = int(total) if total is not None else int(d.get("price_minor") or 0) * qty
-            args = [kind, str(d.get("reservation_id")), str(d.get("user_id")),
-                    str(d.get("product_id")), qty, str(d.get("currency")), amount,
-                    str(d.get("coupon_id") or "")]  # fmt: skip
+        try:
+            args = _args(kind, d)
+        except (KeyError, TypeError, ValueError):
+            # Not ours to repair (the scripts write these): acknowledged, never retried.
+            log.warning("desk: malformed %s event %s", event.type, event.event_id)
+            self.events.labels("ignored").inc()
+            return True
         applied = await self._apply(keys=desk_keys(room), args=[*args, self._retention_ms])
         self.events.labels("applied" if applied else "duplicate").inc()
         if applied:
@@ -143,4 +152,8 @@ class Desk:
     async def run_pusher(self) -> None:
         while True:
             await asyncio.sleep(self._interval)
-            await self.push_once()
+            try:
+                await self.push_once()
+            except Exception:
+                # A bug in one push must not stop the desk: logged, the next tick tries again.
+                log.warning("desk push failed", exc_info=True)

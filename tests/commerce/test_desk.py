@@ -104,6 +104,8 @@ async def test_the_desk_counts_each_event_once_per_currency_and_reaches_staff_on
             "quantity": 1, "price_minor": 400, "currency": "JPY"}  # fmt: skip
     for kind in ("confirmed", "reserved", "confirmed"):
         await desk.handle(PurchaseEvent("0-1", "purchase." + kind, late))
+    # A malformed entry is acknowledged and left out (never retried forever).
+    assert await desk.handle(PurchaseEvent("0-2", "purchase.reserved", {"room_id": ROOM}))
     figures = await desk.figures(ROOM)
     assert figures["revenue_minor"] == {"EUR": 1980, "JPY": 400}
     assert (figures["holds"], figures["buyers"], figures["units_held"]) == (4, 3, 1)
