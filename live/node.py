@@ -61,6 +61,7 @@ class Node:
             redis, self.chat, settings.commerce, settings.server.node_id, self.metrics.registry
         )
         self.state_sources.append(self.commerce.room_state)
+        self.commerce.desk.viewers = self.chat.viewers.total
         self.chat.add_action("gift", self.gift)
         self.registry = NodeRegistry(
             redis,
