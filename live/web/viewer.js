@@ -79,8 +79,8 @@ const chat = new ChatConnection({
   onStatus: setStatus,
   onJoined: (ack, fresh) => {
     const s = ack.state;
-    document.title = s.title;
-    $("title").textContent = s.title;
+    setPlain(document.querySelector("title"), s.title); // the room's title: not translated
+    setPlain($("title"), s.title);
     renderPinned(s.pinned_message);
     setText($("viewers"), "counts.watching", { count: s.viewers });
     showLikes(s.likes);

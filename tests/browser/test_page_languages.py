@@ -67,6 +67,7 @@ async def test_pages_speak_the_viewers_language_and_switch_live(
     await expect(aki.locator("#viewers")).to_have_text("1 人が視聴中")
     await expect(aki.locator("#text")).to_have_attribute("placeholder", "メッセージを入力…")
     await expect(aki.locator("#lang")).to_have_value("ja")  # the declared chat language
+    await expect(aki.locator("#stage .note-text")).to_have_text("配信はまだ始まっていません。")
     prices = await aki.evaluate(PRICES)
     assert prices["shown"] == prices["ja"] != prices["en"], prices  # ￥1,200, not ¥1,200
 
@@ -88,6 +89,10 @@ async def test_pages_speak_the_viewers_language_and_switch_live(
     await expect(tam.locator("#sale-stock")).to_have_text("Noch 5 übrig")
     await expect(tam.locator("#viewers")).to_have_text("2 Zuschauer")
     await expect(tam.locator("#chat-filter option[value=all]")).to_have_text("Alle Sprachen")
+    note = tam.locator("#stage .note-text")
+    await expect(note).to_have_text("Der Stream hat noch nicht begonnen.")
+    await expect(tam.locator("#title")).to_have_text("Tokyo room")  # people's text stays
+    assert await tam.title() == "Tokyo room"
     prices = await tam.evaluate(PRICES)
     assert prices["shown"] == prices["de"] != prices["en"], prices  # 1.200 ¥
     await tam.fill("#text", "hallo aus Bangkok")
