@@ -69,8 +69,7 @@ export function errorText(answer) {
   const a = answer || {};
   const fallback = a.detail || t("errors.unknown");
   if (!a.error) return fallback;
-  return t(`errors.${a.error}`, { ...a, balance: a.balance ?? 0, retry: a.retry_after ?? "…",
-    defaultValue: fallback });
+  return t(`errors.${a.error}`, { balance: a.balance ?? 0, defaultValue: fallback });
 }
 
 export function formatNumber(value, options) {
@@ -182,8 +181,10 @@ async function start() {
     lng: lang, fallbackLng: "en", supportedLngs: CODES, load: "languageOnly",
     resources: {}, interpolation: { escapeValue: false }, returnNull: false,
   });
-  await Promise.all([...new Set(["en", lang])].map(load));
-  await i18next.changeLanguage(lang);
+  // A catalogue that cannot be fetched must not stop the page: English (or the keys) instead.
+  const ready = await Promise.all([...new Set(["en", lang])].map((code) => load(code)
+    .then(() => true, (err) => { console.warn(`i18n: ${err.message}`); return false; })));
+  await i18next.changeLanguage(ready[ready.length - 1] ? lang : "en");
   applyDocument();
   window.liveI18n = { setLanguage, language, t }; // for tests and the console
 }
