@@ -170,7 +170,10 @@ export function languageSwitcher() {
   select.value = language();
   select.setAttribute("aria-label", t("lang.label"));
   select.title = t("lang.label");
-  select.addEventListener("change", () => setLanguage(select.value));
+  select.addEventListener("change", () => setLanguage(select.value).catch((err) => {
+    console.warn(`i18n: ${err.message}`);
+    select.value = language(); // the catalogue did not load: the page stays as it is
+  }));
   return select;
 }
 
