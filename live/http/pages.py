@@ -1,4 +1,5 @@
-"""The web pages a node serves: plain HTML/JS/CSS plus the official socket.io client from npm."""
+"""The web pages a node serves: plain HTML/JS/CSS plus the official socket.io client
+and i18next from npm."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ NODE_MODULES = Path(__file__).resolve().parents[2] / "node_modules"
 VENDOR = {
     "socket.io.min.js": NODE_MODULES / "socket.io-client" / "dist" / "socket.io.min.js",
     "socket.io.min.js.map": NODE_MODULES / "socket.io-client" / "dist" / "socket.io.min.js.map",
+    # i18next's ES module build (one file, no imports): live/web/i18n.js imports it.
+    "i18next.js": NODE_MODULES / "i18next" / "dist" / "esm" / "i18next.js",
 }
 
 

@@ -2,6 +2,8 @@
 // User text is only ever assigned to textContent, never parsed as HTML.
 "use strict";
 
+import { errorText, formatTime, t } from "/static/i18n.js";
+
 export function pageContext() {
   const hash = new URLSearchParams(location.hash.slice(1));
   const room = decodeURIComponent(location.pathname.split("/")[2] || "");
@@ -24,8 +26,9 @@ export function el(tag, attrs = {}, ...children) {
   return node;
 }
 
+// A time in the page's locale (i18n.js; the browser's before the page picked a language).
 export function timeOf(ts) {
-  return new Date(ts).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  return formatTime(ts);
 }
 
 // Connections of this page, for a new token from the embedding shop (see setToken).
@@ -69,12 +72,12 @@ export class ChatConnection {
     });
     this.socket.on("connect_error", (err) => {
       const data = err && err.data;
-      onStatus("error", (data && data.detail) || err.message);
+      onStatus("error", data && data.error ? errorText(data) : (data && data.detail) || err.message);
     });
     // The token ran out: the server disconnects; a new token (setToken) reconnects.
     this.socket.on("token_expired", () => {
       this.expired = true;
-      onStatus("error", "Your session has expired: reload the page");
+      onStatus("error", t("chat.expired", { defaultValue: "Your session has expired: reload the page." }));
     });
     connections.add(this);
     // While a join is answered, live messages wait behind its history (a message sent meanwhile
@@ -98,7 +101,7 @@ export class ChatConnection {
       const held = this.held.splice(0);
       if (!ack || !ack.ok) {
         for (const m of held) this.deliver(m);
-        this.onStatus("error", ack ? ack.detail : "no answer");
+        this.onStatus("error", errorText(ack || { error: "timeout" }));
         return;
       }
       this.onStatus("live", "");

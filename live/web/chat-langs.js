@@ -1,14 +1,15 @@
 // Chat across languages on the pages: the language a message is written in (declared by the
 // sender, overridable), the viewer's filter by language, and translations the node sends
 // (`translate` request, `chat_translation` events). Choices are remembered in localStorage.
+// The language written in defaults to the page's UI language (i18n.js); labels are translated.
 "use strict";
 
-// The pages' languages (issue 14); strings stay English until the pages are translated.
-export const LANGUAGES = [
-  ["en", "English"], ["zh", "Chinese"], ["es", "Spanish"], ["fr", "French"],
-  ["de", "German"], ["ja", "Japanese"], ["ko", "Korean"], ["th", "Thai"],
-];
-const NAMES = new Map(LANGUAGES);
+import { errorText, language as uiLanguage, t } from "/static/i18n.js";
+
+// The pages' languages (issue 14), named in the UI language (the catalogues' `languages.*`).
+const CODES = ["en", "zh", "es", "fr", "de", "ja", "ko", "th"];
+const nameOf = (code) => (CODES.includes(code) ? t(`languages.${code}`) : code);
+export const LANGUAGES = CODES.map((code) => [code, code]);
 const KEYS = { send: "live-chat-lang", filter: "live-chat-filter", translate: "live-chat-translate" };
 
 // The language subtag of a BCP 47 tag (`pt-BR` -> `pt`), or "" when it is not one.
@@ -24,17 +25,19 @@ function remember(key, value) {
   try { localStorage.setItem(key, value); } catch { /* storage off: this page only */ }
 }
 
-// The language this page's user writes in: their choice, else the browser's, else the page's.
+// The language this page's user writes in: their choice, else the page's UI language, else the
+// browser's.
 export function declaredLanguage() {
-  return languageOf(remembered(KEYS.send)) || languageOf(navigator.language)
-    || languageOf(document.documentElement.lang) || "";
+  return languageOf(remembered(KEYS.send)) || languageOf(uiLanguage())
+    || languageOf(navigator.language) || "";
 }
 
+// Options are [value, label key or code]: `languages.*` codes are named in the UI language.
 function fill(select, options, value) {
   select.replaceChildren(...options.map(([v, label]) => {
     const option = document.createElement("option");
     option.value = v;
-    option.textContent = label;
+    option.textContent = label.includes(".") ? t(label) : nameOf(label);
     return option;
   }));
   select.value = options.some(([v]) => v === value) ? value : options[0][0];
@@ -43,26 +46,34 @@ function fill(select, options, value) {
 export class ChatLanguages {
   // `messages`: the <ul> of messages (each <li data-id>); selects: `send` (the language written
   // in), `filter` (all / mine / one language), `translate` (off / one language).
-  constructor({ messages, send, filter, translate, request, notice }) {
+  constructor({ messages, send, filter, translate, request, notice, say }) {
     this.messages = messages;
     this.request = request;
     this.notice = notice;
+    this.say = say || ((key) => notice(t(key)));
     this.pending = new Map(); // translations of messages not shown yet (held behind a join)
     const mine = languageOf(navigator.language) || "en";
-    const own = NAMES.has(mine) ? [] : [[mine, mine]];
+    this.own = CODES.includes(mine) ? [] : [[mine, mine]];
     this.send = send;
-    fill(send, [...LANGUAGES, ...own], declaredLanguage());
-    send.addEventListener("change", () => remember(KEYS.send, send.value));
     this.filter = filter;
-    fill(filter, [["all", "All languages"], ["mine", "My languages"], ...LANGUAGES, ...own],
-      remembered(KEYS.filter) || "all");
-    filter.addEventListener("change", () => { remember(KEYS.filter, filter.value); this.applyFilter(); });
     this.translate = translate;
-    fill(translate, [["", "Off"], ...LANGUAGES], remembered(KEYS.translate));
+    this.relabel(declaredLanguage(), remembered(KEYS.filter) || "all", remembered(KEYS.translate));
+    send.addEventListener("change", () => remember(KEYS.send, send.value));
+    filter.addEventListener("change", () => { remember(KEYS.filter, filter.value); this.applyFilter(); });
     translate.addEventListener("change", () => {
       remember(KEYS.translate, translate.value);
       this.ask();
     });
+  }
+
+  // The selects' labels in the UI language (after a switch: the choices stay; the language
+  // written in follows the UI language unless the user chose one).
+  relabel(send = languageOf(remembered(KEYS.send)) || uiLanguage(), filter = this.filter.value,
+    translate = this.translate.value) {
+    fill(this.send, [...LANGUAGES, ...this.own], send);
+    fill(this.filter, [["all", "chat.allLanguages"], ["mine", "chat.myLanguages"], ...LANGUAGES,
+      ...this.own], filter);
+    fill(this.translate, [["", "chat.off"], ...LANGUAGES], translate);
   }
 
   // The languages "mine" shows: the browser's and the one written in.
@@ -82,7 +93,7 @@ export class ChatLanguages {
       const tag = document.createElement("span");
       tag.className = "lang";
       tag.textContent = lang;
-      tag.title = NAMES.get(lang) || lang;
+      tag.title = nameOf(lang);
       li.querySelector(".who")?.before(tag);
     }
     const early = this.pending.get(message.id);
@@ -151,7 +162,7 @@ export class ChatLanguages {
     if (!lang && !this.asked) return;
     this.asked = true;
     const ack = await this.request("translate", { lang, ids });
-    if (!ack.ok) this.notice(ack.detail);
-    else if (lang && !ack.available) this.notice("Translation is not available on this server.");
+    if (!ack.ok) this.notice(errorText(ack));
+    else if (lang && !ack.available) this.say("chat.translationUnavailable");
   }
 }

@@ -3,16 +3,10 @@
 "use strict";
 
 import { el } from "/static/chat-client.js";
+import { errorText, formatPrice, setText, t } from "/static/i18n.js";
 
-export function formatPrice(minor, currency) {
-  try {
-    const fmt = new Intl.NumberFormat(undefined, { style: "currency", currency });
-    const digits = fmt.resolvedOptions().maximumFractionDigits;
-    return fmt.format(minor / 10 ** digits);
-  } catch {
-    return `${minor} ${currency}`;
-  }
-}
+// Prices in the page's locale (i18n.js), in the product's currency.
+export { formatPrice };
 
 export function idempotencyKey() {
   if (globalThis.crypto && crypto.randomUUID) return crypto.randomUUID();
@@ -65,7 +59,7 @@ export class ProductCard {
     this.price = el("div", { class: "product-price", id: "product-price" });
     this.countdown = el("span", { id: "sale-countdown" });
     this.stock = el("span", { id: "sale-stock" });
-    this.buy = el("button", { class: "primary", id: "buy", type: "button" }, "Buy");
+    this.buy = setText(el("button", { class: "primary", id: "buy", type: "button" }), "product.buy");
     this.result = el("div", { class: "buy-result", id: "buy-result", "aria-live": "polite" });
     this.notice = el("div", { class: "purchase-notice", id: "purchase-notice" });
     this.image = el("img", { class: "product-image", alt: "" });
@@ -97,9 +91,8 @@ export class ProductCard {
     });
     socket.on("purchase", ({ room, user_name, quantity, others }) => {
       if (room !== this.room) return;
-      this.notice.textContent = others > 0
-        ? `${user_name} and ${others} other${others > 1 ? "s" : ""} just bought ${quantity}`
-        : `${user_name} just bought ${quantity}`;
+      if (others > 0) setText(this.notice, "product.boughtOthers", { name: user_name, count: others, quantity });
+      else setText(this.notice, "product.bought", { name: user_name, quantity });
     });
   }
 
@@ -127,10 +120,10 @@ export class ProductCard {
     this.image.hidden = !(product && product.image_url);
     if (sale) {
       const was = product && product.product_id === sale.product_id && product.price_minor !== sale.price_minor
-        ? ` (was ${formatPrice(product.price_minor, product.currency)})` : "";
+        ? ` ${t("product.was", { price: formatPrice(product.price_minor, product.currency) })}` : "";
       this.price.textContent = formatPrice(sale.price_minor, sale.currency) + was;
       this.stock.textContent = sale.status === "sold_out" || sale.stock_left === 0
-        ? "Sold out" : `${sale.stock_left} left`;
+        ? t("product.soldOut") : t("product.left", { count: sale.stock_left });
     } else {
       this.price.textContent = formatPrice(product.price_minor, product.currency);
       this.stock.textContent = "";
@@ -147,11 +140,11 @@ export class ProductCard {
       return;
     }
     if (sale.status === "scheduled" && now < sale.starts_at) {
-      this.countdown.textContent = `starts in ${clock(sale.starts_at - now)}`;
+      this.countdown.textContent = t("product.startsIn", { time: clock(sale.starts_at - now) });
     } else if (now < sale.ends_at) {
-      this.countdown.textContent = `ends in ${clock(sale.ends_at - now)}`;
+      this.countdown.textContent = t("product.endsIn", { time: clock(sale.ends_at - now) });
     } else {
-      this.countdown.textContent = "sale ended";
+      this.countdown.textContent = t("product.ended");
     }
     // A scheduled sale opens at starts_at without another event (as the reservation script decides).
     const started = sale.status === "active" || (sale.status === "scheduled" && now >= sale.starts_at);
@@ -165,11 +158,11 @@ export class ProductCard {
     this.busy = true;
     this.tick();
     this.result.className = "buy-result";
-    this.result.textContent = "Reserving…";
+    setText(this.result, "product.reserving");
     const path = `/api/rooms/${encodeURIComponent(this.room)}/sales/${encodeURIComponent(sale.sale_id)}/reservations`;
     const couponId = this.coupon && this.coupon.usable();
     const body = couponId ? { quantity: 1, coupon_id: couponId } : { quantity: 1 };
-    const { status, data, headers } = await apiPost(path, this.token, body, idempotencyKey());
+    const { status, data } = await apiPost(path, this.token, body, idempotencyKey());
     this.busy = false;
     if (couponId && (status === 201 || ["coupon_used", "coupon_expired"].includes(data.error))) {
       this.coupon.spent(couponId);
@@ -178,25 +171,20 @@ export class ProductCard {
       this.result.className = "buy-result ok";
       this.result.dataset.reservation = data.reservation_id;
       const left = data.expires_at - (Date.now() + this.skew);
-      const price = data.coupon_id
-        ? ` at ${formatPrice(data.total_minor, data.currency)} (coupon −${formatPrice(data.discount_minor, data.currency)})`
-        : "";
-      this.result.textContent = `Reserved ${data.quantity}${price} — complete your order within ${clock(left)}`;
+      const args = { count: data.quantity, time: clock(left) };
+      if (data.coupon_id) {
+        setText(this.result, "product.reservedCoupon", { ...args,
+          total: formatPrice(data.total_minor, data.currency),
+          discount: formatPrice(data.discount_minor, data.currency) });
+      } else {
+        setText(this.result, "product.reserved", args);
+      }
       this.sales.set(sale.sale_id, { ...sale, stock_left: data.stock_left });
     } else {
       this.result.className = "buy-result error";
-      const messages = {
-        sold_out: "Sold out — every unit is taken.",
-        insufficient_stock: "Not enough left for that quantity.",
-        limit_reached: "You reached the limit for this sale.",
-        sale_not_active: "This sale is not running.",
-        coupon_not_applicable: "The coupon does not apply to this product.",
-        coupon_min_spend: "The coupon needs a larger order.",
-        coupon_used: "Your coupon is already used.",
-        coupon_expired: "The coupon has ended.",
-        rate_limited: `Too many attempts — try again in ${headers?.get("Retry-After") || "a few"} s.`,
-      };
-      this.result.textContent = messages[data.error] || data.detail || "Something went wrong.";
+      // The code's message in the page's language (the server's English detail otherwise).
+      setText(this.result, data.error ? `errors.${data.error}` : "errors.unknown",
+        { balance: data.balance ?? 0, defaultValue: errorText(data) });
     }
     this.render();
   }

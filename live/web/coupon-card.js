@@ -5,6 +5,7 @@
 
 import { el } from "/static/chat-client.js";
 import { apiPost, formatPrice, idempotencyKey } from "/static/commerce.js";
+import { errorText, formatNumber, setPlain, setText, t } from "/static/i18n.js";
 
 function clock(ms) {
   const s = Math.max(0, Math.ceil(ms / 1000));
@@ -32,7 +33,7 @@ export class CouponCard {
     this.terms = el("div", { class: "coupon-terms", id: "coupon-terms" });
     this.countdown = el("span", { id: "coupon-countdown" });
     this.left = el("span", { id: "coupon-left" });
-    this.claim = el("button", { class: "primary", id: "coupon-claim", type: "button" }, "Claim");
+    this.claim = setText(el("button", { class: "primary", id: "coupon-claim", type: "button" }), "coupon.claim");
     this.result = el("div", { class: "coupon-result", id: "coupon-result", "aria-live": "polite" });
     this.claim.addEventListener("click", () => this.press());
     this.root.replaceChildren(el("div", { class: "coupon-body" }, this.label, this.terms,
@@ -58,7 +59,7 @@ export class CouponCard {
   show(coupon) {
     this.coupon = coupon;
     if (coupon && coupon.server_time) this.skew = coupon.server_time - Date.now();
-    this.result.textContent = "";
+    setPlain(this.result, "");
     this.result.className = "coupon-result";
     this.render();
   }
@@ -76,24 +77,24 @@ export class CouponCard {
 
   off() {
     const c = this.coupon;
-    if (c.percent_off) return `${c.percent_off}% off`;
+    if (c.percent_off) return t("coupon.percentOff", { percent: formatNumber(c.percent_off) });
     const currency = this.currency && this.currency();
-    return currency ? `${formatPrice(c.amount_off_minor, currency)} off` : `${c.amount_off_minor} off`;
+    return t("coupon.amountOff", { amount: currency ? formatPrice(c.amount_off_minor, currency) : c.amount_off_minor });
   }
 
   render() {
     const c = this.coupon;
     this.root.hidden = !c;
     if (!c) return;
-    this.label.textContent = `Coupon: ${this.off()}`;
+    this.label.textContent = t("coupon.label", { off: this.off() });
     const terms = [];
     if (c.min_spend_minor) {
       const currency = this.currency && this.currency();
-      terms.push(`on orders from ${currency ? formatPrice(c.min_spend_minor, currency) : c.min_spend_minor}`);
+      terms.push(t("coupon.minSpend", { amount: currency ? formatPrice(c.min_spend_minor, currency) : c.min_spend_minor }));
     }
-    if (c.product_ids && c.product_ids.length) terms.push(`on ${c.product_ids.join(", ")}`);
+    if (c.product_ids && c.product_ids.length) terms.push(t("coupon.products", { products: c.product_ids.join(", ") }));
     this.terms.textContent = terms.join(" · ");
-    this.left.textContent = c.remaining > 0 ? `${c.remaining} left` : "All claimed";
+    this.left.textContent = c.remaining > 0 ? t("coupon.left", { count: c.remaining }) : t("coupon.allClaimed");
     this.tick();
   }
 
@@ -101,11 +102,11 @@ export class CouponCard {
     const c = this.coupon;
     if (!c) return;
     const now = Date.now() + this.skew;
-    if (now < c.starts_at) this.countdown.textContent = `starts in ${clock(c.starts_at - now)}`;
-    else if (now < c.ends_at) this.countdown.textContent = `ends in ${clock(c.ends_at - now)}`;
-    else this.countdown.textContent = "coupon ended";
+    if (now < c.starts_at) this.countdown.textContent = t("coupon.startsIn", { time: clock(c.starts_at - now) });
+    else if (now < c.ends_at) this.countdown.textContent = t("coupon.endsIn", { time: clock(c.ends_at - now) });
+    else this.countdown.textContent = t("coupon.ended");
     const mine = this.claimed.has(c.coupon_id);
-    this.claim.textContent = mine ? "Claimed" : "Claim";
+    setText(this.claim, mine ? "coupon.claimed" : "coupon.claim");
     this.claim.disabled = this.busy || mine || c.remaining <= 0 || now < c.starts_at || now >= c.ends_at;
   }
 
@@ -121,19 +122,15 @@ export class CouponCard {
       this.claimed.add(c.coupon_id);
       this.coupon = { ...c, remaining: Math.min(c.remaining, data.remaining) };
       this.result.className = "coupon-result ok";
-      this.result.textContent = "Claimed — it comes off your next Buy.";
+      setText(this.result, "coupon.claimedResult");
     } else {
       this.result.className = "coupon-result error";
-      const messages = {
-        quota_exhausted: "Every coupon is taken.",
-        claim_limit: "You already claimed this coupon.",
-        coupon_not_started: "This coupon has not started yet.",
-        coupon_expired: "This coupon has ended.",
-      };
       if (data.error === "quota_exhausted") this.coupon = { ...c, remaining: 0 };
       // Claimed before (another tab, a reload): the claim goes with the next Buy all the same.
       if (data.error === "claim_limit") this.claimed.add(c.coupon_id);
-      this.result.textContent = messages[data.error] || data.detail || "Something went wrong.";
+      // The code's message in the page's language (the server's English detail otherwise).
+      setText(this.result, data.error ? `errors.${data.error}` : "errors.unknown",
+        { defaultValue: errorText(data) });
     }
     this.render();
   }

@@ -5,6 +5,7 @@
 
 import { el } from "/static/chat-client.js";
 import { idempotencyKey } from "/static/commerce.js";
+import { errorText, setPlain, setText, t } from "/static/i18n.js";
 
 const ICONS = { rose: "🌹", heart: "❤️", star: "⭐", crown: "👑", rocket: "🚀", castle: "🏰" };
 export const giftIcon = (gift) => ICONS[gift.gift_id] || ICONS[gift.animation] || "🎁";
@@ -21,19 +22,9 @@ export async function apiGet(path, token) {
 // "Alice sent Rose ×12": the sender, the gift, the streak so far.
 export function giftLine(g) {
   const combo = g.combo > 1 ? ` ×${g.combo}` : "";
-  return `${g.sender.name} sent ${g.name}${combo}`;
+  return t("gifts.line", { name: g.sender.name, gift: `${g.name}${combo}`,
+    defaultValue: `${g.sender.name} sent ${g.name}${combo}` });
 }
-
-const ERRORS = {
-  insufficient_credits: (ack) => `Not enough credits: your balance is ${ack.balance ?? 0}.`,
-  rate_limited: () => "Too many gifts at once: wait a moment.",
-  unknown_gift: () => "This gift is not available in this room.",
-  muted: () => "You are muted in this room.",
-  banned: () => "You are banned from this room.",
-  too_long: (ack) => ack.detail,
-  not_joined: () => "Not connected to the room yet.",
-  timeout: () => "The server did not answer: try again.",
-};
 
 // The gift drawer: a button opens it; the room's catalogue with prices in credits; the balance
 // from GET /api/wallet, then from every acknowledgement; one idempotency key per click.
@@ -41,14 +32,18 @@ export class GiftDrawer {
   constructor({ root, toggle, room, token, request }) {
     Object.assign(this, { root, toggle, room, token, request });
     this.balance = el("span", { id: "gift-balance" }, "…");
+    this.unit = el("span", { class: "gift-unit" });
     this.list = el("div", { class: "gift-list", id: "gift-list" });
     this.message = el("input", { id: "gift-message", maxlength: "80", autocomplete: "off",
-      placeholder: "Add a message (optional)", "aria-label": "gift message" });
+      "data-i18n-attr": "placeholder:gifts.messagePlaceholder;aria-label:gifts.messageLabel" });
     this.result = el("div", { class: "gift-result", id: "gift-result", "aria-live": "polite" });
+    this.gifts = [];
     this.root.replaceChildren(
-      el("div", { class: "gift-head" }, el("strong", {}, "Send a gift"),
-        el("span", { class: "gift-wallet" }, "Balance: ", this.balance, " credits")),
+      el("div", { class: "gift-head" }, setText(el("strong"), "gifts.title"),
+        el("span", { class: "gift-wallet" }, setText(el("span"), "gifts.balance"), " ", this.balance,
+          " ", this.unit)),
       this.list, this.message, this.result);
+    this.relabel();
     this.root.hidden = true;
     this.toggle.addEventListener("click", () => this.setOpen(this.root.hidden));
   }
@@ -59,28 +54,48 @@ export class GiftDrawer {
     if (open) await Promise.all([this.loadCatalogue(), this.loadWallet()]);
   }
 
+  // The strings this drawer renders itself, in the page's language (after a switch too).
+  relabel() {
+    this.message.placeholder = t("gifts.messagePlaceholder");
+    this.message.setAttribute("aria-label", t("gifts.messageLabel"));
+    const balance = Number(this.balance.textContent);
+    this.unit.textContent = t("gifts.creditsWord", { count: Number.isFinite(balance) ? balance : 2 });
+    this.renderCatalogue();
+  }
+
   async loadCatalogue() {
     const { status, data } = await apiGet(`/api/gifts?room=${encodeURIComponent(this.room)}`);
-    if (status !== 200) { this.say(data.detail || "The gifts could not be loaded.", true); return; }
-    this.list.replaceChildren(...data.gifts.map((g) => {
+    if (status !== 200) { this.say(data.detail || t("gifts.loadFailed"), true); return; }
+    this.gifts = data.gifts;
+    this.renderCatalogue();
+  }
+
+  renderCatalogue() {
+    this.list.replaceChildren(...this.gifts.map((g) => {
+      const credits = t("gifts.credits", { count: g.price });
       const button = el("button", { type: "button", class: `gift-choice tier-${g.tier}`,
-        "data-gift": g.gift_id, title: `${g.name}: ${g.price} credits` },
+        "data-gift": g.gift_id, title: t("gifts.price", { name: g.name, credits }) },
         el("span", { class: "gift-icon" }, giftIcon(g)),
         el("span", { class: "gift-name" }, g.name),
-        el("span", { class: "gift-price" }, `${g.price} credits`));
+        el("span", { class: "gift-price" }, credits));
       button.addEventListener("click", () => this.send(g, button));
       return button;
     }));
   }
 
+  setBalance(balance) {
+    this.balance.textContent = String(balance);
+    this.unit.textContent = t("gifts.creditsWord", { count: balance });
+  }
+
   async loadWallet() {
     const { status, data } = await apiGet("/api/wallet", this.token);
-    if (status === 200) this.balance.textContent = String(data.balance);
+    if (status === 200) this.setBalance(data.balance);
   }
 
   say(text, error = false) {
     this.result.className = "gift-result" + (error ? " error" : " ok");
-    this.result.textContent = text;
+    setPlain(this.result, text);
   }
 
   async send(gift, button) {
@@ -90,13 +105,13 @@ export class GiftDrawer {
     if (text) payload.message = text;
     const ack = await this.request("gift", payload);
     button.disabled = false;
-    if (ack.balance !== undefined) this.balance.textContent = String(ack.balance);
+    if (ack.balance !== undefined) this.setBalance(ack.balance);
     if (ack.ok) {
       this.message.value = "";
-      this.say(`You sent ${gift.name}.`);
+      this.say(t("gifts.sent", { gift: gift.name }));
     } else {
-      const explain = ERRORS[ack.error];
-      this.say((explain && explain(ack)) || ack.detail || "The gift was not sent.", true);
+      // The code's message in the page's language (the server's English detail otherwise).
+      this.say(ack.error ? errorText(ack) : t("gifts.notSent"), true);
     }
   }
 }
@@ -194,13 +209,16 @@ export class Leaderboard {
   constructor(root, { room }) {
     this.room = room;
     this.names = new Map();
+    this.board = null;
     this.show = el("ol", { class: "leaders", id: "leaders-show" });
     this.all = el("ol", { class: "leaders", id: "leaders-all" });
-    root.replaceChildren(el("h2", {}, "Top gifters"),
+    root.replaceChildren(setText(el("h2"), "gifts.top"),
       el("div", { class: "leader-cols" },
-        el("div", {}, el("h3", {}, "This show"), this.show),
-        el("div", {}, el("h3", {}, "All time"), this.all)));
+        el("div", {}, setText(el("h3"), "gifts.thisShow"), this.show),
+        el("div", {}, setText(el("h3"), "gifts.allTime"), this.all)));
   }
+
+  relabel() { if (this.board) this.render(this.board); }
 
   learn(sender) { this.names.set(sender.id, sender.name); }
 
@@ -211,11 +229,12 @@ export class Leaderboard {
 
   render(board) {
     if (board.room !== this.room) return;
+    this.board = board;
     const rows = (list) => (list.length ? list : [null]).map((r, i) => (r
       ? el("li", { "data-user": r.user_id },
         el("span", { class: "who" }, this.names.get(r.user_id) || r.user_id),
-        el("span", { class: "credits" }, `${r.credits} credits`))
-      : el("li", { class: "empty" }, i === 0 ? "No gifts yet" : "")));
+        el("span", { class: "credits" }, t("gifts.credits", { count: r.credits })))
+      : el("li", { class: "empty" }, i === 0 ? t("gifts.none") : "")));
     this.show.replaceChildren(...rows(board.show || []));
     this.all.replaceChildren(...rows(board.all || []));
   }

@@ -1,26 +1,33 @@
-import { ChatConnection, el, pageContext, timeOf } from "/static/chat-client.js";
+import { ChatConnection, el, pageContext } from "/static/chat-client.js";
+import { giftLine } from "/static/gifts.js";
+import {
+  errorText, formatTime, initI18n, onLanguageChange, setPlain, setText, setTime, t,
+} from "/static/i18n.js";
 
 const { room, token } = pageContext();
 const $ = (id) => document.getElementById(id);
 const messages = $("messages");
-const notice = (text) => { $("notice").textContent = text; };
+const notice = (text) => { setPlain($("notice"), text); };
+initI18n({ switcherIn: $("lang-switch") });
 
 function setStatus(kind, detail) {
   const pill = $("status");
-  pill.textContent = kind === "live" ? "connected" : kind;
+  setText(pill, `status.${kind === "live" ? "connected" : kind}`);
   pill.className = "pill" + (kind === "live" ? " live" : kind === "error" ? " error" : "");
   if (detail) notice(detail);
 }
 
 async function act(action, fields = {}) {
   const ack = await chat.request("mod", { action, ...fields });
-  notice(ack.ok ? "" : ack.detail);
+  notice(ack.ok ? "" : errorText(ack));
   if (ack.ok) await refresh();
   return ack;
 }
 
-function button(label, onclick, cls = "small") {
-  return el("button", { class: cls, type: "button", onclick, "data-action": label }, label);
+// `action` stays in data-action (tests, styles); the label is in the page's language.
+function button(action, onclick, cls = "small") {
+  return setText(el("button", { class: cls, type: "button", onclick, "data-action": action }),
+    `mod.actions.${action}`);
 }
 
 function renderMessage(m) {
@@ -36,7 +43,7 @@ function renderMessage(m) {
       button("ban", () => act("ban", { user_id: m.user.id })));
   }
   messages.append(el("li", { "data-id": m.id, class: `role-${m.user.role}` }, actions,
-    el("span", { class: "ts" }, timeOf(m.ts)),
+    setTime(el("span", { class: "ts" }), m.ts),
     m.gift ? el("span", { class: "gift-tag" }, `🎁 ${m.gift.name}`) : "",
     el("span", { class: "who" }, m.user.name),
     el("span", { class: "text" }, m.text)));
@@ -48,8 +55,8 @@ const GIFTS_LISTED = 50;
 function renderGift(g) {
   const text = el("span", { class: "text" }, g.message ? g.message.text : "");
   const item = el("li", { "data-gift": g.gift_id, "data-sender": g.sender.id },
-    el("span", { class: "ts" }, timeOf(Date.now())), " ",
-    el("span", { class: "who" }, `${g.sender.name} sent ${g.name}${g.combo > 1 ? ` ×${g.combo}` : ""}`), " ", text);
+    setTime(el("span", { class: "ts" }), Date.now()), " ",
+    el("span", { class: "who" }, giftLine(g)), " ", text);
   if (g.message) {
     item.dataset.message = g.message.id;
     item.append(" ", button("hide", () => hideGiftMessage(g.message.id)));
@@ -64,7 +71,7 @@ async function hideGiftMessage(id) {
 function forgetGiftMessage(id) {
   for (const li of $("gifts").querySelectorAll("li[data-message]")) {
     if (li.dataset.message !== id) continue;
-    li.querySelector(".text").textContent = "(hidden)";
+    setText(li.querySelector(".text"), "mod.hidden");
     li.querySelector("button[data-action=hide]")?.remove();
     delete li.dataset.message;
   }
@@ -79,31 +86,42 @@ function list(id, items, render) {
 
 function describe(entry) {
   const target = entry.user_id || entry.message_id || entry.term || (entry.seconds ?? "");
-  return `${timeOf(entry.ts)} ${entry.actor_name} ${entry.action} ${target}`;
+  return `${formatTime(entry.ts)} ${entry.actor_name} ${entry.action} ${target}`;
 }
 
+let state = null;
 async function refresh() {
   const s = await chat.request("mod_state", {});
-  if (!s.ok) { notice(s.detail); return; }
+  if (!s.ok) { notice(errorText(s)); return; }
+  state = s;
+  render(s);
+}
+function render(s) {
   list("held", s.held, (m) => el("li", { "data-id": m.id },
     el("span", { class: "who" }, m.user.name), el("span", { class: "text" }, m.text), " ",
     button("approve", () => act("approve", { message_id: m.id })),
     button("reject", () => act("reject", { message_id: m.id }))));
-  list("muted", s.muted, (m) => el("li", {}, `${m.name} until ${new Date(m.until).toLocaleTimeString()} `,
+  list("muted", s.muted, (m) => el("li", {}, `${t("mod.mutedUntil", { name: m.name, time: formatTime(m.until, true) })} `,
     button("unmute", () => act("unmute", { user_id: m.user_id }))));
   list("banned", s.banned, (b) => el("li", {}, `${b.name} `, button("unban", () => act("unban", { user_id: b.user_id }))));
   list("terms", s.terms, (t) => el("li", {}, `${t} `, button("unblock", () => act("unblock_term", { term: t }))));
   list("audit", s.audit, (a) => el("li", {}, describe(a)));
-  $("slow-state").textContent = s.slow ? `slow mode ${s.slow} s` : "";
+  slowState(s.slow);
   renderPinned(s.pinned_message);
 }
+function slowState(seconds) {
+  if (seconds) setText($("slow-state"), "mod.slowState", { count: seconds });
+  else setPlain($("slow-state"), "");
+}
+// A language switch: what this page renders itself (the keyed elements follow by themselves).
+onLanguageChange(() => { if (state) render(state); });
 
 const chat = new ChatConnection({
   room, token,
   onStatus: setStatus,
   onJoined: (ack) => {
-    $("title").textContent = `Moderation · ${ack.state.title}`;
-    $("viewers").textContent = `${ack.state.viewers} watching`;
+    setText($("title"), "mod.titleRoom", { title: ack.state.title });
+    setText($("viewers"), "counts.watching", { count: ack.state.viewers });
     refresh();
   },
   handlers: {
@@ -115,12 +133,12 @@ const chat = new ChatConnection({
     gift: (g) => renderGift(g),
     cleared: () => messages.replaceChildren(),
     pinned: ({ message }) => renderPinned(message),
-    viewers: ({ count }) => { $("viewers").textContent = `${count} watching`; },
+    viewers: ({ count }) => setText($("viewers"), "counts.watching", { count }),
     held: () => refresh(),
     held_resolved: () => refresh(),
     audit: () => refresh(),
-    slow: ({ seconds }) => { $("slow-state").textContent = seconds ? `slow mode ${seconds} s` : ""; },
-    error: ({ detail }) => notice(detail),
+    slow: ({ seconds }) => slowState(seconds),
+    error: (e) => notice(errorText(e)),
   },
 });
 
@@ -129,7 +147,7 @@ $("send").addEventListener("submit", async (event) => {
   const text = $("text").value;
   if (!text.trim()) return;
   const ack = await chat.request("chat", { text });
-  if (ack.ok) $("text").value = ""; else notice(ack.detail);
+  if (ack.ok) $("text").value = ""; else notice(errorText(ack));
 });
 $("slow-on").addEventListener("click", () => act("slow", { seconds: Number($("slow-seconds").value) }));
 $("slow-off").addEventListener("click", () => act("slow", { seconds: 0 }));

@@ -7,14 +7,16 @@
 import { el, onTokenChange, pageContext } from "/static/chat-client.js";
 import { formatPrice } from "/static/commerce.js";
 import { apiGet } from "/static/gifts.js";
+import { formatNumber, onLanguageChange, t } from "/static/i18n.js";
 
-// The module's words, in one place.
+// The module's words (the page's language: i18n.js).
 const TEXT = {
   none: "–",
-  conversion: (c) => `${(c * 100).toFixed(1)} % of viewers`,
-  held: (money) => `${money} in holds`,
-  units: (n) => (n === 1 ? "1 unit" : `${n} units`),
-  claimsUses: (c) => `${c.claims} · ${c.uses}`,
+  conversion: (c) => t("studio.desk.conversion", {
+    percent: formatNumber(c * 100, { minimumFractionDigits: 1, maximumFractionDigits: 1 }) }),
+  held: (money) => t("studio.desk.held", { money }),
+  units: (n) => t("studio.desk.units", { count: n }),
+  claimsUses: (c) => `${formatNumber(c.claims)} · ${formatNumber(c.uses)}`,
 };
 
 const { room } = pageContext();
@@ -50,6 +52,7 @@ async function read() {
   if (status === 200 && (!last || data.ts >= last.ts)) render(data);
 }
 
+onLanguageChange(() => { if (last) render(last); });
 window.addEventListener("live:catalogue", ({ detail }) => { titles = detail; if (last) render(last); });
 const chat = window.liveChat;
 chat.socket.on("desk", (data) => { if (data.room === room && (!last || data.ts >= last.ts)) render(data); });

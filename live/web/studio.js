@@ -7,29 +7,23 @@
 import { el, onTokenChange, pageContext } from "/static/chat-client.js";
 import { apiPost, formatPrice } from "/static/commerce.js";
 import { apiGet } from "/static/gifts.js";
+import { errorText, formatNumber, onLanguageChange, setPlain, setText, t } from "/static/i18n.js";
 
-// The module's words, in one place.
+// The module's words (the page's language: i18n.js).
 const TEXT = {
-  saved: (title) => `Saved ${title}.`,
-  pinned: (title) => `Pinned ${title}.`,
-  unpinned: "Unpinned.",
-  saleStarted: (title) => `Sale of ${title} started.`,
-  saleEnded: "Sale ended.",
-  end: "End",
-  pin: "Pin",
-  startSale: "Start sale",
-  salePrice: "Sale price",
-  quantity: "Quantity",
-  limit: "Per buyer",
-  noProducts: "No products yet: add one below.",
-  left: (s) => `${s.stock_left}/${s.quantity} left`,
-  bought: (name, others, quantity) => `${name}${others ? ` and ${others} others` : ""} bought ${quantity}`,
-  couponCreated: "Coupon created.",
-  couponPinned: "Coupon pinned.",
-  couponUnpinned: "Coupon unpinned.",
-  percentOff: (p) => `${p}% off`,
-  amountOff: (text) => `${text} off`,
-  couponTerms: (c) => ` · ${c.remaining}/${c.quota} left · ${c.per_user_limit} per buyer `,
+  end: () => t("studio.end"),
+  pin: () => t("studio.pin"),
+  startSale: () => t("studio.startSale"),
+  salePrice: () => t("studio.salePrice"),
+  quantity: () => t("studio.quantity"),
+  limit: () => t("studio.perBuyer"),
+  noProducts: () => t("studio.noProducts"),
+  left: (s) => t("studio.stockLeft", { left: s.stock_left, quantity: s.quantity }),
+  status: (s) => t(`studio.saleStatus.${s.status}`, { defaultValue: s.status }),
+  percentOff: (p) => t("coupon.percentOff", { percent: formatNumber(p) }),
+  amountOff: (text) => t("coupon.amountOff", { amount: text }),
+  couponTerms: (c) => ` · ${t("studio.couponTerms", { remaining: c.remaining, quota: c.quota,
+    limit: c.per_user_limit })} `,
 };
 
 const { room } = pageContext();
@@ -39,7 +33,9 @@ const $ = (id) => document.getElementById(id);
 const roomPath = `/api/rooms/${encodeURIComponent(room)}`;
 const sales = new Map();
 const products = new Map();
-const notice = (text) => { $("commerce-notice").textContent = text; };
+// A notice from the catalogue (`key`, `args`) or the message for an error answer's code.
+const notice = (key, args) => setText($("commerce-notice"), key, args);
+const refused = (data) => setPlain($("commerce-notice"), errorText(data));
 
 // ISO 4217 minor units as the browser's Intl knows them (JPY 0, EUR 2, KWD 3).
 function digitsOf(currency) {
@@ -59,14 +55,14 @@ function numberInput(name, value, attrs = {}) {
 
 function productRow(p) {
   const step = String(10 ** -digitsOf(p.currency));
-  const price = numberInput("price", toMajor(p.price_minor, p.currency), { min: "0", step, "aria-label": TEXT.salePrice });
-  const quantity = numberInput("quantity", 100, { min: "1", "aria-label": TEXT.quantity });
-  const limit = numberInput("per_user_limit", 1, { min: "1", max: "1000", "aria-label": TEXT.limit });
-  const pin = el("button", { type: "button", class: "small", "data-action": "pin" }, TEXT.pin);
-  const sell = el("button", { type: "button", class: "small primary", "data-action": "sale" }, TEXT.startSale);
+  const price = numberInput("price", toMajor(p.price_minor, p.currency), { min: "0", step, "aria-label": TEXT.salePrice() });
+  const quantity = numberInput("quantity", 100, { min: "1", "aria-label": TEXT.quantity() });
+  const limit = numberInput("per_user_limit", 1, { min: "1", max: "1000", "aria-label": TEXT.limit() });
+  const pin = el("button", { type: "button", class: "small", "data-action": "pin" }, TEXT.pin());
+  const sell = el("button", { type: "button", class: "small primary", "data-action": "sale" }, TEXT.startSale());
   pin.addEventListener("click", async () => {
     const r = await apiPost(`${roomPath}/pin`, token, { product_id: p.product_id });
-    notice(r.status === 200 ? TEXT.pinned(r.data.product.title) : r.data.detail);
+    if (r.status === 200) notice("studio.pinned", { title: r.data.product.title }); else refused(r.data);
   });
   sell.addEventListener("click", async () => {
     const body = {
@@ -75,7 +71,7 @@ function productRow(p) {
       duration_s: Number($("sale-duration").value), hold_s: Number($("sale-hold").value),
     };
     const r = await apiPost(`${roomPath}/sales`, token, body);
-    if (r.status === 201) { merge(r.data); notice(TEXT.saleStarted(p.title)); } else notice(r.data.detail);
+    if (r.status === 201) { merge(r.data); notice("studio.saleStarted", { title: p.title }); } else refused(r.data);
   });
   const image = p.image_url
     ? el("img", { class: "product-image", src: p.image_url, alt: "" })
@@ -85,19 +81,22 @@ function productRow(p) {
       el("strong", { class: "catalogue-title" }, p.title),
       el("span", { class: "catalogue-price" }, formatPrice(p.price_minor, p.currency)),
       el("div", { class: "catalogue-sale" },
-        el("label", {}, `${TEXT.salePrice} (${p.currency})`, price),
-        el("label", {}, TEXT.quantity, quantity), el("label", {}, TEXT.limit, limit))),
+        el("label", {}, `${TEXT.salePrice()} (${p.currency})`, price),
+        el("label", {}, TEXT.quantity(), quantity), el("label", {}, TEXT.limit(), limit))),
     el("div", { class: "catalogue-actions" }, pin, sell));
 }
 
 async function loadCatalogue() {
   const { status, data } = await apiGet(`${roomPath}/products`, token);
-  if (status !== 200) { notice(data.detail); return; }
+  if (status !== 200) { refused(data); return; }
   products.clear();
   for (const p of data.products) products.set(p.product_id, p);
-  const rows = data.products.map(productRow);
-  $("catalogue").replaceChildren(...(rows.length ? rows : [el("li", { class: "empty" }, TEXT.noProducts)]));
+  renderCatalogue();
   window.dispatchEvent(new CustomEvent("live:catalogue", { detail: products }));
+}
+function renderCatalogue() {
+  const rows = [...products.values()].map(productRow);
+  $("catalogue").replaceChildren(...(rows.length ? rows : [el("li", { class: "empty" }, TEXT.noProducts())]));
 }
 
 $("product-form").addEventListener("submit", async (event) => {
@@ -108,24 +107,24 @@ $("product-form").addEventListener("submit", async (event) => {
                  price_minor: toMinor(f.price.value, currency) };
   if (f.image_url.value) body.image_url = f.image_url.value;
   const r = await apiPost("/api/products", token, body);
-  if (r.status === 201) { notice(TEXT.saved(r.data.title)); await loadCatalogue(); } else notice(r.data.detail);
+  if (r.status === 201) { notice("studio.saved", { title: r.data.title }); await loadCatalogue(); } else refused(r.data);
 });
 $("unpin").addEventListener("click", async () => {
   const res = await fetch(`${roomPath}/pin`, { method: "DELETE", headers: { Authorization: `Bearer ${token}` } });
-  notice(res.ok ? TEXT.unpinned : (await res.json()).detail);
+  if (res.ok) notice("studio.unpinned"); else refused(await res.json());
 });
 
 // Flash sales, live.
 function renderSales() {
   const items = [...sales.values()].sort((a, b) => b.starts_at - a.starts_at).map((s) => {
-    const end = el("button", { class: "small", type: "button" }, TEXT.end);
+    const end = el("button", { class: "small", type: "button" }, TEXT.end());
     end.addEventListener("click", async () => {
       const r = await apiPost(`${roomPath}/sales/${s.sale_id}/end`, token, {});
-      notice(r.status === 200 ? TEXT.saleEnded : r.data.detail);
+      if (r.status === 200) notice("studio.saleEnded"); else refused(r.data);
     });
     return el("li", { "data-sale": s.sale_id },
       el("strong", {}, s.title || s.product_id), ` ${formatPrice(s.price_minor, s.currency)} · `,
-      el("span", { class: "stock" }, TEXT.left(s)), ` · ${s.status} `,
+      el("span", { class: "stock" }, TEXT.left(s)), ` · ${TEXT.status(s)} `,
       s.status === "ended" ? "" : end);
   });
   $("sales").replaceChildren(...items);
@@ -143,7 +142,8 @@ window.addEventListener("live:joined", ({ detail: ack }) => {
 });
 chat.socket.on("sale", (data) => { if (data.room === room) merge(data); });
 chat.socket.on("purchase", ({ user_name, quantity, others }) => {
-  $("purchases").textContent = TEXT.bought(user_name, others, quantity);
+  if (others) setText($("purchases"), "product.boughtOthers", { name: user_name, count: others, quantity });
+  else setText($("purchases"), "product.bought", { name: user_name, quantity });
 });
 
 // Coupons: create one, pin it in the room (viewers get a Claim button and a countdown). An
@@ -153,10 +153,10 @@ const couponsPath = `${roomPath}/coupons`;
 const couponCurrency = () => (products.values().next().value || { currency: "EUR" }).currency;
 function renderCoupons() {
   const items = [...coupons.values()].filter((c) => c.status !== "ended").map((c) => {
-    const pin = el("button", { class: "small", type: "button", "data-pin": c.coupon_id }, TEXT.pin);
+    const pin = el("button", { class: "small", type: "button", "data-pin": c.coupon_id }, TEXT.pin());
     pin.addEventListener("click", async () => {
       const r = await apiPost(`${roomPath}/coupon-pin`, token, { coupon_id: c.coupon_id });
-      notice(r.status === 200 ? TEXT.couponPinned : r.data.detail);
+      if (r.status === 200) notice("studio.couponPinned"); else refused(r.data);
     });
     const off = c.percent_off ? TEXT.percentOff(c.percent_off)
       : TEXT.amountOff(formatPrice(c.amount_off_minor, couponCurrency()));
@@ -185,11 +185,13 @@ couponForm.addEventListener("submit", async (event) => {
   const body = { [f.kind.value]: value, quota: Number(f.quota.value),
                  per_user_limit: Number(f.per_user_limit.value), duration_s: Number(f.duration_s.value) };
   const r = await apiPost(couponsPath, token, body);
-  if (r.status === 201) { mergeCoupon(r.data); notice(TEXT.couponCreated); } else notice(r.data.detail);
+  if (r.status === 201) { mergeCoupon(r.data); notice("studio.couponCreated"); } else refused(r.data);
 });
 $("coupon-unpin").addEventListener("click", async () => {
   const res = await fetch(`${roomPath}/coupon-pin`, { method: "DELETE", headers: { Authorization: `Bearer ${token}` } });
-  notice(res.ok ? TEXT.couponUnpinned : (await res.json()).detail);
+  if (res.ok) notice("studio.couponUnpinned"); else refused(await res.json());
 });
 chat.socket.on("coupon", (data) => { if (data.room === room) mergeCoupon(data); });
+// A language switch: the rows this module renders itself (the keyed elements follow by themselves).
+onLanguageChange(() => { renderCatalogue(); renderSales(); renderCoupons(); });
 loadCatalogue().then(loadCoupons);

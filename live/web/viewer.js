@@ -1,14 +1,20 @@
-import { ChatConnection, el, onTokenChange, pageContext, timeOf } from "/static/chat-client.js";
+import { ChatConnection, el, onTokenChange, pageContext } from "/static/chat-client.js";
 import { StagePlayer } from "/static/viewer-media.js";
 import { ProductCard } from "/static/commerce.js";
 import { CouponCard } from "/static/coupon-card.js";
 import { EdgeSelector, pageRegion } from "/static/edge-client.js";
 import { GiftDrawer, GiftLayer, Leaderboard } from "/static/gifts.js";
 import { ChatLanguages } from "/static/chat-langs.js";
+import {
+  errorText, formatNumber, formatTime, initI18n, onLanguageChange, setPlain, setText, setTime,
+} from "/static/i18n.js";
 
 const { room, token } = pageContext();
 const $ = (id) => document.getElementById(id);
 const messages = $("messages");
+// i18n.js picked the page's language and loaded its catalogue before this module ran (its
+// top-level await); this puts the switcher into the header.
+initI18n({ switcherIn: $("lang-switch") });
 // With ?region=: chat and video go to the node GET /api/rooms/{room}/edge names (edge-client.js).
 const edge = new EdgeSelector({ room, region: pageRegion() });
 if (edge.region) await edge.choose();
@@ -36,15 +42,22 @@ leaderboard.load();
 
 function setStatus(kind, detail) {
   const pill = $("status");
-  pill.textContent = kind === "live" ? "connected" : kind;
+  setText(pill, `status.${kind === "live" ? "connected" : kind}`);
   pill.className = "pill" + (kind === "live" ? " live" : kind === "error" ? " error" : "");
   if (detail) notice(detail);
 }
-function notice(text) { $("notice").textContent = text; }
+function notice(text) { setPlain($("notice"), text); }
+// A notice from the catalogue (re-rendered when the language changes).
+function say(key, args) { setText($("notice"), key, args); }
+let likes = 0;
+function showLikes(total) {
+  likes = total;
+  $("likes").textContent = `${formatNumber(total)} ♥`;
+}
 
 function renderMessage(m) {
   const li = el("li", { "data-id": m.id, class: `role-${m.user.role}` },
-    el("span", { class: "ts" }, timeOf(m.ts)),
+    setTime(el("span", { class: "ts" }), m.ts),
     m.gift ? el("span", { class: "gift-tag" }, `🎁 ${m.gift.name}`) : "",
     el("span", { class: "who" }, m.user.name),
     el("span", { class: "text" }, m.text));
@@ -67,11 +80,11 @@ const chat = new ChatConnection({
   onStatus: setStatus,
   onJoined: (ack, fresh) => {
     const s = ack.state;
-    document.title = s.title;
-    $("title").textContent = s.title;
+    setPlain(document.querySelector("title"), s.title); // the room's title: not translated
+    setPlain($("title"), s.title);
     renderPinned(s.pinned_message);
-    $("viewers").textContent = `${s.viewers} watching`;
-    $("likes").textContent = `${s.likes} ♥`;
+    setText($("viewers"), "counts.watching", { count: s.viewers });
+    showLikes(s.likes);
     if (fresh) notice("");
     player.setLive(Boolean(s.live));
     productCard.setState(s);
@@ -87,12 +100,12 @@ const chat = new ChatConnection({
     },
     cleared: () => messages.replaceChildren(),
     pinned: ({ message }) => renderPinned(message),
-    likes: ({ total }) => { $("likes").textContent = `${total} ♥`; },
-    viewers: ({ count }) => { $("viewers").textContent = `${count} watching`; },
-    slow: ({ seconds }) => notice(seconds ? `Slow mode: one message every ${seconds} s` : ""),
-    muted: ({ until }) => notice(until ? `You are muted until ${new Date(until).toLocaleTimeString()}` : "You can chat again."),
-    banned: () => { setStatus("error", "You were removed from this room."); chat.socket.io.reconnection(false); },
-    error: ({ detail }) => notice(detail),
+    likes: ({ total }) => showLikes(total),
+    viewers: ({ count }) => setText($("viewers"), "counts.watching", { count }),
+    slow: ({ seconds }) => (seconds ? say("chat.slow", { count: seconds }) : notice("")),
+    muted: ({ until }) => (until ? say("chat.mutedUntil", { time: formatTime(until, true) }) : say("chat.unmuted")),
+    banned: () => { setStatus("error"); say("chat.removed"); chat.socket.io.reconnection(false); },
+    error: (e) => notice(errorText(e)),
     stream: ({ room: r, live }) => { if (r === room) player.setLive(live); },
     gift: (g) => { if (g.room === room) { leaderboard.learn(g.sender); gifts.show(g); } },
     leaderboard: (board) => leaderboard.render(board),
@@ -104,7 +117,7 @@ window.liveChat = chat; // for the console and tests
 // Declared message language, the filter by language, translations (chat-langs.js).
 const langs = new ChatLanguages({
   messages, send: $("lang"), filter: $("chat-filter"), translate: $("translate-to"),
-  request: (event, payload) => chat.request(event, payload), notice,
+  request: (event, payload) => chat.request(event, payload), notice, say,
 });
 productCard.listen(chat.socket);
 couponCard.listen(chat.socket);
@@ -151,9 +164,18 @@ $("send").addEventListener("submit", async (event) => {
   const ack = await chat.request("chat", { text, lang: langs.send.value || undefined });
   if (ack.ok) {
     input.value = "";
-    notice(ack.held ? "Your message is waiting for a moderator." : "");
+    if (ack.held) say("chat.held"); else notice("");
   } else {
-    notice(ack.detail);
+    notice(errorText(ack));
   }
+});
+// A language switch (i18n.js re-renders the keyed elements): what this page renders itself.
+onLanguageChange(() => {
+  showLikes(likes);
+  langs.relabel();
+  productCard.render();
+  couponCard.render();
+  drawer.relabel();
+  leaderboard.relabel();
 });
 $("like").addEventListener("click", () => chat.request("like", { count: 1 }));

@@ -48,6 +48,12 @@ def register(kinds: Any) -> None:
     scenario.add_argument("--json", type=Path, default=None, metavar="PATH")
     scenario.add_argument("--html", type=Path, default=None, metavar="PATH")
     scenario.add_argument(
+        "--lang",
+        choices=("en", "zh", "es", "fr", "de", "ja", "ko", "th"),
+        default="en",
+        help="the language of the --html report's labels (default en; zh is Simplified Chinese)",
+    )
+    scenario.add_argument(
         "--allow-remote", action="store_true", help="allow target URLs outside loopback"
     )
     scenario.set_defaults(run=run)
@@ -98,7 +104,7 @@ async def run(args: argparse.Namespace) -> int:
         print(f"JSON written to {args.json}")
     if args.html:
         args.html.parent.mkdir(parents=True, exist_ok=True)
-        args.html.write_text(html.render(doc))
+        args.html.write_text(html.render(doc, args.lang), encoding="utf-8")
         print(f"HTML report written to {args.html}")
     if interrupted:
         return 130

@@ -47,10 +47,10 @@ rules = {json.dumps(rules)}
     return path
 
 
-async def _run(path: Path, tmp_path: Path) -> int:
+async def _run(path: Path, tmp_path: Path, *extra: str) -> int:
     args = parser().parse_args(
         ["loadtest", "run", str(path), "--json", str(tmp_path / "r.json"),
-         "--html", str(tmp_path / "r.html")]
+         "--html", str(tmp_path / "r.html"), *extra]
     )  # fmt: skip
     code: int = await args.run(args)
     return code
@@ -77,10 +77,13 @@ async def test_impossible_threshold_exits_non_zero(
     node: RunningNode, valkey_url: str, tmp_path: Path
 ) -> None:
     rules = ["chat.delivery.p99 < 0.001ms"]
-    assert await _run(_scenario(tmp_path, node, valkey_url, rules), tmp_path) == 1
+    assert await _run(_scenario(tmp_path, node, valkey_url, rules), tmp_path, "--lang", "ja") == 1
     doc = json.loads((tmp_path / "r.json").read_text())
     assert doc["passed"] is False
-    assert "FAILED" in (tmp_path / "r.html").read_text()
+    # The report's labels in the language --lang names (its catalogue, live/web/locales/ja.json).
+    page = (tmp_path / "r.html").read_text(encoding="utf-8")
+    assert '<html lang="ja">' in page
+    assert "不合格" in page and "しきい値" in page and "FAILED" not in page
 
 
 async def test_unknown_metric_is_an_error(
