@@ -189,8 +189,8 @@ class ChatServer:
         task.add_done_callback(self._tasks.discard)
 
     # RoomBroadcast port
-    async def emit(self, room: str, event: str, data: dict[str, Any]) -> None:
-        await self._fanout(room, event, data, "room")
+    async def emit(self, room: str, event: str, data: dict[str, Any], to: str = "room") -> None:
+        await self._fanout(room, event, data, "mods" if to == "staff" else "room")
 
     async def _fanout(self, room: str, event: str, data: dict[str, Any], target: str) -> None:
         await self._deliver(room, {"e": event, "d": data, "t": target})

@@ -30,6 +30,22 @@ class Product:
         return public
 
 
+# The most products `GET /api/rooms/{room}/products` lists.
+CATALOGUE_PAGE = 500
+
+
+def _product(product_id: str, raw: dict[bytes, bytes]) -> Product:
+    image, seller = raw.get(b"image_url"), raw.get(b"seller")
+    return Product(
+        product_id=product_id,
+        title=raw[b"title"].decode(),
+        price_minor=int(raw[b"price_minor"]),
+        currency=raw[b"currency"].decode(),
+        image_url=image.decode() if image else None,
+        seller=seller.decode() if seller else None,
+    )
+
+
 def not_owner(what: str) -> CommerceError:
     return CommerceError("not_owner", f"{what} belongs to another seller")
 
@@ -46,23 +62,28 @@ class Catalogue:
         written = await self._put(keys=[keys.product(product.product_id)], args=[seller, *fields])
         if written != 1:
             raise not_owner(f"product {product.product_id!r}")
+        # Another slot than the product's: a write that stops here is listed at its next save.
+        await self._redis.sadd(keys.seller_products(seller), product.product_id)
         return product
+
+    async def of_seller(self, seller: str) -> list[Product]:
+        """The seller's products (those written since the index existed), by title, at most
+        `CATALOGUE_PAGE`."""
+        ids = sorted(m.decode() for m in await self._redis.smembers(keys.seller_products(seller)))
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for product_id in ids[:CATALOGUE_PAGE]:
+                pipe.hgetall(keys.product(product_id))
+            rows: list[dict[bytes, bytes]] = await pipe.execute()
+        products = [_product(pid, raw) for pid, raw in zip(ids, rows, strict=False) if raw]
+        return sorted(
+            (p for p in products if p.seller == seller), key=lambda p: (p.title, p.product_id)
+        )
 
     async def get(self, product_id: str) -> Product | None:
         if not keys.PRODUCT_ID.match(product_id):
             return None
         raw = await self._redis.hgetall(keys.product(product_id))
-        if not raw:
-            return None
-        image, seller = raw.get(b"image_url"), raw.get(b"seller")
-        return Product(
-            product_id=product_id,
-            title=raw[b"title"].decode(),
-            price_minor=int(raw[b"price_minor"]),
-            currency=raw[b"currency"].decode(),
-            image_url=image.decode() if image else None,
-            seller=seller.decode() if seller else None,
-        )
+        return _product(product_id, raw) if raw else None
 
     async def require(self, product_id: str) -> Product:
         product = await self.get(product_id)

@@ -32,6 +32,9 @@ class CommerceSettings(Section):
     sweep_batch: ClassVar[int] = 200  # not a setting
     stock_event_interval_s: float = Field(0.25, ge=0)
     notice_interval_s: float = Field(1.0, ge=0)
+    # The shop desk (commerce/desk.py): `desk` events to a room's staff at most this often per
+    # node; 0: this node neither aggregates the purchase stream nor pushes.
+    desk_interval_s: float = Field(1.0, ge=0, le=60)
     user_rate: int = Field(20, ge=1)
     ip_rate: int = Field(2000, ge=1)
     rate_window_s: float = Field(10.0, gt=0)

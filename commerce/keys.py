@@ -19,6 +19,11 @@ def product(product_id: str) -> str:
     return f"live:product:{product_id}"
 
 
+def seller_products(seller: str) -> str:
+    """The ids of a seller's products (a set; filled by every product write)."""
+    return "live:products:" + seller
+
+
 def pinned(room: str) -> str:
     return room_key(room, "pinned_product")
 

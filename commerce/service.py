@@ -19,6 +19,7 @@ from commerce.catalogue import Catalogue, Product
 from commerce.config import CommerceSettings
 from commerce.coupons import Claimed, Coupons
 from commerce.delivery import StreamConsumer
+from commerce.desk import Desk
 from commerce.errors import CommerceError, unavailable
 from commerce.gifts import LEADERBOARD_SIZE, GiftAnnouncer, GiftCatalogue
 from commerce.images import check_image_url
@@ -148,6 +149,10 @@ class Commerce:
             broadcast, self.leaderboard, config.gifts_room_events_per_s,
             self.metrics.gift_events_dropped.inc,
         )  # fmt: skip
+        self.desk = Desk(
+            redis, broadcast, stream=config.purchase_stream, node_id=node_id,
+            interval_s=config.desk_interval_s, retention_s=config.retention_s, registry=registry,
+        )  # fmt: skip
         self.webhooks: WebhookSender | None = None
         self._session: aiohttp.ClientSession | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -159,6 +164,9 @@ class Commerce:
         self._spawn(self._sweep_wallets(), "commerce-wallet-sweeper")
         self._spawn(self._sweep_coupons(), "commerce-coupon-sweeper")
         cfg = self.config
+        if cfg.desk_interval_s:
+            self._spawn(self.desk.consumer.run(), "commerce-desk")
+            self._spawn(self.desk.run_pusher(), "commerce-desk-pusher")
         if cfg.outbox:
             relay = OutboxRelay(self._redis, cfg.purchase_stream, self.node_id)
             self._spawn(relay.run(), "commerce-outbox-relay")

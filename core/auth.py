@@ -12,7 +12,7 @@ from jwt.types import Options
 from core.errors import DomainError
 from core.jwks import ALGORITHMS, KeySet
 
-TokenRole = Literal["host", "moderator", "viewer", "orders", "node"]
+TokenRole = Literal["host", "moderator", "viewer", "orders", "node", "privacy"]
 ROLES: tuple[str, ...] = get_args(TokenRole)
 # Roles that moderate a room they are granted.
 MODERATING_ROLES = frozenset({"host", "moderator"})

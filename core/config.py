@@ -147,3 +147,17 @@ class LogSettings(Section):
 
     level: str = "INFO"
     json_lines: bool = Field(True, validation_alias="LIVE_LOG_JSON")
+
+
+class PrivacySettings(Section):
+    """Privacy rights (docs/privacy.md): the pseudonym's key and how long chat is kept."""
+
+    model_config = SettingsConfigDict(env_prefix="LIVE_PRIVACY_")
+
+    # The key of erased users' pseudonyms (HMAC-SHA256); unset: the JWT secret. Every node must
+    # use the same one, and changing it gives later erasures other pseudonyms.
+    secret: SecretStr | None = None
+    # Chat history and moderation records (audit, held messages, mutes that ended) older than
+    # this many days are dropped by every node's retention sweep; 0 keeps them.
+    chat_retention_days: int = Field(30, ge=0, le=36_500)
+    retention_interval_s: float = Field(3600.0, gt=0)

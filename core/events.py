@@ -13,8 +13,9 @@ from core.auth import Claims
 
 
 class RoomBroadcast(Protocol):
-    async def emit(self, room: str, event: str, data: dict[str, Any]) -> None:
-        """Deliver `event` to every client in `room` on every node."""
+    async def emit(self, room: str, event: str, data: dict[str, Any], to: str = "room") -> None:
+        """Deliver `event` to every client in `room` on every node (`to="staff"`: only to the
+        room's hosts and moderators)."""
         ...
 
 

@@ -17,6 +17,7 @@ from live.http import commerce as api_commerce
 from live.http import edge as api_edge
 from live.http import media as media_http
 from live.http import openapi, pages
+from live.http import privacy as api_privacy
 from live.http import rooms as api_rooms
 from live.http import wallet as api_wallet
 from live.http.common import AUTH, METRICS, error_middleware, token_keys
@@ -40,6 +41,7 @@ def build_app(node: Node) -> web.Application:
     # order, and a flash-sale crowd's reservations should not be matched against rooms' first.
     app.add_routes(api_commerce.routes)
     app.add_routes(api_wallet.routes)
+    app.add_routes(api_privacy.routes)
     app.add_routes(api_rooms.routes)
     media_http.setup(app, node)
     api_edge.setup(app, node)

@@ -25,6 +25,7 @@ from core.metrics import Metrics
 from core.rooms import Room, RoomStore
 from core.store import STORE_ERRORS
 from edge.registry import NodeRegistry
+from live.privacy import Privacy
 from live.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,7 @@ class Node:
             redis, self.chat, settings.commerce, settings.server.node_id, self.metrics.registry
         )
         self.state_sources.append(self.commerce.room_state)
+        self.commerce.desk.viewers = self.chat.viewers.total
         self.chat.add_action("gift", self.gift)
         self.registry = NodeRegistry(
             redis,
@@ -73,6 +75,20 @@ class Node:
             ttl_s=settings.edge.node_ttl_s,
         )
         self.registry.count_sockets = lambda: len(self.chat.sio.eio.sockets)
+        self.privacy = Privacy(
+            redis,
+            settings.privacy,
+            settings.auth.jwt_secret.get_secret_value(),
+            settings.commerce,
+            self.metrics.registry,
+            on_erased=self.messages_erased,
+        )
+
+    async def messages_erased(self, room: str, message_ids: list[str]) -> None:
+        """An erasure took messages out of a room's history: its clients drop them, as after a
+        moderator's delete."""
+        for message_id in message_ids:
+            await self.chat.emit(room, "deleted", {"room": room, "message_id": message_id})
 
     async def base_room_state(self, room_id: str) -> dict[str, Any]:
         room = await self.rooms.get(room_id)
@@ -150,8 +166,10 @@ class Node:
         await self.chat.start()
         await self.commerce.start()
         await self.registry.start()
+        await self.privacy.start()
 
     async def stop(self, app: web.Application) -> None:
+        await self.privacy.stop()
         await self.registry.stop()
         await self.commerce.stop()
         await self.chat.stop()

@@ -14,7 +14,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from chat.config import ChatSettings
 from commerce.config import CommerceSettings
-from core.config import AuthSettings, LogSettings, Section, ServerSettings, StoreSettings
+from core.config import (
+    AuthSettings,
+    LogSettings,
+    PrivacySettings,
+    Section,
+    ServerSettings,
+    StoreSettings,
+)
 from edge.config import EdgeSettings
 from media.config import MediaSettings
 
@@ -36,6 +43,7 @@ class Settings(BaseModel):
     commerce: CommerceSettings = Field(default_factory=CommerceSettings, validate_default=True)
     media: MediaSettings = Field(default_factory=MediaSettings)
     edge: EdgeSettings = Field(default_factory=EdgeSettings)
+    privacy: PrivacySettings = Field(default_factory=PrivacySettings)
 
     SECTIONS: ClassVar[dict[str, type[Section]]] = {
         "server": ServerSettings,
@@ -46,6 +54,7 @@ class Settings(BaseModel):
         "commerce": CommerceSettings,
         "media": MediaSettings,
         "edge": EdgeSettings,
+        "privacy": PrivacySettings,
     }
 
     @field_validator("commerce")

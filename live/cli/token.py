@@ -45,7 +45,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """The `live token` subcommand."""
     token = sub.add_parser("token", help="print a signed token", description=__doc__)
     token.add_argument(
-        "--role", required=True, choices=["host", "moderator", "viewer", "orders", "node"]
+        "--role",
+        required=True,
+        choices=["host", "moderator", "viewer", "orders", "node", "privacy"],
     )
     token.add_argument("--user", required=True, help="user id (the token's sub)")
     token.add_argument("--name", help="display name (default: the user id)")

@@ -72,7 +72,8 @@ async def reserve(request: web.Request) -> web.Response:
         user_name=claims.name,
         idempotency_key=key,
         quantity=body.quantity,
-        ip=request.remote or "unknown",
+        # A keyed hash: no client address is ever written to the store (docs/privacy.md).
+        ip=request.app[NODE].privacy.ip_key(request.remote or "unknown"),
         coupon_id=body.coupon_id,
     )
     # The store's JSON of the reservation, extended in place: no decode and encode again.
@@ -214,3 +215,25 @@ async def unpin_coupon(request: web.Request) -> web.Response:
     room = (await _sellers_room(request, claims)).room_id
     await _commerce(request).unpin_coupon(room)
     return web.json_response({"room": room, "coupon": None})
+
+
+async def _desk_room(request: web.Request) -> Room:
+    """The room, for a host of its seller (with the room in its token) or the `orders` role
+    (of the room's seller when its token names a shop)."""
+    claims = claims_of(request)
+    if claims.role != "orders":
+        require_role(claims, request.match_info["room"], "host")
+    return await _sellers_room(request, claims)
+
+
+@routes.get("/api/rooms/{room}/products")
+async def room_catalogue(request: web.Request) -> web.Response:
+    room = await _desk_room(request)
+    products = await _commerce(request).catalogue.of_seller(room.seller)
+    return web.json_response({"room": room.room_id, "products": [p.to_json() for p in products]})
+
+
+@routes.get("/api/rooms/{room}/desk")
+async def desk(request: web.Request) -> web.Response:
+    room = await _desk_room(request)
+    return web.json_response(await _commerce(request).desk.figures(room.room_id))

@@ -88,6 +88,8 @@ STATUS: dict[str, Http] = {
     "not_refundable": Http(409),  # a refund or an earning is not refunded
     "unknown_entry": Http(404),
     "unknown_gift": Http(404),
+    # privacy
+    "erasure_in_progress": Http(409),  # another erasure runs (Retry-After: 5 s)
     # media
     "already_live": Http(409),  # another WHIP session holds the room (its node_id and url)
     "closed": Http(503),

@@ -42,7 +42,7 @@ JSON = "application/json"
 SDP = "application/sdp"
 REF = "#/components/schemas/{model}"
 ANYONE: tuple[str, ...] = ()
-ANY_TOKEN = ("viewer", "host", "moderator", "orders", "node")
+ANY_TOKEN = ("viewer", "host", "moderator", "orders", "node", "privacy")
 BUYERS = ("viewer", "host", "moderator")
 MODERATORS = ("host", "moderator")
 # What every call with a token may answer, with a JSON body, and touching the store.
@@ -176,6 +176,11 @@ OPERATIONS: tuple[Operation, ...] = (
               errors=("unknown_room", "not_owner", "unknown_coupon", "coupon_expired")),
     Operation("DELETE", "/api/rooms/{room}/coupon-pin", "Unpin the room's coupon", "commerce",
               "CouponPin", roles=MODERATORS, errors=("unknown_room", "not_owner")),
+    Operation("GET", "/api/rooms/{room}/products", "The room's seller's catalogue (shop desk)",
+              "commerce", "Catalogue", roles=("host", "orders"),
+              errors=("unknown_room", "not_owner")),
+    Operation("GET", "/api/rooms/{room}/desk", "The room's sales figures (shop desk)",
+              "commerce", "Desk", roles=("host", "orders"), errors=("unknown_room", "not_owner")),
     Operation("GET", "/api/reservations/{id}", "A reservation (its buyer, or orders)",
               "commerce", "Reservation", roles=ANY_TOKEN, errors=("unknown_reservation",)),
     Operation("POST", "/api/reservations/{id}/confirm", "Confirm a held reservation", "commerce",
@@ -208,6 +213,12 @@ OPERATIONS: tuple[Operation, ...] = (
               ("missing_idempotency_key", "invalid_idempotency_key", "unknown_entry",
                "already_refunded", "not_refundable", "insufficient_credits", "not_owner"),
               headers=(GIFT_KEY,)),
+    Operation("GET", "/api/privacy/users/{user}/export", "Everything held about a user",
+              "privacy", "PrivacyExport", roles=("privacy", "orders"), errors=("invalid_request",)),
+    Operation("POST", "/api/privacy/users/{user}/erase",
+              "Erase a user: chat text removed, kept records pseudonymised", "privacy",
+              "PrivacyErasure", roles=("privacy", "orders"),
+              errors=("invalid_request", "erasure_in_progress")),
     Operation("POST", "/whip/{room}", "Publish (WHIP, RFC 9725)", "media", "sdp", 201, ("host",),
               errors=(*SDP_ERRORS, "already_live", "publisher_exists", "not_origin"),
               sdp=True),
@@ -340,6 +351,49 @@ DICT_SCHEMAS: dict[str, dict[str, Any]] = {
         remaining=INTEGER,
         replayed={"type": "boolean"},
     ),
+    "Catalogue": _obj(
+        ["room", "products"],
+        room=STRING,
+        products={"type": "array", "items": {"$ref": REF.format(model="Product")}},
+    ),
+    "Desk": _obj(
+        [
+            "room",
+            "viewers",
+            "peak_viewers",
+            "buyers",
+            "conversion",
+            "holds",
+            "units_held",
+            "units_sold",
+            "revenue_minor",
+            "held_minor",
+            "coupons",
+            "top_products",
+            "ts",
+        ],
+        room=STRING,
+        viewers=INTEGER,
+        peak_viewers=INTEGER,
+        buyers=INTEGER,
+        conversion={"type": ["number", "null"]},
+        holds=INTEGER,
+        units_held=INTEGER,
+        units_sold=INTEGER,
+        revenue_minor={"type": "object", "additionalProperties": INTEGER},
+        held_minor={"type": "object", "additionalProperties": INTEGER},
+        coupons={
+            "type": "array",
+            "items": _obj(
+                ["coupon_id", "claims", "uses"], coupon_id=STRING, claims=INTEGER, uses=INTEGER
+            ),
+        },
+        top_products={
+            "type": "array",
+            "items": _obj(["product_id", "units"], product_id=STRING, units=INTEGER),
+        },
+        ts=NUMBER,
+    ),
     "EdgeChoice": _obj(
         ["node_id", "region", "url", "reason"],
         node_id=STRING,
@@ -349,6 +403,18 @@ DICT_SCHEMAS: dict[str, dict[str, Any]] = {
     ),
     "Nodes": _obj(["nodes"], nodes={"type": "array", "items": {"$ref": REF.format(model="Node")}}),
     "Drain": _obj(["node_id", "draining"], node_id=STRING, draining={"type": "boolean"}),
+    "PrivacyExport": _obj(
+        ["user_id", "request_id", "data"],
+        user_id=STRING,
+        request_id={"type": "string", "description": "its entry in live:privacy:audit"},
+        data={"type": "object", "description": "per part (chat, commerce, rooms): what it holds"},
+    ),
+    "PrivacyErasure": _obj(
+        ["pseudonym", "request_id", "erased"],
+        pseudonym=STRING,
+        request_id={"type": "string", "description": "its entry in live:privacy:audit"},
+        erased={"type": "object", "description": "per part: counts of what changed"},
+    ),
     "WalletOperation": _obj(
         ["user_id", "balance", "entry_id", "entry", "replayed"],
         user_id=STRING,

@@ -1,22 +1,31 @@
 // The studio's chat panel and room counters: the host reads and answers the room's chat.
-import { ChatConnection, el, pageContext, timeOf } from "/static/chat-client.js";
+import { ChatConnection, el, pageContext } from "/static/chat-client.js";
 import { declaredLanguage } from "/static/chat-langs.js";
+import {
+  errorText, formatNumber, initI18n, onLanguageChange, setPlain, setText, setTime, t,
+} from "/static/i18n.js";
 
 const { room, token } = pageContext();
 const $ = (id) => document.getElementById(id);
 const messages = $("messages");
-const notice = (text) => { $("notice").textContent = text; };
+const notice = (text) => { setPlain($("notice"), text); };
+initI18n({ switcherIn: $("lang-switch") }); // the page's language and its switcher (i18n.js)
+let title = "";
+let likes = 0;
+const showLikes = (total) => { likes = total; $("likes").textContent = `${formatNumber(total)} ♥`; };
+const showTitle = () => { if (title) document.title = t("studio.titleRoom", { title }); };
+onLanguageChange(() => { showLikes(likes); showTitle(); });
 
 function setStatus(kind, detail) {
   const pill = $("status");
-  pill.textContent = kind === "live" ? "chat connected" : `chat ${kind}`;
+  setText(pill, `studio.chatStatus.${kind === "live" ? "connected" : kind}`);
   pill.className = "pill" + (kind === "error" ? " error" : "");
   if (detail) notice(detail);
 }
 
 function renderMessage(m) {
   messages.append(el("li", { "data-id": m.id, class: `role-${m.user.role}` },
-    el("span", { class: "ts" }, timeOf(m.ts)),
+    setTime(el("span", { class: "ts" }), m.ts),
     m.gift ? el("span", { class: "gift-tag" }, `🎁 ${m.gift.name}`) : "",
     el("span", { class: "who" }, m.user.name),
     el("span", { class: "text" }, m.text)));
@@ -29,11 +38,12 @@ const chat = new ChatConnection({
   onStatus: setStatus,
   onJoined: (ack, fresh) => {
     const s = ack.state;
-    document.title = `Studio · ${s.title}`;
-    $("title").textContent = s.title;
+    title = s.title;
+    showTitle();
+    setPlain($("title"), s.title);
     renderPinned(s.pinned_message);
-    $("viewers").textContent = `${s.viewers} watching`;
-    $("likes").textContent = `${s.likes} ♥`;
+    setText($("viewers"), "counts.watching", { count: s.viewers });
+    showLikes(s.likes);
     if (fresh) notice("");
     window.dispatchEvent(new CustomEvent("live:joined", { detail: ack }));
   },
@@ -42,9 +52,9 @@ const chat = new ChatConnection({
     deleted: ({ message_id }) => messages.querySelector(`li[data-id="${CSS.escape(message_id)}"]`)?.remove(),
     cleared: () => messages.replaceChildren(),
     pinned: ({ message }) => renderPinned(message),
-    likes: ({ total }) => { $("likes").textContent = `${total} ♥`; },
-    viewers: ({ count }) => { $("viewers").textContent = `${count} watching`; },
-    error: ({ detail }) => notice(detail),
+    likes: ({ total }) => showLikes(total),
+    viewers: ({ count }) => setText($("viewers"), "counts.watching", { count }),
+    error: (e) => notice(errorText(e)),
   },
 });
 window.liveChat = chat; // for other studio modules and tests
@@ -56,5 +66,5 @@ $("send").addEventListener("submit", async (event) => {
   // The host's messages carry the language they write in (chat-langs.js), for viewers' filters.
   const ack = await chat.request("chat", { text: input.value, lang: declaredLanguage() || undefined });
   if (ack.ok) input.value = "";
-  notice(ack.ok ? "" : ack.detail);
+  notice(ack.ok ? "" : errorText(ack));
 });

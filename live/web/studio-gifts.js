@@ -2,8 +2,9 @@
 // room's `gift` and `leaderboard` events), the gifts received live, and the top gifters.
 "use strict";
 
-import { el, onTokenChange, pageContext, timeOf } from "/static/chat-client.js";
+import { el, onTokenChange, pageContext } from "/static/chat-client.js";
 import { Leaderboard, apiGet, giftIcon, giftLine } from "/static/gifts.js";
+import { onLanguageChange, setTime } from "/static/i18n.js";
 
 const { room } = pageContext();
 let { token } = pageContext();
@@ -11,6 +12,7 @@ onTokenChange((fresh) => { token = fresh; });
 const $ = (id) => document.getElementById(id);
 const RECEIVED = 50; // gifts listed, newest first
 const leaderboard = new Leaderboard($("leaderboard"), { room });
+onLanguageChange(() => leaderboard.relabel());
 
 // One read at a time; events meanwhile ask for one more after it.
 let reading = null;
@@ -36,7 +38,7 @@ function renderGift(g) {
   const message = el("span", { class: "gift-message" }, g.message ? g.message.text : "");
   if (g.message) message.dataset.message = g.message.id;
   const item = el("li", { "data-key": key },
-    el("span", { class: "ts" }, timeOf(Date.now())), ` ${giftIcon(g)} `,
+    setTime(el("span", { class: "ts" }), Date.now()), ` ${giftIcon(g)} `,
     el("span", { class: "gift-text" }, giftLine(g)), message);
   // A streak updates its line in place while it is the newest.
   const first = received.firstElementChild;

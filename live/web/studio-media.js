@@ -2,6 +2,7 @@
 // and a new WHIP session with backoff when a live connection fails.
 import { onTokenChange, pageContext } from "/static/chat-client.js";
 import { Backoff, publish, whipUrl } from "/static/media-client.js";
+import { setPlain, setText, t } from "/static/i18n.js";
 
 const { room } = pageContext();
 let { token } = pageContext();
@@ -17,9 +18,9 @@ const CONSTRAINTS = {
   video: { width: { ideal: 1280 }, height: { ideal: 720 }, frameRate: { ideal: 30 } },
   audio: { echoCancellation: true, noiseSuppression: true },
 };
+// The media pill per state: its label (studio.media.<state>) and class.
 const PILL = {
-  offline: ["offline", ""], connecting: ["connecting", "connecting"], live: ["LIVE", "live"],
-  reconnecting: ["reconnecting", "connecting"], failed: ["not live", "error"],
+  offline: "", connecting: "connecting", live: "live", reconnecting: "connecting", failed: "error",
 };
 
 export const studio = {
@@ -36,13 +37,19 @@ export const studio = {
 };
 window.liveStudio = studio; // for tests
 
-function detail(text) { $("media-detail").textContent = text; }
+// The detail line: a catalogue key with its arguments (re-rendered on a language switch), or a
+// text that is not in the catalogue (a browser's error message).
+function detail(text) {
+  if (text && typeof text === "object") setText($("media-detail"), text.key, text.args);
+  else setPlain($("media-detail"), text);
+}
+const say = (key, args) => ({ key, args });
 
 function setState(state, text) {
   studio.state = state;
-  const [label, cls] = PILL[state];
+  const cls = PILL[state];
   const pill = $("media-state");
-  pill.textContent = label;
+  setText(pill, `studio.media.${state}`);
   pill.className = "pill" + (cls ? ` ${cls}` : "");
   stage.dataset.state = !studio.stream ? stage.dataset.state : state === "live" ? "live" : "ready";
   goLive.disabled = !studio.stream || studio.wanted;
@@ -52,30 +59,31 @@ function setState(state, text) {
 
 async function startCamera() {
   $("camera-retry").hidden = true;
-  $("preview-note").textContent = "Starting the camera…";
+  setText($("preview-note"), "studio.media.starting");
   stage.dataset.state = "starting";
   try {
     studio.stream = await navigator.mediaDevices.getUserMedia(CONSTRAINTS);
   } catch (err) {
-    const why = err.name === "NotAllowedError" ? "access was refused" : err.message || err.name;
-    $("preview-note").textContent = `Camera or microphone unavailable: ${why}.`;
+    const why = err.name === "NotAllowedError" ? t("studio.media.refused") : err.message || err.name;
+    setText($("preview-note"), "studio.media.unavailable", { why });
     $("camera-retry").hidden = false;
     stage.dataset.state = "error";
-    detail("Allow the camera and microphone to go live.");
+    detail(say("studio.media.allow"));
     return;
   }
   preview.srcObject = studio.stream;
   micButton.disabled = studio.stream.getAudioTracks().length === 0;
   const video = studio.stream.getVideoTracks()[0];
   const settings = video ? video.getSettings() : {};
-  setState("offline", video ? `Camera ready: ${settings.width}×${settings.height}. You are not live.` : "No camera found.");
+  setState("offline", video ? say("studio.media.ready", { width: settings.width, height: settings.height })
+    : say("studio.media.noCamera"));
 }
 
 async function connect() {
   clearTimeout(studio.timer);
   studio.timer = null;
   const attempt = ++studio.attempt;
-  setState(studio.backoff.failures ? "reconnecting" : "connecting", "Connecting to the media server…");
+  setState(studio.backoff.failures ? "reconnecting" : "connecting", say("studio.media.connectingDetail"));
   try {
     const url = whipUrl(room, await studio.mediaBase());
     const session = await publish({
@@ -87,8 +95,8 @@ async function connect() {
     if (attempt !== studio.attempt) return;
     if (err.retryable === false) {
       const text = err.code === "already_live" || err.code === "publisher_exists"
-        ? "This room is already live from another studio."
-        : err.code === "forbidden" ? "This link does not allow broadcasting to this room." : err.message;
+        ? say("studio.media.liveElsewhere")
+        : err.code === "forbidden" ? say("studio.media.notAllowed") : err.message;
       stop(text, "failed");
     } else {
       retry(err.message);
@@ -101,12 +109,12 @@ function onState(attempt, state) {
   if (state === "connected") {
     studio.backoff.reset();
     studio.liveSince = Date.now();
-    setState("live", "You are live. Viewers can see and hear you.");
+    setState("live", say("studio.media.youAreLive"));
     tick();
   } else if (state === "disconnected") {
-    setState("reconnecting", "The connection is interrupted; waiting for it to recover…");
+    setState("reconnecting", say("studio.media.interrupted"));
   } else if (state === "failed") {
-    retry("the connection to the media server failed");
+    retry(t("studio.media.failedReason"));
   }
 }
 
@@ -114,11 +122,11 @@ function retry(reason) {
   closeSession();
   if (!studio.wanted) return;
   if (studio.backoff.exhausted) {
-    stop(`Could not go live: ${reason}.`, "failed");
+    stop(say("studio.media.couldNotGoLive", { reason }), "failed");
     return;
   }
   const delay = studio.backoff.next();
-  setState("reconnecting", `Not live: ${reason}. Retrying in ${Math.ceil(delay / 1000)} s…`);
+  setState("reconnecting", say("studio.media.retrying", { reason, count: Math.ceil(delay / 1000) }));
   studio.timer = setTimeout(connect, delay);
 }
 
@@ -128,7 +136,7 @@ function closeSession() {
   studio.session = null;
 }
 
-function stop(text = "You are not live.", state = "offline") {
+function stop(text = say("studio.media.notLive"), state = "offline") {
   studio.wanted = false;
   clearTimeout(studio.timer);
   studio.timer = null;
@@ -155,7 +163,7 @@ micButton.addEventListener("click", () => {
   const tracks = studio.stream ? studio.stream.getAudioTracks() : [];
   const muted = tracks.some((t) => t.enabled);
   for (const t of tracks) t.enabled = !muted;
-  micButton.textContent = muted ? "Unmute mic" : "Mute mic";
+  setText(micButton, muted ? "studio.media.unmuteMic" : "studio.media.muteMic");
   micButton.classList.toggle("primary", muted);
 });
 $("camera-retry").addEventListener("click", startCamera);

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from loadtest.cli import chat, fsync, latency, media, run, sale, scale
+from loadtest.cli import chat, fsync, latency, media, privacy, run, sale, scale
 
 OVERVIEW = """\
 The crowd simulator and the benchmarks; each KIND has its own --help.
@@ -26,6 +26,8 @@ The crowd simulator and the benchmarks; each KIND has its own --help.
   run      a scenario file: mixed roles, thresholds, JSON and HTML reports
   fsync    the embedded Valkey's appendfsync always vs everysec: reservation script calls/s
            and the holds a power loss can take
+  privacy  what erasing a user costs the store: a purchase stream read whole and rewritten
+           in place (Valkey's stall)
 
 chat, sale and media start their own servers on loopback, pinned with taskset to CPUs apart
 from the load generator (chat, sale: upper half / lower half; media: one CPU / another).
@@ -43,5 +45,5 @@ def register(sub: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     kinds = loadtest.add_subparsers(dest="loadtest_kind", required=True, metavar="KIND")
-    for kind in (chat, sale, media, latency, scale, run, fsync):
+    for kind in (chat, sale, media, latency, scale, run, fsync, privacy):
         kind.register(kinds)

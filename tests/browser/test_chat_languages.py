@@ -22,12 +22,12 @@ async def test_viewer_page_declares_filters_and_translates_messages(
         page.on("pageerror", lambda exc: errors.append(f"pageerror: {exc}"))
         token = tokens.issue(user=user, role="viewer", name=user.title(), rooms=["r1"])
         await page.goto(f"{node.url}/rooms/r1#token={token}")
-        await expect(page.locator("#status")).to_have_text("connected")
+        await expect(page.locator("#status.live")).to_be_visible()  # in the page's language
         return page
 
     ana = await open_page("ana", "es-ES")
     tom = await open_page("tom", "en-US")
-    # The declared language defaults to the browser's.
+    # The declared language defaults to the page's UI language (the browser's here).
     await expect(ana.locator("#lang")).to_have_value("es")
     await expect(tom.locator("#lang")).to_have_value("en")
     await ana.select_option("#translate-to", "es")
@@ -58,7 +58,7 @@ async def test_viewer_page_declares_filters_and_translates_messages(
 
     # Remembered across a reload; the history's message is translated again from the cache.
     await ana.reload()
-    await expect(ana.locator("#status")).to_have_text("connected")
+    await expect(ana.locator("#status")).to_have_text("conectado")
     await expect(ana.locator("#chat-filter")).to_have_value("mine")
     await expect(ana.locator("#translate-to")).to_have_value("es")
     await expect(hello.locator(".translation")).to_have_text("hola")

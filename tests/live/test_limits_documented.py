@@ -53,6 +53,7 @@ NOT_LIMITS = {
     "LIVE_MEDIA_ADMISSION": "admission policy (its bounds LIVE_MEDIA_ADMIT_* are limits)",
     "LIVE_ORIGIN_URL": "origin URL",
     "LIVE_REGION_DISTANCES": "routing table",
+    "LIVE_PRIVACY_SECRET": "key",
 }
 
 

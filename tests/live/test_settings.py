@@ -96,6 +96,7 @@ ENVIRONMENT: list[tuple[str, str, str, str, Any]] = [
     ("LIVE_COMMERCE_SWEEP_INTERVAL_S", "0.75", "commerce", "sweep_interval_s", 0.75),
     ("LIVE_COMMERCE_STOCK_EVENT_INTERVAL_S", "0.5", "commerce", "stock_event_interval_s", 0.5),
     ("LIVE_COMMERCE_NOTICE_INTERVAL_S", "2.5", "commerce", "notice_interval_s", 2.5),
+    ("LIVE_COMMERCE_DESK_INTERVAL_S", "0.5", "commerce", "desk_interval_s", 0.5),
     ("LIVE_COMMERCE_USER_RATE", "22", "commerce", "user_rate", 22),
     ("LIVE_COMMERCE_IP_RATE", "23", "commerce", "ip_rate", 23),
     ("LIVE_COMMERCE_RATE_WINDOW_S", "24.5", "commerce", "rate_window_s", 24.5),
@@ -126,6 +127,9 @@ ENVIRONMENT: list[tuple[str, str, str, str, Any]] = [
         "image_hosts",
         ("a.example", "b.example:8443"),
     ),
+    ("LIVE_PRIVACY_SECRET", "p" * 32, "privacy", "secret", SecretStr("p" * 32)),
+    ("LIVE_PRIVACY_CHAT_RETENTION_DAYS", "90", "privacy", "chat_retention_days", 90),
+    ("LIVE_PRIVACY_RETENTION_INTERVAL_S", "60.5", "privacy", "retention_interval_s", 60.5),
 ]
 
 
