@@ -219,6 +219,11 @@ class CommercePersonalData:
             "gifters": await self._gifters(user),
             **await self._coupon_export(user),
             "products": [p.removeprefix(keys.product("")) for p in await self._products(user)],
+            "desk_buyer_in_rooms": [
+                room
+                for room in await self._rooms()
+                if await self._redis.sismember(room_key(room, "desk", "buyers"), user)
+            ],
         }
         return {k: v for k, v in out.items() if v}
 
@@ -235,6 +240,7 @@ class CommercePersonalData:
                 "gifters",
                 "products",
                 "coupons",
+                "desk_buyers",
             ),
             0,
         )
@@ -300,6 +306,19 @@ class CommercePersonalData:
         for product in await self._products(user):
             await r.hset(product, "seller", user_seller(pseudonym))
             counts["products"] += 1
+        listed = await r.smembers(keys.seller_products(user_seller(user)))
+        if listed:  # the index of a host's own products (another slot: moved by members)
+            await r.sadd(keys.seller_products(user_seller(pseudonym)), *listed)
+            await r.delete(keys.seller_products(user_seller(user)))
+            counts["products"] += 1
+        for room in await self._rooms():  # the desk's buyers of each room
+            buyers = room_key(room, "desk", "buyers")
+            if await r.sismember(buyers, user):
+                async with r.pipeline(transaction=True) as pipe:  # one slot: the room's
+                    pipe.srem(buyers, user)
+                    pipe.sadd(buyers, pseudonym)
+                    await pipe.execute()
+                counts["desk_buyers"] += 1
         catalogue = await r.dump(keys.gift_catalogue(user_seller(user)))
         if catalogue is not None:
             await r.restore(keys.gift_catalogue(user_seller(pseudonym)), 0, catalogue, replace=True)

@@ -136,6 +136,9 @@ async def test_export_erase_and_nothing_left(
         assert (await request("POST", "alice", "privacy"))[1]["error"] == "erasure_in_progress"
         await redis.delete("live:privacy:lock")
 
+        # The shop desk has counted her hold (its consumer of the purchase stream).
+        desk_buyers = room_key(ROOM, "desk", "buyers")
+        await eventually(lambda: redis.sismember(desk_buyers, "alice"), lambda member: member)
         status, export = await request("GET", "alice", "privacy")
         assert status == 200, export
         data = export["data"]
@@ -156,6 +159,7 @@ async def test_export_erase_and_nothing_left(
         assert len(commerce["gifts_received_by_hosts"]["host"]) == 1
         assert commerce["gifters"][ROOM]["all"] == gift["amount"]
         assert [c["claim_id"] for c in commerce["coupon_claims"]] == [claim["claim_id"]]
+        assert commerce["desk_buyer_in_rooms"] == [ROOM]
 
         # The scan below sees every kind of key holding her (on a cluster, every master's).
         before = await _traces(redis, b"alice")
