@@ -27,9 +27,13 @@ RUN_AXE = """async () => {
                    targets: v.nodes.map((n) => n.target.join(" ")).slice(0, 8) }));
 }"""
 
-# Tab through the page and collect the ids (or tag names) that take focus, in order.
+# Tab through the page and collect the ids (or tag names) that take focus, in order, with the
+# focused element's outline style (the visible focus ring).
 TAB_IDS = 30
-FOCUSED = "() => document.activeElement.id || document.activeElement.tagName"
+FOCUSED = """() => { const e = document.activeElement;
+  return [e.id || e.tagName, e === document.body ? "body" : getComputedStyle(e).outlineStyle]; }"""
+# Positive tabindex (a tab order of its own) is not used on any page.
+POSITIVE_TABINDEX = "[tabindex]:not([tabindex='0']):not([tabindex='-1'])"
 
 
 async def violations(page: Page, name: str) -> list[dict[str, Any]]:
@@ -45,7 +49,9 @@ async def tab_order(page: Page) -> list[str]:
     seen: list[str] = []
     for _ in range(TAB_IDS):
         await page.keyboard.press("Tab")
-        seen.append(await page.evaluate(FOCUSED))
+        focused, outline = await page.evaluate(FOCUSED)
+        assert outline in ("solid", "body"), (focused, outline)
+        seen.append(focused)
     return seen
 
 
@@ -95,11 +101,10 @@ async def test_pages_pass_axe_announce_changes_and_work_by_keyboard(
         await expect(captions).to_have_text("Coupon: 10% off")
         await expect(viewer.locator("#buy")).to_be_enabled()
 
-    # The keyboard reaches the chat input, Buy and the gift drawer's button; no positive tabindex.
+    # The keyboard reaches the chat input, Buy and the gift drawer's button, each with a focus ring.
     order = await tab_order(viewer)
     for wanted in ("text", "buy", "gift-open"):
         assert wanted in order, order
-    assert await viewer.locator("[tabindex]:not([tabindex='0']):not([tabindex='-1'])").count() == 0
     # The drawer opens from the keyboard, takes focus, and Escape closes it back to its button.
     await viewer.focus("#gift-open")
     await viewer.keyboard.press("Enter")
@@ -122,4 +127,6 @@ async def test_pages_pass_axe_announce_changes_and_work_by_keyboard(
         "index": await violations(index, "index"),
     }
     assert found == {"viewer": [], "studio": [], "moderator": [], "index": []}, found
+    for page in (viewer, studio, console, index):
+        assert await page.locator(POSITIVE_TABINDEX).count() == 0, page.url
     assert errors == []
