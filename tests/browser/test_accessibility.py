@@ -1,8 +1,9 @@
 """Accessibility (issue 14 item 4): axe-core (node_modules/axe-core, injected into the page) finds
-no serious or critical violation on the viewer page (live: a pinned product, a sale, chat, the
-gift drawer open), the host studio, the moderator console and the index page; the viewer page's
-live region announces the pinned message and product changes; the keyboard reaches the chat
-input, Buy and the gift drawer, and Escape closes the drawer."""
+no serious or critical violation on the viewer page (live: a pinned product, a sale, a coupon,
+chat, the gift drawer open), the host studio, the moderator console and the index page; the
+viewer page's live region announces the pinned message, product, sale, coupon and sell-out; the
+keyboard reaches the chat input, Buy and the gift drawer (focus ring on each), Escape closes the
+drawer, and Buy works from the keyboard."""
 
 from __future__ import annotations
 
@@ -85,7 +86,8 @@ async def test_pages_pass_axe_announce_changes_and_work_by_keyboard(
         captions = viewer.locator("#captions")
         await expect(captions).to_have_attribute("aria-live", "polite")
 
-        # The live region: the pinned message, the pinned product, a sale opened, a coupon.
+        # The live region: the pinned message, the pinned product, a sale opened, a coupon (and
+        # below, the sale sold out).
         await send(viewer, "hello everyone")
         await send(viewer, "what size are the boots?")
         on_console = console.locator("#messages li", has_text="what size")
@@ -93,9 +95,9 @@ async def test_pages_pass_axe_announce_changes_and_work_by_keyboard(
         await expect(captions).to_have_text("Pinned message from Alice: what size are the boots?")
         await post("/api/rooms/r1/pin", {"product_id": "boots"})
         await expect(captions).to_have_text("Now showing: Boots, €9.00")
-        sale = {"product_id": "boots", "quantity": 5, "price_minor": 700, "duration_s": 600}
+        sale = {"product_id": "boots", "quantity": 1, "price_minor": 700, "duration_s": 600}
         await post("/api/rooms/r1/sales", sale)
-        await expect(captions).to_have_text("Flash sale: Boots at €7.00, 5 left")
+        await expect(captions).to_have_text("Flash sale: Boots at €7.00, 1 left")
         coupon = await post("/api/rooms/r1/coupons", {"percent_off": 10, "quota": 50})
         await post("/api/rooms/r1/coupon-pin", {"coupon_id": coupon["coupon_id"]})
         await expect(captions).to_have_text("Coupon: 10% off")
@@ -114,6 +116,11 @@ async def test_pages_pass_axe_announce_changes_and_work_by_keyboard(
     await viewer.keyboard.press("Escape")
     await expect(viewer.locator("#gift-drawer")).to_be_hidden()
     await expect(viewer.locator("#gift-open")).to_be_focused()
+    # Buy from the keyboard takes the last one: the region says so.
+    await viewer.focus("#buy")
+    await viewer.keyboard.press("Enter")
+    await expect(viewer.locator("#buy-result")).to_contain_text("Reserved 1")
+    await expect(captions).to_have_text("Boots is sold out.")
 
     studio = await pages.new_page()
     await studio.goto(f"{node.url}/rooms/r1/studio#token={host}")
