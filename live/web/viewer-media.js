@@ -7,12 +7,11 @@
 // page checks the node and moves (viewer.js); nothing else changes if it does not.
 import { el } from "/static/chat-client.js";
 import { Backoff, framesDecoded, packetsReceived, play, whepUrl } from "/static/media-client.js";
+import { errorText, onLanguageChange, setPlain, setText } from "/static/i18n.js";
 
+// The stage's note per state (catalogue keys, the page's language: i18n.js).
 const NOTES = {
-  offline: "The stream is not live yet.",
-  connecting: "Connecting to the stream…",
-  ended: "The stream has ended.",
-  stalled: "Connection interrupted, reconnecting…",
+  offline: "stage.offline", connecting: "stage.connecting", ended: "stage.ended", stalled: "stage.stalled",
 };
 // Answers that mean "this node takes no more viewers": the next attempt may go elsewhere.
 const REFUSALS = new Set(["full", "draining"]);
@@ -43,16 +42,18 @@ export class StagePlayer {
     this.backoff = new Backoff();
     this.video = el("video", { class: "stage-video", autoplay: "", playsinline: "" });
     this.video.muted = true; // browsers only autoplay muted video
-    this.badge = el("span", { class: "live-badge" }, "LIVE");
+    this.badge = setText(el("span", { class: "live-badge" }), "stage.live");
     this.note = stage.querySelector(".placeholder") || el("div", { class: "placeholder" });
     this.noteText = el("p", { class: "note-text" });
-    this.retryButton = el("button", { type: "button", class: "primary", onclick: () => this.retryNow() }, "Try again");
+    this.retryButton = setText(el("button", { type: "button", class: "primary", onclick: () => this.retryNow() }),
+      "stage.tryAgain");
     this.note.replaceChildren(this.noteText, this.retryButton);
     this.unmute = el("button", { type: "button", class: "unmute", onclick: () => this.toggleMute() });
     stage.replaceChildren(this.video, this.badge, this.note, this.unmute);
     this.video.addEventListener("playing", () => { if (this.session) this.show("playing"); });
     this.show("offline");
     this.countFrames();
+    onLanguageChange(() => this.renderMute());
   }
 
   countFrames() {
@@ -103,7 +104,7 @@ export class StagePlayer {
       this.watch(attempt);
     } catch (err) {
       if (attempt !== this.attempt) return;
-      if (err.retryable === false) this.show("error", err.message);
+      if (err.retryable === false) this.show("error", err.code ? errorText({ error: err.code, detail: err.message }) : err.message);
       else {
         if (REFUSALS.has(err.code)) this.refusal = err;
         this.retry(err.message);
@@ -178,11 +179,11 @@ export class StagePlayer {
     this.teardown();
     if (!this.live) return;
     if (this.backoff.exhausted) {
-      this.show("failed", `Could not play the stream: ${reason}.`);
+      this.show("failed", { key: "stage.failed", args: { reason } });
       return;
     }
     const delay = this.backoff.next();
-    this.show("retrying", `Connection failed (${reason}). Retrying in ${Math.ceil(delay / 1000)} s…`);
+    this.show("retrying", { key: "stage.retrying", args: { reason, count: Math.ceil(delay / 1000) } });
     this.timer = setTimeout(() => { this.timer = null; this.connect(); }, delay);
   }
 
@@ -204,14 +205,19 @@ export class StagePlayer {
 
   renderMute() {
     const muted = this.video.muted;
-    this.unmute.replaceChildren(speaker(muted), muted ? "Unmute" : "Mute");
+    this.unmute.replaceChildren(speaker(muted), setText(el("span"), muted ? "stage.unmute" : "stage.mute"));
     this.unmute.setAttribute("aria-pressed", String(!muted));
   }
 
   show(state, detail) {
     this.state = state;
     this.stage.dataset.state = state;
-    this.noteText.textContent = detail || NOTES[state] || "";
+    // A catalogue key ({key, args}, or the state's note) follows a language switch; a detail
+    // string (a browser's or the server's) is shown as it is.
+    if (detail && typeof detail === "object") setText(this.noteText, detail.key, detail.args);
+    else if (detail) setPlain(this.noteText, detail);
+    else if (NOTES[state]) setText(this.noteText, NOTES[state]);
+    else setPlain(this.noteText, "");
     this.retryButton.hidden = state !== "failed" && state !== "retrying";
     this.renderMute();
   }

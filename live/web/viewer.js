@@ -13,7 +13,8 @@ import {
 const { room, token } = pageContext();
 const $ = (id) => document.getElementById(id);
 const messages = $("messages");
-// The page's language first (i18n.js): everything below renders in it.
+// i18n.js picked the page's language and loaded its catalogue before this module ran (its
+// top-level await); this puts the switcher into the header.
 initI18n({ switcherIn: $("lang-switch") });
 // With ?region=: chat and video go to the node GET /api/rooms/{room}/edge names (edge-client.js).
 const edge = new EdgeSelector({ room, region: pageRegion() });
@@ -80,8 +81,8 @@ const chat = new ChatConnection({
   onStatus: setStatus,
   onJoined: (ack, fresh) => {
     const s = ack.state;
-    document.title = s.title;
-    $("title").textContent = s.title;
+    setPlain(document.querySelector("title"), s.title); // the room's title: not translated
+    setPlain($("title"), s.title);
     renderPinned(s.pinned_message);
     setText($("viewers"), "counts.watching", { count: s.viewers });
     showLikes(s.likes);

@@ -2,7 +2,7 @@
 shows its controls in Japanese with the price and the chat's times in the ja locale; one opened
 with ?lang=th shows Thai; switching language in the page re-renders it without a reload and
 keeps the Socket.IO connection (same socket id, a message sent afterwards is delivered); the
-choice is remembered."""
+choice is remembered. The studio, the moderator console and the index page follow ?lang= too."""
 
 from __future__ import annotations
 
@@ -67,6 +67,7 @@ async def test_pages_speak_the_viewers_language_and_switch_live(
     await expect(aki.locator("#viewers")).to_have_text("1 人が視聴中")
     await expect(aki.locator("#text")).to_have_attribute("placeholder", "メッセージを入力…")
     await expect(aki.locator("#lang")).to_have_value("ja")  # the declared chat language
+    await expect(aki.locator("#stage .note-text")).to_have_text("配信はまだ始まっていません。")
     prices = await aki.evaluate(PRICES)
     assert prices["shown"] == prices["ja"] != prices["en"], prices  # ￥1,200, not ¥1,200
 
@@ -88,6 +89,10 @@ async def test_pages_speak_the_viewers_language_and_switch_live(
     await expect(tam.locator("#sale-stock")).to_have_text("Noch 5 übrig")
     await expect(tam.locator("#viewers")).to_have_text("2 Zuschauer")
     await expect(tam.locator("#chat-filter option[value=all]")).to_have_text("Alle Sprachen")
+    note = tam.locator("#stage .note-text")
+    await expect(note).to_have_text("Der Stream hat noch nicht begonnen.")
+    await expect(tam.locator("#title")).to_have_text("Tokyo room")  # people's text stays
+    assert await tam.title() == "Tokyo room"
     prices = await tam.evaluate(PRICES)
     assert prices["shown"] == prices["de"] != prices["en"], prices  # 1.200 ¥
     await tam.fill("#text", "hallo aus Bangkok")
@@ -109,4 +114,25 @@ async def test_pages_speak_the_viewers_language_and_switch_live(
     await expect(tam.locator("#status.live")).to_be_visible()
     await expect(tam.locator("html")).to_have_attribute("lang", "de")
     await expect(tam.locator("#ui-lang")).to_have_value("de")
+
+    # The other pages: the studio in Korean, the moderator console in French, the index in
+    # Simplified Chinese.
+    studio = await aki.context.new_page()
+    studio.on("pageerror", lambda exc: errors.append(f"studio: {exc}"))
+    await studio.goto(f"{node.url}/rooms/r1/studio?lang=ko#token={host}")
+    await expect(studio.locator("html")).to_have_attribute("lang", "ko")
+    await expect(studio.locator("#status")).to_have_text("채팅 연결됨")
+    await expect(studio.locator("#catalogue [data-action=sale]")).to_have_text("세일 시작")
+    await expect(studio.locator("#sales li .stock")).to_have_text("5/5 남음")
+    mod = tokens.issue(user="mo", role="moderator", name="Mo", rooms=["r1"])
+    console = await aki.context.new_page()
+    console.on("pageerror", lambda exc: errors.append(f"moderator: {exc}"))
+    await console.goto(f"{node.url}/rooms/r1/moderate?lang=fr#token={mod}")
+    await expect(console.locator("#status")).to_have_text("connecté")
+    await expect(console.locator("#clear")).to_have_text("Vider la discussion")
+    delete = console.locator("#messages li [data-action=delete]").first
+    await expect(delete).to_have_text("supprimer")
+    await console.goto(f"{node.url}/?lang=zh")
+    await expect(console.locator("html")).to_have_attribute("lang", "zh-Hans")
+    await expect(console.locator("h1")).to_have_text("直播电商节点")
     assert errors == []
