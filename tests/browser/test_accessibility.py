@@ -1,9 +1,9 @@
 """Accessibility (issue 14 item 4): axe-core (node_modules/axe-core, injected into the page) finds
-no serious or critical violation on the viewer page (live: a pinned product, a sale, a coupon,
-chat, the gift drawer open), the host studio, the moderator console and the index page; the
-viewer page's live region announces the pinned message, product, sale, coupon and sell-out; the
-keyboard reaches the chat input, Buy and the gift drawer (focus ring on each), Escape closes the
-drawer, and Buy works from the keyboard."""
+no serious or critical violation on the viewer page (playing the studio's stream, with a pinned
+product, a sale, a coupon, chat, the gift drawer open), the host studio (live), the moderator
+console and the index page; the viewer page's live region announces the pinned message, product,
+sale, coupon and sell-out; the keyboard reaches the chat input, Buy and the gift drawer (focus
+ring on each), Escape closes the drawer, and Buy works from the keyboard."""
 
 from __future__ import annotations
 
@@ -80,8 +80,16 @@ async def test_pages_pass_axe_announce_changes_and_work_by_keyboard(
             token = tokens.issue(user=user, role=role, name=user.title(), rooms=["r1"])
             return f"{node.url}/rooms/r1{suffix}#token={token}"
 
+        # Live: the studio publishes Chromium's fake camera over WHIP, the viewer plays it.
         errors: list[str] = []
+        studio = await pages.new_page()
+        await studio.goto(f"{node.url}/rooms/r1/studio#token={host}")
+        await expect(studio.locator("#status")).to_have_text("chat connected")
+        await expect(studio.locator("#go-live")).to_be_enabled()
+        await studio.click("#go-live")
+        await expect(studio.locator("#media-state")).to_have_text("LIVE")
         viewer = await open_page(pages, link("alice", "viewer"), errors)
+        await expect(viewer.locator("#stage")).to_have_attribute("data-state", "playing")
         console = await open_page(pages, link("mia", "moderator", "/moderate"), errors)
         captions = viewer.locator("#captions")
         await expect(captions).to_have_attribute("aria-live", "polite")
@@ -122,9 +130,6 @@ async def test_pages_pass_axe_announce_changes_and_work_by_keyboard(
     await expect(viewer.locator("#buy-result")).to_contain_text("Reserved 1")
     await expect(captions).to_have_text("Boots is sold out.")
 
-    studio = await pages.new_page()
-    await studio.goto(f"{node.url}/rooms/r1/studio#token={host}")
-    await expect(studio.locator("#status")).to_have_text("chat connected")
     index = await pages.new_page()
     await index.goto(node.url + "/")
     found = {
