@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from playwright.async_api import Browser, Page, expect
+from playwright.async_api import Browser, BrowserContext, Page, expect
 
 from core.auth import TokenAuthority
-from tests.browser.test_chat_pages import open_page, send
+from tests.browser.test_chat_pages import send
 from tests.conftest import NodeFactory
 
 AXE = Path(__file__).resolve().parents[2] / "node_modules" / "axe-core" / "axe.min.js"
@@ -35,6 +35,14 @@ FOCUSED = """() => { const e = document.activeElement;
   return [e.id || e.tagName, e === document.body ? "body" : getComputedStyle(e).outlineStyle]; }"""
 # Positive tabindex (a tab order of its own) is not used on any page.
 POSITIVE_TABINDEX = "[tabindex]:not([tabindex='0']):not([tabindex='-1'])"
+
+
+async def open_page(pages: BrowserContext, url: str, errors: list[str]) -> Page:
+    page = await pages.new_page()
+    page.on("pageerror", lambda exc: errors.append(f"pageerror: {exc}"))
+    await page.goto(url)
+    await expect(page.locator("#status")).to_have_text("connected")
+    return page
 
 
 async def violations(page: Page, name: str) -> list[dict[str, Any]]:
