@@ -39,19 +39,35 @@ export class GiftDrawer {
     this.result = el("div", { class: "gift-result", id: "gift-result", "aria-live": "polite" });
     this.gifts = [];
     this.root.replaceChildren(
-      el("div", { class: "gift-head" }, setText(el("strong"), "gifts.title"),
+      el("div", { class: "gift-head" }, setText(el("strong", { id: "gift-title" }), "gifts.title"),
         el("span", { class: "gift-wallet" }, setText(el("span"), "gifts.balance"), " ", this.balance,
           " ", this.unit)),
       this.list, this.message, this.result);
     this.relabel();
     this.root.hidden = true;
+    // Keyboard: opening moves focus into the drawer (its first gift), Escape closes it and gives
+    // focus back to its button.
+    this.root.setAttribute("role", "group");
+    this.root.setAttribute("aria-labelledby", "gift-title");
     this.toggle.addEventListener("click", () => this.setOpen(this.root.hidden));
+    const escape = (event) => {
+      if (event.key !== "Escape" || this.root.hidden) return;
+      event.preventDefault();
+      this.setOpen(false);
+    };
+    this.root.addEventListener("keydown", escape);
+    this.toggle.addEventListener("keydown", escape);
   }
 
   async setOpen(open) {
     this.root.hidden = !open;
     this.toggle.setAttribute("aria-expanded", String(open));
-    if (open) await Promise.all([this.loadCatalogue(), this.loadWallet()]);
+    if (!open) {
+      this.toggle.focus();
+      return;
+    }
+    await Promise.all([this.loadCatalogue(), this.loadWallet()]);
+    if (!this.root.hidden) (this.list.querySelector("button") || this.message).focus();
   }
 
   // The strings this drawer renders itself, in the page's language (after a switch too).

@@ -5,6 +5,7 @@ import { CouponCard } from "/static/coupon-card.js";
 import { EdgeSelector, pageRegion } from "/static/edge-client.js";
 import { GiftDrawer, GiftLayer, Leaderboard } from "/static/gifts.js";
 import { ChatLanguages } from "/static/chat-langs.js";
+import { Captions } from "/static/captions.js";
 import {
   errorText, formatNumber, formatTime, initI18n, onLanguageChange, setPlain, setText, setTime,
 } from "/static/i18n.js";
@@ -121,6 +122,8 @@ const langs = new ChatLanguages({
 });
 productCard.listen(chat.socket);
 couponCard.listen(chat.socket);
+// After the cards: screen readers hear what the host pins and sells (captions.js).
+new Captions($("captions"), { room, product: () => productCard.product }).listen(chat.socket);
 const drawer = new GiftDrawer({ root: $("gift-drawer"), toggle: $("gift-open"), room, token,
   request: (event, payload) => chat.request(event, payload) });
 
