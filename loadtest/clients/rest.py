@@ -10,9 +10,11 @@ import aiohttp
 from core.auth import TokenAuthority
 from loadtest.plan.workloads import SaleSpec
 
+HOST_USER = "loadtest-host"  # the owner of the rooms a run creates: gifts credit this user
+
 
 def host_token(secret: str, room: str) -> str:
-    return TokenAuthority(secret).issue(user="loadtest-host", role="host", rooms=[room])
+    return TokenAuthority(secret).issue(user=HOST_USER, role="host", rooms=[room])
 
 
 async def create_room(url: str, secret: str, room: str, *, required: bool) -> None:
