@@ -20,17 +20,30 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from commerce import keys
 from commerce.config import PURCHASE_STREAM
+from commerce.scripts import LUA
 from core.store import redis_client
-from loadtest.fleet import gifter_worker
+from devtools.spawn import stop_all
+from loadtest.benches.chat import run_chat
+from loadtest.benches.sale import RAISED_LIMITS
+from loadtest.clients.rest import HOST_USER, create_room
+from loadtest.fleet import gifter_worker, servers
 from loadtest.fleet.control import Fleet
-from loadtest.plan.workloads import GifterPlan, GiftWorkload
+from loadtest.plan.workloads import ChatWorkload, GifterPlan, GiftWorkload
 from loadtest.report import procfs
 from loadtest.report.display import Monitor, Progress
 from loadtest.report.histogram import Histogram
@@ -337,3 +350,258 @@ async def check_gift_invariants(
     """The books of a run's gifters in the store at `redis_url`, judged."""
     books = await collect_books(redis_url, room, host, users, cluster=cluster)
     return judge(books, granted, accepted)
+
+
+# -- `live loadtest gifts` ----------------------------------------------------------------------
+
+# The nodes started here: no per-user gift limit or Socket.IO request bucket caps the crowd (every
+# gifter comes from one address and sends far faster than a person would).
+RAISED_GIFT_LIMITS = {
+    "LIVE_GIFTS_USER_RATE": "1000000",
+    "LIVE_CHAT_SOCKET_RATE": "1000000",
+    "LIVE_CHAT_SOCKET_BURST": "1000000",
+    "LIVE_CHAT_USER_RATE": "1000000",
+    "LIVE_CHAT_USER_BURST": "1000000",
+}
+
+
+@dataclass
+class GiftSession:
+    """What `live loadtest gifts` asks for: a burst (gifts/s on one node), the wallet script
+    alone, and gift delivery to a crowd."""
+
+    gifters: int = 1000
+    attempts: int = 20_000
+    concurrency: int = 256
+    burst_s: float = 20.0  # the burst's upper bound
+    gift_id: str = "rose"
+    gift_price: int = 1
+    viewers: int = 5000  # 0: no delivery run
+    gift_rate: float = 4.0
+    delivery_s: float = 10.0
+    direct_calls: int = 50_000  # 0: no direct run
+    workers: int = 1
+    server_cpus: list[int] | None = None
+    client_cpus: list[int] | None = None
+    profile: Path | None = None  # py-spy's flame graph of the node during the burst
+
+
+async def run_gift_session(session: GiftSession, progress: Progress = print) -> dict[str, Any]:
+    """One node (and Valkey) pinned apart from the generator: the burst and its books, the
+    wallet script called directly on the same Valkey, then gift delivery to the viewers."""
+    pinning = servers.pinning_for(session.server_cpus, session.client_cpus)
+    progress(pinning.describe())
+    progress("the node runs with the gift and Socket.IO request limits raised: "
+             + ", ".join(f"{k}={v}" for k, v in RAISED_GIFT_LIMITS.items()))  # fmt: skip
+    doc: dict[str, Any] = {"benchmark": "gifts", "pinning": pinning.to_json(),
+                           "started": time.time()}  # fmt: skip
+    async with servers.store(None, None, pinning) as (redis_url, valkey_pid, work_dir):
+        secret = secrets.token_urlsafe(32)
+        node = await servers.start_python_node(
+            "python-1", redis_url, secret, pinning.server_cpus, work_dir / "logs",
+            {**RAISED_LIMITS, **RAISED_GIFT_LIMITS},
+        )  # fmt: skip
+        try:
+            pids = {"python-1": node.pid}
+            if valkey_pid is not None:
+                pids["valkey"] = valkey_pid
+            if session.attempts:
+                doc["burst"] = await _burst(session, node.url, pids, secret, redis_url, pinning,
+                                            progress)  # fmt: skip
+            if session.direct_calls:
+                progress(f"direct: wallet_apply.lua {session.direct_calls} gift calls from "
+                         f"Python on CPU {pinning.client_cpus}")  # fmt: skip
+                doc["direct"] = await run_direct_wallet(
+                    redis_url, session.direct_calls, session.gift_price, pinning.client_cpus
+                )
+                burst = doc.get("burst")
+                if burst is not None and doc["direct"]["calls_per_s"]:
+                    doc["accepted_over_direct"] = round(
+                        burst["attempts"]["accepted_per_s"] / doc["direct"]["calls_per_s"], 3
+                    )
+            if session.viewers:
+                doc["delivery"] = await _delivery(session, node.url, pids, secret, pinning,
+                                                  progress)  # fmt: skip
+        finally:
+            await stop_all([node])
+    burst_ok = "burst" not in doc or doc["burst"]["invariants"]["ok"]
+    delivery_ok = "delivery" not in doc or doc["delivery"]["gifts"]["missing"] == 0
+    doc["ok"] = burst_ok and delivery_ok
+    return doc
+
+
+async def _burst(
+    session: GiftSession, url: str, pids: dict[str, int], secret: str, redis_url: str,
+    pinning: servers.Pinning, progress: Progress,
+) -> dict[str, Any]:  # fmt: skip
+    room = "gifts-" + secrets.token_hex(4)
+    await create_room(url, secret, room, required=True)
+    per_gifter = -(-session.attempts // session.gifters)
+    work = GiftWorkload(
+        gifters=session.gifters, attempts=session.attempts, rate=0.0,
+        duration_s=session.burst_s, room=room, grant=per_gifter * session.gift_price,
+        gift_id=session.gift_id, concurrency=session.concurrency,
+    )  # fmt: skip
+    progress(f"burst: {work.attempts} gifts ({work.gift_id}) by {work.gifters} gifters, "
+             f"{work.concurrency} in flight, at most {work.duration_s:g} s")  # fmt: skip
+    spy = _profile(session.profile, pids["python-1"], session.burst_s, pinning)
+    try:
+        result = await run_gifters(
+            work, [url], secret, server_pids=pids, workers=session.workers,
+            client_cpus=pinning.client_cpus, label="burst", progress=progress,
+        )  # fmt: skip
+    finally:
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)  # py-spy writes its output on an interrupt
+            await asyncio.to_thread(spy.wait, 30)
+    result["invariants"] = await check_gift_invariants(
+        redis_url,
+        room,
+        HOST_USER,
+        result.pop("granted"),
+        result.pop("accepted"),
+        result.pop("users"),
+    )
+    if session.profile is not None:
+        result["profile"] = str(session.profile)
+    return result
+
+
+def _profile(
+    path: Path | None, pid: int, seconds: float, pinning: servers.Pinning
+) -> subprocess.Popen[bytes] | None:
+    """py-spy sampling the node (on the generator's CPUs) while the burst runs, if asked."""
+    if path is None:
+        return None
+    spy = shutil.which("py-spy") or shutil.which("py-spy", path=os.path.dirname(sys.executable))
+    if spy is None:
+        raise RuntimeError("--profile needs py-spy (pip install py-spy)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fmt = "raw" if path.suffix in (".txt", ".raw") else "flamegraph"
+    pin = ["taskset", "-c", ",".join(map(str, pinning.client_cpus))] if pinning.client_cpus else []
+    return subprocess.Popen(
+        [*pin, spy, "record", "--nonblocking", "-p", str(pid), "-d", str(int(seconds) + 60),
+         "-f", fmt, "-o", str(path)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+async def _delivery(
+    session: GiftSession, url: str, pids: dict[str, int], secret: str,
+    pinning: servers.Pinning, progress: Progress,
+) -> dict[str, Any]:  # fmt: skip
+    room = "giftroom-" + secrets.token_hex(4)
+    await create_room(url, secret, room, required=True)
+    gifters = max(1, math.floor(session.gift_rate * session.delivery_s))
+    work = ChatWorkload(
+        viewers=session.viewers, rate=1.0, duration_s=session.delivery_s, room=room, senders=1,
+        drain_s=5.0, warmup_s=0.0, gifters=gifters, gift_rate=session.gift_rate,
+        gift_id=session.gift_id, gift_price=session.gift_price,
+    )  # fmt: skip
+    progress(f"delivery: {work.viewers} viewers, {gifters} gifts at {work.gift_rate:g}/s (one "
+             f"per gifter) and 1 chat message/s for {work.duration_s:g} s")  # fmt: skip
+    return await run_chat(
+        work, [url], secret, server_pids=pids, workers=session.workers,
+        client_cpus=pinning.client_cpus, label="delivery", progress=progress,
+    )  # fmt: skip
+
+
+async def run_direct_wallet(
+    redis_url: str, calls: int, price: int, cpus: list[int], *, users: int = 1000,
+    clients: int = 50, pipeline: int = 16,
+) -> dict[str, Any]:  # fmt: skip
+    """`wallet_apply.lua` in gift mode called directly (pipelined EVALSHA from this process,
+    pinned to `cpus`): `users` wallets credited first, then `calls` gifts from them in turn."""
+    if cpus:
+        os.sched_setaffinity(0, cpus)
+    tag = f"d{time.time_ns() % 10**9:x}"
+    hist = Histogram()
+    script = (LUA / "wallet_apply.lua").read_text()
+
+    def args(mode: str, user: str, key: str, amount: int) -> list[Any]:
+        fields = '{"room_id":"direct","show_id":"","gift_id":"rose","count":1}'
+        return [*[keys.wallet(user, p) for p in ("w", "ledger", "idem", "pending")],
+                PURCHASE_STREAM, keys.wallet(user, "rl"), mode, user, key, amount, fields, "0",
+                f"{tag}-host", 3000, 1_000_000, 1000, 1_000_000, 5000]  # fmt: skip
+
+    async with redis_client(redis_url) as redis:
+        sha = await redis.script_load(script)
+        per_user = -(-calls // users) * price
+        async with redis.pipeline(transaction=False) as pipe:
+            for u in range(users):
+                pipe.evalsha(sha, 6, *args("credit", f"{tag}-u{u}", "grant", per_user))
+            await pipe.execute()
+        next_call = 0
+        outcomes: Counter[str] = Counter()
+
+        async def client() -> None:
+            nonlocal next_call
+            for _ in range(calls):  # bounded: each round takes at least one call
+                if next_call >= calls:
+                    return
+                batch = range(next_call, min(calls, next_call + pipeline))
+                next_call = batch.stop
+                began = time.perf_counter_ns()
+                async with redis.pipeline(transaction=False) as pipe:
+                    for i in batch:
+                        pipe.evalsha(sha, 6, *args("gift", f"{tag}-u{i % users}", f"k{i}", price))
+                    replies = await pipe.execute()
+                elapsed = (time.perf_counter_ns() - began) // 1000
+                for reply in replies:
+                    outcomes[_s(reply[0])] += 1
+                    hist.record(elapsed)
+
+        began = time.monotonic()
+        await asyncio.gather(*(client() for _ in range(clients)))
+        wall = time.monotonic() - began
+    return {
+        "calls": calls,
+        "calls_per_s": round(calls / wall, 1),
+        "outcomes": dict(outcomes),
+        "latency_ms": hist.summary_ms(),
+        "wall_s": round(wall, 3),
+        "clients": clients,
+        "pipeline": pipeline,
+        "command": "pipelined EVALSHA of wallet_apply.lua (gift mode) from Python (redis-py)",
+        "pinning": f"driver on CPU {cpus}",
+    }
+
+
+def table(doc: dict[str, Any]) -> str:
+    """The burst, the direct script, the delivery run, for people."""
+    lines = [doc["pinning"]["note"], ""]
+    burst = doc.get("burst")
+    if burst is not None:
+        a, q, inv = burst["attempts"], burst["ack_ms"], burst["invariants"]
+        bad = [n for n, c in inv["checks"].items() if not c["ok"]]
+        lines += [
+            f"burst: {a['sent']} gifts by {burst['gifters']['joined']} gifters in "
+            f"{a['span_s']:.2f} s: {a['per_s']:.0f} attempts/s, {a['accepted_per_s']:.0f} "
+            f"accepted/s; ack p50 {q['p50']} ms, p99 {q['p99']} ms",
+            f"  outcomes {burst['outcomes']}; CPU % node {burst['cpu_pct']['nodes']}, valkey "
+            f"{burst['cpu_pct']['valkey']}, generator {burst['cpu_pct']['generator']}",
+            "  books: " + ("all hold" if not bad else f"BREACHED {bad}") + f" {inv['books']}",
+        ]
+    direct = doc.get("direct")
+    if direct is not None:
+        lines.append(
+            f"direct wallet script: {direct['calls_per_s']:.0f} calls/s (p50 "
+            f"{direct['latency_ms']['p50']} ms per pipeline of {direct['pipeline']}); "
+            f"accepted/s over it: {doc.get('accepted_over_direct', '-')}"
+        )
+    delivery = doc.get("delivery")
+    if delivery is not None:
+        g, d = delivery["gifts"], delivery["gifts"]["delivery_ms"]
+        lines += [
+            f"delivery: {delivery['connections']['joined']} viewers, {g['acked_ok']} gifts at "
+            f"{g['rate']:g}/s: {g['delivered']} of {g['expected']} `gift` events delivered "
+            f"(missing {g['missing']}); p50 {d['p50']} ms, p95 {d['p95']} ms, p99 {d['p99']} ms,"
+            f" max {d['max']} ms",
+            f"  gift ack p50 {g['ack_ms']['p50']} ms; sender lag p99 "
+            f"{g['send_lag_ms']['p99']} ms; generator loop lag p99 "
+            f"{delivery['generator']['loop_lag_ms']['p99']} ms; node CPU "
+            f"{delivery['servers']['nodes_cpu_pct']} %",
+        ]
+    lines += ["", "attempts/s: gifts sent between the first send and the last ack; delivery: "
+              "from the gift's scheduled send to the viewer's `gift` event."]  # fmt: skip
+    return "\n".join(lines)

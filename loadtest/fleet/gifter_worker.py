@@ -5,7 +5,8 @@ Speaks the `loadtest.fleet.control` protocol. Before `ready`: each of its gifter
 Idempotency-Key), connects to its node and joins the room. After `go`: the attempts (paced at
 its share of the rate, or as fast as its share of the in-flight budget allows), each a `gift
 {room, gift_id, count, key}` with a key of its own; an attempt whose acknowledgement never came
-is asked again with the same key (a real client's retry: the server answers the same entry).
+or that was refused with `store_unavailable` is asked again with the same key (a real client's
+retry: the server answers the same entry, or makes the gift now).
 `done` carries ack latencies, outcomes, the grants confirmed and every accepted entry.
 """
 
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import time
 from collections import Counter
@@ -22,7 +22,7 @@ from typing import Any
 
 from core.auth import TokenAuthority
 from core.limits import raise_open_files_limit
-from loadtest.clients.rawhttp import HttpError, Pool
+from loadtest.clients.rest import grant_credits
 from loadtest.clients.sioclient import SioError, Viewer, open_viewer
 from loadtest.fleet.control import Commands, worker_signals
 from loadtest.plan.arrivals import TokenBucket
@@ -33,6 +33,7 @@ GO_TIMEOUT_S = 600.0
 PROGRESS_EVERY_S = 1.0
 CONNECT_TIMEOUT_S = 15.0
 RETRY_ROUNDS = 3
+RETRIED = ("store_unavailable", "internal")  # refusals that do not say the gift did not happen
 
 
 def main(plan: GifterPlan, conn: Connection) -> None:
@@ -65,7 +66,6 @@ class Gifters:
             authority.issue(user=u, role="viewer", name=u, rooms=[self.work.room], ttl_s=ttl)
             for u in self.users
         ]
-        self._orders = "Bearer " + authority.issue(user="loadtest-orders", role="orders", ttl_s=ttl)
         self.viewers: list[Viewer | None] = [None] * len(self.users)
         self.granted: dict[str, int] = {}  # user -> credits confirmed by a 201
         self.errors: Counter[str] = Counter()  # setup: grants, connects, joins
@@ -90,6 +90,9 @@ class Gifters:
     def likes_total(self, total: int) -> None:
         pass
 
+    def gift(self, slot: int, event: bytes) -> None:
+        pass
+
     def lost(self, slot: int, reason: str) -> None:
         self.dropped[reason] += 1
 
@@ -107,35 +110,13 @@ class Gifters:
         await asyncio.gather(*tasks)
 
     async def _grant_all(self) -> None:
-        pools = [Pool(t, 8) for t in self.plan.targets]
-        body = json.dumps({"amount": self.work.grant, "reason": "loadtest grant"}).encode()
-        gate = asyncio.Semaphore(16)
-
-        async def grant(slot: int) -> None:
-            user = self.users[slot]
-            pool = pools[self.indices[slot] % len(pools)]
-            headers = {"Authorization": self._orders,
-                       "Idempotency-Key": f"{self.plan.run_tag}-grant-{user}"}  # fmt: skip
-            request = pool.build_post(f"/api/wallets/{user}/credits", body, headers)
-            async with gate:
-                for _ in range(RETRY_ROUNDS):
-                    try:
-                        async with asyncio.timeout(self.work.timeout_s):
-                            status, raw = await pool.send(request)
-                    except (TimeoutError, HttpError, OSError) as exc:
-                        self.errors["grant_" + type(exc).__name__] += 1
-                        continue
-                    if status == 201:
-                        self.granted[user] = int(json.loads(raw)["entry"]["amount"])
-                    else:
-                        self.errors[f"grant_{status}"] += 1
-                    return
-
-        try:
-            await asyncio.gather(*(grant(s) for s in range(len(self.users))))
-        finally:
-            for pool in pools:
-                pool.close()
+        plan = self.plan
+        granted, errors = await grant_credits(
+            list(plan.targets), plan.secret, list(zip(self.users, self.indices, strict=True)),
+            self.work.grant, plan.run_tag, timeout_s=self.work.timeout_s, attempts=RETRY_ROUNDS,
+        )  # fmt: skip
+        self.granted.update(granted)
+        self.errors.update(errors)
 
     async def _join(self, slot: int, gate: asyncio.Semaphore) -> None:
         index = self.indices[slot]
@@ -203,6 +184,7 @@ class Gifters:
             pending, self._unanswered = self._unanswered, []
             if not pending:
                 break
+            await asyncio.sleep(0.5)  # the store was slow: give it a moment
             await asyncio.gather(*(self._ask(slot, k, retry=True) for slot, k in pending))
 
     async def _attempt(self, slot: int, k: int) -> None:
@@ -240,6 +222,10 @@ class Gifters:
             return "bad_ack"
         if not ack.get("ok"):
             outcome = f"refused:{ack.get('error')}"
+            if ack.get("error") in RETRIED:
+                # The gift may have gone through before the node gave up on the store: ask
+                # again with the same key, as a client told to retry does.
+                self._unanswered.append((slot, k))
             if retry:
                 self.outcomes["retry " + outcome] += 1
             return outcome

@@ -34,6 +34,22 @@ class ChatWorkload:
     # Closed (the default): everyone joins before the start at `connect_rate`. Open: senders and
     # likers join before the start, the rest arrive during the run at the steps' rates.
     arrivals: Arrivals = field(default_factory=Arrivals)
+    # Gift delivery: viewers after the senders and likers that each send one gift, granted its
+    # price first; gift `n` (of min(gifters, gift_rate x duration)) at `n / gift_rate` s after
+    # the start, and every viewer measures its `gift` event from that moment.
+    gifters: int = 0
+    gift_rate: float = 0.0
+    gift_id: str = "rose"
+    gift_price: int = 1  # the grant: one gift's worth
+
+    @property
+    def gifts(self) -> int:
+        return min(self.gifters, math.floor(self.gift_rate * self.duration_s))
+
+    def gifter_of(self, index: int) -> int | None:
+        """The gift viewer `index` sends (its `n`), or None."""
+        n = index - self.senders - self.likers
+        return n if 0 <= n < self.gifts else None
 
     def arrives_open(self, index: int) -> bool:
         """Whether viewer `index` arrives during the run (open model, not a sender or liker)."""
@@ -69,6 +85,15 @@ class ChatWorkload:
             raise ValueError("senders must be between 1 and the number of viewers")
         if not 0 <= self.likers <= self.viewers - self.senders or not 0 <= self.like_rate <= 10_000:
             raise ValueError("likers must fit beside the senders; like rate 0..10,000/s")
+        if self.gifters and (
+            not 0 < self.gift_rate <= 1000
+            or self.gifters > self.viewers - self.senders - self.likers
+            or self.arrivals.model == "open"
+        ):
+            raise ValueError(
+                "gifters need a gift rate of 0..1000/s, must fit beside the senders and likers,"
+                " and a closed crowd"
+            )
         self.arrivals.validate()
         if self.viewers * self.messages // 8 > 512 * 1024 * 1024:
             raise ValueError("viewers x messages is too large to track per viewer")
