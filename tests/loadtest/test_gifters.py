@@ -1,4 +1,5 @@
-"""The scenario's gifters: granted credits, gifts over two nodes, the books checked after."""
+"""The scenario's gifters: granted credits, gifts over two nodes, the books checked after; and
+the chat crowd timing `gift` events for `live loadtest gifts`."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ from pathlib import Path
 
 from live.app import RunningNode
 from live.cli.main import parser
+from loadtest.benches.chat import run_chat
 from loadtest.benches.gifts import Books, collect_books, judge
 from loadtest.clients.rest import HOST_USER
+from loadtest.plan.workloads import ChatWorkload
 from tests.conftest import SECRET, NodeFactory
 
 
@@ -101,3 +104,20 @@ async def _tampered_books_fail(valkey_url: str, room: str) -> None:
         "one_gift_event_per_ledger_entry_and_ack",
         "balances_equal_grants_minus_spent",
     }
+
+
+async def test_chat_crowd_times_every_gift_event(node: RunningNode) -> None:
+    """The delivery half of `live loadtest gifts`: 4 of 30 viewers (over two workers) each send
+    one gift; every viewer gets each one's `gift` event once, timed from its scheduled send."""
+    work = ChatWorkload(
+        viewers=30, rate=2.0, duration_s=2.0, room="r1", senders=1, drain_s=5.0, warmup_s=0.0,
+        gifters=4, gift_rate=2.0, gift_id="rose", gift_price=1,
+    )  # fmt: skip
+    run = await run_chat(work, [node.url], SECRET, server_pids={}, workers=2)
+    gifts = run["gifts"]
+    assert (gifts["granted"], gifts["acked_ok"], gifts["outcomes"]) == (4, 4, {"ok": 4})
+    assert gifts["expected"] == gifts["delivered"] == 4 * 30
+    assert gifts["missing"] == 0
+    assert gifts["delivery_ms"]["count"] == 4 * 30
+    assert 0 < gifts["delivery_ms"]["p50"] < 5000
+    assert run["deliveries"]["missing"] == 0  # the chat beside them is unharmed
