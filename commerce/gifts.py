@@ -40,17 +40,35 @@ LEADERBOARD_INTERVAL_S = 1.0
 
 
 class GiftCatalogue:
-    def __init__(self, redis: aioredis.Redis) -> None:
+    """A seller's gifts (a JSON string in the store), else the default set; kept in memory for
+    `ttl_s` per seller (0: read every time), so a gift costs no catalogue round trip. A
+    replacement drops the node's own copy at once; other nodes see it within `ttl_s`."""
+
+    MAX_CACHED = 10_000  # sellers kept in memory, at most (then the cache starts over)
+
+    def __init__(self, redis: aioredis.Redis, ttl_s: float = 0.0) -> None:
         self._redis = redis
+        self._ttl = ttl_s
+        self._cache: dict[str, tuple[float, tuple[dict[str, Any], ...]]] = {}
+
+    async def _gifts(self, seller: str | None) -> tuple[dict[str, Any], ...]:
+        if not seller:
+            return DEFAULT_GIFTS
+        now = time.monotonic()
+        hit = self._cache.get(seller)
+        if hit is not None and now < hit[0]:
+            return hit[1]
+        raw = await self._redis.get(keys.gift_catalogue(seller))
+        gifts: tuple[dict[str, Any], ...] = tuple(json.loads(raw)) if raw else DEFAULT_GIFTS
+        if self._ttl > 0:
+            if len(self._cache) >= self.MAX_CACHED:
+                self._cache.clear()
+            self._cache[seller] = (now + self._ttl, gifts)
+        return gifts
 
     async def of(self, seller: str | None) -> list[dict[str, Any]]:
         """The seller's gifts, else the default set."""
-        if seller:
-            raw = await self._redis.get(keys.gift_catalogue(seller))
-            if raw:
-                gifts: list[dict[str, Any]] = json.loads(raw)
-                return gifts
-        return [dict(g) for g in DEFAULT_GIFTS]
+        return [dict(g) for g in await self._gifts(seller)]
 
     async def replace(self, seller: str, gifts: list[GiftSpec]) -> list[dict[str, Any]]:
         ids = [g.gift_id for g in gifts]
@@ -58,12 +76,13 @@ class GiftCatalogue:
             raise CommerceError("invalid_request", "gift ids must be unique")
         specs = [g.model_dump() for g in gifts]
         await self._redis.set(keys.gift_catalogue(seller), json.dumps(specs))
+        self._cache.pop(seller, None)
         return specs
 
     async def find(self, seller: str | None, gift_id: str) -> dict[str, Any]:
-        for gift in await self.of(seller):
+        for gift in await self._gifts(seller):
             if gift["gift_id"] == gift_id:
-                return gift
+                return dict(gift)
         raise CommerceError("unknown_gift", f"no gift {gift_id!r} in this room's catalogue")
 
 
