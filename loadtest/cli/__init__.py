@@ -33,7 +33,7 @@ chat, sale, gifts and media start their own servers on loopback, pinned with tas
 from the load generator (chat, sale, gifts: upper half / lower half; media: one CPU / another).
 WebRTC (media, latency, the WebRTC roles of run) offers loopback ICE candidates only: run it
 under scripts/loopback-only (as root for the media benchmark's priorities and Janus modes).
-`make bench` runs chat, sale, media and latency briefly; JSON goes to bench-results/."""
+`make bench` runs chat, sale, gifts, media, latency and fsync briefly; JSON in bench-results/."""
 
 
 def register(sub: Any) -> None:
