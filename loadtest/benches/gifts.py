@@ -139,6 +139,14 @@ async def run_gifters(
         "valkey": cpu.get("valkey"),
         "generator": round(sum(v for n, v in cpu.items() if n.startswith("worker-")), 1),
     }
+    sent = result["attempts"]["sent"]
+    if sent:
+        # CPU time per gift sent (the retries' work included), in ms.
+        result["cpu_ms_per_gift"] = {
+            "nodes": round(result["cpu_pct"]["nodes"] / 100 * wall / sent * 1000, 3),
+            "valkey": round(cpu["valkey"] / 100 * wall / sent * 1000, 3) if cpu.get("valkey")
+            else None,
+        }  # fmt: skip
     result["generator"]["workers"] = workers
     return result
 
@@ -579,7 +587,8 @@ def table(doc: dict[str, Any]) -> str:
             f"{a['span_s']:.2f} s: {a['per_s']:.0f} attempts/s, {a['accepted_per_s']:.0f} "
             f"accepted/s; ack p50 {q['p50']} ms, p99 {q['p99']} ms",
             f"  outcomes {burst['outcomes']}; CPU % node {burst['cpu_pct']['nodes']}, valkey "
-            f"{burst['cpu_pct']['valkey']}, generator {burst['cpu_pct']['generator']}",
+            f"{burst['cpu_pct']['valkey']}, generator {burst['cpu_pct']['generator']}; CPU ms "
+            f"per gift {burst.get('cpu_ms_per_gift')}",
             "  books: " + ("all hold" if not bad else f"BREACHED {bad}") + f" {inv['books']}",
         ]
     direct = doc.get("direct")

@@ -7,7 +7,11 @@ books are checked after (debits equal the host's credits plus the platform share
 below zero, one `gift.sent` per ledger entry and acked gift, balances equal grants minus
 spending). Then the wallet script called directly on the same Valkey (the ceiling). Then
 delivery: VIEWERS Socket.IO viewers in one room while gifts arrive at GIFT_RATE/s (one per
-gifter), each viewer timing its `gift` event from the gift's scheduled send.
+gifter) beside one chat message a second, each viewer timing its `gift` event from the gift's
+scheduled send. A node sends a room at most LIVE_GIFTS_ROOM_EVENTS_PER_S (5) `gift` events a
+second: above that, gifts wait their turn and are dropped from the room's events after 3 s.
+The node inherits LIVE_* settings from the environment (LIVE_GIFTS_CATALOGUE_TTL_S=0 reads the
+gift catalogue on every gift, for a before/after comparison).
 """
 
 from __future__ import annotations
