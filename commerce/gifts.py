@@ -166,13 +166,16 @@ class GiftAnnouncer(RoomNotices):
                     break
                 key = max(combos, key=lambda k: (combos[k].gift["tier"], _value(combos[k])))
                 c = combos.pop(key)
+                began = time.monotonic()
                 await self._emit(room, "gift", {
                     "room": room, "sender": c.sender, "gift_id": c.gift["gift_id"],
                     "name": c.gift["name"], "tier": c.gift["tier"],
                     "animation": c.gift["animation"], "count": c.count, "combo": c.total,
                 })  # fmt: skip
                 honour_cancel()  # a redis-py command may have swallowed the cancellation
-                await asyncio.sleep(self._tick)
+                # One event per tick from the start of the last: the emit's own time (a large
+                # room's fan-out) is part of the tick, not added to it.
+                await asyncio.sleep(max(0.0, began + self._tick - time.monotonic()))
         finally:
             self._flushing.discard(room)
             if not self._combos.get(room):
