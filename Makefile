@@ -3,8 +3,8 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PYTHON ?= python3
 
-.PHONY: install system-deps run test lint bench bench-chat bench-sale bench-media bench-latency \
-	bench-fsync bench-scale clean
+.PHONY: install system-deps run test lint bench bench-chat bench-sale bench-gifts bench-media \
+	bench-latency bench-fsync bench-scale clean
 
 install: system-deps $(VENV)/.installed node_modules/.installed
 
@@ -41,7 +41,7 @@ lint: install
 # WebRTC ones (media fan-out, edge latency) run in a loopback-only namespace. One step alone:
 # make bench-media. BENCH_SECONDS=30 make bench for steadier figures.
 BENCH_SECONDS ?= 10
-BENCH_STEPS   := bench-chat bench-sale bench-media bench-latency bench-fsync
+BENCH_STEPS   := bench-chat bench-sale bench-gifts bench-media bench-latency bench-fsync
 BENCH_TIMEOUT := timeout --kill-after=20
 
 bench: install
@@ -60,6 +60,12 @@ bench-sale: install | bench-results
 	$(BENCH_TIMEOUT) 600 $(VENV)/bin/live loadtest sale --attempts 200000 \
 		--duration $(BENCH_SECONDS) --users 5000 --quantity 10000 --per-user-limit 2 --nodes 1 2 \
 		--json bench-results/sale.json
+
+# Gifts/s on one node core (a burst from 1,000 Socket.IO gifters), the wallet script alone, and
+# gift event delivery to 5,000 viewers.
+bench-gifts: install | bench-results
+	$(BENCH_TIMEOUT) 600 $(VENV)/bin/live loadtest gifts --gifters 1000 --attempts 10000 \
+		--viewers 5000 --gift-rate 4 --duration $(BENCH_SECONDS) --json bench-results/gifts.json
 
 bench-media: install | bench-results
 	$(BENCH_TIMEOUT) 600 scripts/loopback-only $(VENV)/bin/live loadtest media --viewers 50 \

@@ -64,6 +64,11 @@ class CommerceSettings(Section):
     gifts_message_max_chars: int = Field(
         80, ge=1, le=MAX_GIFT_MESSAGE_CHARS, validation_alias="LIVE_GIFTS_MESSAGE_MAX_CHARS"
     )
+    # How long a node keeps a seller's gift catalogue in memory (0: read it on every gift). A
+    # replacement (PUT) is seen at once on the node that took it, within this on the others.
+    gifts_catalogue_ttl_s: float = Field(
+        1.0, ge=0, le=60, validation_alias="LIVE_GIFTS_CATALOGUE_TTL_S"
+    )
     # A pending settlement (a gift's host leg, an outboxed event) left by a request that did not
     # finish it is taken over by a sweeper this long after it was written.
     wallet_settle_lease_s: ClassVar[float] = 5.0  # not a setting

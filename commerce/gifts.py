@@ -40,17 +40,35 @@ LEADERBOARD_INTERVAL_S = 1.0
 
 
 class GiftCatalogue:
-    def __init__(self, redis: aioredis.Redis) -> None:
+    """A seller's gifts (a JSON string in the store), else the default set; kept in memory for
+    `ttl_s` per seller (0: read every time), so a gift costs no catalogue round trip. A
+    replacement drops the node's own copy at once; other nodes see it within `ttl_s`."""
+
+    MAX_CACHED = 10_000  # sellers kept in memory, at most (then the cache starts over)
+
+    def __init__(self, redis: aioredis.Redis, ttl_s: float = 0.0) -> None:
         self._redis = redis
+        self._ttl = ttl_s
+        self._cache: dict[str, tuple[float, tuple[dict[str, Any], ...]]] = {}
+
+    async def _gifts(self, seller: str | None) -> tuple[dict[str, Any], ...]:
+        if not seller:
+            return DEFAULT_GIFTS
+        now = time.monotonic()
+        hit = self._cache.get(seller)
+        if hit is not None and now < hit[0]:
+            return hit[1]
+        raw = await self._redis.get(keys.gift_catalogue(seller))
+        gifts: tuple[dict[str, Any], ...] = tuple(json.loads(raw)) if raw else DEFAULT_GIFTS
+        if self._ttl > 0:
+            if len(self._cache) >= self.MAX_CACHED:
+                self._cache.clear()
+            self._cache[seller] = (now + self._ttl, gifts)
+        return gifts
 
     async def of(self, seller: str | None) -> list[dict[str, Any]]:
         """The seller's gifts, else the default set."""
-        if seller:
-            raw = await self._redis.get(keys.gift_catalogue(seller))
-            if raw:
-                gifts: list[dict[str, Any]] = json.loads(raw)
-                return gifts
-        return [dict(g) for g in DEFAULT_GIFTS]
+        return [dict(g) for g in await self._gifts(seller)]
 
     async def replace(self, seller: str, gifts: list[GiftSpec]) -> list[dict[str, Any]]:
         ids = [g.gift_id for g in gifts]
@@ -58,12 +76,13 @@ class GiftCatalogue:
             raise CommerceError("invalid_request", "gift ids must be unique")
         specs = [g.model_dump() for g in gifts]
         await self._redis.set(keys.gift_catalogue(seller), json.dumps(specs))
+        self._cache.pop(seller, None)
         return specs
 
     async def find(self, seller: str | None, gift_id: str) -> dict[str, Any]:
-        for gift in await self.of(seller):
+        for gift in await self._gifts(seller):
             if gift["gift_id"] == gift_id:
-                return gift
+                return dict(gift)
         raise CommerceError("unknown_gift", f"no gift {gift_id!r} in this room's catalogue")
 
 
@@ -153,6 +172,7 @@ class GiftAnnouncer(RoomNotices):
                     break
                 key = max(combos, key=lambda k: (combos[k].gift["tier"], _value(combos[k])))
                 c = combos.pop(key)
+                began = time.monotonic()
                 await self._emit(room, "gift", {
                     "room": room, "sender": c.sender, "gift_id": c.gift["gift_id"],
                     "name": c.gift["name"], "tier": c.gift["tier"],
@@ -160,7 +180,9 @@ class GiftAnnouncer(RoomNotices):
                     "message": c.message,
                 })  # fmt: skip
                 honour_cancel()  # a redis-py command may have swallowed the cancellation
-                await asyncio.sleep(self._tick)
+                # One event per tick from the start of the last: the emit's own time (a large
+                # room's fan-out) is part of the tick, not added to it.
+                await asyncio.sleep(max(0.0, began + self._tick - time.monotonic()))
         finally:
             self._flushing.discard(room)
             if not self._combos.get(room):

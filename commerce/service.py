@@ -144,7 +144,7 @@ class Commerce:
             config.trim_interval_s, self._after_trim, self._outboxes if config.outbox else None,
         )  # fmt: skip
         self.wallets = Wallets(redis, config)
-        self.gift_catalogue = GiftCatalogue(redis)
+        self.gift_catalogue = GiftCatalogue(redis, config.gifts_catalogue_ttl_s)
         self.gifts = GiftAnnouncer(
             broadcast, self.leaderboard, config.gifts_room_events_per_s,
             self.metrics.gift_events_dropped.inc,

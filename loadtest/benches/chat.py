@@ -476,7 +476,7 @@ def _merge(work: ChatWorkload, parts: list[dict[str, Any]], t0: float) -> dict[s
             entry = regions.setdefault(region, {"joined": 0, "latency": Histogram()})
             entry["joined"] += figures["joined"]
             entry["latency"].merge(Histogram.from_wire(figures["latency"]))
-    return {
+    doc: dict[str, Any] = {
         "workload": {
             "viewers": work.viewers,
             "rate": work.rate,
@@ -487,6 +487,8 @@ def _merge(work: ChatWorkload, parts: list[dict[str, Any]], t0: float) -> dict[s
             "messages": work.messages,
             "warmup_s": work.warmup_s,
             "drain_s": work.drain_s,
+            "gifters": work.gifters,
+            "gift_rate": work.gift_rate,
         },
         "connections": {
             "attempted": sum(p.get("attempted", 0) for p in parts),
@@ -541,6 +543,38 @@ def _merge(work: ChatWorkload, parts: list[dict[str, Any]], t0: float) -> dict[s
             "send_lag_ms": hists["send_lag"].summary_ms(),
         },
         "target_met": joined == work.viewers and missing == 0 and latency["p99"] < TARGET_P99_MS,
+    }
+    if work.gifts:
+        doc["gifts"] = _merge_gifts(work, parts, joined)
+    return doc
+
+
+def _merge_gifts(work: ChatWorkload, parts: list[dict[str, Any]], joined: int) -> dict[str, Any]:
+    """Gift delivery: each gift acked ok is owed to every joined viewer once."""
+    latency, ack, send_lag = Histogram(), Histogram(), Histogram()
+    acks: dict[str, str] = {}
+    for part in parts:
+        g = part["gifts"]
+        latency.merge(Histogram.from_wire(g["latency"]))
+        ack.merge(Histogram.from_wire(g["ack"]))
+        send_lag.merge(Histogram.from_wire(g["send_lag"]))
+        acks.update({str(n): v for n, v in g["acks"].items()})
+    ok = sum(1 for v in acks.values() if v == "ok")
+    received = sum(p["gifts"]["received"] for p in parts)
+    return {
+        "gifters": work.gifts,
+        "rate": work.gift_rate,
+        "gift_id": work.gift_id,
+        "granted": sum(p["gifts"]["granted"] for p in parts),
+        "acked_ok": ok,
+        "outcomes": dict(Counter(acks.values())),
+        "expected": ok * joined,
+        "delivered": received,
+        "missing": ok * joined - received,
+        "events_seen": sum(p["gifts"]["events"] for p in parts),
+        "delivery_ms": latency.summary_ms(),
+        "ack_ms": ack.summary_ms(),
+        "send_lag_ms": send_lag.summary_ms(),
     }
 
 

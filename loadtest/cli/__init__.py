@@ -1,4 +1,4 @@
-"""`live loadtest`: one module per KIND (chat, sale, media, latency, run), registered here.
+"""`live loadtest`: one module per KIND (chat, sale, gifts, media, ...), registered here.
 
 The benchmarks themselves are imported when one runs (`loadtest.benches`, `loadtest.scenario`).
 """
@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from loadtest.cli import chat, fsync, latency, media, privacy, run, sale, scale
+from loadtest.cli import chat, fsync, gifts, latency, media, privacy, run, sale, scale
 
 OVERVIEW = """\
 The crowd simulator and the benchmarks; each KIND has its own --help.
@@ -18,6 +18,8 @@ The crowd simulator and the benchmarks; each KIND has its own --help.
            the Node.js reference server
   sale     a flash-sale crowd pressing Buy: attempts per second, latency, the sale's
            invariants; the reservation script called directly on Valkey as the ceiling
+  gifts    gifts/s on one node core (a burst from many Socket.IO gifters, the books checked),
+           the wallet script called directly, and gift event delivery to N viewers
   media    WebRTC fan-out of one host stream to N viewers, per send path (and Janus as the
            reference): server CPU per viewer, fps, loss, time to first frame
   latency  glass-to-glass video latency on an origin and through an edge node: the edge hop
@@ -29,11 +31,11 @@ The crowd simulator and the benchmarks; each KIND has its own --help.
   privacy  what erasing a user costs the store: a purchase stream read whole and rewritten
            in place (Valkey's stall)
 
-chat, sale and media start their own servers on loopback, pinned with taskset to CPUs apart
-from the load generator (chat, sale: upper half / lower half; media: one CPU / another).
+chat, sale, gifts and media start their own servers on loopback, pinned with taskset to CPUs apart
+from the load generator (chat, sale, gifts: upper half / lower half; media: one CPU / another).
 WebRTC (media, latency, the WebRTC roles of run) offers loopback ICE candidates only: run it
 under scripts/loopback-only (as root for the media benchmark's priorities and Janus modes).
-`make bench` runs chat, sale, media and latency briefly; JSON goes to bench-results/."""
+`make bench` runs chat, sale, gifts, media, latency and fsync briefly; JSON in bench-results/."""
 
 
 def register(sub: Any) -> None:
@@ -45,5 +47,5 @@ def register(sub: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     kinds = loadtest.add_subparsers(dest="loadtest_kind", required=True, metavar="KIND")
-    for kind in (chat, sale, media, latency, scale, run, fsync, privacy):
+    for kind in (chat, sale, gifts, media, latency, scale, run, fsync, privacy):
         kind.register(kinds)

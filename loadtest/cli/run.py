@@ -12,10 +12,11 @@ from loadtest.plan.safety import UnsafeTarget, check_targets
 _SCENARIO_HELP = """\
 Run a scenario file (TOML; the format is in loadtest/scenario/spec.py and docs/loadtest.md, an
 example in docs/examples/cluster-show.toml): lurkers, chatters, likers, buyers racing a flash
-sale, WebRTC viewers of a synthetic publisher and a few real browsers ([roles] browsers = N, at
-most 20: headless Chromium pages on the viewer page, [browser] executable = PATH), arriving as
-a closed crowd ([arrival] join_rate) or an open one ([arrival] model = "open", steps =
-[[0, 50], [5, 200]]).
+sale, gifters sending gifts over Socket.IO ([roles] gifters, [gifts] rate, grant, gift_id; the
+books checked after the run), WebRTC viewers of a synthetic publisher and a few real browsers
+([roles] browsers = N, at most 20: headless Chromium pages on the viewer page, [browser]
+executable = PATH), arriving as a closed crowd ([arrival] join_rate) or an open one ([arrival]
+model = "open", steps = [[0, 50], [5, 200]]).
 
 Targets: nodes started here ([target] nodes = 1 or 2), running ones ([target] urls, the first
 being the origin), or a region map spreading viewers by weight: [target] regions = {na = URL,
@@ -27,13 +28,13 @@ starts an origin and one edge per region, the crowd on the edges; [[faults]] at_
 failover.* (lost, back, back_5s, recovery.p95) reports them with the origin's CPU meanwhile
 (example: docs/examples/edge-failover.toml).
 
-Progress is live on a terminal; the final table, --json and --html follow. Rules in
-[thresholds] (chat.*, likes.*, sale.*, webrtc.*, failover.*, browser.load/join/chat.delivery/
-video.first_frame/video.fps/errors, errors.*) decide the exit code (0 pass, 1 fail, 2 scenario
-error, 130 Ctrl-C, which still writes the partial report); abort_after = "10s" stops a run
-whose live rule keeps failing. Targets outside loopback are refused without --allow-remote (and
-browser pages cannot reach them). WebRTC offers loopback ICE candidates only: run it under
-scripts/loopback-only together with the target."""
+Progress is live on a terminal; the final table, --json and --html follow. Rules in [thresholds]
+(chat.*, likes.*, sale.*, gifts.*, webrtc.*, failover.*, browser.load/join/
+chat.delivery/video.first_frame/video.fps/errors, errors.*) decide the exit code (0 pass, 1
+fail, 2 scenario error, 130 Ctrl-C, which still writes the partial report); abort_after = "10s"
+stops a run whose live rule keeps failing. Targets outside loopback are refused without
+--allow-remote (and browser pages cannot reach them). WebRTC offers loopback ICE candidates
+only: run it under scripts/loopback-only together with the target."""
 
 
 def register(kinds: Any) -> None:

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import secrets
+from collections import Counter
 from typing import Any
 
 import aiohttp
 
 from core.auth import TokenAuthority
+from loadtest.clients.rawhttp import HttpError, Pool
 from loadtest.plan.workloads import SaleSpec
+
+HOST_USER = "loadtest-host"  # the owner of the rooms a run creates: gifts credit this user
 
 
 def host_token(secret: str, room: str) -> str:
-    return TokenAuthority(secret).issue(user="loadtest-host", role="host", rooms=[room])
+    return TokenAuthority(secret).issue(user=HOST_USER, role="host", rooms=[room])
 
 
 async def create_room(url: str, secret: str, room: str, *, required: bool) -> None:
@@ -59,3 +65,43 @@ async def get_sale(url: str, room: str, sale_id: str) -> dict[str, Any]:
         resp.raise_for_status()
         sale: dict[str, Any] = await resp.json()
     return sale
+
+
+async def grant_credits(
+    targets: list[str], secret: str, users: list[tuple[str, int]], amount: int, tag: str,
+    *, timeout_s: float = 5.0, attempts: int = 3,
+) -> tuple[dict[str, int], Counter[str]]:  # fmt: skip
+    """Top up each `(user, target index)` by `amount` credits as the order system does
+    (`POST /api/wallets/{user}/credits`, an `orders` token, an Idempotency-Key per user and
+    `tag`, so a retry never grants twice): the credits confirmed per user, and errors by kind."""
+    orders = TokenAuthority(secret).issue(user="loadtest-orders", role="orders", ttl_s=3600)
+    pools = [Pool(t, 8) for t in targets]
+    body = json.dumps({"amount": amount, "reason": "loadtest grant"}).encode()
+    gate = asyncio.Semaphore(16)
+    granted: dict[str, int] = {}
+    errors: Counter[str] = Counter()
+
+    async def grant(user: str, target: int) -> None:
+        pool = pools[target % len(pools)]
+        headers = {"Authorization": f"Bearer {orders}", "Idempotency-Key": f"{tag}-grant-{user}"}
+        request = pool.build_post(f"/api/wallets/{user}/credits", body, headers)
+        async with gate:
+            for _ in range(attempts):
+                try:
+                    async with asyncio.timeout(timeout_s):
+                        status, raw = await pool.send(request)
+                except (TimeoutError, HttpError, OSError) as exc:
+                    errors["grant_" + type(exc).__name__] += 1
+                    continue
+                if status == 201:
+                    granted[user] = int(json.loads(raw)["entry"]["amount"])
+                else:
+                    errors[f"grant_{status}"] += 1
+                return
+
+    try:
+        await asyncio.gather(*(grant(u, t) for u, t in users))
+    finally:
+        for pool in pools:
+            pool.close()
+    return granted, errors

@@ -42,6 +42,9 @@ class Sink(Protocol):
     def likes_total(self, total: int) -> None:
         """A room's `likes` total reached the viewer that observes likes."""
 
+    def gift(self, slot: int, event: bytes) -> None:
+        """A `gift` room event reached viewer `slot` (the Socket.IO packet's JSON array)."""
+
 
 def chat_text(seq: int, sent_us: int) -> str:
     """The text a benchmark sender puts in a chat message: its sequence number and send time."""
@@ -64,6 +67,7 @@ class Viewer(asyncio.Protocol):
         self._event_prefix = b"42" + ns
         self._chat_prefix = b"42" + ns + b'["chat",'
         self._likes_prefix: bytes | None = None
+        self._gift_prefix = b"42" + ns + b'["gift",'
         self._key = base64.b64encode(os.urandom(16))
         self._transport: asyncio.Transport | None = None
         self._upgraded = False
@@ -228,6 +232,9 @@ class Viewer(asyncio.Protocol):
                 seq, _, sent = msg[i + 11 : j].partition(b":")
                 if seq.isdigit() and sent.isdigit():
                     self._sink.chat(self.slot, int(seq), int(sent))
+            return
+        if msg.startswith(self._gift_prefix):
+            self._sink.gift(self.slot, msg[len(self._event_prefix) :])
             return
         if self._likes_prefix is not None and msg.startswith(self._likes_prefix):
             with contextlib.suppress(ValueError, TypeError, KeyError, IndexError):

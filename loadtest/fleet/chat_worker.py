@@ -20,6 +20,7 @@ from typing import Any
 
 from core.auth import TokenAuthority
 from core.limits import raise_open_files_limit
+from loadtest.clients.rest import grant_credits
 from loadtest.clients.sioclient import SioError, Viewer, chat_text, open_viewer
 from loadtest.fleet.control import Commands, worker_signals
 from loadtest.plan.arrivals import TokenBucket
@@ -27,6 +28,7 @@ from loadtest.plan.workloads import NAMESPACE, WorkerPlan
 from loadtest.report.histogram import Histogram, Timeline
 
 GO_TIMEOUT_S = 600.0
+_SENDER_MARK = b'"sender":{"id":"'
 PROGRESS_EVERY_S = 1.0
 LAG_TICK_S = 0.05
 
@@ -100,6 +102,16 @@ class ChatCrowd:
         self.last_delivery_us = 0
         self.phase = "connect"
         self._stop = asyncio.Event()
+        # Gift delivery (`ChatWorkload.gifters`): per viewer, the gifts it got (a bit each).
+        self.gift_seen = [bytearray((self.work.gifts + 7) // 8) for _ in range(n)]
+        self.gift_hist = Histogram()  # the gift's scheduled send to its `gift` event
+        self.gift_ack_hist = Histogram()
+        self.gift_send_lag = Histogram()
+        self.gift_acks: dict[int, str] = {}  # n -> outcome
+        self.gifts_received = 0
+        self.gift_events = 0  # `gift` events of any sender (combos of others, repeats)
+        self.granted = 0
+        self._tag = plan.run_tag.encode()
 
     # Sink
     def chat(self, slot: int, seq: int, sent_us: int) -> None:
@@ -127,6 +139,30 @@ class ChatCrowd:
             self.first_delivery_us = now
         self.last_delivery_us = now
 
+    def gift(self, slot: int, event: bytes) -> None:
+        """A `gift` event: gift `n` (its sender is viewer `first + n`) measured from its due."""
+        now = _now_us()
+        self.gift_events += 1
+        work = self.work
+        if not self.t0 or not work.gifts:
+            return
+        # The sender's id by a byte search, not a JSON parse: thousands of viewers per worker
+        # get each event at once, and the time to parse them all would count as delivery time.
+        i = event.find(_SENDER_MARK)
+        j = event.find(b'"', i + len(_SENDER_MARK)) if i >= 0 else -1
+        tag, _, digits = event[i + len(_SENDER_MARK) : j].rpartition(b"-")
+        if j < 0 or tag != self._tag or not digits.isdigit():
+            return
+        n = work.gifter_of(int(digits))
+        if n is None:
+            return
+        seen = self.gift_seen[slot]
+        if seen[n >> 3] & (1 << (n & 7)):
+            return
+        seen[n >> 3] |= 1 << (n & 7)
+        self.gifts_received += 1
+        self.gift_hist.record(now - int((self.t0 + n / work.gift_rate) * 1e6))
+
     def lost(self, slot: int, reason: str) -> None:
         self.errors[f"lost_in_{self.phase}:{reason}"] += 1
 
@@ -150,6 +186,7 @@ class ChatCrowd:
             asyncio.create_task(self._lag_monitor(), name="lag"),
         ]
         try:
+            await self._grant()
             early = [(s, i) for s, i in enumerate(self.indices) if not self.work.arrives_open(i)]
             finished = await commands.run_until_stopped(self._connect_all(early))
             self._send("ready", **self._connect_report())
@@ -167,6 +204,18 @@ class ChatCrowd:
             for task in background:
                 task.cancel()
             await self._close_all()
+
+    async def _grant(self) -> None:
+        """Each of this worker's gifters gets one gift's worth of credits."""
+        work, plan = self.work, self.plan
+        mine = [(f"{plan.run_tag}-{i}", i) for i in self.indices if work.gifter_of(i) is not None]
+        if not mine:
+            return
+        granted, errors = await grant_credits(
+            list(plan.targets), plan.secret, mine, work.gift_price, plan.run_tag
+        )
+        self.granted = len(granted)
+        self.errors.update(errors)
 
     async def _connect_all(self, slots: list[tuple[int, int]]) -> None:
         """Join `slots` (slot, viewer index) before the start, paced at this worker's share."""
@@ -265,6 +314,7 @@ class ChatCrowd:
         self.t0 = t0
         liking = asyncio.create_task(self._like(t0)) if work.likers and work.like_rate else None
         arriving = asyncio.create_task(self._arrive(t0))
+        gifting = asyncio.create_task(self._gifts(t0)) if work.gifts else None
         slot_of = {index: slot for slot, index in enumerate(self.indices) if index < work.senders}
         mine = [k for k in range(self.m) if work.sender_of(k) in slot_of]
         await self._warm_up(t0 - work.warmup_s, slot_of)
@@ -292,7 +342,13 @@ class ChatCrowd:
             pairs = zip(self.first_seq, self.joined, strict=True)
             complete = sum(self.m - f for f, j in pairs if j)
             likes_in = self.likes_confirmed >= len(self.like_sent_us)
-            if self.received >= complete and len(self.acks) >= len(mine) and likes_in:
+            gifts_in = gifting is None or (
+                gifting.done() and self.gifts_received >= self._gifts_owed()
+            )
+            if (
+                self.received >= complete and len(self.acks) >= len(mine) and likes_in
+                and gifts_in
+            ):  # fmt: skip
                 break
             await asyncio.sleep(0.05)
         for seq in mine:
@@ -300,6 +356,52 @@ class ChatCrowd:
         arriving.cancel()
         if liking is not None:
             liking.cancel()
+        if gifting is not None:
+            gifting.cancel()
+
+    def _gifts_owed(self) -> int:
+        """Deliveries this worker waits for: every gift to each of its joined viewers (a gift
+        that failed, here or in another worker, makes it wait until the drain time is up)."""
+        return sum(self.joined) * self.work.gifts
+
+    async def _gifts(self, t0: float) -> None:
+        """This worker's gifters each send their one gift at its due time."""
+        work = self.work
+        plan = self.plan
+        mine = sorted(
+            (n, slot) for slot, index in enumerate(self.indices)
+            if (n := work.gifter_of(index)) is not None
+        )  # fmt: skip
+        pending = []
+        for n, slot in mine:
+            due = t0 + n / work.gift_rate
+            delay = due - time.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            viewer = self.viewers[slot]
+            if viewer is None or not self.joined[slot] or viewer.closed:
+                self.gift_acks[n] = "gifter_unavailable"
+                continue
+            sent_us = _now_us()
+            self.gift_send_lag.record(max(0, sent_us - int(due * 1e6)))
+            future = viewer.call("gift", {"room": work.room, "gift_id": work.gift_id, "count": 1,
+                                          "key": f"{plan.run_tag}-gift-{n}"})  # fmt: skip
+            future.add_done_callback(partial(self._gift_acked, n, sent_us))
+            pending.append(future)
+        if pending:
+            await asyncio.wait(pending, timeout=work.connect_timeout_s)
+
+    def _gift_acked(self, n: int, sent_us: int, future: asyncio.Future[Any]) -> None:
+        if future.cancelled():
+            self.gift_acks[n] = "cancelled"
+        elif (exc := future.exception()) is not None:
+            self.gift_acks[n] = exc.kind if isinstance(exc, SioError) else type(exc).__name__
+        else:
+            ack = future.result()
+            ok = isinstance(ack, dict) and ack.get("ok")
+            self.gift_acks[n] = "ok" if ok else f"refused:{ack.get('error') if ack else ack}"
+            if ok:
+                self.gift_ack_hist.record(_now_us() - sent_us)
 
     async def _like(self, t0: float) -> None:
         """The first worker sends the room's likes at `like_rate` until the end.
@@ -407,6 +509,15 @@ class ChatCrowd:
             "like_delay": self.like_delay.to_wire(),
             "likes_confirmed": self.likes_confirmed,
             "received": self.received,
+            "gifts": {
+                "granted": self.granted,
+                "acks": self.gift_acks,
+                "received": self.gifts_received,
+                "events": self.gift_events,
+                "latency": self.gift_hist.to_wire(),
+                "ack": self.gift_ack_hist.to_wire(),
+                "send_lag": self.gift_send_lag.to_wire(),
+            },
             "duplicates": self.duplicates,
             "foreign": self.foreign,
             "sent": self.sent,

@@ -34,6 +34,22 @@ class ChatWorkload:
     # Closed (the default): everyone joins before the start at `connect_rate`. Open: senders and
     # likers join before the start, the rest arrive during the run at the steps' rates.
     arrivals: Arrivals = field(default_factory=Arrivals)
+    # Gift delivery: viewers after the senders and likers that each send one gift, granted its
+    # price first; gift `n` (of min(gifters, gift_rate x duration)) at `n / gift_rate` s after
+    # the start, and every viewer measures its `gift` event from that moment.
+    gifters: int = 0
+    gift_rate: float = 0.0
+    gift_id: str = "rose"
+    gift_price: int = 1  # the grant: one gift's worth
+
+    @property
+    def gifts(self) -> int:
+        return min(self.gifters, math.floor(self.gift_rate * self.duration_s))
+
+    def gifter_of(self, index: int) -> int | None:
+        """The gift viewer `index` sends (its `n`), or None."""
+        n = index - self.senders - self.likers
+        return n if 0 <= n < self.gifts else None
 
     def arrives_open(self, index: int) -> bool:
         """Whether viewer `index` arrives during the run (open model, not a sender or liker)."""
@@ -69,6 +85,15 @@ class ChatWorkload:
             raise ValueError("senders must be between 1 and the number of viewers")
         if not 0 <= self.likers <= self.viewers - self.senders or not 0 <= self.like_rate <= 10_000:
             raise ValueError("likers must fit beside the senders; like rate 0..10,000/s")
+        if self.gifters and (
+            not 0 < self.gift_rate <= 1000
+            or self.gifters > self.viewers - self.senders - self.likers
+            or self.arrivals.model == "open"
+        ):
+            raise ValueError(
+                "gifters need a gift rate of 0..1000/s, must fit beside the senders and likers,"
+                " and a closed crowd"
+            )
         self.arrivals.validate()
         if self.viewers * self.messages // 8 > 512 * 1024 * 1024:
             raise ValueError("viewers x messages is too large to track per viewer")
@@ -178,3 +203,62 @@ class SaleSpec:
             "duration_s": float(self.duration_s), "per_user_limit": self.per_user_limit,
             "hold_s": float(self.hold_s),
         }  # fmt: skip
+
+
+MAX_GIFTERS = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class GiftWorkload:
+    """`attempts` Socket.IO `gift`s by `gifters` senders, each granted `grant` credits first,
+    at `rate` per second room-wide (0: as fast as `concurrency` in-flight gifts allow), stopped
+    after `duration_s` whatever is left. A worker's attempts take turns over its gifters."""
+
+    gifters: int
+    attempts: int
+    rate: float
+    duration_s: float
+    room: str = ""
+    grant: int = 100  # credits each gifter gets through POST /api/wallets/{user}/credits
+    gift_id: str = "rose"
+    count: int = 1
+    concurrency: int = 64  # gifts in flight, across all workers (rate 0)
+    timeout_s: float = 5.0  # per acknowledgement
+    connect_rate: float = 500.0  # gifters' connections per second, across all workers
+
+    def validate(self) -> None:
+        if not 1 <= self.gifters <= MAX_GIFTERS:
+            raise ValueError(f"gifters must be between 1 and {MAX_GIFTERS}")
+        if not 1 <= self.attempts <= MAX_ATTEMPTS:
+            raise ValueError(f"gift attempts must be between 1 and {MAX_ATTEMPTS}")
+        if not 0 <= self.rate <= 1_000_000:
+            raise ValueError("gift rate must be between 0 (as fast as possible) and 1,000,000/s")
+        if not 0 < self.duration_s <= MAX_DURATION_S:
+            raise ValueError(f"duration must be above 0 and at most {MAX_DURATION_S:.0f} s")
+        if not 1 <= self.grant <= 1_000_000:
+            raise ValueError("the grant must be between 1 and 1,000,000 credits")
+        if not 1 <= self.count <= 100 or not 1 <= self.concurrency <= 100_000:
+            raise ValueError("gift count must be 1..100 and concurrency 1..100,000")
+
+
+@dataclass(frozen=True, slots=True)
+class GifterPlan:
+    """One worker's share: gifters and attempts `index, index + workers, ...` over `targets`
+    (gifter `i` connects to `targets[i % n]`)."""
+
+    index: int
+    workers: int
+    targets: tuple[str, ...]
+    secret: str
+    workload: GiftWorkload
+    cpus: tuple[int, ...] = ()
+    run_tag: str = "lt"
+
+    def gifter_indices(self) -> range:
+        return range(self.index, self.workload.gifters, self.workers)
+
+    def attempt_indices(self) -> range:
+        return range(self.index, self.workload.attempts, self.workers)
+
+    def user_id(self, index: int) -> str:
+        return f"{self.run_tag}-g{index}"

@@ -44,6 +44,12 @@ METRICS: dict[str, str] = {
     "sale.attempts_per_s": "count",
     "sale.reserved": "count",
     "sale.invariants": "count",  # 1 when every invariant holds
+    # Gifters: a gift sent to its acknowledgement (accepted or refused), gifts sent per second,
+    # gifts accepted, and 1 when the books hold (loadtest.benches.gifts).
+    **{f"gifts.ack.{q}": "ms" for q in ("p50", "p95", "p99", "max", "mean")},
+    "gifts.attempts_per_s": "count",
+    "gifts.accepted": "count",
+    "gifts.invariants": "count",
     "webrtc.viewers": "count",  # viewers that got a first frame
     **{f"webrtc.first_frame.{q}": "ms" for q in ("p50", "p95", "p99", "max", "mean")},
     **{f"webrtc.setup.{q}": "ms" for q in ("p50", "p95", "p99")},
@@ -204,6 +210,16 @@ def metrics_of(doc: dict[str, Any]) -> dict[str, float]:
         # 409s (sold out, limit) and 429s are answers the crowd expects; 5xx and no answer are not.
         errors += sale["attempts"]["sent"] - sale["attempts"]["http_answers"]
         errors += sum(n for o, n in sale["outcomes"].items() if o.startswith("5"))
+    gifts = doc.get("gifts")
+    if gifts is not None:
+        for q in ("p50", "p95", "p99", "max", "mean"):
+            m[f"gifts.ack.{q}"] = _latency(gifts["ack_ms"], q)
+        m["gifts.attempts_per_s"] = gifts["attempts"]["per_s"]
+        m["gifts.accepted"] = gifts["attempts"]["accepted"]
+        m["gifts.invariants"] = 1.0 if gifts.get("invariants", {}).get("ok") else 0.0
+        operations += gifts["attempts"]["sent"]
+        # Refusals (no credits left, the rate limit) are answers; no answer is an error.
+        errors += gifts["attempts"]["sent"] - gifts["attempts"]["answered"]
     if rtc is not None:
         m["webrtc.viewers"] = rtc["watching"]
         for q in ("p50", "p95", "p99", "max", "mean"):
@@ -263,7 +279,8 @@ def metrics_of(doc: dict[str, Any]) -> dict[str, float]:
                     )
     cpu = [chat["generator"].get("cpu_pct") if chat else None,
            sale["cpu_pct"]["generator"] if sale and "cpu_pct" in sale else None,
-           rtc["generator"]["cpu_pct"] if rtc and "generator" in rtc else None]  # fmt: skip
+           rtc["generator"]["cpu_pct"] if rtc and "generator" in rtc else None,
+           gifts["cpu_pct"]["generator"] if gifts and "cpu_pct" in gifts else None]  # fmt: skip
     if any(c is not None for c in cpu):
         m["generator.cpu_pct"] = round(sum(c for c in cpu if c is not None), 1)
     m["errors.count"] = errors

@@ -16,14 +16,16 @@ import os
 import secrets
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 from devtools.spawn import NodeProcess, stop_all
 from loadtest.benches.chat import run_chat
+from loadtest.benches.gifts import check_gift_invariants, run_gifters
 from loadtest.benches.sale import RAISED_LIMITS, check_invariants, run_buyers
 from loadtest.benches.webrtc import publishing, run_viewers
 from loadtest.clients import browsers as browser_role
-from loadtest.clients.rest import create_room, start_sale
+from loadtest.clients.rest import HOST_USER, create_room, start_sale
 from loadtest.fleet import servers
 from loadtest.plan import regions as region_map
 from loadtest.plan.regions import Placement, RegionMap
@@ -79,6 +81,12 @@ async def run(
             sale_info = {"sale_id": sale["sale_id"], "quantity": scenario.sale.quantity}
             jobs["sale"] = _sale(scenario, room, sale["sale_id"], list(placement.targets), secret,
                                  pids, pinning, progress, monitor)  # fmt: skip
+        if scenario.gifts is not None:
+            jobs["gifts"] = run_gifters(
+                replace(scenario.gifts, room=room), list(placement.targets), secret,
+                server_pids=pids, workers=scenario.workers, client_cpus=pinning.client_cpus,
+                label="gifts", progress=progress, monitor=monitor,
+            )  # fmt: skip
         names = list(jobs)
         started: asyncio.Future[float] = asyncio.get_running_loop().create_future()
         if not scenario.webrtc_viewers:
@@ -124,6 +132,16 @@ async def run(
                 reserved_201=sale_doc["attempts"]["reserved"], units_by_user=units,
             )  # fmt: skip
             sale_doc.update(sale_info)
+        if "gifts" in results and redis_url is not None:
+            gifts = results["gifts"]
+            gifts["invariants"] = await check_gift_invariants(
+                redis_url,
+                room,
+                HOST_USER,
+                gifts.pop("granted"),
+                gifts.pop("accepted"),
+                gifts.pop("users"),
+            )
     where = (
         f"targets {' '.join(dict.fromkeys([*scenario.urls, *placement.targets]))} (not pinned "
         "here); load generator on CPU "
@@ -144,7 +162,9 @@ async def run(
     metrics = thresholds.metrics_of(doc)
     doc["thresholds"] = thresholds.evaluate(scenario.rules, metrics, partial=doc["partial"])
     doc["metrics"] = thresholds.finite(metrics)
-    invariants_ok = "sale" not in doc or doc["sale"]["invariants"]["ok"]
+    invariants_ok = ("sale" not in doc or doc["sale"]["invariants"]["ok"]) and (
+        "gifts" not in doc or doc["gifts"].get("invariants", {}).get("ok", False)
+    )
     doc["passed"] = (
         invariants_ok and all(r["passed"] for r in doc["thresholds"]) and not doc["partial"]
     )

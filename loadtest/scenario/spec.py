@@ -21,6 +21,7 @@ the rules' verdicts. Ctrl-C or an abort rule stops the run with a partial report
     likers = 20
     like_rate = 50
     buyers = 100
+    gifters = 50        # Socket.IO gifters, each granted credits first (the `orders` role)
     webrtc_viewers = 20 # receive-only WHEP viewers of a synthetic publisher the scenario starts
     browsers = 2        # headless Chromium pages on the real viewer page (at most 20)
     [webrtc]
@@ -33,9 +34,21 @@ the rules' verdicts. Ctrl-C or an abort rule stops the run with a partial report
     per_user_limit = 2
     attempts = 300
     rate = 0            # attempts per second; 0: as fast as `concurrency` allows
+    [gifts]
+    rate = 20           # gifts per second room-wide over the nodes; 0: as fast as `concurrency`
+    attempts = 100      # default: rate x duration_s
+    grant = 10          # credits granted to each gifter (POST /api/wallets/{user}/credits)
+    gift_id = "heart"   # from the default catalogue (rose 1, heart 3, star 10 credits, ...)
+    count = 1
     [thresholds]
-    rules = ["chat.delivery.p99 < 250ms", "errors.rate < 0.1%", "sale.invariants == 1"]
+    rules = ["chat.delivery.p99 < 250ms", "errors.rate < 0.1%", "sale.invariants == 1",
+             "gifts.invariants == 1"]
     abort_after = "10s" # stop early when a rule measured live fails this long
+
+Gifters are checked after the run from the store and the purchase stream (debits equal the
+host's credits plus the platform share, no balance below zero, one `gift.sent` per ledger entry
+and acknowledged gift, balances equal grants minus spending): a breach fails the run. With
+running `urls`, gifters need `[target] redis_url` for that check.
 
 Started nodes with edges, and a node killed mid-show:
 
@@ -74,7 +87,7 @@ from loadtest.fleet import servers
 from loadtest.plan import regions as region_map
 from loadtest.plan.arrivals import Arrivals
 from loadtest.plan.regions import RegionMap
-from loadtest.plan.workloads import SaleSpec
+from loadtest.plan.workloads import GiftWorkload, SaleSpec
 from loadtest.report import thresholds
 
 
@@ -108,8 +121,18 @@ class RolesTable(_Table):
     likers: int = 0
     like_rate: float = 0.0
     buyers: int = 0
+    gifters: int = 0
     webrtc_viewers: int = 0
     browsers: int = 0
+
+
+class GiftsTable(_Table):
+    rate: float = 10.0
+    attempts: int | None = None  # default: rate x duration
+    grant: int = 100
+    gift_id: str = "rose"
+    count: int = 1
+    concurrency: int = 64
 
 
 class SaleTable(_Table):
@@ -163,6 +186,7 @@ class ScenarioFile(_Table):
     target: TargetTable = TargetTable()
     roles: RolesTable = RolesTable()
     sale: SaleTable = SaleTable()
+    gifts: GiftsTable = GiftsTable()
     thresholds: ThresholdsTable = ThresholdsTable()
     generator: GeneratorTable = GeneratorTable()
     arrival: ArrivalTable = ArrivalTable()
@@ -172,7 +196,8 @@ class ScenarioFile(_Table):
 
 
 _TABLES: dict[str, type[_Table]] = {
-    "target": TargetTable, "roles": RolesTable, "sale": SaleTable, "generator": GeneratorTable,
+    "target": TargetTable, "roles": RolesTable, "sale": SaleTable, "gifts": GiftsTable,
+    "generator": GeneratorTable,
     "thresholds": ThresholdsTable, "arrival": ArrivalTable, "webrtc": WebrtcTable,
     "browser": BrowserTable, "faults": FaultTable,
 }  # fmt: skip
@@ -237,6 +262,8 @@ class Scenario:
     attempts: int = 0
     sale_rate: float = 0.0
     concurrency: int = 64
+    gifters: int = 0
+    gifts: GiftWorkload | None = None
     rules: list[thresholds.Rule] = field(default_factory=list)
     workers: int = 1
     drain_s: float = 3.0
@@ -292,6 +319,7 @@ def load(path: Path) -> Scenario:
             attempts=sale.attempts,
             sale_rate=sale.rate,
             concurrency=sale.concurrency,
+            gifts=_gifts(f.gifts, roles.gifters, f.duration_s),
             rules=[thresholds.parse(r) for r in f.thresholds.rules],
             workers=gen.workers or max(1, len(_client_cpus())),
             nice=gen.nice,
@@ -320,6 +348,13 @@ def load(path: Path) -> Scenario:
         raise ScenarioError("chatters need a chat_rate above 0")
     if s.buyers and s.attempts <= 0:
         raise ScenarioError("buyers need [sale] attempts above 0")
+    if s.gifts is not None:
+        try:
+            s.gifts.validate()
+        except ValueError as exc:
+            raise ScenarioError(f"[gifts] {exc}") from None
+        if (s.urls or s.regions) and not s.redis_url:
+            raise ScenarioError("gifters on running nodes need [target] redis_url (the books)")
     if s.arrivals.model == "open" and not s.lurkers:
         raise ScenarioError("open arrivals bring lurkers in during the run: add some lurkers")
     if s.nice is not None and not -20 <= s.nice <= 19:
@@ -343,7 +378,9 @@ def load(path: Path) -> Scenario:
     if s.regions is not None and "nodes" in target.model_fields_set:
         raise ScenarioError("[target] regions name running nodes: drop `nodes`")
     _check_edges_and_faults(s)
-    if not (s.lurkers + s.chatters + s.likers or s.buyers or s.webrtc_viewers or s.browsers):
+    if not (
+        s.lurkers + s.chatters + s.likers or s.buyers or s.gifters or s.webrtc_viewers or s.browsers
+    ):
         raise ScenarioError("the scenario has no roles")
     return s
 
@@ -371,6 +408,21 @@ def _check_edges_and_faults(s: Scenario) -> None:
             raise ScenarioError("[[faults]] at_s must be within the run (0 < at_s < duration_s)")
     if len({f.kill for f in s.faults}) != len(s.faults):
         raise ScenarioError("[[faults]] a node is killed once")
+
+
+def _gifts(table: GiftsTable, gifters: int, duration_s: float) -> GiftWorkload | None:
+    if not gifters:
+        return None
+    attempts = table.attempts
+    if attempts is None:
+        if table.rate <= 0:
+            raise ScenarioError("[gifts] rate 0 (as fast as possible) needs attempts")
+        attempts = max(1, round(table.rate * duration_s))
+    return GiftWorkload(
+        gifters=gifters, attempts=attempts, rate=table.rate, duration_s=duration_s,
+        grant=table.grant, gift_id=table.gift_id, count=table.count,
+        concurrency=table.concurrency,
+    )  # fmt: skip
 
 
 def _join_rate(arrival: ArrivalTable, gen: GeneratorTable) -> float:

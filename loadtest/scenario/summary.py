@@ -10,8 +10,10 @@ _TABLE_KEYS = (
     "chat.joined", "chat.arrived", "chat.connect.p99", "chat.join.p99", "chat.delivery.p50",
     "chat.delivery.p99", "chat.missing", "likes.sent", "likes.delay.p50", "likes.delay.p99",
     "sale.attempts_per_s", "sale.reservation.p50", "sale.reservation.p99", "sale.reserved",
-    "sale.sell_through", "sale.invariants", "webrtc.viewers", "webrtc.first_frame.p99",
-    "webrtc.loss", "webrtc.bitrate_kbps", "webrtc.fps", "failover.lost", "failover.back",
+    "sale.sell_through", "sale.invariants", "gifts.attempts_per_s", "gifts.ack.p50",
+    "gifts.ack.p99", "gifts.accepted", "gifts.invariants", "webrtc.viewers",
+    "webrtc.first_frame.p99", "webrtc.loss", "webrtc.bitrate_kbps", "webrtc.fps",
+    "failover.lost", "failover.back",
     "failover.back_5s", "failover.recovery.p50", "failover.recovery.p95",
     "failover.recovery.max", "browser.pages", "browser.load.p50",
     "browser.join.p50", "browser.chat.delivery.p50", "browser.chat.delivery.p99",
@@ -43,6 +45,18 @@ def summary(doc: dict[str, Any]) -> str:
         if key in m:
             lines.append(f"  {key:<26} {_fmt(m[key]):>12}")
     lines.extend(region_table(doc))
+    for role in ("sale", "gifts"):
+        invariants = doc.get(role, {}).get("invariants")
+        if invariants is not None:
+            bad = [name for name, c in invariants["checks"].items() if not c["ok"]]
+            lines.append(
+                f"  {role} invariants: "
+                + (
+                    "all hold"
+                    if not bad
+                    else "BREACHED " + "; ".join(f"{n} {invariants['checks'][n]}" for n in bad)
+                )
+            )
     for kill in doc.get("failover", {}).get("kills", []):
         cpu = kill["origin_cpu_pct"]
         by_second = " ".join(_fmt(c) for c in cpu["by_second"])

@@ -47,6 +47,7 @@ NOT_LIMITS = {
     "LIVE_CHAT_TRANSLATE_URL": "translation service URL",
     "LIVE_CHAT_TRANSLATE_API_KEY": "key",
     "LIVE_GIFTS_PLATFORM_SHARE_BPS": "revenue policy (Wallets and gifts)",
+    "LIVE_GIFTS_CATALOGUE_TTL_S": "a cache's lifetime (Wallets and gifts)",
     "LIVE_IMAGE_HOSTS": "allow-list (Tenancy and page security)",
     "LIVE_ICE_ADDRESSES": "ICE candidates",
     "LIVE_MEDIA_WORKERS": "process count (enters the `auto` viewer limit)",

@@ -114,6 +114,7 @@ ENVIRONMENT: list[tuple[str, str, str, str, Any]] = [
     ("LIVE_GIFTS_USER_RATE", "7", "commerce", "gifts_user_rate", 7),
     ("LIVE_GIFTS_ROOM_EVENTS_PER_S", "8", "commerce", "gifts_room_events_per_s", 8),
     ("LIVE_GIFTS_MESSAGE_MAX_CHARS", "40", "commerce", "gifts_message_max_chars", 40),
+    ("LIVE_GIFTS_CATALOGUE_TTL_S", "2.5", "commerce", "gifts_catalogue_ttl_s", 2.5),
     ("LIVE_WEBHOOK_URL", "http://w:1", "commerce", "webhook_url", "http://w:1"),
     ("LIVE_WEBHOOK_SECRET", "w" * 32, "commerce", "webhook_secret", SecretStr("w" * 32)),
     ("LIVE_WEBHOOK_MAX_ATTEMPTS", "9", "commerce", "webhook_max_attempts", 9),
