@@ -94,6 +94,7 @@ async def test_two_nodes_spend_exactly_the_balance(make_shop: Any) -> None:
     assert len({g["event_id"] for g in gifts}) == len(gifts)
     assert sum(-g["amount"] for g in gifts) == debits
     assert sum(g["host_amount"] + g["platform_amount"] for g in gifts) == debits
+
     # Nothing is left to settle (a settlement a sweeper took over goes once it is done).
     async def pending() -> int:
         return sum([await redis.hlen(keys.wallet(user, "pending")) for user in users])
