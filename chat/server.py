@@ -48,6 +48,7 @@ Handler = Callable[[str, Any], Awaitable[dict[str, Any]]]
 @dataclass
 class _Socket:
     claims: Claims
+    address: str = "unknown"  # the client's address (the connection's peer)
     rooms: set[str] = field(default_factory=set)
     # Joined rooms this socket moderates (its role there, and its seller's room).
     moderating: set[str] = field(default_factory=set)
@@ -241,7 +242,7 @@ class ChatServer:
         async def handler(sid: str, data: Any) -> dict[str, Any]:
             req = schemas.parse(schemas.RoomRequestIn, data)
             sock = self._joined(sid, req.room)
-            return await action(sock.claims, req.room, data)
+            return await action(sock.claims, req.room, data, sock.address)
 
         self.sio.on(event, self._guard(event, handler, True), namespace=NAMESPACE)
 
@@ -311,7 +312,9 @@ class ChatServer:
         eio_sid = self.sio.manager.eio_sid_from_sid(sid, NAMESPACE)
         if eio_sid is not None:
             self._join_deadlines.cancel(eio_sid)
-        self._sockets[sid] = _Socket(claims)
+        request = environ.get("aiohttp.request")  # engine.io's REMOTE_ADDR is a constant
+        address = getattr(request, "remote", None) or "unknown"
+        self._sockets[sid] = _Socket(claims, address)
         self._user_sockets[claims.sub] += 1
         self._expiry.set(sid, claims.exp - time.time())
         self._metrics.sockets.inc()
