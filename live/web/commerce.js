@@ -81,6 +81,7 @@ export class ProductCard {
   }
 
   listen(socket) {
+    this.socket = socket; // Buy goes over it while it is connected
     socket.on("product", ({ room, product }) => {
       if (room !== this.room) return;
       this.product = product;
@@ -157,6 +158,24 @@ export class ProductCard {
     this.buy.disabled = this.busy || !open;
   }
 
+  // Over the live connection while it is up (`buy`: no HTTP request per press), else over HTTP.
+  // One key for both: an attempt whose socket answer never came (a timeout, a drop, a join not yet
+  // answered after a reconnect) is asked again over HTTP and replayed, never bought twice.
+  async reserve(saleId, body, key) {
+    const socket = this.socket;
+    if (socket && socket.connected) {
+      const ack = await new Promise((resolve) => {
+        socket.timeout(5000).emit("buy", { room: this.room, sale_id: saleId, key, ...body },
+          (err, answer) => resolve(err ? null : answer));
+      });
+      const retry = !ack || ["not_joined", "not_connected", "store_unavailable", "token_expired",
+        "internal"].includes(ack.error);
+      if (!retry) return { status: ack.ok ? 201 : 0, data: ack, via: "socket" };
+    }
+    const path = `/api/rooms/${encodeURIComponent(this.room)}/sales/${encodeURIComponent(saleId)}/reservations`;
+    return { ...(await apiPost(path, this.token, body, key)), via: "http" };
+  }
+
   async purchase() {
     const sale = this.current();
     if (!sale || this.busy) return;
@@ -164,9 +183,9 @@ export class ProductCard {
     this.tick();
     this.result.className = "buy-result";
     this.result.textContent = "Reserving…";
-    const path = `/api/rooms/${encodeURIComponent(this.room)}/sales/${encodeURIComponent(sale.sale_id)}/reservations`;
-    const { status, data, headers } = await apiPost(path, this.token, { quantity: 1 }, idempotencyKey());
+    const { status, data, headers, via } = await this.reserve(sale.sale_id, { quantity: 1 }, idempotencyKey());
     this.busy = false;
+    this.result.dataset.via = via;
     if (status === 201) {
       this.result.className = "buy-result ok";
       this.result.dataset.reservation = data.reservation_id;
@@ -180,7 +199,7 @@ export class ProductCard {
         insufficient_stock: "Not enough left for that quantity.",
         limit_reached: "You reached the limit for this sale.",
         sale_not_active: "This sale is not running.",
-        rate_limited: `Too many attempts — try again in ${headers?.get("Retry-After") || "a few"} s.`,
+        rate_limited: `Too many attempts — try again in ${data.retry_after || headers?.get("Retry-After") || "a few"} s.`,
       };
       this.result.textContent = messages[data.error] || data.detail || "Something went wrong.";
     }
