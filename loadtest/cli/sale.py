@@ -50,6 +50,11 @@ def register(kinds: Any) -> None:
         help="call the reservation script directly on Valkey too (auto: redis-benchmark if found)",
     )
     sale.add_argument("--direct-calls", type=int, default=200_000, help="direct script calls")
+    sale.add_argument(
+        "--via", nargs="+", choices=["http", "socket"], default=["http"],
+        help="how buyers reserve: http (a POST per attempt) and/or socket (Socket.IO `buy` on "
+        "each buyer's joined connection); several: one run each per node count, side by side",
+    )  # fmt: skip
     sale.add_argument("--workers", type=int, default=None, help="load-generator processes")
     sale.add_argument("--json", type=Path, default=None, metavar="PATH", help="write results here")
     pinning_flags(sale)
@@ -96,6 +101,7 @@ async def run(args: argparse.Namespace) -> int:
         client_cpus=args.client_cpus,
         direct=args.direct,
         direct_calls=args.direct_calls,
+        via=list(dict.fromkeys(args.via)),
     )
     doc = await run_sale_session(session, progress=lambda line: print(line, flush=True))
     show(table(doc), doc, args.json)
