@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
@@ -16,7 +17,9 @@ from pydantic import (
 from chat.errors import ChatError
 from chat.history import valid_stream_id
 
-RoomId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+ROOM_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+ROOM_ID = re.compile(ROOM_PATTERN.replace("$", r"\Z"))  # `$` would let a final newline in
+RoomId = Annotated[str, StringConstraints(pattern=ROOM_PATTERN)]
 # Checked by History (`invalid_since`), not here: a bad `since` has its own error code.
 Since = Annotated[str, StringConstraints(max_length=64)]
 

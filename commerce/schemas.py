@@ -99,4 +99,7 @@ class BuySocketIn(ReserveIn):
 
     def reservation_fields(self) -> dict[str, Any]:
         """The body's fields, as the HTTP route passes them to `Commerce.reserve`."""
-        return {name: getattr(self, name) for name in ReserveIn.model_fields}
+        return {name: getattr(self, name) for name in _RESERVE_FIELDS}
+
+
+_RESERVE_FIELDS = tuple(ReserveIn.model_fields)

@@ -124,6 +124,9 @@ async def test_socket_buyers_race_over_two_nodes(make_shop: Any, connect: Client
     bad = await refused({**base, "key": "orders-key-1"}, orders)
     assert bad["error"] == "forbidden", bad
 
+    # Acks went straight to the idle connections' transports (chat/fanout.py).
+    assert shop.nodes[0].node.chat.fanout.direct_acks > 0
+
     # Counted by result on /metrics.
     async with shop.http.get(shop.nodes[0].url + "/metrics") as response:
         text = await response.text()
