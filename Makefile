@@ -59,7 +59,7 @@ bench-sale: install | bench-results
 	(apt-get install redis-tools): the direct baseline uses the Python client instead"
 	$(BENCH_TIMEOUT) 600 $(VENV)/bin/live loadtest sale --attempts 200000 \
 		--duration $(BENCH_SECONDS) --users 5000 --quantity 10000 --per-user-limit 2 --nodes 1 2 \
-		--json bench-results/sale.json
+		--via http socket --json bench-results/sale.json
 
 bench-media: install | bench-results
 	$(BENCH_TIMEOUT) 600 scripts/loopback-only $(VENV)/bin/live loadtest media --viewers 50 \

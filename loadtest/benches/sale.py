@@ -232,7 +232,7 @@ def table(doc: dict[str, Any]) -> str:
     """One row per run, then outcomes, invariants and the direct-script comparison."""
     head = (f"{'run':>10} {'att/s':>8} {'p50 ms':>7} {'p95 ms':>7} {'p99 ms':>7} {'max ms':>7}"
             f" {'reserved':>8} {'left':>6} {'books':>5} {'node%':>6} {'valkey%':>7} {'gen%':>5}"
-            f" {'direct/s':>9} {'ratio':>6}")  # fmt: skip
+            f" {'us/att':>6} {'direct/s':>9} {'ratio':>6}")  # fmt: skip
     lines = [doc["pinning"]["note"], f"rate limits: {doc['rate_limits']}", "", head]
     for r in doc["runs"]:
         lat, inv, cpu = r["latency_ms"], r["invariants"], r["cpu_pct"]
@@ -242,6 +242,7 @@ def table(doc: dict[str, Any]) -> str:
             f" {lat['p99']:>7} {lat['max']:>7} {inv['sale']['reserved'] + inv['sale']['sold']:>8}"
             f" {inv['sale']['stock_left']:>6} {'ok' if inv['ok'] else 'BREACH':>5}"
             f" {cpu['nodes']:>6} {cpu['valkey'] or '-'!s:>7} {cpu['generator']:>5}"
+            f" {r.get('node_cpu_us_per_attempt') or '-'!s:>6}"
             f" {direct.get('calls_per_s', '-')!s:>9} {r.get('over_direct', '-')!s:>6}"
         )
     for r in doc["runs"]:
@@ -261,7 +262,8 @@ def table(doc: dict[str, Any]) -> str:
     lines.append(
         "att/s = answers (HTTP responses, or Socket.IO acks for -socket runs) per second between "
         "the first send and the last answer; latency is send to answer; ratio = att/s over "
-        "direct calls/s (one direct run per node count); CPU% per core over the run."
+        "direct calls/s (one direct run per node count); CPU% per core over the run; us/att = "
+        "node CPU per answered attempt."
     )
     return "\n".join(lines)
 
@@ -356,6 +358,9 @@ async def run_buyers(
         "processes": cpu,
     }
     result["generator"]["workers"] = workers
+    answered = result["attempts"]["http_answers"]
+    node_cpu_s = result["cpu_pct"]["nodes"] / 100 * wall
+    result["node_cpu_us_per_attempt"] = round(node_cpu_s / answered * 1e6, 1) if answered else None
     return result
 
 
