@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import secrets
 import time
@@ -54,6 +55,28 @@ class _Socket:
     moderating: set[str] = field(default_factory=set)
 
 
+def _safe_int(digits: str) -> int:
+    # engine.io's guard: Python's int() of a huge digit string is quadratic.
+    if len(digits) > 100:
+        raise ValueError("Integer is too large")
+    return int(digits)
+
+
+class _PacketJson:
+    """The JSON python-socketio and engine.io encode and decode packets with (their `json`
+    option): the stdlib's with engine.io's guard against huge integers, and one decoder for every
+    packet (engine.io's own `loads` passes `parse_int`, which builds a decoder per packet)."""
+
+    dumps = staticmethod(json.dumps)
+    _decode = json.JSONDecoder(parse_int=_safe_int).decode
+
+    @staticmethod
+    def loads(s: Any, **kwargs: Any) -> Any:
+        if kwargs or not isinstance(s, str):
+            return json.loads(s, **{"parse_int": _safe_int, **kwargs})
+        return _PacketJson._decode(s)
+
+
 def _mods(room: str) -> str:
     return "mods:" + room
 
@@ -88,6 +111,7 @@ class ChatServer:
             # Engine.IO applies it to polling bodies and (as aiohttp's max_msg_size) to
             # WebSocket frames: a larger one closes the connection before it is decoded.
             max_http_buffer_size=config.max_frame_bytes,
+            json=_PacketJson,
             logger=False,
             engineio_logger=False,
         )
