@@ -41,6 +41,7 @@ START_DELAY_S = 1.0
 RELAY_WAIT_POLLS = 100  # 0.1 s apart: the cluster's outbox relay moves events every 50 ms
 TARGET_PER_S = 10_000.0
 TARGET_P99_MS = 50.0
+SOCKET_SETUP_S = 0.04  # allowed per socket buyer to connect and join, on top of 60 s
 
 # -- session ------------------------------------------------------------------------------------
 
@@ -323,11 +324,13 @@ async def run_buyers(
     start = end = {n: procfs.sample(p) for n, p in pids.items()}
     t0 = time.time()
     try:
-        ready = await fleet.until(lambda: len(fleet.ready) == workers, 60, tick, every, stop)
+        # Socket buyers connect and join the room first (a join reads the room's state).
+        setup_s = 60 + (work.users * SOCKET_SETUP_S if work.via == "socket" else 0)
+        ready = await fleet.until(lambda: len(fleet.ready) == workers, setup_s, tick, every, stop)
         if not ready and not stopped():
             if monitor is None:
-                raise RuntimeError("buyer workers were not ready within 60 s")
-            monitor.request_stop(f"[{label}] buyer workers were not ready within 60 s")
+                raise RuntimeError(f"buyer workers were not ready within {setup_s:.0f} s")
+            monitor.request_stop(f"[{label}] buyer workers were not ready within {setup_s:.0f} s")
         if not stopped():
             t0 = time.time() + START_DELAY_S
             fleet.broadcast({"kind": "go", "t0": t0})
