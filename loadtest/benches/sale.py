@@ -1,9 +1,10 @@
 """`live loadtest sale`: a flash-sale crowd against 1 and 2 nodes, the script alone beside it.
 
 The session (`run_sale_session`), for each node count: fresh `live serve` nodes (pinned apart from
-the generator) on one embedded Valkey, a new sale, the buyer fleet, the invariants, then the
+the generator) on one embedded Valkey; for each path (`via`: `http` posts, or `socket`: Socket.IO
+`buy` on each buyer's joined connection) a new sale, the buyer fleet, the invariants; then the
 reservation script called directly on the same Valkey with the same sale settings
-(`loadtest.benches.direct`); the JSON document and a table.
+(`loadtest.benches.direct`), once for the paths; the JSON document and a table.
 
 The driver (`run_buyers`, also the scenario's buyers): worker processes
 (`loadtest.fleet.buyer_worker`) fire the attempts; their reports are merged. After the crowd is

@@ -1,8 +1,9 @@
 """`live loadtest sale`: a flash-sale crowd against 1 and 2 nodes, the script alone beside it.
 
 For each node count: fresh `live serve` nodes (pinned apart from the generator) on one embedded
-Valkey, a new sale, the buyer fleet, the invariants, then the reservation script called directly
-on the same Valkey with the same sale settings; the JSON document and a table.
+Valkey; for each path (`--via http socket`) a new sale, the buyer fleet, the invariants; then the
+reservation script called directly on the same Valkey with the same sale settings; the JSON
+document and a table.
 """
 
 from __future__ import annotations
