@@ -14,6 +14,7 @@ from pydantic import (
     ValidationError,
 )
 
+from chat.config import LANG_MAX_CHARS, LANG_PATTERN
 from chat.errors import ChatError
 from chat.history import valid_stream_id
 
@@ -35,6 +36,19 @@ MessageId = Annotated[
     StringConstraints(pattern=r"^(\d{1,20}-\d{1,20}|h-[0-9a-f]{32})$"),
     AfterValidator(_message_id),
 ]
+
+
+def _lang(value: str) -> str:
+    if len(value) > LANG_MAX_CHARS or not re.fullmatch(LANG_PATTERN, value):
+        raise ValueError(
+            f"a language is a BCP 47 tag such as 'en' or 'pt-BR' (at most {LANG_MAX_CHARS}"
+            " characters, the language subtag in lower case)"
+        )
+    return value
+
+
+Lang = Annotated[str, AfterValidator(_lang)]
+MAX_TRANSLATE_IDS = 50
 UserId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 
 ModAction = Literal[
@@ -71,6 +85,15 @@ class LeaveIn(_Payload):
 class ChatIn(_Payload):
     room: RoomId
     text: str
+    lang: Lang | None = None
+
+
+class TranslateIn(_Payload):
+    room: RoomId
+    # The language to receive `chat_translation`s in; None stops them.
+    lang: Lang | None = None
+    # Messages already shown (the join's history) to translate now, at most MAX_TRANSLATE_IDS.
+    ids: list[MessageId] = Field(default_factory=list, max_length=MAX_TRANSLATE_IDS)
 
 
 MAX_LIKE_COUNT = 10

@@ -29,10 +29,11 @@ from chat.counters import LikeCounter, ViewerCounter
 from chat.deadlines import Deadlines
 from chat.errors import ChatError, ack
 from chat.fanout import FanoutManager
-from chat.history import History
+from chat.history import History, valid_stream_id
 from chat.moderation import Moderation
 from chat.text import clean_text, compile_terms, normalise_term
 from chat.throttle import Buckets, retry_after_s
+from chat.translation import OUTCOMES, LibreTranslate, Translations, language_of
 from core.auth import Claims, TokenAuthority
 from core.errors import DomainError, unknown_room
 from core.events import RoomAction, RoomStateSource
@@ -53,6 +54,8 @@ class _Socket:
     rooms: set[str] = field(default_factory=set)
     # Joined rooms this socket moderates (its role there, and its seller's room).
     moderating: set[str] = field(default_factory=set)
+    # Room -> the language this socket gets `chat_translation`s in (`translate`).
+    translate: dict[str, str] = field(default_factory=dict)
 
 
 def _safe_int(digits: str) -> int:
@@ -79,6 +82,10 @@ class _PacketJson:
 
 def _mods(room: str) -> str:
     return "mods:" + room
+
+
+def _lang_room(room: str, lang: str) -> str:
+    return f"{room}:lang:{lang}"
 
 
 class ChatServer:
@@ -127,6 +134,21 @@ class ChatServer:
         self._members: defaultdict[str, set[str]] = defaultdict(set)
         self._user_sids: defaultdict[tuple[str, str], set[str]] = defaultdict(set)
         self._terms: dict[str, Any] = {}  # room -> compiled pattern (or None), refreshed on change
+        # Translation (off without a URL): room -> language -> local sockets asking for it.
+        self.translations: Translations | None = None
+        if config.translate_url:
+            key = config.translate_api_key
+            outcomes = {o: metrics.chat_translations.labels(o) for o in OUTCOMES}
+            self.translations = Translations(
+                LibreTranslate(config.translate_url, key.get_secret_value() if key else None),
+                timeout_s=config.translate_timeout_s,
+                concurrency=config.translate_concurrency,
+                queue=config.translate_queue,
+                cache_size=config.translate_cache,
+                count=lambda outcome: outcomes[outcome].inc(),
+                observe=metrics.chat_translation_seconds.observe,
+            )
+        self._langs: defaultdict[str, defaultdict[str, int]] = defaultdict(lambda: defaultdict(int))
         self._tasks: set[asyncio.Task[None]] = set()
         # Engine.IO sessions that have not connected to /live yet, and sessions' token expiry.
         self._join_deadlines = Deadlines(self._join_overdue)
@@ -182,6 +204,8 @@ class ChatServer:
         with contextlib.suppress(*STORE_ERRORS):
             await self.viewers.withdraw(list(self._members))
         await self.bus.stop()
+        if self.translations is not None:
+            await self.translations.close()
 
     def _spawn(self, coro: Awaitable[None], name: str) -> None:
         task = asyncio.ensure_future(coro)
@@ -209,6 +233,8 @@ class ChatServer:
                 self._terms.pop(room, None)
                 return
             await self.sio.emit(event, data, room=room, namespace=NAMESPACE)
+            if self.translations is not None:
+                self._after_delivery(room, event, data)
         elif target == "mods":
             await self.sio.emit(event, data, room=_mods(room), namespace=NAMESPACE)
         elif target.startswith("user:") or target.startswith("kick:"):
@@ -253,6 +279,7 @@ class ChatServer:
             "mod": self._on_mod,
             "mod_state": self._on_mod_state,
             "refresh_token": self._on_refresh_token,
+            "translate": self._on_translate,
         }
         for event, handler in handlers.items():
             # Chat has its own limit (the admission script), which hosts and moderators skip.
@@ -439,6 +466,7 @@ class ChatServer:
             return
         sock.rooms.discard(room)
         sock.moderating.discard(room)
+        await self._set_translation(sid, sock, room, None)
         await self.sio.leave_room(sid, room, namespace=NAMESPACE)
         await self.sio.leave_room(sid, _mods(room), namespace=NAMESPACE)
         self._members[room].discard(sid)
@@ -470,6 +498,8 @@ class ChatServer:
             "text": text,
             "ts": int(time.time() * 1000),
         }
+        if req.lang is not None:
+            message["lang"] = req.lang
         if not privileged and await self._blocked(req.room, text):
             message["id"] = "h-" + secrets.token_hex(16)
             await self.moderation.hold(req.room, message)
@@ -481,6 +511,126 @@ class ChatServer:
         self._metrics.chat_messages.labels("ok").inc()
         self._metrics.chat_handle_seconds.observe(time.perf_counter() - started)
         return {"ok": True, "id": message["id"]}
+
+    # Translation: each node translates for its own viewers, after delivering the original.
+    async def _on_translate(self, sid: str, data: Any) -> dict[str, Any]:
+        """`translate {room, lang, ids}`: `chat_translation`s of the room's new messages into
+        `lang` (None: stop), and now of the messages `ids` (those the page already shows)."""
+        req = schemas.parse(schemas.TranslateIn, data)
+        sock = self._joined(sid, req.room)
+        lang = language_of(req.lang)
+        targets = self.config.translate_targets
+        if lang is not None and lang not in targets:
+            raise ChatError(
+                "invalid_payload",
+                f"lang: translations are into {', '.join(sorted(targets))} only",
+            )
+        await self._set_translation(sid, sock, req.room, lang)
+        available = self.translations is not None
+        if available and lang is not None and req.ids:
+            ids = [i for i in dict.fromkeys(req.ids) if valid_stream_id(i)]
+            self._spawn(self._translate_for(sid, req.room, lang, ids), "translate-history")
+        return {"ok": True, "lang": lang, "available": available}
+
+    async def _set_translation(self, sid: str, sock: _Socket, room: str, lang: str | None) -> None:
+        old = sock.translate.pop(room, None)
+        if old == lang:
+            if lang is not None:
+                sock.translate[room] = lang
+            return
+        langs = self._langs[room]
+        if old is not None:
+            await self.sio.leave_room(sid, _lang_room(room, old), namespace=NAMESPACE)
+            langs[old] -= 1
+            if langs[old] <= 0:
+                del langs[old]
+        if lang is not None:
+            sock.translate[room] = lang
+            await self.sio.enter_room(sid, _lang_room(room, lang), namespace=NAMESPACE)
+            langs[lang] += 1
+        if not langs:
+            del self._langs[room]
+
+    def _after_delivery(self, room: str, event: str, data: dict[str, Any]) -> None:
+        assert self.translations is not None
+        if event == "chat":
+            source = language_of(data.get("lang"))
+            for lang in self._langs.get(room, {}):
+                if lang != source:
+                    self._spawn(self._translate_live(room, lang, data), "translate")
+        elif event == "deleted":
+            self.translations.forget(room, data.get("message_id"))
+        elif event == "cleared":
+            self.translations.forget(room)
+
+    async def _translation(self, room: str, lang: str, message: dict[str, Any]) -> str | None:
+        assert self.translations is not None
+        source = language_of(message.get("lang")) or "auto"
+        text = message.get("text")
+        if source == lang or not isinstance(text, str) or not text:
+            return None
+        return await self.translations.get(room, message["id"], text, source, lang)
+
+    async def _translate_live(self, room: str, lang: str, message: dict[str, Any]) -> None:
+        text = await self._translation(room, lang, message)
+        if text is not None:
+            data = {"room": room, "id": message["id"], "lang": lang, "text": text}
+            await self.sio.emit(
+                "chat_translation", data, room=_lang_room(room, lang), namespace=NAMESPACE
+            )
+
+    async def _translate_for(self, sid: str, room: str, lang: str, ids: list[str]) -> None:
+        try:
+            messages = [await self.history.get(room, i) for i in ids]
+        except STORE_ERRORS as exc:
+            log.warning("reading messages to translate failed: %s", exc)
+            return
+        for message in messages:
+            if message is None:
+                continue
+            text = await self._translation(room, lang, message)
+            sock = self._sockets.get(sid)
+            if sock is None or sock.translate.get(room) != lang:
+                return  # gone, or asked for another language meanwhile
+            if text is not None:
+                data = {"room": room, "id": message["id"], "lang": lang, "text": text}
+                await self.sio.emit("chat_translation", data, to=sid, namespace=NAMESPACE)
+
+    # Text another domain posts in the room on a user's behalf (a gift's message): the chat's
+    # text rules, bans, mutes and blocked terms apply; slow mode and the chat rate do not (the
+    # caller has its own limit). Moderators remove it as any message (`mod` `delete`).
+    async def screen(self, room: str, user: str, text: str, max_chars: int) -> str:
+        """The cleaned `text` if `user` may post it in `room` now; else ChatError (`too_long`,
+        `empty_message`, `banned`, `muted`). Call before what the text comes with is done."""
+        cleaned = clean_text(text, max_chars)
+        status, until = await self.moderation.admit(room, user, True)
+        if status != "ok":
+            self._metrics.chat_messages.labels(status).inc()
+            raise ChatError(status, _refusal(status), until=until)
+        return cleaned
+
+    async def post(
+        self, room: str, claims: Claims, text: str, **extra: Any
+    ) -> tuple[dict[str, Any], bool]:
+        """Post screened `text` as `claims`' message with `extra` fields: into the history and to
+        the room, or held for review when it has a blocked term. The message and whether held."""
+        message: dict[str, Any] = {
+            "room": room,
+            "user": claims.public_user(),
+            "text": text,
+            "ts": int(time.time() * 1000),
+            **extra,
+        }
+        if await self._blocked(room, text):
+            message["id"] = "h-" + secrets.token_hex(16)
+            await self.moderation.hold(room, message)
+            await self._fanout(room, "held", {"room": room, "message": message}, "mods")
+            self._metrics.chat_messages.labels("held").inc()
+            return message, True
+        message["id"] = await self.history.append(room, message)
+        await self._fanout(room, "chat", message, "room")
+        self._metrics.chat_messages.labels("ok").inc()
+        return message, False
 
     async def _blocked(self, room: str, text: str) -> bool:
         if room not in self._terms:

@@ -80,6 +80,8 @@ class Announcer(RoomNotices):
         self._last_sale: dict[str, float] = {}
         self._pending_sale: set[str] = set()
         self._bursts: dict[tuple[str, str], _Burst] = {}
+        # Coupons whose claimed count moved: (room, remaining) to send, once per interval.
+        self._coupon_left: dict[str, tuple[str, int]] = {}
 
     async def sale(self, snapshot: dict[str, Any]) -> None:
         """A sale started, ended or sold out: everyone hears at once."""
@@ -143,3 +145,29 @@ class Announcer(RoomNotices):
 
     def product(self, room: str, product: dict[str, Any] | None) -> None:
         self._spawn(self._emit(room, "product", {"room": room, "product": product}))
+
+    async def coupon(self, room: str, coupon: dict[str, Any]) -> None:
+        """A coupon was created: everyone hears at once (clients merge `coupon` by id)."""
+        await self._emit(room, "coupon", {"room": room, **coupon})
+
+    def coupon_claimed(self, room: str, coupon_id: str, remaining: int) -> None:
+        """A claim took quota: `coupon {room, coupon_id, remaining}` at most once per interval
+        per coupon (trailing: the lowest count this node saw)."""
+        pending = self._coupon_left.get(coupon_id)
+        if pending is not None:
+            self._coupon_left[coupon_id] = (room, min(remaining, pending[1]))
+        else:
+            self._coupon_left[coupon_id] = (room, remaining)
+            self._spawn(self._flush_coupon(coupon_id))
+
+    async def _flush_coupon(self, coupon_id: str) -> None:
+        try:
+            if self._stock_interval:
+                await asyncio.sleep(self._stock_interval)
+        finally:
+            room, remaining = self._coupon_left.pop(coupon_id)
+        await self._emit(room, "coupon", {"room": room, "coupon_id": coupon_id,
+                                          "remaining": remaining})  # fmt: skip
+
+    def coupon_pin(self, room: str, coupon: dict[str, Any] | None) -> None:
+        self._spawn(self._emit(room, "coupon_pin", {"room": room, "coupon": coupon}))

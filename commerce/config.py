@@ -8,6 +8,7 @@ from typing import Annotated, Any, ClassVar, Self
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
+from commerce.schemas import MAX_GIFT_MESSAGE_CHARS
 from core.config import Section
 
 PURCHASE_STREAM = "live:purchases"
@@ -56,9 +57,16 @@ class CommerceSettings(Section):
         5, ge=1, le=100, validation_alias="LIVE_GIFTS_ROOM_EVENTS_PER_S"
     )
     gifts_rate_window_s: ClassVar[float] = 1.0  # not a setting
+    # A gift's optional message (shown with it and in the chat, under the chat's rules).
+    gifts_message_max_chars: int = Field(
+        80, ge=1, le=MAX_GIFT_MESSAGE_CHARS, validation_alias="LIVE_GIFTS_MESSAGE_MAX_CHARS"
+    )
     # A pending settlement (a gift's host leg, an outboxed event) left by a request that did not
     # finish it is taken over by a sweeper this long after it was written.
     wallet_settle_lease_s: ClassVar[float] = 5.0  # not a setting
+    # Coupons: at most this many coupons not yet ended per room; a coupon's quota at most this.
+    coupons_per_room: int = Field(20, ge=1, le=1000)
+    coupon_max_quota: int = Field(100_000, ge=1, le=1_000_000)
     webhook_url: str | None = Field(None, validation_alias="LIVE_WEBHOOK_URL")
     webhook_secret: SecretStr | None = Field(None, validation_alias="LIVE_WEBHOOK_SECRET")
     webhook_max_attempts: int = Field(6, ge=1, le=20, validation_alias="LIVE_WEBHOOK_MAX_ATTEMPTS")

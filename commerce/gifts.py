@@ -74,6 +74,7 @@ class _Combo:
     count: int  # not yet announced
     total: int  # in this combo, announced or not
     last: float
+    message: dict[str, str] | None = None  # the newest message not yet announced: {id, text}
 
 
 def _value(combo: _Combo) -> int:
@@ -106,8 +107,10 @@ class GiftAnnouncer(RoomNotices):
         self._shows: dict[str, str] = {}  # room -> its show at its last gift here
 
     def gift(
-        self, room: str, sender: dict[str, str], gift: dict[str, Any], count: int, show: str = ""
-    ) -> None:
+        self, room: str, sender: dict[str, str], gift: dict[str, Any], count: int, show: str = "",
+        message: dict[str, str] | None = None,
+    ) -> None:  # fmt: skip
+        """Announce `count` gifts (with the gift's `message` {id, text}, if any, shown)."""
         now = time.monotonic()
         self._shows[room] = show
         streak_key = (room, sender["id"], gift["gift_id"])
@@ -119,11 +122,14 @@ class GiftAnnouncer(RoomNotices):
         room_combos = self._combos.setdefault(room, {})
         combo = room_combos.get((sender["id"], gift["gift_id"]))
         if combo is None:
-            room_combos[(sender["id"], gift["gift_id"])] = _Combo(sender, gift, count, total, now)
+            room_combos[(sender["id"], gift["gift_id"])] = _Combo(
+                sender, gift, count, total, now, message
+            )
         else:
             combo.count += count
             combo.total = total
             combo.last = now
+            combo.message = message or combo.message
         if room not in self._flushing:
             self._flushing.add(room)
             self._spawn(self._flush(room))
@@ -151,6 +157,7 @@ class GiftAnnouncer(RoomNotices):
                     "room": room, "sender": c.sender, "gift_id": c.gift["gift_id"],
                     "name": c.gift["name"], "tier": c.gift["tier"],
                     "animation": c.gift["animation"], "count": c.count, "combo": c.total,
+                    "message": c.message,
                 })  # fmt: skip
                 honour_cancel()  # a redis-py command may have swallowed the cancellation
                 await asyncio.sleep(self._tick)

@@ -57,5 +57,45 @@ def gifters(room: str, scope: str) -> str:
     return room_key(room, "gifters:" + scope)
 
 
+def ranked(room: str, user: str, entry: str) -> str:
+    """Marks a gift entry (or refund) counted in the room's leaderboards, for a day."""
+    return room_key(room, f"ranked:{user}/{entry}")
+
+
 def gift_catalogue(seller: str) -> str:
     return "live:gifts:" + seller
+
+
+# Coupons: a coupon's keys share its room's hash tag `{room:ID}` (see commerce/coupons.py).
+COUPON_ID = re.compile(r"^[a-z0-9]{1,32}$")
+# Coupons (`ROOM COUPON`) that may still hold claims to watch (pending uses, uses in a hold).
+ACTIVE_COUPONS = "live:commerce:coupons"
+
+
+def room_coupons(room: str) -> str:
+    """The room's coupons: zset coupon id -> ends_at (ms)."""
+    return room_key(room, "coupons")
+
+
+def pinned_coupon(room: str) -> str:
+    return room_key(room, "pinned_coupon")
+
+
+def coupon(room: str, coupon_id: str, part: str) -> str:
+    """`live:{room:ID}:coupon:CID:part`: meta, claims, users, idem, watch."""
+    return room_key(room, "coupon", coupon_id, part)
+
+
+COUPON_PARTS = ("meta", "claims", "users", "idem", "watch")
+
+
+def coupon_outbox_member(room: str) -> str:
+    """The room's coupon outbox in `OUTBOXES` (sale ids never contain `:`)."""
+    return "room:" + room
+
+
+def outbox(member: str) -> str:
+    """The outbox stream of a member of `OUTBOXES`: a sale's, or a room's coupon outbox."""
+    if member.startswith("room:"):
+        return room_key(member[5:], "coupon_outbox")
+    return sale(member, "outbox")

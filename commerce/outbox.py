@@ -38,11 +38,11 @@ class OutboxRelay:
     async def relay_once(self) -> int:
         moved = 0
         for raw in await self._redis.smembers(keys.OUTBOXES):
-            sale_id = raw.decode()
-            reader = self._readers.get(sale_id)
+            member = raw.decode()  # a sale id, or a room's coupon outbox
+            reader = self._readers.get(member)
             if reader is None:
-                reader = self._readers[sale_id] = StreamConsumer(
-                    self._redis, keys.sale(sale_id, "outbox"), "relay", self._consumer,
+                reader = self._readers[member] = StreamConsumer(
+                    self._redis, keys.outbox(member), "relay", self._consumer,
                     self._forward, batch=500, claim_idle_ms=10_000,
                 )  # fmt: skip
             moved += await reader.poll(block_ms=0)

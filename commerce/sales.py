@@ -185,18 +185,25 @@ class Sales:
         first = bool(await self._redis.hsetnx(meta, "ann_ended", 1))
         return await self.get(room, sale_id), first
 
+    @staticmethod
+    def new_reservation_id(sale_id: str) -> str:
+        return f"{sale_id}-{secrets.token_hex(8)}"
+
     async def reserve(
-        self, room: str, sale_id: str, *, user: str, idempotency_key: str, quantity: int, ip: str
-    ) -> Reserved:
+        self, room: str, sale_id: str, *, user: str, idempotency_key: str, quantity: int, ip: str,
+        reservation_id: str | None = None, coupon: list[str] | None = None,
+    ) -> Reserved:  # fmt: skip
+        """`coupon`: ARGV 9-14 of `reserve.lua` (`CouponUse.args`), with the reservation id
+        its claim was set aside for."""
         if not keys.SALE_ID.match(sale_id):
             raise CommerceError("unknown_sale", f"room {room!r} has no sale {sale_id!r}")
         user_key, ip_key = keys.sale(sale_id, "rl:u:" + user), keys.sale(sale_id, "rl:ip:" + ip)
-        rid = f"{sale_id}-{secrets.token_hex(8)}"
+        rid = reservation_id or self.new_reservation_id(sale_id)
         script = self._scripts.reserve
-        if self._batch.direct:
-            call = self._reserve_call(room, sale_id, user_key, ip_key, user, idempotency_key,
-                                      quantity, rid)  # fmt: skip
-            result = await self._batch(script, *call)
+        if self._batch.direct or coupon:
+            keys_, args = self._reserve_call(room, sale_id, user_key, ip_key, user,
+                                             idempotency_key, quantity, rid)  # fmt: skip
+            result = await self._batch(script, keys_, [*args, *(coupon or ())])
         else:
             template = self._templates.get((sale_id, room))
             if template is None:
@@ -208,6 +215,18 @@ class Sales:
             raw = result[1] if isinstance(result[1], bytes) else str(result[1]).encode()
             return Reserved(json.loads(raw), int(result[2]), outcome == "replay", raw)
         raise _reserve_refusal(outcome, [_s(x) for x in result[1:]], room, sale_id)
+
+    async def replay(self, sale_id: str, user: str, idempotency_key: str) -> Reserved | None:
+        """The reservation `user` made with `idempotency_key`, if any (as `reserve.lua` would
+        answer a replay)."""
+        rid = await self._redis.hget(keys.sale(sale_id, "idem"), f"{user}\n{idempotency_key}")
+        if rid is None:
+            return None
+        raw = await self._redis.hget(keys.sale(sale_id, "res"), rid)
+        if raw is None:
+            return None
+        stock = await self._redis.hget(keys.sale(sale_id, "meta"), "stock")
+        return Reserved(json.loads(raw), int(stock or 0), True, raw)
 
     def _reserve_call(
         self,
@@ -316,6 +335,19 @@ def _reserve_refusal(outcome: str, info: list[str], room: str, sale_id: str) -> 
         return CommerceError("sold_out", "the sale is sold out", stock_left=0)
     if outcome == "insufficient_stock":
         return CommerceError("insufficient_stock", f"only {info[0]} left", stock_left=int(info[0]))
+    if outcome == "coupon_not_applicable":
+        if info[1:] == ["subtotal"]:
+            return CommerceError(
+                "coupon_not_applicable", "a coupon applies to subtotals below 10^14 minor units"
+            )
+        return CommerceError(
+            "coupon_not_applicable", f"the coupon does not apply to product {info[0]!r}"
+        )
+    if outcome == "coupon_min_spend":
+        return CommerceError(
+            "coupon_min_spend", f"the coupon needs a spend of at least {info[0]} (minor units)",
+            min_spend_minor=int(info[0]),
+        )  # fmt: skip
     if outcome == "limit_reached":
         return CommerceError(
             "limit_reached", "you reached the per-buyer limit of this sale",

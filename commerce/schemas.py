@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 MAX_PRICE_MINOR = 10**12
 MAX_QUANTITY = 1_000_000
@@ -41,13 +41,48 @@ class SaleIn(_Strict):
     starts_in_s: Annotated[float, Field(ge=0, le=7 * 24 * 3600)] = 0
 
 
+CouponId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]{1,32}$")]
+
+
 class ReserveIn(_Strict):
     quantity: Annotated[int, Field(ge=1, le=MAX_PER_USER)] = 1
+    # A coupon the buyer claimed: one of their claims is consumed with the hold.
+    coupon_id: CouponId | None = None
+
+
+MAX_COUPON_QUOTA = 10**6
+MAX_COUPON_PRODUCTS = 50
+WEEK_S = 7 * 24 * 3600
+
+
+class CouponIn(_Strict):
+    """A coupon: exactly one of `percent_off` or `amount_off_minor` (in the minor units of the
+    product's currency)."""
+
+    percent_off: Annotated[int, Field(ge=1, le=100)] | None = None
+    amount_off_minor: Annotated[int, Field(ge=1, le=MAX_PRICE_MINOR)] | None = None
+    quota: Annotated[int, Field(ge=1, le=MAX_COUPON_QUOTA)]
+    per_user_limit: Annotated[int, Field(ge=1, le=MAX_PER_USER)] = 1
+    min_spend_minor: Annotated[int, Field(ge=0, le=MAX_PRICE_MINOR)] = 0
+    product_ids: Annotated[list[ProductId], Field(max_length=MAX_COUPON_PRODUCTS)] = []
+    starts_in_s: Annotated[float, Field(ge=0, le=WEEK_S)] = 0
+    duration_s: Annotated[float, Field(ge=1, le=WEEK_S)] = 3600
+
+    @model_validator(mode="after")
+    def _one_discount(self) -> CouponIn:
+        if (self.percent_off is None) == (self.amount_off_minor is None):
+            raise ValueError("give exactly one of percent_off (1..100) or amount_off_minor")
+        return self
+
+
+class CouponPinIn(_Strict):
+    coupon_id: CouponId
 
 
 MAX_CREDIT = 10**9  # credits in one top-up
 MAX_BALANCE = 10**12  # credits one wallet may hold
 MAX_GIFT_COUNT = 100  # gifts of one kind in one send
+MAX_GIFT_MESSAGE_CHARS = 500  # the ceiling of LIVE_GIFTS_MESSAGE_MAX_CHARS
 GiftId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9_-]{1,32}$")]
 Text = Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)]
 
@@ -67,6 +102,9 @@ class RefundIn(_Strict):
 class GiftIn(_Strict):
     gift_id: GiftId
     count: Annotated[int, Field(ge=1, le=MAX_GIFT_COUNT)] = 1
+    # Cleaned and held to LIVE_GIFTS_MESSAGE_MAX_CHARS by the chat's rules; this only bounds
+    # what is read. Empty or absent: no message.
+    message: Annotated[str, StringConstraints(max_length=4 * MAX_GIFT_MESSAGE_CHARS)] | None = None
 
 
 class GiftSpec(_Strict):

@@ -17,6 +17,7 @@ from commerce import keys
 from commerce.announcer import Announcer
 from commerce.catalogue import Catalogue, Product
 from commerce.config import CommerceSettings
+from commerce.coupons import Claimed, Coupons
 from commerce.delivery import StreamConsumer
 from commerce.errors import CommerceError, unavailable
 from commerce.gifts import LEADERBOARD_SIZE, GiftAnnouncer, GiftCatalogue
@@ -25,7 +26,7 @@ from commerce.keys import OUTBOXES
 from commerce.outbox import OutboxRelay
 from commerce.retention import StreamTrimmer
 from commerce.sales import Reserved, Sales, Swept
-from commerce.schemas import ProductIn, SaleIn
+from commerce.schemas import CouponIn, ProductIn, SaleIn
 from commerce.sweeper import Sweeper
 from commerce.wallet import Applied, Wallets
 from commerce.webhooks import WebhookSender
@@ -34,6 +35,8 @@ from core.store import STORE_ERRORS, honour_cancel
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+# What may stop a claim from following its reservation now: the coupon sweeper finishes it.
+_FOLLOW_ERRORS: tuple[type[Exception], ...] = (CommerceError, *STORE_ERRORS)
 
 
 class _Metrics:
@@ -88,6 +91,16 @@ class _Metrics:
             "Pending settlements (host legs, outboxed events) a sweeper took over from a request",
             registry=registry,
         )
+        self.coupon_claims = Counter(
+            "live_commerce_coupon_claims_total", "Coupon claim attempts by result",
+            ["result"], registry=registry,
+        )  # fmt: skip
+        self.coupon_uses = Counter(
+            "live_commerce_coupon_uses_total",
+            "Coupon claims moved by reservations: used (by a hold), returned (the hold or the "
+            "reservation did not go through), redeemed (the hold was confirmed)",
+            ["state"], registry=registry,
+        )  # fmt: skip
         # Bound children: `labels()` validates and locks on every call; outcomes are few.
         self._outcomes: dict[str, Counter] = {}
 
@@ -112,6 +125,7 @@ class Commerce:
         self._redis = redis
         self.catalogue = Catalogue(redis)
         self.sales = Sales(redis, config)
+        self.coupons = Coupons(redis, config)
         self.announcer = Announcer(
             broadcast,
             self.sales.snapshot,
@@ -143,6 +157,7 @@ class Commerce:
         self._spawn(self.sweeper.run(), "commerce-sweeper")
         self._spawn(self.trimmer.run(), "commerce-trimmer")
         self._spawn(self._sweep_wallets(), "commerce-wallet-sweeper")
+        self._spawn(self._sweep_coupons(), "commerce-coupon-sweeper")
         cfg = self.config
         if cfg.outbox:
             relay = OutboxRelay(self._redis, cfg.purchase_stream, self.node_id)
@@ -207,6 +222,7 @@ class Commerce:
         return {
             "pinned_product": product.to_json() if product else None,
             "sales": await self.sales.of_room(room),
+            "pinned_coupon": await self.coupons.pinned(room),
         }
 
     # Catalogue and pins
@@ -255,13 +271,23 @@ class Commerce:
         idempotency_key: str,
         quantity: int,
         ip: str,
+        coupon_id: str | None = None,
     ) -> Reserved:
+        """Reserve `quantity` units; with `coupon_id`, one of the buyer's claims of that coupon
+        is consumed with the hold (see commerce/coupons.py)."""
         started = time.perf_counter()
         try:
-            # No `_fast` wrapper: the batcher holds the store's deadline for a whole batch.
-            result = await self.sales.reserve(
-                room, sale_id, user=user, idempotency_key=idempotency_key, quantity=quantity, ip=ip
-            )
+            if coupon_id is None:
+                # No `_fast` wrapper: the batcher holds the store's deadline for a whole batch.
+                result = await self.sales.reserve(
+                    room, sale_id, user=user, idempotency_key=idempotency_key,
+                    quantity=quantity, ip=ip,
+                )  # fmt: skip
+            else:
+                result = await self._reserve_with_coupon(
+                    room, sale_id, coupon_id, user=user, key=idempotency_key, quantity=quantity,
+                    ip=ip,
+                )  # fmt: skip
         except TimeoutError:
             self.metrics.outcome("store_unavailable").inc()
             raise unavailable() from None
@@ -279,6 +305,100 @@ class Commerce:
                 self.announcer.stock_changed(sale_id)
         return result
 
+    async def _reserve_with_coupon(
+        self, room: str, sale_id: str, coupon_id: str, *, user: str, key: str, quantity: int,
+        ip: str,
+    ) -> Reserved:  # fmt: skip
+        if not keys.SALE_ID.match(sale_id):
+            raise CommerceError("unknown_sale", f"room {room!r} has no sale {sale_id!r}")
+        # A retry of a reservation that exists answers it, whatever became of its claim since
+        # (a cancelled hold's claim may back a newer hold by now).
+        replay = await self._fast(self.sales.replay(sale_id, user, key))
+        if replay is not None:
+            return replay
+        # The reservation's key, scoped to its sale as `reserve.lua` scopes it by its slot.
+        use = await self._fast(self.coupons.take(
+            room, coupon_id, user=user, key=f"{sale_id} {key}",
+            reservation_id=self.sales.new_reservation_id(sale_id),
+        ))  # fmt: skip
+        try:
+            result = await self.sales.reserve(
+                room, sale_id, user=user, idempotency_key=key, quantity=quantity, ip=ip,
+                reservation_id=use.reservation_id, coupon=use.args(),
+            )  # fmt: skip
+        except CommerceError as exc:
+            # Refused: the claim is free again. (After a timeout it stays set aside: the
+            # reservation may exist; a retry or the sweeper settles it.)
+            if exc.code != "store_unavailable":
+                await self._follow_coupon(room, coupon_id, use.claim_id, use.reservation_id, None)
+            raise
+        await self._follow_coupon(room, coupon_id, use.claim_id, use.reservation_id,
+                                  result.reservation, count=not result.replayed)  # fmt: skip
+        return result
+
+    async def _follow_coupon(
+        self, room: str, coupon_id: str, claim_id: str, rid: str, r: dict[str, Any] | None,
+        *, count: bool = True,
+    ) -> None:  # fmt: skip
+        """Move a claim to match its reservation; on a store error the sweeper will."""
+        try:
+            state = await self._fast(self.coupons.follow(room, coupon_id, claim_id, rid, r))
+        except _FOLLOW_ERRORS as exc:
+            log.warning("coupon claim %s left to the sweeper: %s", claim_id, exc)
+            return
+        if state is not None and count:
+            self.metrics.coupon_uses.labels("returned" if state == "claimed" else state).inc()
+
+    async def _follow_hold(self, r: dict[str, Any]) -> None:
+        """A settled hold that used a coupon: its claim follows it."""
+        claim_id, coupon_id = r.get("claim_id"), r.get("coupon_id")
+        if isinstance(claim_id, str) and isinstance(coupon_id, str):
+            await self._follow_coupon(r["room_id"], coupon_id, claim_id, r["reservation_id"], r)
+
+    # Coupons
+    async def create_coupon(self, room: str, spec: CouponIn, by: str) -> dict[str, Any]:
+        coupon = await self._fast(self.coupons.create(room, spec, by))
+        await self.announcer.coupon(room, coupon)
+        return coupon
+
+    async def pin_coupon(self, room: str, coupon_id: str) -> dict[str, Any]:
+        coupon = await self._fast(self.coupons.pin(room, coupon_id))
+        self.announcer.coupon_pin(room, coupon)
+        return coupon
+
+    async def unpin_coupon(self, room: str) -> None:
+        await self._fast(self.coupons.unpin(room))
+        self.announcer.coupon_pin(room, None)
+
+    async def claim_coupon(self, room: str, coupon_id: str, *, user: str, key: str) -> Claimed:
+        try:
+            claimed = await self._fast(self.coupons.claim(room, coupon_id, user=user, key=key))
+        except CommerceError as exc:
+            self.metrics.coupon_claims.labels(exc.code).inc()
+            raise
+        self.metrics.coupon_claims.labels("replay" if claimed.replayed else "claimed").inc()
+        if not claimed.replayed:
+            self.announcer.coupon_claimed(room, coupon_id, claimed.remaining)
+        return claimed
+
+    async def _sweep_coupons(self) -> None:
+        async def lookup(rid: str) -> dict[str, Any] | None:
+            try:
+                return await self.sales.reservation(rid)
+            except CommerceError:
+                return None
+
+        while True:
+            try:
+                for state, count in (await self.coupons.sweep_once(lookup)).items():
+                    self.metrics.coupon_uses.labels(
+                        "returned" if state == "claimed" else state
+                    ).inc(count)
+            except STORE_ERRORS as exc:
+                log.warning("coupon sweeper: %s; retrying", exc)
+            honour_cancel()  # a redis-py command may have swallowed the cancellation
+            await asyncio.sleep(self.config.sweep_interval_s)
+
     async def confirm(self, reservation_id: str) -> dict[str, Any]:
         return await self._settle(reservation_id, "confirm")
 
@@ -290,6 +410,7 @@ class Commerce:
         r = settled.reservation
         if settled.outcome in ("ok", "expired"):
             self.metrics.settled.labels(r["state"]).inc()
+            await self._follow_hold(r)
             if r["state"] != "confirmed":
                 self.announcer.stock_changed(r["sale_id"])
         if settled.outcome in ("ok", "same"):
@@ -327,9 +448,10 @@ class Commerce:
 
     async def send_gift(
         self, room: str, *, user: str, user_name: str, host: str, seller: str, key: str,
-        gift_id: str, count: int, show: str = "",
+        gift_id: str, count: int, show: str = "", announce: bool = True,
     ) -> tuple[Applied, dict[str, Any]]:  # fmt: skip
-        """`count` gifts from `user` to the room's host; the room hears it (combined)."""
+        """`count` gifts from `user` to the room's host; the room hears it (combined), unless
+        `announce` is False: the caller then calls `announce_gift` (after posting its message)."""
         with self._wallet_op():
             gift = await self._fast(self.gift_catalogue.find(seller, gift_id))
             applied = await self._fast(self.wallets.gift(
@@ -340,8 +462,16 @@ class Commerce:
             e = applied.entry
             self.metrics.gifts_sent.labels(str(gift["tier"])).inc(count)
             self.metrics.credits_moved.labels("gift").inc(-int(e["amount"]))
-            self.gifts.gift(room, {"id": user, "name": user_name}, gift, count, show)
+            if announce:
+                self.announce_gift(room, user, user_name, gift, count, show)
         return applied, gift
+
+    def announce_gift(
+        self, room: str, user: str, user_name: str, gift: dict[str, Any], count: int,
+        show: str = "", message: dict[str, str] | None = None,
+    ) -> None:  # fmt: skip
+        """The room's `gift` event of a fresh send (combined), with its message {id, text}."""
+        self.gifts.gift(room, {"id": user, "name": user_name}, gift, count, show, message)
 
     async def refund(
         self, user: str, *, key: str, entry_id: str, reason: str, reference: str, by: str,
@@ -381,11 +511,11 @@ class Commerce:
             await asyncio.sleep(self.config.sweep_interval_s)
 
     async def _outboxes(self) -> list[str]:
-        return [keys.sale(raw.decode(), "outbox") for raw in await self._redis.smembers(OUTBOXES)]
+        return [keys.outbox(raw.decode()) for raw in await self._redis.smembers(OUTBOXES)]
 
     def _after_trim(self, stream: str, removed: int) -> None:
         # One label for every sale's outbox: a label per sale would grow without bound.
-        label = "outbox" if stream.endswith("}:outbox") else stream
+        label = "outbox" if stream.endswith("outbox") else stream
         self.metrics.stream_trimmed.labels(label).inc(removed)
 
     async def _after_sweep(self, sale_id: str, swept: Swept) -> None:
@@ -393,6 +523,8 @@ class Commerce:
             self.metrics.hold_extensions.inc(swept.extended)
         if swept.expired:
             self.metrics.settled.labels("expired").inc(len(swept.expired))
+            for r in swept.expired:
+                await self._follow_hold(r)
             self.announcer.stock_changed(sale_id)
         if swept.announce:
             snapshot = await self.sales.snapshot(sale_id)

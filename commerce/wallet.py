@@ -29,6 +29,7 @@ from commerce.schemas import MAX_BALANCE
 LUA = Path(__file__).parent / "lua"
 SWEEP_PAGE = 200  # wallets looked at per sweep pass, at most
 CLAIM_BATCH = 100  # settlements one claim takes over, at most
+RANKED_TTL_S = 86_400  # a gift stays marked counted on the leaderboards (far beyond any lease)
 MAX_ENTRIES = 100  # ledger entries GET /api/wallet answers, at most
 
 
@@ -84,6 +85,7 @@ class Wallets:
         self._earn = load("wallet_earn")
         self._claim = load("wallet_claim")
         self._unmark = load("wallet_unmark")
+        self._rank = load("gift_rank")
 
     def _events_key(self, user: str) -> str:
         """The purchase stream, where the scripts append events directly; with an outbox they
@@ -220,11 +222,12 @@ class Wallets:
             if s.room:
                 # Credits given, net of refunds: a refund's leg is negative.
                 given = int(s.leg["host_amount"]) + int(s.leg["platform_amount"])
-                async with self._redis.pipeline(transaction=False) as pipe:  # one slot: the room's
-                    pipe.zincrby(keys.gifters(s.room, "all"), given, s.user)
-                    if s.show:
-                        pipe.zincrby(keys.gifters(s.room, "show:" + s.show), given, s.user)
-                    await pipe.execute()
+                board = keys.gifters(s.room, "all")
+                await self._rank(
+                    keys=[keys.ranked(s.room, s.user, s.entry_id), board,
+                          keys.gifters(s.room, "show:" + s.show) if s.show else board],
+                    args=[given, s.user, RANKED_TTL_S, "1" if s.show else "0"],
+                )  # fmt: skip
         if s.type and s.data:
             await self._redis.xadd(self._config.purchase_stream, {"type": s.type, "data": s.data})
         await self._redis.hdel(keys.wallet(s.user, "pending"), s.entry_id)

@@ -76,6 +76,18 @@ class Metrics:
             ["limit", "decision"],
             registry=self.registry,
         )
+        self.chat_translations = Counter(
+            "live_chat_translations_total",
+            "Chat message translations by outcome (translated, cached, failed, timeout, dropped)",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.chat_translation_seconds = Histogram(
+            "live_chat_translation_seconds",
+            "Time of one request to the translation service",
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+            registry=self.registry,
+        )
         self.likes = Counter("live_likes_total", "Likes received", registry=self.registry)
         self.whep_refused = Counter(
             "live_whep_refused_total",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
@@ -14,13 +15,14 @@ from chat.server import ChatServer
 from commerce import Commerce
 from commerce.keys import USER_ID
 from commerce.schemas import BuySocketIn, GiftSocketIn
+from commerce.wallet import Applied
 from core.auth import Claims, Oidc, TokenAuthority, require_role
 from core.config import AuthSettings
 from core.errors import DomainError, unknown_room
 from core.events import RoomStateSource
 from core.jwks import KeySet, KeySetCollector
 from core.metrics import Metrics
-from core.rooms import RoomStore
+from core.rooms import Room, RoomStore
 from core.store import STORE_ERRORS
 from edge.registry import NodeRegistry
 from live.settings import Settings
@@ -28,6 +30,13 @@ from live.settings import Settings
 log = logging.getLogger(__name__)
 # Who may reserve in a room over Socket.IO: the HTTP route's `live.http.commerce.BUYER_ROLES`.
 BUYER_ROLES = ("viewer", "host", "moderator")
+
+
+@dataclass(frozen=True, slots=True)
+class SentGift:
+    applied: Applied
+    gift: dict[str, Any]
+    message: dict[str, Any] | None  # the posted message: {id, held}; None without one
 
 
 class Node:
@@ -91,14 +100,50 @@ class Node:
             raise ChatError("invalid_payload", "a host does not send gifts to their own room")
         if not USER_ID.match(claims.sub):
             raise ChatError("invalid_payload", "a user id is 1-128 of [A-Za-z0-9._:@-]")
+        sent = await self.send_gift(
+            claims, room, key=req.key, gift_id=req.gift_id, count=req.count, message=req.message
+        )
+        e = sent.applied.entry
+        answer = {"ok": True, "balance": e["balance"], "entry_id": e["entry_id"],
+                  "gift_id": sent.gift["gift_id"], "count": req.count, "amount": -e["amount"],
+                  "replayed": sent.applied.replayed}  # fmt: skip
+        if sent.message is not None:
+            answer["message"] = sent.message
+        return answer
+
+    async def send_gift(
+        self, claims: Claims, room: Room, *, key: str, gift_id: str, count: int,
+        message: str | None,
+    ) -> SentGift:  # fmt: skip
+        """A gift from `claims` in `room` (over Socket.IO or REST), with its optional message:
+        screened by the chat's rules before the debit (a refused text costs nothing), then
+        posted in the room's chat (held for review if it has a blocked term) and carried on the
+        room's `gift` event. Moderators hide it as a chat message; the ledger never holds it."""
+        text = None
+        if message is not None and message.strip():
+            limit = self.settings.commerce.gifts_message_max_chars
+            text = await self.chat.screen(room.room_id, claims.sub, message, limit)
         applied, gift = await self.commerce.send_gift(
             room.room_id, user=claims.sub, user_name=claims.name, host=room.owner,
-            seller=room.seller, key=req.key, gift_id=req.gift_id, count=req.count, show=room.show,
+            seller=room.seller, key=key, gift_id=gift_id, count=count, show=room.show,
+            announce=False,
         )  # fmt: skip
-        e = applied.entry
-        return {"ok": True, "balance": e["balance"], "entry_id": e["entry_id"],
-                "gift_id": gift["gift_id"], "count": req.count, "amount": -e["amount"],
-                "replayed": applied.replayed}  # fmt: skip
+        if applied.replayed:
+            return SentGift(applied, gift, None)
+        posted: dict[str, Any] | None = None
+        shown: dict[str, str] | None = None
+        if text is not None:
+            try:
+                about = {"gift_id": gift["gift_id"], "name": gift["name"], "count": count}
+                m, held = await self.chat.post(room.room_id, claims, text, gift=about)
+                posted = {"id": m["id"], "held": held}
+                shown = None if held else {"id": m["id"], "text": text}
+            except STORE_ERRORS as exc:  # the gift is made: it goes out without its text
+                log.warning("gift message not posted in room %s: %s", room.room_id, exc)
+        self.commerce.announce_gift(
+            room.room_id, claims.sub, claims.name, gift, count, room.show, shown
+        )
+        return SentGift(applied, gift, posted)
 
     async def buy(
         self, claims: Claims, room_id: str, data: dict[str, Any], address: str

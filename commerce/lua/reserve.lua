@@ -4,7 +4,10 @@
 -- KEYS: 1 meta (hash), 2 per-user units (hash), 3 idempotency keys (hash), 4 holds (zset by
 --       expiry), 5 reservations (hash id -> JSON), 6 event stream, 7 user rate key, 8 ip rate key
 -- ARGV: 1 room id, 2 user id, 3 idempotency key, 4 quantity, 5 new reservation id,
---       6 user limit, 7 ip limit, 8 rate window (ms)
+--       6 user limit, 7 ip limit, 8 rate window (ms); with a coupon (commerce/coupons.py):
+--       9 coupon id, 10 claim id, 11 kind (`percent` or `amount`), 12 value (percent off, or
+--       minor units off), 13 minimum spend (minor units), 14 product ids it applies to
+--       (comma-separated, '' = all)
 -- Returns {outcome, ...}; outcome `ok`/`replay` carry the reservation JSON and the stock left.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -40,6 +43,28 @@ if qty > stock then return {'insufficient_stock', tostring(stock)} end
 local held = tonumber(redis.call('HGET', KEYS[2], user) or '0')
 if held + qty > limit then return {'limit_reached', tostring(limit - held)} end
 
+-- The coupon's terms, checked against this sale; the discount is floored in minor units (the
+-- shop never gives away a fraction of a minor unit) and never above the subtotal.
+local coupon = ARGV[9] and ARGV[9] ~= ''
+local subtotal, discount = tonumber(m[8]) * qty, 0
+if coupon then
+  local products = ARGV[14]
+  if products ~= '' and not string.find(',' .. products .. ',', ',' .. m[10] .. ',', 1, true) then
+    return {'coupon_not_applicable', m[10]}
+  end
+  if subtotal < tonumber(ARGV[13]) then return {'coupon_min_spend', ARGV[13]} end
+  -- cjson writes 14 significant digits: amounts above would not come out exact.
+  if subtotal > 99999999999999 then return {'coupon_not_applicable', '', 'subtotal'} end
+  local value = tonumber(ARGV[12])
+  if ARGV[11] == 'percent' then
+    -- subtotal * value / 100 without a float above 2^53: (100a + b) * v / 100
+    discount = math.floor(subtotal / 100) * value + math.floor((subtotal % 100) * value / 100)
+  else
+    discount = value
+  end
+  if discount > subtotal then discount = subtotal end
+end
+
 stock = redis.call('HINCRBY', KEYS[1], 'stock', -qty)
 redis.call('HINCRBY', KEYS[1], 'reserved', qty)
 redis.call('HINCRBY', KEYS[2], user, qty)
@@ -49,6 +74,13 @@ local r = {
   quantity = qty, price_minor = tonumber(m[8]), currency = m[9],
   expires_at = now + tonumber(m[7]),
 }
+if coupon then
+  r.coupon_id = ARGV[9]
+  r.claim_id = ARGV[10]
+  r.subtotal_minor = subtotal
+  r.discount_minor = discount
+  r.total_minor = subtotal - discount
+end
 r.event_id = rid .. '.reserved'
 r.ts = now
 -- The event's stream id goes in the hold: the sweeper lets a hold lapse only once the order

@@ -33,6 +33,8 @@ local function emit(kind, r)
     event_id = r.reservation_id .. '.' .. kind, reservation_id = r.reservation_id,
     sale_id = r.sale_id, room_id = r.room_id, product_id = r.product_id, user_id = r.user_id,
     quantity = r.quantity, price_minor = r.price_minor, currency = r.currency, ts = now,
+    coupon_id = r.coupon_id, claim_id = r.claim_id, subtotal_minor = r.subtotal_minor,
+    discount_minor = r.discount_minor, total_minor = r.total_minor,
   }
   redis.call('XADD', KEYS[5], '*', 'type', 'purchase.' .. kind, 'data', cjson.encode(e))
 end

@@ -7,7 +7,7 @@ import re
 from aiohttp import web
 
 from commerce import Commerce
-from commerce.schemas import PinIn, ProductIn, ReserveIn, SaleIn
+from commerce.schemas import CouponIn, CouponPinIn, PinIn, ProductIn, ReserveIn, SaleIn
 from core.auth import Claims, require_role
 from core.errors import DomainError, unknown_room
 from core.rooms import Room
@@ -73,6 +73,7 @@ async def reserve(request: web.Request) -> web.Response:
         idempotency_key=key,
         quantity=body.quantity,
         ip=request.remote or "unknown",
+        coupon_id=body.coupon_id,
     )
     # The store's JSON of the reservation, extended in place: no decode and encode again.
     return web.Response(
@@ -163,3 +164,53 @@ async def confirm(request: web.Request) -> web.Response:
 async def cancel(request: web.Request) -> web.Response:
     require_role(claims_of(request), None, "orders")
     return web.json_response(await _commerce(request).cancel(request.match_info["id"]))
+
+
+@routes.post("/api/rooms/{room}/coupons")
+async def create_coupon(request: web.Request) -> web.Response:
+    claims = claims_of(request)
+    require_role(claims, request.match_info["room"], "host")
+    room = await _sellers_room(request, claims)
+    spec = await read_json(request, CouponIn)
+    coupon = await _commerce(request).create_coupon(room.room_id, spec, claims.sub)
+    return web.json_response(coupon, status=201)
+
+
+@routes.get("/api/rooms/{room}/coupons")
+async def list_coupons(request: web.Request) -> web.Response:
+    room_id = request.match_info["room"]
+    if await request.app[NODE].rooms.get(room_id) is None:
+        raise unknown_room(room_id)
+    coupons = await _commerce(request).coupons.active(room_id)
+    return web.json_response({"room": room_id, "coupons": coupons})
+
+
+@routes.post("/api/rooms/{room}/coupons/{coupon}/claims")
+async def claim_coupon(request: web.Request) -> web.Response:
+    room = request.match_info["room"]
+    claims = claims_of(request)
+    require_role(claims, room, *BUYER_ROLES)
+    key = idempotency_key(request, "one per Claim press")
+    claimed = await _commerce(request).claim_coupon(
+        room, request.match_info["coupon"], user=claims.sub, key=key
+    )
+    return web.json_response(
+        claimed.body(), status=201, headers=_REPLAYED if claimed.replayed else None
+    )
+
+
+@routes.post("/api/rooms/{room}/coupon-pin")
+async def pin_coupon(request: web.Request) -> web.Response:
+    claims = _moderator(request, request.match_info["room"])
+    room = (await _sellers_room(request, claims)).room_id
+    body = await read_json(request, CouponPinIn)
+    coupon = await _commerce(request).pin_coupon(room, body.coupon_id)
+    return web.json_response({"room": room, "coupon": coupon})
+
+
+@routes.delete("/api/rooms/{room}/coupon-pin")
+async def unpin_coupon(request: web.Request) -> web.Response:
+    claims = _moderator(request, request.match_info["room"])
+    room = (await _sellers_room(request, claims)).room_id
+    await _commerce(request).unpin_coupon(room)
+    return web.json_response({"room": room, "coupon": None})

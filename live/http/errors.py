@@ -43,6 +43,11 @@ STATUS: dict[str, Http] = {
     "unsupported_media_type": Http(415),
     # chat
     "invalid_since": Http(400),  # a history position that is no stream id
+    # chat's rules for a gift's message (POST /api/rooms/{room}/gifts)
+    "banned": Http(403),
+    "empty_message": Http(400),
+    "muted": Http(403),
+    "too_long": Http(400),
     # edge
     "draining": Http(503, retry_after=0),  # ask for an edge again, at once
     "invalid_exclude": Http(400),
@@ -65,6 +70,17 @@ STATUS: dict[str, Http] = {
     "unknown_product": Http(404),
     "unknown_reservation": Http(404),
     "unknown_sale": Http(404),
+    # coupons
+    "claim_limit": Http(409),  # the buyer's claims reached the coupon's per_user_limit
+    "coupon_expired": Http(410),  # the coupon's window has ended (ends_at in the body)
+    "coupon_min_spend": Http(409),  # the reservation's subtotal is below min_spend_minor
+    "coupon_not_applicable": Http(409),  # the sale's product is not among the coupon's
+    "coupon_not_claimed": Http(409),  # a reservation names a coupon the buyer never claimed
+    "coupon_not_started": Http(409),  # starts_at in the body
+    "coupon_used": Http(409),  # every claim of the buyer backs a hold (or was redeemed)
+    "quota_exhausted": Http(409),
+    "too_many_coupons": Http(409),  # LIVE_COMMERCE_COUPONS_PER_ROOM not yet ended
+    "unknown_coupon": Http(404),
     # wallets and gifts
     "already_refunded": Http(409),  # the entry has a refund (in the body)
     "balance_limit": Http(409),

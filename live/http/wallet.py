@@ -51,11 +51,14 @@ async def send_gift(request: web.Request) -> web.Response:
         raise unknown_room(room_id)
     if room.owner == claims.sub:
         raise DomainError("invalid_request", "a host does not send gifts to their own room")
-    applied, gift = await _commerce(request).send_gift(
-        room.room_id, user=_user(claims.sub), user_name=claims.name, host=room.owner,
-        seller=room.seller, key=key, gift_id=body.gift_id, count=body.count, show=room.show,
-    )  # fmt: skip
-    return _entry_answer(applied, gift=gift, count=body.count)
+    _user(claims.sub)
+    sent = await request.app[NODE].send_gift(
+        claims, room, key=key, gift_id=body.gift_id, count=body.count, message=body.message
+    )
+    extra: dict[str, Any] = {"gift": sent.gift, "count": body.count}
+    if sent.message is not None:
+        extra["message"] = sent.message
+    return _entry_answer(sent.applied, **extra)
 
 
 @routes.get("/api/rooms/{room}/gifts/leaderboard")

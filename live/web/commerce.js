@@ -46,10 +46,12 @@ export async function apiPost(path, token, body, key) {
 }
 
 export class ProductCard {
-  constructor(root, { room, token }) {
+  // `coupon`: the page's coupon card (CouponCard): a claimed coupon goes with a Buy.
+  constructor(root, { room, token, coupon }) {
     this.root = root;
     this.room = room;
     this.token = token;
+    this.coupon = coupon || null;
     this.product = null;
     this.sales = new Map();
     this.skew = 0;
@@ -183,14 +185,22 @@ export class ProductCard {
     this.tick();
     this.result.className = "buy-result";
     this.result.textContent = "Reserving…";
-    const { status, data, headers, via } = await this.reserve(sale.sale_id, { quantity: 1 }, idempotencyKey());
+    const couponId = this.coupon && this.coupon.usable();
+    const body = couponId ? { quantity: 1, coupon_id: couponId } : { quantity: 1 };
+    const { status, data, headers, via } = await this.reserve(sale.sale_id, body, idempotencyKey());
     this.busy = false;
     this.result.dataset.via = via;
+    if (couponId && (status === 201 || ["coupon_used", "coupon_expired"].includes(data.error))) {
+      this.coupon.spent(couponId);
+    }
     if (status === 201) {
       this.result.className = "buy-result ok";
       this.result.dataset.reservation = data.reservation_id;
       const left = data.expires_at - (Date.now() + this.skew);
-      this.result.textContent = `Reserved ${data.quantity} — complete your order within ${clock(left)}`;
+      const price = data.coupon_id
+        ? ` at ${formatPrice(data.total_minor, data.currency)} (coupon −${formatPrice(data.discount_minor, data.currency)})`
+        : "";
+      this.result.textContent = `Reserved ${data.quantity}${price} — complete your order within ${clock(left)}`;
       this.sales.set(sale.sale_id, { ...sale, stock_left: data.stock_left });
     } else {
       this.result.className = "buy-result error";
@@ -199,6 +209,10 @@ export class ProductCard {
         insufficient_stock: "Not enough left for that quantity.",
         limit_reached: "You reached the limit for this sale.",
         sale_not_active: "This sale is not running.",
+        coupon_not_applicable: "The coupon does not apply to this product.",
+        coupon_min_spend: "The coupon needs a larger order.",
+        coupon_used: "Your coupon is already used.",
+        coupon_expired: "The coupon has ended.",
         rate_limited: `Too many attempts — try again in ${data.retry_after || headers?.get("Retry-After") || "a few"} s.`,
       };
       this.result.textContent = messages[data.error] || data.detail || "Something went wrong.";

@@ -25,9 +25,11 @@ function button(label, onclick, cls = "small") {
 
 function renderMessage(m) {
   const mine = m.user.role === "moderator" || m.user.role === "host";
+  // A gift's message: hiding it deletes the chat message; the gift itself stays.
   const actions = el("span", { class: "actions" },
     button("pin", () => act("pin_message", { message_id: m.id })),
-    button("delete", () => act("delete", { message_id: m.id })));
+    m.gift ? button("hide", () => hideGiftMessage(m.id))
+      : button("delete", () => act("delete", { message_id: m.id })));
   if (!mine) {
     actions.append(
       button("mute", () => act("mute", { user_id: m.user.id, seconds: 300 })),
@@ -35,9 +37,37 @@ function renderMessage(m) {
   }
   messages.append(el("li", { "data-id": m.id, class: `role-${m.user.role}` }, actions,
     el("span", { class: "ts" }, timeOf(m.ts)),
+    m.gift ? el("span", { class: "gift-tag" }, `🎁 ${m.gift.name}`) : "",
     el("span", { class: "who" }, m.user.name),
     el("span", { class: "text" }, m.text)));
   messages.scrollTop = messages.scrollHeight;
+}
+
+// Gifts in the room (newest first), their messages with a Hide button.
+const GIFTS_LISTED = 50;
+function renderGift(g) {
+  const text = el("span", { class: "text" }, g.message ? g.message.text : "");
+  const item = el("li", { "data-gift": g.gift_id, "data-sender": g.sender.id },
+    el("span", { class: "ts" }, timeOf(Date.now())), " ",
+    el("span", { class: "who" }, `${g.sender.name} sent ${g.name}${g.combo > 1 ? ` ×${g.combo}` : ""}`), " ", text);
+  if (g.message) {
+    item.dataset.message = g.message.id;
+    item.append(" ", button("hide", () => hideGiftMessage(g.message.id)));
+  }
+  $("gifts").prepend(item);
+  while ($("gifts").children.length > GIFTS_LISTED) $("gifts").lastElementChild.remove();
+}
+async function hideGiftMessage(id) {
+  const ack = await act("delete", { message_id: id });
+  if (ack.ok || ack.error === "unknown_message") forgetGiftMessage(id);
+}
+function forgetGiftMessage(id) {
+  for (const li of $("gifts").querySelectorAll("li[data-message]")) {
+    if (li.dataset.message !== id) continue;
+    li.querySelector(".text").textContent = "(hidden)";
+    li.querySelector("button[data-action=hide]")?.remove();
+    delete li.dataset.message;
+  }
 }
 
 function renderPinned(m) { $("pinned").textContent = m ? `📌 ${m.user.name}: ${m.text}` : ""; }
@@ -78,7 +108,11 @@ const chat = new ChatConnection({
   },
   handlers: {
     chat: renderMessage,
-    deleted: ({ message_id }) => messages.querySelector(`li[data-id="${CSS.escape(message_id)}"]`)?.remove(),
+    deleted: ({ message_id }) => {
+      messages.querySelector(`li[data-id="${CSS.escape(message_id)}"]`)?.remove();
+      forgetGiftMessage(message_id);
+    },
+    gift: (g) => renderGift(g),
     cleared: () => messages.replaceChildren(),
     pinned: ({ message }) => renderPinned(message),
     viewers: ({ count }) => { $("viewers").textContent = `${count} watching`; },

@@ -1,5 +1,6 @@
 // The studio's chat panel and room counters: the host reads and answers the room's chat.
 import { ChatConnection, el, pageContext, timeOf } from "/static/chat-client.js";
+import { declaredLanguage } from "/static/chat-langs.js";
 
 const { room, token } = pageContext();
 const $ = (id) => document.getElementById(id);
@@ -16,6 +17,7 @@ function setStatus(kind, detail) {
 function renderMessage(m) {
   messages.append(el("li", { "data-id": m.id, class: `role-${m.user.role}` },
     el("span", { class: "ts" }, timeOf(m.ts)),
+    m.gift ? el("span", { class: "gift-tag" }, `🎁 ${m.gift.name}`) : "",
     el("span", { class: "who" }, m.user.name),
     el("span", { class: "text" }, m.text)));
   messages.scrollTop = messages.scrollHeight;
@@ -51,7 +53,8 @@ $("send").addEventListener("submit", async (event) => {
   event.preventDefault();
   const input = $("text");
   if (!input.value.trim()) return;
-  const ack = await chat.request("chat", { text: input.value });
+  // The host's messages carry the language they write in (chat-langs.js), for viewers' filters.
+  const ack = await chat.request("chat", { text: input.value, lang: declaredLanguage() || undefined });
   if (ack.ok) input.value = "";
   notice(ack.ok ? "" : ack.detail);
 });

@@ -71,3 +71,45 @@ chat.socket.on("sale", (data) => { if (data.room === room) merge(data); });
 chat.socket.on("purchase", ({ user_name, quantity, others }) => {
   $("purchases").textContent = `${user_name}${others ? ` and ${others} others` : ""} bought ${quantity}`;
 });
+
+// Coupons: create one, pin it in the room (viewers get a Claim button and a countdown).
+const coupons = new Map();
+const couponsPath = `/api/rooms/${encodeURIComponent(room)}/coupons`;
+function renderCoupons() {
+  const items = [...coupons.values()].filter((c) => c.status !== "ended").map((c) => {
+    const pin = el("button", { class: "small", type: "button", "data-pin": c.coupon_id }, "Pin");
+    pin.addEventListener("click", async () => {
+      const r = await apiPost(`/api/rooms/${encodeURIComponent(room)}/coupon-pin`, token, { coupon_id: c.coupon_id });
+      notice(r.status === 200 ? "Coupon pinned." : r.data.detail);
+    });
+    const off = c.percent_off ? `${c.percent_off}% off` : `${c.amount_off_minor} off`;
+    return el("li", { "data-coupon": c.coupon_id }, el("strong", {}, off),
+      ` · ${c.remaining}/${c.quota} left · ${c.per_user_limit} per buyer `, pin);
+  });
+  $("coupons").replaceChildren(...items);
+}
+function mergeCoupon(data) {
+  const prev = coupons.get(data.coupon_id);
+  if (!prev && data.quota === undefined) return; // a count for a coupon this page never listed
+  coupons.set(data.coupon_id, { ...(prev || {}), ...data });
+  renderCoupons();
+}
+async function loadCoupons() {
+  const res = await fetch(couponsPath);
+  if (res.ok) for (const c of (await res.json()).coupons) mergeCoupon(c);
+}
+$("coupon-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const f = event.target.elements;
+  const body = { [f.kind.value]: Number(f.value.value), quota: Number(f.quota.value),
+                 per_user_limit: Number(f.per_user_limit.value), duration_s: Number(f.duration_s.value) };
+  const r = await apiPost(couponsPath, token, body);
+  if (r.status === 201) { mergeCoupon(r.data); notice("Coupon created."); } else notice(r.data.detail);
+});
+$("coupon-unpin").addEventListener("click", async () => {
+  const res = await fetch(`/api/rooms/${encodeURIComponent(room)}/coupon-pin`,
+    { method: "DELETE", headers: { Authorization: `Bearer ${token}` } });
+  notice(res.ok ? "Coupon unpinned." : (await res.json()).detail);
+});
+chat.socket.on("coupon", (data) => { if (data.room === room) mergeCoupon(data); });
+loadCoupons();

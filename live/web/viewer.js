@@ -1,7 +1,10 @@
 import { ChatConnection, el, onTokenChange, pageContext, timeOf } from "/static/chat-client.js";
 import { StagePlayer } from "/static/viewer-media.js";
 import { ProductCard } from "/static/commerce.js";
+import { CouponCard } from "/static/coupon-card.js";
 import { EdgeSelector, pageRegion } from "/static/edge-client.js";
+import { GiftDrawer, GiftLayer, Leaderboard } from "/static/gifts.js";
+import { ChatLanguages } from "/static/chat-langs.js";
 
 const { room, token } = pageContext();
 const $ = (id) => document.getElementById(id);
@@ -23,6 +26,13 @@ const player = new StagePlayer({
   onLost: (reason) => nodeLost(reason),
 });
 window.liveMedia = player; // for tests
+// Gift animations: tiers 1 and 2 in the video's corner, tier 3 over the whole page.
+const giftCorner = el("div", { class: "gift-corner", id: "gift-corner", "aria-live": "polite" });
+$("stage").append(giftCorner);
+const gifts = new GiftLayer({ corner: giftCorner, full: $("gift-layer") });
+window.liveGifts = gifts; // for tests
+const leaderboard = new Leaderboard($("leaderboard"), { room });
+leaderboard.load();
 
 function setStatus(kind, detail) {
   const pill = $("status");
@@ -35,17 +45,23 @@ function notice(text) { $("notice").textContent = text; }
 function renderMessage(m) {
   const li = el("li", { "data-id": m.id, class: `role-${m.user.role}` },
     el("span", { class: "ts" }, timeOf(m.ts)),
+    m.gift ? el("span", { class: "gift-tag" }, `🎁 ${m.gift.name}`) : "",
     el("span", { class: "who" }, m.user.name),
     el("span", { class: "text" }, m.text));
   messages.append(li);
+  langs.decorate(li, m);
   messages.scrollTop = messages.scrollHeight;
 }
 function renderPinned(m) {
   $("pinned").textContent = m ? `📌 ${m.user.name}: ${m.text}` : "";
 }
 
-const productCard = new ProductCard($("product"), { room, token });
-onTokenChange((fresh) => { player.token = fresh; productCard.token = fresh; });
+let productCard = null;
+const couponCard = new CouponCard($("coupon"), {
+  room, token, currency: () => productCard && (productCard.current()?.currency || productCard.product?.currency),
+});
+productCard = new ProductCard($("product"), { room, token, coupon: couponCard });
+onTokenChange((fresh) => { player.token = fresh; productCard.token = fresh; couponCard.token = fresh; drawer.token = fresh; });
 const chat = new ChatConnection({
   room, token, url: edge.node ? edge.url : "",
   onStatus: setStatus,
@@ -59,10 +75,16 @@ const chat = new ChatConnection({
     if (fresh) notice("");
     player.setLive(Boolean(s.live));
     productCard.setState(s);
+    couponCard.setState(s);
+    if (!fresh) leaderboard.load(); // back after a break: what changed meanwhile
+    langs.ask(); // the node forgets a socket's translation language when it goes
   },
   handlers: {
     chat: renderMessage,
-    deleted: ({ message_id }) => messages.querySelector(`li[data-id="${CSS.escape(message_id)}"]`)?.remove(),
+    deleted: ({ message_id }) => {
+      messages.querySelector(`li[data-id="${CSS.escape(message_id)}"]`)?.remove();
+      gifts.hideMessage(message_id); // a gift's message hidden by a moderator
+    },
     cleared: () => messages.replaceChildren(),
     pinned: ({ message }) => renderPinned(message),
     likes: ({ total }) => { $("likes").textContent = `${total} ♥`; },
@@ -72,11 +94,22 @@ const chat = new ChatConnection({
     banned: () => { setStatus("error", "You were removed from this room."); chat.socket.io.reconnection(false); },
     error: ({ detail }) => notice(detail),
     stream: ({ room: r, live }) => { if (r === room) player.setLive(live); },
+    gift: (g) => { if (g.room === room) { leaderboard.learn(g.sender); gifts.show(g); } },
+    leaderboard: (board) => leaderboard.render(board),
+    chat_translation: (t) => { if (t.room === room) langs.onTranslation(t); },
   },
 });
 
 window.liveChat = chat; // for the console and tests
+// Declared message language, the filter by language, translations (chat-langs.js).
+const langs = new ChatLanguages({
+  messages, send: $("lang"), filter: $("chat-filter"), translate: $("translate-to"),
+  request: (event, payload) => chat.request(event, payload), notice,
+});
 productCard.listen(chat.socket);
+couponCard.listen(chat.socket);
+const drawer = new GiftDrawer({ root: $("gift-drawer"), toggle: $("gift-open"), room, token,
+  request: (event, payload) => chat.request(event, payload) });
 
 // Failover. Whichever comes first (the chosen node's Socket.IO connection closing, the video's
 // frames stopping for a second, its peer connection "disconnected"/"failed") asks the node
@@ -115,7 +148,7 @@ $("send").addEventListener("submit", async (event) => {
   const input = $("text");
   const text = input.value;
   if (!text.trim()) return;
-  const ack = await chat.request("chat", { text });
+  const ack = await chat.request("chat", { text, lang: langs.send.value || undefined });
   if (ack.ok) {
     input.value = "";
     notice(ack.held ? "Your message is waiting for a moderator." : "");

@@ -41,7 +41,7 @@ KNOWN_CODES = {
     "too_long",
     "token_expired",
 }
-EVENTS = ("join", "leave", "chat", "like", "mod", "mod_state", "refresh_token")
+EVENTS = ("join", "leave", "chat", "like", "mod", "mod_state", "refresh_token", "translate")
 VIEWER = "fuzz-viewer"
 HOST = "fuzz-host"
 
@@ -66,10 +66,15 @@ stream_ids = (
     | st.builds(lambda a, b: f"{a}-{b}", st.integers(0, 2**70), st.integers(0, 2**70))
     | json_ish
 )
+langs = (
+    st.sampled_from(["en", "es-MX", "zh-Hans-CN", "pt", "EN", "e", "en_US", "x" * 40, None])
+    | st.text(max_size=40)
+    | json_ish
+)
 FIELDS: dict[str, dict[str, st.SearchStrategy[Any]]] = {
     "join": {"room": rooms, "since": stream_ids},
     "leave": {"room": rooms},
-    "chat": {"room": rooms, "text": st.text(max_size=600) | json_ish},
+    "chat": {"room": rooms, "text": st.text(max_size=600) | json_ish, "lang": langs},
     "like": {"room": rooms, "count": st.integers(-5, 200) | json_ish},
     "mod": {
         "room": rooms,
@@ -82,6 +87,7 @@ FIELDS: dict[str, dict[str, st.SearchStrategy[Any]]] = {
     },
     "mod_state": {"room": rooms},
     "refresh_token": {"token": st.text(max_size=100) | json_ish},
+    "translate": {"room": rooms, "lang": langs, "ids": st.lists(stream_ids, max_size=60)},
 }
 
 # Known probes, always tried first: each once got a wrong answer.
@@ -171,6 +177,9 @@ async def test_fuzzed_events_get_known_answers_and_leave_the_room_consistent(
             assert sid in chat._members[room]
     for room, sids in chat._members.items():
         assert all(room in chat._sockets[sid].rooms for sid in sids)
+    for room, langs in chat._langs.items():
+        asking = [s.translate.get(room) for s in chat._sockets.values()]
+        assert dict(langs) == {lang: asking.count(lang) for lang in langs}
 
 
 async def _rejoin(client: Client) -> None:

@@ -94,6 +94,24 @@ async def test_socket_buyers_race_over_two_nodes(make_shop: Any, connect: Client
     held_of = await shop.nodes[0].node.redis.hlen(f"live:{{sale:{sale_id}}}:res")
     assert held_of == len(held)  # nothing new from the replays
 
+    # A field of the reservation body passes through: a claimed coupon discounts the hold.
+    status, coupon = await shop.call("POST", f"/api/rooms/{ROOM}/coupons", body={
+        "percent_off": 15, "quota": 5, "per_user_limit": 1, "duration_s": 600,
+    })  # fmt: skip
+    assert status == 201, coupon
+    status, claimed = await shop.call(
+        "POST", f"/api/rooms/{ROOM}/coupons/{coupon['coupon_id']}/claims", role="viewer",
+        user=user, headers={"Idempotency-Key": "coupon-claim-1"},
+    )  # fmt: skip
+    assert status == 201, claimed
+    second = await shop.start_sale(quantity=5, per_user_limit=2, price_minor=1000)
+    discounted = await other.call("buy", {
+        "room": ROOM, "sale_id": second["sale_id"], "quantity": 1, "key": "coupon-buy-1",
+        "coupon_id": coupon["coupon_id"],
+    })  # fmt: skip
+    assert discounted["ok"] and discounted["coupon_id"] == coupon["coupon_id"], discounted
+    assert (discounted["discount_minor"], discounted["total_minor"]) == (150, 850)
+
     # Refusals: the HTTP path's codes; bad input names the problem.
     c = clients[0]
 

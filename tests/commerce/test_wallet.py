@@ -12,6 +12,7 @@ from aiohttp import web
 
 from commerce import keys
 from commerce.orders import ReferenceOrderSystem
+from commerce.wallet import Settlement
 from commerce.webhooks import EVENT_ID_HEADER, SIGNATURE_HEADER, verify
 from tests.support.loopback import serving
 from tests.support.shop import ROOM, Shop
@@ -256,6 +257,25 @@ async def test_a_sweeper_settles_what_a_dead_request_left(make_shop: Any) -> Non
     assert int(await node.redis.hget(keys.wallet("host", "w"), "earned")) == 14
     _, board = await shop.call("GET", f"/api/rooms/{ROOM}/gifts/leaderboard")
     assert board["all"] == [{"user_id": "dan", "credits": 20}]
+
+
+async def test_a_gift_settled_by_its_request_and_a_sweeper_counts_once(make_shop: Any) -> None:
+    """A request that outlasts its lease settles while a sweeper settles the same entry: the
+    host earns once and the leaderboards count the gift once."""
+    shop = await make_shop(nodes=1)
+    await credit(shop, "fay", 20)
+    wallets = shop.nodes[0].node.commerce.wallets
+    gift_spec = {"gift_id": "star", "name": "Star", "price": 10, "tier": 1}
+    applied = await wallets.gift(
+        "fay", key="settled-twice-1", host="host", room=ROOM, seller="", gift=gift_spec, count=1,
+        settle=False,
+    )  # fmt: skip
+    leg = {"host": "host", "host_amount": 7, "platform_amount": 3}
+    twice = Settlement("fay", applied.entry["entry_id"], leg, ROOM, "", None, None)
+    await asyncio.gather(wallets.settle(twice), wallets.settle(twice))
+    assert int(await shop.nodes[0].node.redis.hget(keys.wallet("host", "w"), "earned")) == 7
+    _, board = await shop.call("GET", f"/api/rooms/{ROOM}/gifts/leaderboard")
+    assert board["all"] == [{"user_id": "fay", "credits": 10}]
 
 
 async def test_wallet_events_reach_the_webhook_signed(make_shop: Any) -> None:

@@ -34,9 +34,17 @@ async def test_demo_opens_with_a_pinned_product_and_a_scheduled_sale(
     state = await running.node.base_room_state(ROOM)
     assert state["pinned_product"]["product_id"] == demo_data.SHOW_PRODUCT
     assert [s["sale_id"] for s in state["sales"]] == [sale["sale_id"]]
-    # A restarted demo keeps the sale it has rather than stacking another.
+    coupon = state["pinned_coupon"]
+    assert (coupon["percent_off"], coupon["remaining"]) == (10, 100)
+    # A restarted demo keeps the sale and coupon it has rather than stacking others.
     assert await demo_data.open_show(running.node.commerce, ROOM) is None
-    assert len((await running.node.base_room_state(ROOM))["sales"]) == 1
+    again = await running.node.base_room_state(ROOM)
+    assert len(again["sales"]) == 1
+    assert again["pinned_coupon"]["coupon_id"] == coupon["coupon_id"]
+    assert len(await running.node.commerce.coupons.active(ROOM)) == 1
+    # The viewers' credits for gifts, granted once however often the demo starts.
+    wallet = await running.node.commerce.wallets.wallet("alice")
+    assert (wallet["balance"], len(wallet["entries"])) == (demo_data.VIEWER_CREDITS["alice"], 1)
 
 
 async def test_the_demo_hosts_studio_may_pin_and_sell_the_demo_products(

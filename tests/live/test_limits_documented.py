@@ -44,6 +44,8 @@ NOT_LIMITS = {
     "LIVE_COMMERCE_OUTBOX": "delivery mode",
     "LIVE_COMMERCE_DELIVERY_GROUPS": "consumer group names",
     "LIVE_WEBHOOK_URL": "receiver URL",
+    "LIVE_CHAT_TRANSLATE_URL": "translation service URL",
+    "LIVE_CHAT_TRANSLATE_API_KEY": "key",
     "LIVE_GIFTS_PLATFORM_SHARE_BPS": "revenue policy (Wallets and gifts)",
     "LIVE_IMAGE_HOSTS": "allow-list (Tenancy and page security)",
     "LIVE_ICE_ADDRESSES": "ICE candidates",

@@ -116,7 +116,12 @@ async def test_every_operation_answers_as_documented(
     sale = await shop.start_sale(quantity=1000, per_user_limit=1000)
     status, reservation = await shop.reserve(sale["sale_id"], "viewer-user")
     assert status == 201, reservation
+    status, coupon = await shop.call(
+        "POST", f"/api/rooms/{ROOM}/coupons", body={"percent_off": 10, "quota": 1000}
+    )
+    assert status == 201, coupon
     seeded = {
+        "coupon": coupon["coupon_id"],
         "room": ROOM,
         "product": PRODUCT["product_id"],
         "sale": sale["sale_id"],

@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 SCALE = [sys.executable, "-m", "live.cli.main", "loadtest", "scale"]
 
 
@@ -24,6 +26,7 @@ def scale(args: list[str], tmp_path: Path, timeout: float) -> dict[str, Any]:
     return doc
 
 
+@pytest.mark.timeout(300)  # the suite's 120 s is too short when the machine is shared
 def test_media_part_every_viewer_gets_frames_from_every_node_count(tmp_path: Path) -> None:
     doc = scale(
         ["--parts", "media", "--nodes", "1", "2", "--rooms", "2", "--viewers-per-room", "2",
@@ -54,31 +57,32 @@ def test_media_part_every_viewer_gets_frames_from_every_node_count(tmp_path: Pat
     assert relay["nodes"] == 2 and relay["relays"] == 2
 
 
+@pytest.mark.timeout(300)
 def test_chat_and_sale_parts_deliver_everything_and_keep_the_books(tmp_path: Path) -> None:
     doc = scale(
-        ["--parts", "chat", "sale", "--nodes", "1", "3", "--seconds", "2",
-         "--chat-viewers", "30", "--chat-rate", "5", "10", "--sales", "3", "--sale-attempts", "600",
-         "--sale-quantity", "100", "--sale-users", "100", "--sale-concurrency", "24"],
+        ["--parts", "chat", "sale", "--nodes", "1", "2", "--seconds", "1",
+         "--chat-viewers", "20", "--chat-rate", "5", "10", "--sales", "3", "--sale-attempts", "300",
+         "--sale-quantity", "50", "--sale-users", "50", "--sale-concurrency", "16"],
         tmp_path, timeout=400,
     )  # fmt: skip
     assert doc["ok"] is True
     rows = doc["chat"]["rows"]
-    assert [(r["nodes"], r["rate"]) for r in rows] == [(1, 5), (3, 5), (1, 10), (3, 10)]
+    assert [(r["nodes"], r["rate"]) for r in rows] == [(1, 5), (2, 5), (1, 10), (2, 10)]
     for r in rows:
-        assert r["held"] == 30
-        assert r["expected"] == r["rate"] * 2 * 30  # every message to every member
+        assert r["held"] == 20
+        assert r["expected"] == r["rate"] * 1 * 20  # every message to every member
         assert r["delivered"] == r["expected"] and r["missing"] == 0
         assert r["deliveries_per_s"] > 0 and r["latency_ms"]["count"] == r["expected"]
         assert len(r["node_cpu_pct"]) == r["nodes"]
     cost = doc["chat"]["node_cost"]
-    assert [(e["nodes"], e["rate"]) for e in cost["per_added_node"]] == [(3, 5), (3, 10)]
+    assert [(e["nodes"], e["rate"]) for e in cost["per_added_node"]] == [(2, 5), (2, 10)]
     assert "ms_per_message_per_node" in cost and "fixed_cpu_pct_per_node" in cost
 
     runs = {(r["shards"], r["sales"]): r for r in doc["sale"]["runs"]}
     assert set(runs) == {(1, 1), (1, 3), (3, 1), (3, 3)}
     for (_, sales), run in runs.items():
         assert run["invariants_ok"] is True
-        assert run["units_reserved"] == 100 * sales  # each sale sells out, never over
+        assert run["units_reserved"] == 50 * sales  # each sale sells out, never over
         assert run["attempts_per_s"] > 0
     # One sale lives in one slot: one shard. Three sales were placed on the three shards.
     assert len(runs[(3, 1)]["shards_used"]) == 1

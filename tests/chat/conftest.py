@@ -1,0 +1,3 @@
+"""Fixtures of the chat tests."""
+
+from tests.support.translation import service  # noqa: F401  (the fixture)
