@@ -59,7 +59,7 @@ bench-sale: install | bench-results
 	(apt-get install redis-tools): the direct baseline uses the Python client instead"
 	$(BENCH_TIMEOUT) 600 $(VENV)/bin/live loadtest sale --attempts 200000 \
 		--duration $(BENCH_SECONDS) --users 5000 --quantity 10000 --per-user-limit 2 --nodes 1 2 \
-		--json bench-results/sale.json
+		--via http socket --json bench-results/sale.json
 
 # Gifts/s on one node core (a burst from 1,000 Socket.IO gifters), the wallet script alone, and
 # gift event delivery to 5,000 viewers.

@@ -14,7 +14,9 @@ the queue, so a client's packets never change order.
 
 It leans on two engine.io internals, `server.eio.sockets[eio_sid]` and that socket's `queue`
 (an asyncio.Queue its writer task drains); `supported()` checks they are there and the manager
-falls back to the stock path otherwise.
+falls back to the stock path otherwise. Acknowledgements take the same direct write through
+python-socketio's `AsyncServer._send_packet` (wrapped per server when it is there): a request's
+ack otherwise costs a queue hand-off and a writer wake-up of its own.
 """
 
 from __future__ import annotations
@@ -48,10 +50,48 @@ class FanoutManager(socketio.AsyncManager):  # type: ignore[misc]
         self._direct: wsdirect.DirectWrites | None = None
         self.direct_writes = 0  # deliveries written straight to a transport
         self.queued_writes = 0  # deliveries handed to an engine.io queue
+        self.direct_acks = 0  # acknowledgements written straight to a transport
 
     def set_server(self, server: Any) -> None:
         super().set_server(server)
         self._direct = wsdirect.install(server.eio, on_oversize=self._on_oversize)
+        if self._direct is not None:
+            self._direct_acks(server, self._direct)
+
+    def _direct_acks(self, server: Any, direct: wsdirect.DirectWrites) -> None:
+        """Acknowledgements (one per request: every `buy`, `chat`, `join`) take the direct
+        write too when the connection's writer is idle, under the same rule as broadcasts, so
+        a client's packets keep their order; otherwise, and for binary ones, engine.io's queue.
+
+        Wraps python-socketio's `AsyncServer._send_packet(eio_sid, pkt)` on this server (an
+        internal: when it is not there the stock path stays)."""
+        send = getattr(server, "_send_packet", None)
+        if send is None or not asyncio.iscoroutinefunction(send):
+            log.warning("direct acknowledgements disabled: python-socketio internals differ")
+            return
+        links = direct.links
+        ack_type = sio_packet.ACK
+        message = eio_packet.MESSAGE
+
+        async def send_packet(eio_sid: str, pkt: Any) -> None:
+            if pkt.packet_type != ack_type:
+                await send(eio_sid, pkt)
+                return
+            encoded = pkt.encode()
+            if not isinstance(encoded, str):  # attachments: several engine.io packets
+                for part in encoded:
+                    await server.eio.send(eio_sid, part)
+                return
+            link = links.get(eio_sid)
+            if link is not None:
+                frame = wsdirect.text_frame(eio_packet.Packet(message, encoded).encode())
+                if link.write(frame):
+                    direct.flush_soon()
+                    self.direct_acks += 1
+                    return
+            await server.eio.send(eio_sid, encoded)
+
+        server._send_packet = send_packet
 
     def supported(self) -> bool:
         sockets = getattr(getattr(self.server, "eio", None), "sockets", None)

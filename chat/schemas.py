@@ -18,7 +18,9 @@ from chat.config import LANG_MAX_CHARS, LANG_PATTERN
 from chat.errors import ChatError
 from chat.history import valid_stream_id
 
-RoomId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+ROOM_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+ROOM_ID = re.compile(ROOM_PATTERN.replace("$", r"\Z"))  # `$` would let a final newline in
+RoomId = Annotated[str, StringConstraints(pattern=ROOM_PATTERN)]
 # Checked by History (`invalid_since`), not here: a bad `since` has its own error code.
 Since = Annotated[str, StringConstraints(max_length=64)]
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import secrets
 import time
@@ -49,11 +50,34 @@ Handler = Callable[[str, Any], Awaitable[dict[str, Any]]]
 @dataclass
 class _Socket:
     claims: Claims
+    address: str = "unknown"  # the client's address (the connection's peer)
     rooms: set[str] = field(default_factory=set)
     # Joined rooms this socket moderates (its role there, and its seller's room).
     moderating: set[str] = field(default_factory=set)
     # Room -> the language this socket gets `chat_translation`s in (`translate`).
     translate: dict[str, str] = field(default_factory=dict)
+
+
+def _safe_int(digits: str) -> int:
+    # engine.io's guard: Python's int() of a huge digit string is quadratic.
+    if len(digits) > 100:
+        raise ValueError("Integer is too large")
+    return int(digits)
+
+
+class _PacketJson:
+    """The JSON python-socketio and engine.io encode and decode packets with (their `json`
+    option): the stdlib's with engine.io's guard against huge integers, and one decoder for every
+    packet (engine.io's own `loads` passes `parse_int`, which builds a decoder per packet)."""
+
+    dumps = staticmethod(json.dumps)
+    _decode = json.JSONDecoder(parse_int=_safe_int).decode
+
+    @staticmethod
+    def loads(s: Any, **kwargs: Any) -> Any:
+        if kwargs or not isinstance(s, str):
+            return json.loads(s, **{"parse_int": _safe_int, **kwargs})
+        return _PacketJson._decode(s)
 
 
 def _mods(room: str) -> str:
@@ -94,6 +118,7 @@ class ChatServer:
             # Engine.IO applies it to polling bodies and (as aiohttp's max_msg_size) to
             # WebSocket frames: a larger one closes the connection before it is decoded.
             max_http_buffer_size=config.max_frame_bytes,
+            json=_PacketJson,
             logger=False,
             engineio_logger=False,
         )
@@ -266,9 +291,13 @@ class ChatServer:
         domain's request, e.g. commerce's `gift`), rate-limited like every `/live` request."""
 
         async def handler(sid: str, data: Any) -> dict[str, Any]:
-            req = schemas.parse(schemas.RoomRequestIn, data)
-            sock = self._joined(sid, req.room)
-            return await action(sock.claims, req.room, data)
+            # The room is all chat reads; a well-formed one skips the model (the action
+            # validates the whole payload; a bad one gets the model's detail).
+            room = data.get("room") if isinstance(data, dict) else None
+            if not (type(room) is str and schemas.ROOM_ID.match(room)):
+                room = schemas.parse(schemas.RoomRequestIn, data).room
+            sock = self._joined(sid, room)
+            return await action(sock.claims, room, data, sock.address)
 
         self.sio.on(event, self._guard(event, handler, True), namespace=NAMESPACE)
 
@@ -338,7 +367,9 @@ class ChatServer:
         eio_sid = self.sio.manager.eio_sid_from_sid(sid, NAMESPACE)
         if eio_sid is not None:
             self._join_deadlines.cancel(eio_sid)
-        self._sockets[sid] = _Socket(claims)
+        request = environ.get("aiohttp.request")  # engine.io's REMOTE_ADDR is a constant
+        address = getattr(request, "remote", None) or "unknown"
+        self._sockets[sid] = _Socket(claims, address)
         self._user_sockets[claims.sub] += 1
         self._expiry.set(sid, claims.exp - time.time())
         self._metrics.sockets.inc()

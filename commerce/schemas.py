@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
@@ -124,3 +124,20 @@ class GiftSocketIn(GiftIn):
 
     room: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
     key: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._:-]{8,128}$")]
+
+
+class BuySocketIn(ReserveIn):
+    """Socket.IO `buy {room, sale_id, key, ...}`: `key` is the Idempotency-Key, `sale_id` the
+    sale of the route; every other field is the reservation body's (`ReserveIn`, inherited), so
+    a field added there is accepted, and passed through (`reservation_fields`), on both paths."""
+
+    room: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+    sale_id: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+    key: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._:-]{8,128}$")]
+
+    def reservation_fields(self) -> dict[str, Any]:
+        """The body's fields, as the HTTP route passes them to `Commerce.reserve`."""
+        return {name: getattr(self, name) for name in _RESERVE_FIELDS}
+
+
+_RESERVE_FIELDS = tuple(ReserveIn.model_fields)

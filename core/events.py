@@ -23,7 +23,8 @@ class RoomBroadcast(Protocol):
 RoomStateSource = Callable[[str], Awaitable[dict[str, Any]]]
 
 
-# A domain's Socket.IO request in a room the socket has joined (`gift`): the caller's verified
-# claims, the room, the whole payload (validated by the action); returns the acknowledgement.
-# Raising a DomainError acknowledges `{ok: false, error, detail}`.
-RoomAction = Callable[[Claims, str, dict[str, Any]], Awaitable[dict[str, Any]]]
+# A domain's Socket.IO request in a room the socket has joined (`gift`, `buy`): the caller's
+# verified claims, the room, the whole payload (validated by the action) and the client's address
+# (the socket's peer, for per-address limits); returns the acknowledgement. Raising a DomainError
+# acknowledges `{ok: false, error, detail}`.
+RoomAction = Callable[[Claims, str, dict[str, Any], str], Awaitable[dict[str, Any]]]

@@ -104,6 +104,12 @@ class Metrics:
             ["action"],
             registry=self.registry,
         )
+        self.socket_buys = Counter(
+            "live_socket_buys_total",
+            "Socket.IO `buy` requests by result: reserved, replay, or the refusal's error code",
+            ["result"],
+            registry=self.registry,
+        )
         self.rooms_joined = Gauge(
             "live_rooms_with_local_viewers",
             "Rooms with viewers on this node",

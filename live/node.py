@@ -4,21 +4,21 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 from aiohttp import web
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from chat.errors import ChatError
 from chat.server import ChatServer
 from commerce import Commerce
 from commerce.keys import USER_ID
-from commerce.schemas import GiftSocketIn
+from commerce.schemas import BuySocketIn, GiftSocketIn
 from commerce.wallet import Applied
-from core.auth import Claims, Oidc, TokenAuthority
+from core.auth import Claims, Oidc, TokenAuthority, require_role
 from core.config import AuthSettings
-from core.errors import unknown_room
+from core.errors import DomainError, unknown_room
 from core.events import RoomStateSource
 from core.jwks import KeySet, KeySetCollector
 from core.metrics import Metrics
@@ -29,6 +29,8 @@ from live.privacy import Privacy
 from live.settings import Settings
 
 log = logging.getLogger(__name__)
+# Who may reserve in a room over Socket.IO: the HTTP route's `live.http.commerce.BUYER_ROLES`.
+BUYER_ROLES = ("viewer", "host", "moderator")
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +65,8 @@ class Node:
         self.state_sources.append(self.commerce.room_state)
         self.commerce.desk.viewers = self.chat.viewers.total
         self.chat.add_action("gift", self.gift)
+        self.chat.add_action("buy", self.buy)
+        self._buy_results: dict[str, Any] = {}  # bound children of live_socket_buys_total
         self.registry = NodeRegistry(
             redis,
             node_id=settings.server.node_id,
@@ -99,17 +103,12 @@ class Node:
             state.update(await source(room_id))
         return state
 
-    async def gift(self, claims: Claims, room_id: str, data: dict[str, Any]) -> dict[str, Any]:
+    async def gift(
+        self, claims: Claims, room_id: str, data: dict[str, Any], address: str
+    ) -> dict[str, Any]:
         """Socket.IO `gift {room, gift_id, count, key}` from a socket in the room: as
         `POST /api/rooms/{room}/gifts`, acknowledged `{ok, balance, entry_id, ...}`."""
-        try:
-            req = GiftSocketIn.model_validate(data)
-        except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc']) or 'payload'}: {e['msg']}"
-                for e in exc.errors(include_url=False)
-            )
-            raise ChatError("invalid_payload", problems) from None
+        req = _payload(GiftSocketIn, data)
         room = await self.rooms.get(room_id)
         if room is None:
             raise unknown_room(room_id)
@@ -162,6 +161,38 @@ class Node:
         )
         return SentGift(applied, gift, posted)
 
+    async def buy(
+        self, claims: Claims, room_id: str, data: dict[str, Any], address: str
+    ) -> dict[str, Any]:
+        """Socket.IO `buy {room, sale_id, quantity, key}` from a socket in the room: the
+        reservation of `POST /api/rooms/{room}/sales/{sale}/reservations` (same service call,
+        script, idempotency and limits; `address` is the per-address limit's), acknowledged with
+        the 201 answer's fields and `ok: true`, or the same error codes."""
+        try:
+            req = _payload(BuySocketIn, data)
+            require_role(claims, room_id, *BUYER_ROLES)
+            result = await self.commerce.reserve(
+                room_id, req.sale_id, user=claims.sub, user_name=claims.name,
+                idempotency_key=req.key, ip=address, **req.reservation_fields(),
+            )  # fmt: skip
+        except DomainError as exc:
+            self._buy_result(exc.code).inc()
+            raise
+        except STORE_ERRORS:
+            self._buy_result("store_unavailable").inc()
+            raise
+        self._buy_result("replay" if result.replayed else "reserved").inc()
+        # A fresh dict per call (the script's JSON, decoded): extended in place.
+        ack = result.reservation
+        ack["stock_left"], ack["replayed"], ack["ok"] = result.stock_left, result.replayed, True
+        return ack
+
+    def _buy_result(self, result: str) -> Any:
+        child = self._buy_results.get(result)
+        if child is None:
+            child = self._buy_results[result] = self.metrics.socket_buys.labels(result)
+        return child
+
     async def start(self, app: web.Application) -> None:
         await self.chat.start()
         await self.commerce.start()
@@ -194,6 +225,22 @@ def authority_of(auth: AuthSettings) -> TokenAuthority:
         max_ttl_s=auth.token_max_ttl_s,
         oidc=oidc,
     )
+
+
+P = TypeVar("P", bound=BaseModel)
+
+
+def _payload(model: type[P], data: dict[str, Any]) -> P:
+    """A Socket.IO request's payload validated by `model`, or `invalid_payload` naming each
+    problem."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'payload'}: {e['msg']}"
+            for e in exc.errors(include_url=False)
+        )
+        raise ChatError("invalid_payload", problems) from None
 
 
 NODE = web.AppKey("node", Node)

@@ -77,6 +77,7 @@ export class ProductCard {
   }
 
   listen(socket) {
+    this.socket = socket; // Buy goes over it while it is connected
     socket.on("product", ({ room, product }) => {
       if (room !== this.room) return;
       this.product = product;
@@ -152,6 +153,24 @@ export class ProductCard {
     this.buy.disabled = this.busy || !open;
   }
 
+  // Over the live connection while it is up (`buy`: no HTTP request per press), else over HTTP.
+  // One key for both: an attempt whose socket answer never came (a timeout, a drop, a join not yet
+  // answered after a reconnect) is asked again over HTTP and replayed, never bought twice.
+  async reserve(saleId, body, key) {
+    const socket = this.socket;
+    if (socket && socket.connected) {
+      const ack = await new Promise((resolve) => {
+        socket.timeout(5000).emit("buy", { room: this.room, sale_id: saleId, key, ...body },
+          (err, answer) => resolve(err ? null : answer));
+      });
+      const retry = !ack || ["not_joined", "not_connected", "store_unavailable", "token_expired",
+        "internal"].includes(ack.error);
+      if (!retry) return { status: ack.ok ? 201 : 0, data: ack, via: "socket" };
+    }
+    const path = `/api/rooms/${encodeURIComponent(this.room)}/sales/${encodeURIComponent(saleId)}/reservations`;
+    return { ...(await apiPost(path, this.token, body, key)), via: "http" };
+  }
+
   async purchase() {
     const sale = this.current();
     if (!sale || this.busy) return;
@@ -159,11 +178,11 @@ export class ProductCard {
     this.tick();
     this.result.className = "buy-result";
     setText(this.result, "product.reserving");
-    const path = `/api/rooms/${encodeURIComponent(this.room)}/sales/${encodeURIComponent(sale.sale_id)}/reservations`;
     const couponId = this.coupon && this.coupon.usable();
     const body = couponId ? { quantity: 1, coupon_id: couponId } : { quantity: 1 };
-    const { status, data } = await apiPost(path, this.token, body, idempotencyKey());
+    const { status, data, via } = await this.reserve(sale.sale_id, body, idempotencyKey());
     this.busy = false;
+    this.result.dataset.via = via;
     if (couponId && (status === 201 || ["coupon_used", "coupon_expired"].includes(data.error))) {
       this.coupon.spent(couponId);
     }

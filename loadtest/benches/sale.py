@@ -1,9 +1,10 @@
 """`live loadtest sale`: a flash-sale crowd against 1 and 2 nodes, the script alone beside it.
 
 The session (`run_sale_session`), for each node count: fresh `live serve` nodes (pinned apart from
-the generator) on one embedded Valkey, a new sale, the buyer fleet, the invariants, then the
+the generator) on one embedded Valkey; for each path (`via`: `http` posts, or `socket`: Socket.IO
+`buy` on each buyer's joined connection) a new sale, the buyer fleet, the invariants; then the
 reservation script called directly on the same Valkey with the same sale settings
-(`loadtest.benches.direct`); the JSON document and a table.
+(`loadtest.benches.direct`), once for the paths; the JSON document and a table.
 
 The driver (`run_buyers`, also the scenario's buyers): worker processes
 (`loadtest.fleet.buyer_worker`) fire the attempts; their reports are merged. After the crowd is
@@ -30,6 +31,7 @@ from devtools.spawn import NodeProcess, stop_all
 from loadtest.benches.direct import UNLIMITED, DirectSpec, run_direct
 from loadtest.clients.rest import get_sale, start_sale
 from loadtest.fleet import buyer_worker, servers
+from loadtest.fleet.buyer_worker import is_answer
 from loadtest.fleet.control import Fleet
 from loadtest.plan.workloads import BuyerPlan, SaleSpec, SaleWorkload
 from loadtest.report import procfs
@@ -40,6 +42,7 @@ START_DELAY_S = 1.0
 RELAY_WAIT_POLLS = 100  # 0.1 s apart: the cluster's outbox relay moves events every 50 ms
 TARGET_PER_S = 10_000.0
 TARGET_P99_MS = 50.0
+SOCKET_SETUP_S = 0.04  # allowed per socket buyer to connect and join, on top of 60 s
 
 # -- session ------------------------------------------------------------------------------------
 
@@ -64,6 +67,7 @@ class SaleSession:
     client_cpus: list[int] | None = None
     direct: str = "auto"  # auto | redis-benchmark | python | none
     direct_calls: int = 200_000
+    via: list[str] = field(default_factory=lambda: ["http"])  # one run per path, side by side
 
 
 async def run_sale_session(session: SaleSession, progress: Progress = print) -> dict[str, Any]:
@@ -74,8 +78,13 @@ async def run_sale_session(session: SaleSession, progress: Progress = print) -> 
         if not session.secret:
             raise ValueError("--target needs the nodes' token secret (LIVE_JWT_SECRET or --secret)")
         progress(f"targets {' '.join(session.targets)}; generator on CPU {pinning.client_cpus}")
-        runs.append(await _run(session, session.targets, {}, session.secret, session.redis_url,
-                               pinning, progress, "target"))  # fmt: skip
+        group = [
+            await _run(session, session.targets, {}, session.secret, session.redis_url,
+                       pinning, progress, _label("target", via, session), via)
+            for via in session.via
+        ]  # fmt: skip
+        runs.extend(await _with_direct(session, group, session.redis_url, session.targets[0],
+                                       session.secret, pinning))  # fmt: skip
     else:
         progress(pinning.describe())
         progress("nodes run with LIVE_COMMERCE_USER_RATE and LIVE_COMMERCE_IP_RATE raised")
@@ -93,8 +102,13 @@ async def run_sale_session(session: SaleSession, progress: Progress = print) -> 
                     if valkey_pid is not None:
                         pids["valkey"] = valkey_pid
                     urls = [s.url for s in started]
-                    runs.append(await _run(session, urls, pids, secret, redis_url, pinning,
-                                           progress, f"{nodes}n"))  # fmt: skip
+                    group = [
+                        await _run(session, urls, pids, secret, redis_url, pinning, progress,
+                                   _label(f"{nodes}n", via, session), via)
+                        for via in session.via
+                    ]  # fmt: skip
+                    runs.extend(await _with_direct(session, group, redis_url, urls[0], secret,
+                                                   pinning))  # fmt: skip
                 finally:
                     await stop_all(started)
     return {
@@ -108,6 +122,39 @@ async def run_sale_session(session: SaleSession, progress: Progress = print) -> 
     }  # fmt: skip
 
 
+def _label(base: str, via: str, session: SaleSession) -> str:
+    return f"{base}-{via}" if len(session.via) > 1 or via != "http" else base
+
+
+async def _with_direct(
+    session: SaleSession,
+    group: list[dict[str, Any]],
+    redis_url: str | None,
+    url: str,
+    secret: str,
+    pinning: servers.Pinning,
+) -> list[dict[str, Any]]:
+    """The script called directly once for the group (the runs of one node count, one per
+    path), each run's ratio to it beside."""
+    if session.direct == "none" or redis_url is None or not group:
+        return group
+    spec = _spec_for(session)
+    direct = await _direct(session, redis_url, url, secret, spec, pinning)
+    per_s = direct["calls_per_s"]
+    for result in group:
+        result["direct"] = direct
+        ratio = round(result["attempts"]["per_s"] / per_s, 3) if per_s else None
+        result["over_direct"] = ratio
+        if result["via"] == "http":
+            result["http_over_direct"] = ratio  # the name of earlier documents
+    return group
+
+
+def _spec_for(session: SaleSession) -> SaleSpec:
+    return replace(session.sale, duration_s=max(session.sale.duration_s,
+                                                session.workload.duration_s + 120))  # fmt: skip
+
+
 async def _run(
     session: SaleSession,
     urls: list[str],
@@ -117,16 +164,17 @@ async def _run(
     pinning: servers.Pinning,
     progress: Progress,
     label: str,
+    via: str = "http",
 ) -> dict[str, Any]:
     room = "sale-" + secrets.token_hex(4)
-    spec = replace(session.sale, duration_s=max(session.sale.duration_s,
-                                                session.workload.duration_s + 120))  # fmt: skip
+    spec = _spec_for(session)
     sale = await start_sale(urls[0], secret, room, spec)
-    work = replace(session.workload, room=room, sale_id=sale["sale_id"])
+    work = replace(session.workload, room=room, sale_id=sale["sale_id"], via=via)
     rate = f"{work.rate:g}/s" if work.rate else "as fast as possible"
     progress(
         f"run {label}: {work.attempts} attempts by {work.users} users at {rate} (at most "
-        f"{work.duration_s:g} s), sale of {spec.quantity} (limit {spec.per_user_limit}/user)"
+        f"{work.duration_s:g} s) over {via}, sale of {spec.quantity} (limit "
+        f"{spec.per_user_limit}/user)"
     )
     result = await run_buyers(
         work, urls, secret, server_pids=pids, workers=session.workers,
@@ -141,7 +189,8 @@ async def _run(
         units_by_user=units,
     )  # fmt: skip
     result["buyers_with_units"] = len(units)
-    result.update({"label": label, "nodes": len(urls), "urls": urls, "pinning": pinning.describe()})
+    result.update({"label": label, "via": via, "nodes": len(urls), "urls": urls,
+                   "pinning": pinning.describe()})  # fmt: skip
     result["sale"] = {"quantity": spec.quantity, "per_user_limit": spec.per_user_limit}
     lat = result["latency_ms"]
     result["target"] = {
@@ -149,12 +198,6 @@ async def _run(
         "met": result["attempts"]["per_s"] >= TARGET_PER_S and lat["p99"] < TARGET_P99_MS
         and result["invariants"]["ok"],
     }  # fmt: skip
-    if session.direct != "none" and redis_url is not None:
-        result["direct"] = await _direct(session, redis_url, urls[0], secret, spec, pinning)
-        per_s = result["direct"]["calls_per_s"]
-        result["http_over_direct"] = (
-            round(result["attempts"]["per_s"] / per_s, 3) if per_s else None
-        )
     return result
 
 
@@ -189,19 +232,20 @@ async def _direct(
 
 def table(doc: dict[str, Any]) -> str:
     """One row per run, then outcomes, invariants and the direct-script comparison."""
-    head = (f"{'run':>6} {'att/s':>8} {'p50 ms':>7} {'p95 ms':>7} {'p99 ms':>7} {'max ms':>7}"
+    head = (f"{'run':>10} {'att/s':>8} {'p50 ms':>7} {'p95 ms':>7} {'p99 ms':>7} {'max ms':>7}"
             f" {'reserved':>8} {'left':>6} {'books':>5} {'node%':>6} {'valkey%':>7} {'gen%':>5}"
-            f" {'direct/s':>9} {'ratio':>6}")  # fmt: skip
+            f" {'us/att':>6} {'direct/s':>9} {'ratio':>6}")  # fmt: skip
     lines = [doc["pinning"]["note"], f"rate limits: {doc['rate_limits']}", "", head]
     for r in doc["runs"]:
         lat, inv, cpu = r["latency_ms"], r["invariants"], r["cpu_pct"]
         direct = r.get("direct", {})
         lines.append(
-            f"{r['label']:>6} {r['attempts']['per_s']:>8.0f} {lat['p50']:>7} {lat['p95']:>7}"
+            f"{r['label']:>10} {r['attempts']['per_s']:>8.0f} {lat['p50']:>7} {lat['p95']:>7}"
             f" {lat['p99']:>7} {lat['max']:>7} {inv['sale']['reserved'] + inv['sale']['sold']:>8}"
             f" {inv['sale']['stock_left']:>6} {'ok' if inv['ok'] else 'BREACH':>5}"
             f" {cpu['nodes']:>6} {cpu['valkey'] or '-'!s:>7} {cpu['generator']:>5}"
-            f" {direct.get('calls_per_s', '-')!s:>9} {r.get('http_over_direct', '-')!s:>6}"
+            f" {r.get('node_cpu_us_per_attempt') or '-'!s:>6}"
+            f" {direct.get('calls_per_s', '-')!s:>9} {r.get('over_direct', '-')!s:>6}"
         )
     for r in doc["runs"]:
         lines.append(f"  {r['label']}: outcomes {r['outcomes']}")
@@ -218,8 +262,10 @@ def table(doc: dict[str, Any]) -> str:
             )
     lines.append("")
     lines.append(
-        "att/s = HTTP answers per second between the first send and the last answer; latency is "
-        "send to answer; ratio = att/s over direct calls/s; CPU% per core over the run."
+        "att/s = answers (HTTP responses, or Socket.IO acks for -socket runs) per second between "
+        "the first send and the last answer; latency is send to answer; ratio = att/s over "
+        "direct calls/s (one direct run per node count); CPU% per core over the run; us/att = "
+        "node CPU per answered attempt."
     )
     return "\n".join(lines)
 
@@ -279,11 +325,13 @@ async def run_buyers(
     start = end = {n: procfs.sample(p) for n, p in pids.items()}
     t0 = time.time()
     try:
-        ready = await fleet.until(lambda: len(fleet.ready) == workers, 60, tick, every, stop)
+        # Socket buyers connect and join the room first (a join reads the room's state).
+        setup_s = 60 + (work.users * SOCKET_SETUP_S if work.via == "socket" else 0)
+        ready = await fleet.until(lambda: len(fleet.ready) == workers, setup_s, tick, every, stop)
         if not ready and not stopped():
             if monitor is None:
-                raise RuntimeError("buyer workers were not ready within 60 s")
-            monitor.request_stop(f"[{label}] buyer workers were not ready within 60 s")
+                raise RuntimeError(f"buyer workers were not ready within {setup_s:.0f} s")
+            monitor.request_stop(f"[{label}] buyer workers were not ready within {setup_s:.0f} s")
         if not stopped():
             t0 = time.time() + START_DELAY_S
             fleet.broadcast({"kind": "go", "t0": t0})
@@ -314,6 +362,9 @@ async def run_buyers(
         "processes": cpu,
     }
     result["generator"]["workers"] = workers
+    answered = result["attempts"]["http_answers"]
+    node_cpu_s = result["cpu_pct"]["nodes"] / 100 * wall
+    result["node_cpu_us_per_attempt"] = round(node_cpu_s / answered * 1e6, 1) if answered else None
     return result
 
 
@@ -333,7 +384,8 @@ def merge(
     last = max((p["last_answer_us"] for p in parts), default=0)
     span_s = (last - first) / 1e6 if first and last > first else 0.0
     answered = sum(p["answered"] for p in parts)
-    http_answers = sum(n for o, n in outcomes.items() if o[:1].isdigit())
+    # HTTP statuses, or Socket.IO acknowledgements (`via` socket); the key keeps its old name.
+    http_answers = sum(n for o, n in outcomes.items() if is_answer(o))
     errors = answered - http_answers
     return {
         "workload": {
@@ -343,6 +395,7 @@ def merge(
             "duration_s": work.duration_s,
             "concurrency": work.concurrency,
             "quantity_per_attempt": work.quantity,
+            "via": work.via,
             "room": work.room,
             "sale_id": work.sale_id,
         },
@@ -362,7 +415,10 @@ def merge(
         "timeline": merge_timelines([p["timeline"] for p in parts]),
         "units_by_user": dict(units),
         "sell_through": _sell_through(parts, t0, quantity),
-        "generator": {"send_lag_ms": send_lag.summary_ms()},
+        "generator": {
+            "send_lag_ms": send_lag.summary_ms(),
+            "sockets_lost": sum(p.get("sockets_lost", 0) for p in parts),
+        },
     }
 
 

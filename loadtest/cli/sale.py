@@ -1,8 +1,9 @@
 """`live loadtest sale`: a flash-sale crowd against 1 and 2 nodes, the script alone beside it.
 
 For each node count: fresh `live serve` nodes (pinned apart from the generator) on one embedded
-Valkey, a new sale, the buyer fleet, the invariants, then the reservation script called directly
-on the same Valkey with the same sale settings; the JSON document and a table.
+Valkey; for each path (`--via http socket`) a new sale, the buyer fleet, the invariants; then the
+reservation script called directly on the same Valkey with the same sale settings; the JSON
+document and a table.
 """
 
 from __future__ import annotations
@@ -50,6 +51,11 @@ def register(kinds: Any) -> None:
         help="call the reservation script directly on Valkey too (auto: redis-benchmark if found)",
     )
     sale.add_argument("--direct-calls", type=int, default=200_000, help="direct script calls")
+    sale.add_argument(
+        "--via", nargs="+", choices=["http", "socket"], default=["http"],
+        help="how buyers reserve: http (a POST per attempt) and/or socket (Socket.IO `buy` on "
+        "each buyer's joined connection); several: one run each per node count, side by side",
+    )  # fmt: skip
     sale.add_argument("--workers", type=int, default=None, help="load-generator processes")
     sale.add_argument("--json", type=Path, default=None, metavar="PATH", help="write results here")
     pinning_flags(sale)
@@ -96,6 +102,7 @@ async def run(args: argparse.Namespace) -> int:
         client_cpus=args.client_cpus,
         direct=args.direct,
         direct_calls=args.direct_calls,
+        via=list(dict.fromkeys(args.via)),
     )
     doc = await run_sale_session(session, progress=lambda line: print(line, flush=True))
     show(table(doc), doc, args.json)

@@ -1,4 +1,5 @@
-"""A buyer worker process: its share of a flash-sale crowd pressing Buy, over keep-alive pools.
+"""A buyer worker process: its share of a flash-sale crowd pressing Buy, over keep-alive pools
+(`via` http) or over each buyer's Socket.IO connection, joined to the room (`via` socket: `buy`).
 
 Speaks the `loadtest.fleet.control` protocol: `ready` once tokens and connection pools are set up,
 then, after `go`, fires its attempts (paced at its share of the rate, or as fast as its share of the
@@ -20,12 +21,36 @@ from typing import Any
 from core.auth import TokenAuthority
 from core.limits import raise_open_files_limit
 from loadtest.clients.rawhttp import HttpError, Pool
+from loadtest.clients.sioclient import SioError, Viewer, open_viewer
 from loadtest.fleet.control import Commands, worker_signals
 from loadtest.plan.workloads import BuyerPlan, SaleWorkload
 from loadtest.report.histogram import Histogram, Timeline
 
 GO_TIMEOUT_S = 600.0
 PROGRESS_EVERY_S = 1.0
+CONNECTS_AT_ONCE = 100  # socket buyers connecting and joining at a time
+CONNECT_TIMEOUT_S = 20.0
+
+
+def is_answer(outcome: str) -> bool:
+    """An outcome the server answered: an HTTP status, or a Socket.IO acknowledgement."""
+    return outcome[:1].isdigit() or outcome.startswith("ack ")
+
+
+class _Sink:
+    """What a buyer's socket receives besides acks is ignored; lost connections are counted."""
+
+    def __init__(self) -> None:
+        self.lost_count = 0
+
+    def chat(self, slot: int, seq: int, sent_us: int) -> None:
+        pass
+
+    def lost(self, slot: int, reason: str) -> None:
+        self.lost_count += 1
+
+    def likes_total(self, total: int) -> None:
+        pass
 
 
 def main(plan: BuyerPlan, conn: Connection) -> None:
@@ -75,16 +100,46 @@ class Buyers:
         # generator about as much CPU per attempt as the node spends answering it.
         self._pools: list[Pool] = []
         self._body = json.dumps({"quantity": self.work.quantity}).encode()
+        # via socket: one connection per buyer, joined to the room (buyer u on target u % n).
+        self._sockets: list[Viewer] = []
+        self._sink = _Sink()
 
     async def open(self) -> None:
-        """One keep-alive pool per target, sized to this worker's share of the in-flight budget."""
+        """One keep-alive pool per target, sized to this worker's share of the in-flight budget;
+        via socket, each buyer's connection, joined to the room, instead."""
+        if self.work.via == "socket":
+            await self._open_sockets()
+            return
         per_worker = max(1, self.work.concurrency // self.plan.workers)
         per_target = max(1, per_worker // len(self.plan.targets))
         self._pools = [Pool(target, per_target) for target in self.plan.targets]
 
+    async def _open_sockets(self) -> None:
+        gate = asyncio.Semaphore(CONNECTS_AT_ONCE)
+        targets = self.plan.targets
+
+        async def one(u: int) -> Viewer:
+            async with gate:
+                token = self.tokens[u].removeprefix("Bearer ")
+                viewer = await open_viewer(
+                    u, targets[u % len(targets)], "/live", {"token": token}, self._sink,
+                    CONNECT_TIMEOUT_S,
+                )  # fmt: skip
+                ack = await asyncio.wait_for(
+                    viewer.call("join", {"room": self.work.room}), CONNECT_TIMEOUT_S
+                )
+                if not (isinstance(ack, dict) and ack.get("ok")):
+                    viewer.close()
+                    raise SioError("join_refused", str(ack))
+                return viewer
+
+        self._sockets = list(await asyncio.gather(*(one(u) for u in range(len(self.users)))))
+
     async def close(self) -> None:
         for pool in self._pools:
             pool.close()
+        for viewer in self._sockets:
+            viewer.close()
 
     async def fire(self, t0: float) -> None:
         """Every attempt of this worker, starting at wall-clock `t0`, bounded by the duration."""
@@ -153,6 +208,8 @@ class Buyers:
         """
         plan, work = self.plan, self.work
         u = j % len(self.users)
+        if self._sockets:
+            return await self._buy(u, j, k, retry=retry)
         pool = self._pools[k % len(plan.targets)]
         path = f"/api/rooms/{work.room}/sales/{work.sale_id}/reservations"
         headers = {"Authorization": self.tokens[u], "Idempotency-Key": f"{plan.run_tag}-k{k}"}
@@ -181,6 +238,38 @@ class Buyers:
         code = body.get("error") if isinstance(body, dict) else None
         return f"{status} {code or '-'}"
 
+    async def _buy(self, u: int, j: int, k: int, *, retry: bool) -> str:
+        """`_ask` over user `u`'s socket: `buy`, acknowledged with the 201 fields or an error."""
+        work = self.work
+        body = {"room": work.room, "sale_id": work.sale_id, "quantity": work.quantity,
+                "key": f"{self.plan.run_tag}-k{k}"}  # fmt: skip
+        try:
+            async with asyncio.timeout(work.timeout_s):
+                ack = await self._sockets[u].call("buy", body)
+        except TimeoutError:
+            self._unanswered.append((j, k))
+            return "timeout"
+        except SioError as exc:
+            self._unanswered.append((j, k))
+            return "error:" + exc.kind
+        if not isinstance(ack, dict):
+            return "ack -"
+        if ack.get("error") == "store_unavailable":
+            # It may or may not have reserved: ask again with the same key, as a client does.
+            self._unanswered.append((j, k))
+        if retry:
+            self.recovered += 1
+            self.outcomes[f"retry ack {'ok' if ack.get('ok') else ack.get('error')}"] += 1
+        if ack.get("ok"):
+            if ack.get("replayed") and not retry:
+                return "ack replayed"
+            units = int(ack.get("quantity", 0))
+            self.reserved += 1
+            self.units[self.users[u]] += units
+            self.reserved_at.append((_now_us(), units))
+            return "ack reserved"
+        return f"ack {ack.get('error') or '-'}"
+
     def result(self) -> dict[str, Any]:
         return {
             "latency": self.latency.to_wire(),
@@ -195,6 +284,7 @@ class Buyers:
             "answered": self.answered,
             "first_send_us": self.first_send_us,
             "last_answer_us": self.last_answer_us,
+            "sockets_lost": self._sink.lost_count,
         }
 
 
@@ -232,7 +322,7 @@ class BuyerCrowd:
         b = self.buyers
         for _ in range(int(GO_TIMEOUT_S * 2 / PROGRESS_EVERY_S)):
             await asyncio.sleep(PROGRESS_EVERY_S)
-            errors = sum(n for o, n in b.outcomes.items() if not o[:1].isdigit())
+            errors = sum(n for o, n in b.outcomes.items() if not is_answer(o))
             self._send(
                 "progress", phase=self.phase, sent=b.sent, answered=b.answered,
                 reserved=b.reserved, errors=errors, recent=b.recent.to_wire(),

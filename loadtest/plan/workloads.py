@@ -132,6 +132,9 @@ MAX_ATTEMPTS = 10_000_000
 MAX_USERS = 1_000_000
 
 
+VIAS = ("http", "socket")
+
+
 @dataclass(frozen=True, slots=True)
 class SaleWorkload:
     """`attempts` reservation attempts by `users` buyers, at `rate` per second (0: as fast as
@@ -146,6 +149,7 @@ class SaleWorkload:
     concurrency: int = 256  # requests in flight, across all workers
     quantity: int = 1  # units asked per attempt
     timeout_s: float = 5.0  # per request
+    via: str = "http"  # http: a POST per attempt; socket: `buy` on each buyer's joined socket
 
     def validate(self) -> None:
         if not 1 <= self.users <= MAX_USERS:
@@ -160,6 +164,8 @@ class SaleWorkload:
             raise ValueError("concurrency must be between 1 and 100,000")
         if not 1 <= self.quantity <= 1000:
             raise ValueError("quantity per attempt must be between 1 and 1000")
+        if self.via not in VIAS:
+            raise ValueError(f"via must be one of {', '.join(VIAS)}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,10 +34,20 @@ async def test_product_card_buy_and_live_stock(make_shop: Any, browser: Browser)
     await expect(alice.locator("#buy-result")).to_contain_text("Reserved 1")
     rid = await alice.locator("#buy-result").get_attribute("data-reservation")
     assert rid and rid.startswith(sale["sale_id"] + "-")
+    # Over the live connection while it is up.
+    assert await alice.locator("#buy-result").get_attribute("data-via") == "socket"
     await expect(bob.locator("#sale-stock")).to_have_text("4 left")
     await expect(bob.locator("#purchase-notice")).to_contain_text("A***e just bought 1")
     await alice.click("#buy")
     await expect(alice.locator("#buy-result")).to_have_text("You reached the limit for this sale.")
+    assert await alice.locator("#buy-result").get_attribute("data-via") == "socket"
+    # Without it, over HTTP.
+    await bob.evaluate(
+        "window.liveChat.socket.io.reconnection(false); window.liveChat.socket.disconnect()"
+    )
+    await bob.click("#buy")
+    await expect(bob.locator("#buy-result")).to_contain_text("Reserved 1")
+    assert await bob.locator("#buy-result").get_attribute("data-via") == "http"
 
 
 async def test_scheduled_sale_counts_down_then_opens_without_reload(

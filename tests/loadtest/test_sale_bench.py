@@ -31,14 +31,15 @@ async def test_tiny_sale_keeps_its_invariants_and_writes_json(
             "--redis-url", valkey_url, "--attempts", "200", "--quantity", "50",
             "--per-user-limit", "2", "--users", "40", "--duration", "10",
             "--concurrency", "32", "--workers", "2", "--direct", "python",
-            "--direct-calls", "300", "--json", str(out),
+            "--direct-calls", "300", "--json", str(out), "--via", "http", "socket",
         ]
     )  # fmt: skip
     assert await args.run(args) == 0
 
     doc = json.loads(out.read_text())
     assert doc["ok"] is True
-    [run] = doc["runs"]
+    run, socket_run = doc["runs"]
+    assert (run["via"], run["label"]) == ("http", "target-http")
     assert run["attempts"]["http_answers"] == 200
     assert run["outcomes"]["201 reserved"] == 50
     assert sum(run["outcomes"].values()) == 200
@@ -50,6 +51,12 @@ async def test_tiny_sale_keeps_its_invariants_and_writes_json(
     assert run["direct"]["calls"] == 300 and run["direct"]["calls_per_s"] > 0
     assert run["direct"]["stock_balances"]["ok"]
     assert run["http_over_direct"] > 0
+    # The same sale over each buyer's Socket.IO connection, beside it, against the same direct run.
+    assert (socket_run["via"], socket_run["label"]) == ("socket", "target-socket")
+    assert socket_run["outcomes"]["ack reserved"] == 50
+    assert socket_run["attempts"]["http_answers"] == sum(socket_run["outcomes"].values()) == 200
+    assert all(c["ok"] for c in socket_run["invariants"]["checks"].values())
+    assert socket_run["direct"] == run["direct"] and socket_run["over_direct"] > 0
 
 
 async def test_a_tampered_sale_breaches_the_invariants(
