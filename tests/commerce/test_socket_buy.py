@@ -68,6 +68,10 @@ async def test_socket_buyers_race_over_two_nodes(make_shop: Any, connect: Client
     assert set(held[0]) == fields, held[0]
     _, snap = await shop.call("GET", f"/api/rooms/{ROOM}/sales/{sale_id}")
     assert snap["stock_left"] == 0 and snap["reserved"] == UNITS and snap["status"] == "sold_out"
+    # The per-address window is keyed by a hash of the socket's address, never the address.
+    redis = shop.nodes[0].node.redis
+    windows = [k async for k in redis.scan_iter(match="live:{sale:*}:rl:ip:*")]
+    assert windows and not [k for k in windows if b"127.0.0.1" in k], windows
 
     # One purchase.reserved per hold (on a cluster, relayed from the sale's outbox).
     entries = await eventually(
