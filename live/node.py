@@ -173,7 +173,8 @@ class Node:
             require_role(claims, room_id, *BUYER_ROLES)
             result = await self.commerce.reserve(
                 room_id, req.sale_id, user=claims.sub, user_name=claims.name,
-                idempotency_key=req.key, ip=self.privacy.ip_key(address), **req.reservation_fields(),
+                idempotency_key=req.key, ip=self.privacy.ip_key(address),
+                **req.reservation_fields(),
             )  # fmt: skip
         except DomainError as exc:
             self._buy_result(exc.code).inc()
