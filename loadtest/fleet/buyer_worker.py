@@ -52,6 +52,9 @@ class _Sink:
     def likes_total(self, total: int) -> None:
         pass
 
+    def gift(self, slot: int, event: bytes) -> None:
+        pass
+
 
 def main(plan: BuyerPlan, conn: Connection) -> None:
     """Process entry point (multiprocessing `spawn`)."""
