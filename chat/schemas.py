@@ -128,7 +128,7 @@ class RefreshTokenIn(_Payload):
     token: Annotated[str, StringConstraints(min_length=1, max_length=8192)]
 
 
-P = TypeVar("P", bound=_Payload)
+P = TypeVar("P", bound=BaseModel)  # any model: other domains' Socket.IO requests too
 
 
 def parse(model: type[P], data: Any) -> P:

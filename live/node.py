@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import redis.asyncio as aioredis
 from aiohttp import web
-from pydantic import BaseModel, ValidationError
 
 from chat.errors import ChatError
+from chat.schemas import parse
 from chat.server import ChatServer
 from commerce import Commerce
 from commerce.keys import USER_ID
@@ -108,7 +108,7 @@ class Node:
     ) -> dict[str, Any]:
         """Socket.IO `gift {room, gift_id, count, key}` from a socket in the room: as
         `POST /api/rooms/{room}/gifts`, acknowledged `{ok, balance, entry_id, ...}`."""
-        req = _payload(GiftSocketIn, data)
+        req = parse(GiftSocketIn, data)
         room = await self.rooms.get(room_id)
         if room is None:
             raise unknown_room(room_id)
@@ -169,7 +169,7 @@ class Node:
         script, idempotency and limits; `address` is the per-address limit's), acknowledged with
         the 201 answer's fields and `ok: true`, or the same error codes."""
         try:
-            req = _payload(BuySocketIn, data)
+            req = parse(BuySocketIn, data)
             require_role(claims, room_id, *BUYER_ROLES)
             result = await self.commerce.reserve(
                 room_id, req.sale_id, user=claims.sub, user_name=claims.name,
@@ -226,22 +226,6 @@ def authority_of(auth: AuthSettings) -> TokenAuthority:
         max_ttl_s=auth.token_max_ttl_s,
         oidc=oidc,
     )
-
-
-P = TypeVar("P", bound=BaseModel)
-
-
-def _payload(model: type[P], data: dict[str, Any]) -> P:
-    """A Socket.IO request's payload validated by `model`, or `invalid_payload` naming each
-    problem."""
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'payload'}: {e['msg']}"
-            for e in exc.errors(include_url=False)
-        )
-        raise ChatError("invalid_payload", problems) from None
 
 
 NODE = web.AppKey("node", Node)
