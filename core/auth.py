@@ -16,6 +16,8 @@ TokenRole = Literal["host", "moderator", "viewer", "orders", "node", "privacy"]
 ROLES: tuple[str, ...] = get_args(TokenRole)
 # Roles that moderate a room they are granted.
 MODERATING_ROLES = frozenset({"host", "moderator"})
+# Who may buy, claim coupons and send gifts in a room (over HTTP and Socket.IO alike).
+BUYER_ROLES: tuple[str, ...] = ("viewer", "host", "moderator")
 # Verified tokens remembered per authority (bounded; longer tokens are not remembered).
 CACHE_SIZE = 16_384
 CACHE_TOKEN_MAX = 2048

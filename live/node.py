@@ -16,7 +16,7 @@ from commerce import Commerce
 from commerce.keys import USER_ID
 from commerce.schemas import BuySocketIn, GiftSocketIn
 from commerce.wallet import Applied
-from core.auth import Claims, Oidc, TokenAuthority, require_role
+from core.auth import BUYER_ROLES, Claims, Oidc, TokenAuthority, require_role
 from core.config import AuthSettings
 from core.errors import DomainError, unknown_room
 from core.events import RoomStateSource
@@ -29,8 +29,6 @@ from live.privacy import Privacy
 from live.settings import Settings
 
 log = logging.getLogger(__name__)
-# Who may reserve in a room over Socket.IO: the HTTP route's `live.http.commerce.BUYER_ROLES`.
-BUYER_ROLES = ("viewer", "host", "moderator")
 
 
 @dataclass(frozen=True, slots=True)

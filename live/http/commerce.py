@@ -8,7 +8,7 @@ from aiohttp import web
 
 from commerce import Commerce
 from commerce.schemas import CouponIn, CouponPinIn, PinIn, ProductIn, ReserveIn, SaleIn
-from core.auth import Claims, require_role
+from core.auth import BUYER_ROLES, Claims, require_role
 from core.errors import DomainError, unknown_room
 from core.rooms import Room
 from live.http.common import claims_of, read_json
@@ -16,7 +16,6 @@ from live.node import NODE
 
 routes = web.RouteTableDef()
 IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
-BUYER_ROLES = ("viewer", "host", "moderator")
 _REPLAYED = {"Idempotent-Replayed": "true"}
 
 

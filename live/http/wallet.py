@@ -11,9 +11,9 @@ from commerce import Commerce
 from commerce.keys import USER_ID
 from commerce.schemas import CreditIn, GiftIn, GiftsIn, RefundIn
 from commerce.wallet import Applied
-from core.auth import require_role
+from core.auth import BUYER_ROLES, require_role
 from core.errors import DomainError, unknown_room
-from live.http.commerce import BUYER_ROLES, idempotency_key
+from live.http.commerce import idempotency_key
 from live.http.common import claims_of, read_json
 from live.node import NODE
 
